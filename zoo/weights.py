@@ -1,0 +1,80 @@
+"""Weights of catalog variants: materialise, verify by sha256, load into a model.
+
+Weights live in the user cache keyed by their sha256 (:func:`zoo.paths.weights_path`). A
+reference variant's file is regenerated deterministically when absent and must hash to the
+sha256 pinned in ``zoo.yaml``; trained weights come from ``zoo register``. Nothing is trusted
+until its hash matches.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file, save
+
+from zoo.errors import WeightsError
+from zoo.fileio import atomic_write_bytes, sha256_file
+from zoo.models import TrackerNet, build_model
+from zoo.paths import weights_path
+from zoo.reference_weights import SCHEME, reference_state_dict
+from zoo.schema import Variant
+
+
+def reference_seed(variant: Variant) -> str:
+    """The seed string of a reference variant (its provenance may pin another one)."""
+    return variant.weights.provenance.seed or variant.name
+
+
+def serialize_state_dict(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes; deterministic for equal tensors and metadata."""
+    return save({k: v.contiguous() for k, v in state.items()}, metadata=metadata)
+
+
+def reference_weights_bytes(variant: Variant) -> bytes:
+    """Generate the reference weights file of ``variant`` (bit-identical everywhere)."""
+    model = build_model(variant.arch)
+    state = reference_state_dict(model, reference_seed(variant))
+    meta = {"variant": variant.name, "provenance": "reference, untrained", "scheme": SCHEME}
+    return serialize_state_dict(state, meta)
+
+
+def weights_status(variant: Variant) -> str:
+    """``cached`` (present, hash checked at load), ``reference`` (regenerable) or ``missing``."""
+    if weights_path(variant.weights.sha256, variant.weights.file).is_file():
+        return "cached"
+    return "reference" if variant.weights.provenance.kind == "reference" else "missing"
+
+
+def ensure_weights(variant: Variant) -> Path:
+    """Return the verified local path of ``variant``'s weights, generating reference weights."""
+    spec = variant.weights
+    path = weights_path(spec.sha256, spec.file)
+    with FileLock(str(path.parent) + ".lock"):
+        if path.is_file():
+            actual = sha256_file(path)
+            if actual == spec.sha256:
+                return path
+            path.unlink()  # corrupt cache entry: never serve it
+        if spec.provenance.kind != "reference":
+            raise WeightsError(
+                f"weights of {variant.name!r} ({spec.file}, sha256 {spec.sha256[:12]}...) are not in the cache; "
+                f"register the checkpoint with 'zoo register {variant.name} FILE'"
+            )
+        data = reference_weights_bytes(variant)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != spec.sha256:
+            raise WeightsError(
+                f"regenerated reference weights of {variant.name!r} hash to {actual}, "
+                f"zoo.yaml pins {spec.sha256}: the architecture or generator changed"
+            )
+        atomic_write_bytes(path, data)
+    return path
+
+
+def load_model(variant: Variant) -> TrackerNet:
+    """Build ``variant`` and load its verified weights strictly (eval mode)."""
+    model = build_model(variant.arch)
+    model.load_state_dict(load_file(str(ensure_weights(variant))), strict=True)
+    return model.eval()
