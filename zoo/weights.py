@@ -41,10 +41,11 @@ def reference_weights_bytes(variant: Variant) -> bytes:
 
 
 def weights_status(variant: Variant) -> str:
-    """``cached`` (present, hash checked at load), ``reference`` (regenerable) or ``missing``."""
+    """``cached`` (in the cache; hash checked at load), ``regenerable`` (reference weights not
+    yet generated) or ``missing``."""
     if weights_path(variant.weights.sha256, variant.weights.file).is_file():
         return "cached"
-    return "reference" if variant.weights.provenance.kind == "reference" else "missing"
+    return "regenerable" if variant.weights.provenance.kind == "reference" else "missing"
 
 
 def ensure_weights(variant: Variant) -> Path:

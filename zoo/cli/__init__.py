@@ -1,0 +1,45 @@
+"""``zoo`` command line: click commands, rich tables; errors become one line and an exit code."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from zoo import __version__
+from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
+from zoo.cli.output import err_console
+from zoo.errors import ZooError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="zoo")
+def cli() -> None:
+    """Model zoo and export toolchain for the lightweight tracker family."""
+
+
+for command in (list_cmd, info_cmd, register_cmd, weights_cmd, catalog_group):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console entry point: ZooError -> 'error: ...' on stderr and its exit code."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ZooError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line unless ZOO_DEBUG asks for the traceback
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set ZOO_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)

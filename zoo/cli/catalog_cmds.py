@@ -1,0 +1,188 @@
+"""Catalog commands: list, info, register, weights, catalog check/refresh."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from zoo.catalog import Catalog
+from zoo.cli.output import Column, console, rich_table, to_csv, to_json, to_markdown
+from zoo.figures import part_rows, reported_dict, summary_row, within_budget
+from zoo.register import check_rows, refresh_catalog, register_checkpoint
+from zoo.weights import ensure_weights
+
+catalog_option = click.option(
+    "--catalog", "catalog_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Catalog file (default: $ZOO_CATALOG or the zoo.yaml of this installation).",
+)
+
+LIST_COLUMNS = [
+    Column("name", "variant", justify="left"),
+    Column("row", "row"),
+    Column("block_label", "blocks", justify="left"),
+    Column("channels", "C"),
+    Column("pretrain", "pre", justify="left"),
+    Column("lasot_auc", "AUC", ".2f"),
+    Column("params_reported_m", "params rep", ".3f"),
+    Column("params_m", "meas", ".3f"),
+    Column("params_delta_pct", "Δ%", "+.2f"),
+    Column("macs_reported_m", "MACs rep", ".0f"),
+    Column("macs_m", "meas", ".1f"),
+    Column("macs_delta_pct", "Δ%", "+.2f"),
+    Column("macs_total_m", "+attn", ".1f"),
+    Column("weights", "weights", justify="left"),
+]
+
+PART_COLUMNS = [
+    Column("part", "part", justify="left"),
+    Column("params", "params", ","),
+    Column("params_share_pct", "params %", ".1f"),
+    Column("macs", "MACs", ","),
+    Column("macs_share_pct", "MACs %", ".1f"),
+    Column("macs_total", "MACs+attn", ","),
+    Column("macs_total_share_pct", "MACs+attn %", ".1f"),
+    Column("macs_per_param", "MACs/param", ".0f"),
+]
+
+
+def _emit(rows: list[dict], columns: list[Column], fmt: str, title: str, payload=None) -> None:
+    if fmt == "json":
+        console.file.write(to_json(payload if payload is not None else rows))
+    elif fmt == "csv":
+        console.file.write(to_csv(rows, columns))
+    elif fmt == "markdown":
+        console.file.write(to_markdown(rows, columns))
+    else:
+        console.print(rich_table(rows, columns, title=title))
+
+
+def format_options(func):
+    """--json / --csv / --markdown: print the table's rows in that format instead."""
+    func = click.option("--markdown", "fmt", flag_value="markdown", help="Print a Markdown table.")(func)
+    func = click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")(func)
+    func = click.option("--json", "fmt", flag_value="json", help="Print JSON.")(func)
+    return func
+
+
+@click.command("list")
+@click.argument("patterns", nargs=-1)
+@format_options
+@catalog_option
+def list_cmd(patterns: tuple[str, ...], fmt: str | None, catalog_file: Path | None) -> None:
+    """List variants (PATTERNS: names or wildcards such as 'fgaf*'; default all)."""
+    catalog = Catalog.load(catalog_file)
+    variants = catalog.select(patterns or ["all"])
+    rows = [summary_row(v) for v in variants]
+    _emit(rows, LIST_COLUMNS, fmt, f"zoo catalog ({len(rows)} of {len(catalog)} variants)")
+    if fmt is None:
+        over = [v.name for v in variants if not all(within_budget(v))]
+        note = f"[red]outside the study's budget (params ±1%, MACs ±2%): {', '.join(over)}[/]" if over else \
+            "[green]every reported variant is within the study's budget (params ±1%, MACs ±2%)[/]"
+        console.print(note + " · MACs: conv+linear (thop convention); MACs+attn adds attention products")
+
+
+@click.command("info")
+@click.argument("variant")
+@format_options
+@catalog_option
+def info_cmd(variant: str, fmt: str | None, catalog_file: Path | None) -> None:
+    """Architecture, reported figures, weights and a per-part breakdown of one VARIANT."""
+    v = Catalog.load(catalog_file).get(variant)
+    parts = part_rows(v)
+    if fmt == "json":
+        payload = {
+            "name": v.name, "description": v.description, "arch": v.arch.model_dump(),
+            "training": v.training.model_dump(), "reported": reported_dict(v), "measured": v.measured.model_dump(),
+            "parts": parts, "weights": v.weights.model_dump(), "preprocessing": v.preprocessing.model_dump(),
+            "io": v.io.model_dump(), "tolerances": {k: {p: t.model_dump() for p, t in d.items()} for k, d in v.tolerances.items()},
+        }
+        _emit(parts, PART_COLUMNS, fmt, "", payload)
+        return
+    if fmt:
+        _emit(parts, PART_COLUMNS, fmt, "")
+        return
+    a = v.arch
+    head = Table.grid(padding=(0, 2))
+    head.add_row("[bold]variant[/]", f"{v.name} — {v.description}")
+    head.add_row("backbone", f"channels {a.backbone.channels}, inverted residuals {a.backbone.blocks} (expansion {a.backbone.expansion})")
+    head.add_row("fusion", f"{a.fusion.kind} x{a.fusion.depth}, {a.fusion.heads} heads, {a.fusion.norm}norm, ffn hidden {a.fusion.ffn_hidden}")
+    head.add_row("head", f"center head, {a.head.channels} channels, branch hidden {a.head.branch_hidden}")
+    head.add_row("training", f"pretrain {v.training.pretrain}, distillation {v.training.distillation or 'none'}")
+    if v.reported:
+        r = v.reported
+        sup = f" (superseded: {', '.join(map(str, r.lasot_auc_superseded))})" if r.lasot_auc_superseded else ""
+        head.add_row("reported", f"row {r.row}: LaSOT AUC {r.lasot_auc}{sup}, {r.params_m}M params, {r.macs_m:g}M MACs, "
+                     f"{r.speed_fps:g} fps GPU, {r.speed_1thread_fps:g} fps 1 CPU thread" + (f" — {r.note}" if r.note else ""))
+    else:
+        head.add_row("reported", "not trained in the study")
+    w = v.weights
+    head.add_row("weights", f"{w.file} ({w.bytes / 1e6:.2f} MB, sha256 {w.sha256[:16]}…) — {w.provenance.description}")
+    console.print(head)
+    console.print(rich_table(parts, PART_COLUMNS, title=f"{v.name}: where parameters and compute are"))
+
+
+@click.command("register")
+@click.argument("variant")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--description", help="Provenance note recorded in zoo.yaml.")
+@catalog_option
+def register_cmd(variant: str, checkpoint: Path, description: str | None, catalog_file: Path | None) -> None:
+    """Adopt a trained CHECKPOINT (.safetensors, .pth, .pth.tar) as VARIANT's weights."""
+    catalog = Catalog.load(catalog_file)
+    result = register_checkpoint(catalog, variant, checkpoint, description)
+    console.print(f"registered {result.tensors} tensors for [bold]{result.variant}[/]: {result.file} "
+                  f"sha256 {result.sha256} ({result.bytes / 1e6:.2f} MB) -> {result.cache_path}")
+    console.print(f"zoo.yaml updated: {catalog.path}")
+
+
+@click.command("weights")
+@click.argument("patterns", nargs=-1)
+@format_options
+@catalog_option
+def weights_cmd(patterns: tuple[str, ...], fmt: str | None, catalog_file: Path | None) -> None:
+    """Materialise and verify the weights of variants (reference weights are regenerated)."""
+    variants = Catalog.load(catalog_file).select(patterns or ["all"])
+    rows = []
+    with console.status("verifying weights") as status:
+        for v in variants:
+            status.update(f"weights of {v.name}")
+            path = ensure_weights(v)
+            rows.append({"name": v.name, "kind": v.weights.provenance.kind, "sha256": v.weights.sha256,
+                         "bytes": v.weights.bytes, "path": str(path)})
+    cols = [Column("name", "variant", justify="left"), Column("kind", "provenance", justify="left"),
+            Column("bytes", "bytes", ","), Column("sha256", "sha256 (verified)", justify="left"), Column("path", "path", justify="left")]
+    _emit(rows, cols, fmt, "weights")
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """Check or refresh the measured figures and reference hashes in zoo.yaml."""
+
+
+CHECK_COLUMNS = [
+    Column("name", "variant", justify="left"), Column("params", "params", ","), Column("params_catalog", "in zoo.yaml", ","),
+    Column("macs", "MACs", ","), Column("macs_catalog", "in zoo.yaml", ","), Column("ok", "ok"),
+]
+
+
+@catalog_group.command("check")
+@click.argument("patterns", nargs=-1)
+@format_options
+@catalog_option
+def catalog_check(patterns: tuple[str, ...], fmt: str | None, catalog_file: Path | None) -> None:
+    """Rebuild every model, recount it and regenerate reference weights; exit 1 on any drift."""
+    rows = check_rows(Catalog.load(catalog_file).select(patterns or ["all"]))
+    _emit(rows, CHECK_COLUMNS, fmt, "zoo.yaml vs recomputed")
+    if not all(r["ok"] for r in rows):
+        raise click.exceptions.Exit(1)
+
+
+@catalog_group.command("refresh")
+@click.argument("patterns", nargs=-1)
+@catalog_option
+def catalog_refresh(patterns: tuple[str, ...], catalog_file: Path | None) -> None:
+    """Write recomputed measured figures and reference weight hashes into zoo.yaml."""
+    catalog = Catalog.load(catalog_file)
+    changed = refresh_catalog(catalog, check_rows(catalog.select(patterns or ["all"])))
+    console.print(f"updated: {', '.join(changed)}" if changed else "zoo.yaml is up to date")
