@@ -28,6 +28,8 @@ def _yaml() -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
     y.width = 120
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     return y
 
 
@@ -152,7 +154,8 @@ class Catalog:
 
 
 def update_variant(path: Path, name: str, changes: dict[str, Any]) -> Catalog:
-    """Set top-level fields of one variant in ``zoo.yaml``, keeping comments and layout.
+    """Set fields of one variant in ``zoo.yaml`` (dotted keys reach into mappings, e.g.
+    ``weights.sha256``), keeping comments, anchors and layout.
 
     The edited text is validated before it atomically replaces the file; a lock serialises
     concurrent edits.
@@ -163,7 +166,11 @@ def update_variant(path: Path, name: str, changes: dict[str, Any]) -> Catalog:
         if entry is None:
             raise UsageError(f"unknown variant {name!r}")
         for key, value in changes.items():
-            entry[key] = value
+            *parents, leaf = key.split(".")
+            node = entry
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
         buf = io.StringIO()
         _yaml().dump(raw, buf)
         text = buf.getvalue()

@@ -87,12 +87,9 @@ def refresh_catalog(catalog: Catalog, rows: list[dict]) -> list[str]:
     for row in rows:
         if row["ok"]:
             continue
-        variant = catalog.get(row["name"])
         changes: dict = {"measured": {"params": row["params"], "macs": row["macs"], "macs_total": row["macs_total"]}}
         if row["weights_sha256"]:
-            weights = variant.weights.model_dump()
-            weights.update(sha256=row["weights_sha256"], bytes=row["weights_bytes"])
-            changes["weights"] = weights
+            changes.update({"weights.sha256": row["weights_sha256"], "weights.bytes": row["weights_bytes"]})
         update_variant(catalog.path, row["name"], changes)
         changed.append(row["name"])
     return changed

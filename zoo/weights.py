@@ -8,6 +8,7 @@ until its hash matches.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -28,8 +29,18 @@ def reference_seed(variant: Variant) -> str:
 
 
 def serialize_state_dict(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
-    """safetensors bytes; deterministic for equal tensors and metadata."""
-    return save({k: v.contiguous() for k, v in state.items()}, metadata=metadata)
+    """safetensors bytes, byte-for-byte deterministic for equal tensors and metadata.
+
+    The library writes its JSON header from a hash map, so key order (and hence the file's
+    sha256) can change from run to run. The header is re-serialised with sorted keys and
+    padded to 8 bytes; tensor offsets are relative to the data section and stay valid.
+    """
+    raw = save({k: v.contiguous() for k, v in state.items()}, metadata=metadata)
+    header_len = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + raw[8 + header_len :]
 
 
 def reference_weights_bytes(variant: Variant) -> bytes:

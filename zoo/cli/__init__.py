@@ -25,7 +25,7 @@ for command in (list_cmd, info_cmd, register_cmd, weights_cmd, catalog_group):
 def main() -> None:
     """Console entry point: ZooError -> 'error: ...' on stderr and its exit code."""
     try:
-        cli.main(standalone_mode=False)
+        sys.exit(cli.main(standalone_mode=False) or 0)
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)
