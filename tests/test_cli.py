@@ -1,0 +1,111 @@
+"""The installed `zoo` command: JSON/CSV/Markdown output, exit codes, one-line errors."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import CATALOG
+
+ZOO = shutil.which("zoo")
+pytestmark = pytest.mark.skipif(ZOO is None, reason="zoo console script not installed")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([ZOO, *args], capture_output=True, text=True, env=os.environ.copy(), cwd=cwd, timeout=300)
+
+
+def test_list_json_has_measured_and_reported() -> None:
+    proc = run("list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["name"] for r in rows] == CATALOG.names
+    by_name = {r["name"]: r for r in rows}
+    fgaf3 = by_name["fgaf3"]
+    assert fgaf3["row"] == 6 and fgaf3["params"] == CATALOG.get("fgaf3").measured.params
+    assert fgaf3["macs"] < fgaf3["macs_total"]
+    assert fgaf3["reported"]["params_m"] == 3.417 and fgaf3["reported"]["speed_1thread_fps"] == 37
+    assert by_name["fgaf5"]["reported"] is None and by_name["fgaf5"]["row"] is None
+    for r in rows:
+        if r["reported"]:
+            assert abs(r["params_delta_pct"]) <= 1.0 and abs(r["macs_delta_pct"]) <= 2.0
+
+
+def test_list_wildcard_csv_and_markdown() -> None:
+    proc = run("list", "fgaf*", "--csv")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [r["name"] for r in rows] == ["fgaf3", "fgaf4", "fgaf2", "fgaf5", "fgaf3-bn-c128"]
+    md = run("list", "af3", "--markdown").stdout.splitlines()
+    assert md[0].startswith("| variant |") and md[2].startswith("| af3 |") and len(md) == 3
+
+
+def test_list_table_shows_budget_verdict() -> None:
+    proc = run("list")
+    assert proc.returncode == 0
+    assert "fgaf3-bn-c128" in proc.stdout and "every reported variant is within the study's budget" in proc.stdout
+
+
+def test_info_json_breaks_down_parts() -> None:
+    proc = run("info", "fgaf3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    parts = {p["part"]: p for p in info["parts"]}
+    assert set(parts) == {"backbone", "fusion", "head", "total"}
+    assert sum(parts[p]["params"] for p in ("backbone", "fusion", "head")) == parts["total"]["params"] == info["measured"]["params"]
+    assert sum(parts[p]["macs"] for p in ("backbone", "fusion", "head")) == info["measured"]["macs"]
+    assert parts["head"]["params_share_pct"] > parts["head"]["macs_share_pct"]
+    assert info["weights"]["sha256"] == CATALOG.get("fgaf3").weights.sha256
+    table = run("info", "base-c128")
+    assert table.returncode == 0 and "backbone" in table.stdout and "row 1: LaSOT AUC 58.81" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("info", "fgaf"), "unknown variant 'fgaf' (did you mean 'fgaf5' or 'fgaf4' or 'fgaf3'?)"),
+        (("list", "nothing*"), "no variant matches 'nothing*'"),
+        (("register", "fgaf3", "/nonexistent/ckpt.pth"), "checkpoint not found"),
+        (("list", "--catalog", "/nonexistent/zoo.yaml"), "catalog not found"),
+        (("list", "--bogus"), "No such option '--bogus'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str) -> None:
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    if args[0] != "list" or "--bogus" not in args:
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_schema_error_is_one_line(catalog_copy: Path) -> None:
+    catalog_copy.write_text(catalog_copy.read_text().replace("        heads: 8\n", "        heads: 8\n        hedas: 8\n", 1))
+    proc = run("list", "--catalog", str(catalog_copy))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: zoo.yaml: variant 'base-c256': arch.fusion.hedas: unknown key"
+
+
+def test_catalog_check_detects_drift(catalog_copy: Path) -> None:
+    ok = run("catalog", "check", "fgaf2", "--json", "--catalog", str(catalog_copy))
+    assert ok.returncode == 0 and json.loads(ok.stdout)[0]["ok"] is True
+    text = catalog_copy.read_text()
+    old = f"      params: {CATALOG.get('fgaf2').measured.params}\n"
+    catalog_copy.write_text(text.replace(old, "      params: 123\n", 1))
+    bad = run("catalog", "check", "fgaf2", "--json", "--catalog", str(catalog_copy))
+    assert bad.returncode == 1 and json.loads(bad.stdout)[0]["ok"] is False
+    fixed = run("catalog", "refresh", "fgaf2", "--catalog", str(catalog_copy))
+    assert fixed.returncode == 0 and catalog_copy.read_text() == text
+
+
+def test_weights_command_verifies(tmp_path: Path) -> None:
+    proc = run("weights", "base-c128", "--json")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)[0]
+    assert Path(row["path"]).is_file() and row["sha256"] == CATALOG.get("base-c128").weights.sha256
