@@ -8,6 +8,7 @@ import click
 
 from zoo import __version__
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
+from zoo.cli.export_cmd import export_cmd
 from zoo.cli.output import err_console
 from zoo.errors import ZooError
 
@@ -20,6 +21,7 @@ def cli() -> None:
 
 for command in (list_cmd, info_cmd, register_cmd, weights_cmd, catalog_group):
     cli.add_command(command)
+cli.add_command(export_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,175 @@
+"""The runner contract: load a model in one runtime, feed it catalog-named NCHW arrays, time it.
+
+In the spirit of Polygraphy's ``BaseRunner``: ``set_threads(n)`` then ``load()`` (or use the
+runner as a context manager), ``infer(inputs)`` any number of times, ``last_inference_time``
+holds the seconds of the last runtime call (the runtime's own run, without layout conversion),
+``close()`` frees it.
+
+:class:`ArtifactRunner` loads an exported artifact from its directory and ``manifest.json``;
+every input and output is mapped through the manifest's bindings (catalog name <-> the
+runtime's tensor name, NCHW <-> the runtime's layout), never by position.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from exporters.base import MissingPackage, require  # noqa: F401  (re-exported for runners)
+from exporters.manifest import Manifest, TensorBinding, read_manifest
+from zoo.errors import UsageError, ZooError
+
+
+def to_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Transpose a 4-d array between NCHW and NHWC (no-op when equal or not 4-d)."""
+    if src == dst or array.ndim != 4:
+        return array
+    axes = (0, 2, 3, 1) if (src, dst) == ("NCHW", "NHWC") else (0, 3, 1, 2)
+    return np.ascontiguousarray(array.transpose(axes))
+
+
+class BaseRunner(ABC):
+    """One model in one runtime; inputs and outputs keyed by catalog name, NCHW float32."""
+
+    #: key in :data:`compare.runners.RUNNERS`
+    format: ClassVar[str] = ""
+    #: pip extra that installs the runtime
+    extra: ClassVar[str] = ""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.threads = 1
+        self.last_inference_time: float | None = None
+        self.is_loaded = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def set_threads(self, n: int) -> None:
+        """Use ``n`` CPU threads; a loaded runner is reloaded (some runtimes fix it at load)."""
+        if int(n) < 1:
+            raise UsageError(f"thread count must be >= 1, got {n}")
+        self.threads = int(n)
+        if self.is_loaded:
+            self.close()
+            self.load()
+
+    def load(self) -> "BaseRunner":
+        if not self.is_loaded:
+            self._load()
+            self.is_loaded = True
+        return self
+
+    def close(self) -> None:
+        if self.is_loaded:
+            self._close()
+            self.is_loaded = False
+
+    def __enter__(self) -> "BaseRunner":
+        return self.load()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- inference -------------------------------------------------------------------------
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once: catalog-named NCHW float32 arrays in, catalog-named NCHW arrays out."""
+        if not self.is_loaded:
+            self.load()
+        return self._infer(self._check_inputs(inputs))
+
+    @property
+    @abstractmethod
+    def input_names(self) -> list[str]:
+        """Catalog names of the inputs, in declaration order."""
+
+    def _check_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        expected = self.input_names
+        if sorted(inputs) != sorted(expected):
+            raise UsageError(f"{self.name}: inputs {sorted(inputs)} do not match the model's {sorted(expected)}")
+        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
+
+    def _timed(self, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        self.last_inference_time = time.perf_counter() - start
+        return result
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    def _close(self) -> None:  # default: drop references
+        pass
+
+    @abstractmethod
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class ArtifactRunner(BaseRunner):
+    """A runner over an exported artifact directory; subclasses implement :meth:`_run`.
+
+    ``_run`` takes ``{runtime_name: array in the runtime's layout}`` and returns
+    ``{runtime_name: array}``; this class does the name and layout mapping from the manifest.
+    """
+
+    def __init__(self, artifact_dir: Path | str, manifest: Manifest | None = None):
+        self.artifact_dir = Path(artifact_dir)
+        self.manifest = manifest or read_manifest(self.artifact_dir)
+        if self.format and self.manifest.format != self.format:
+            raise UsageError(f"{self.artifact_dir} holds a {self.manifest.format} artifact, not {self.format}")
+        m = self.manifest
+        super().__init__(f"{m.variant}/{m.format}-{m.precision}")
+
+    @property
+    def input_names(self) -> list[str]:
+        return [b.name for b in self.manifest.inputs]
+
+    def model_file(self, suffix: str) -> Path:
+        """The manifest's (single) file ending in ``suffix``."""
+        hits = [f.path for f in self.manifest.files if f.path.endswith(suffix)]
+        if len(hits) != 1:
+            raise ZooError(f"{self.name}: expected one *{suffix} file in the manifest, found {len(hits)}")
+        return self.artifact_dir / hits[0]
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {}
+        for b in self.manifest.inputs:
+            array = inputs[b.name]
+            expected = b.shape if b.layout == "NCHW" else [b.shape[i] for i in (0, 3, 1, 2)]
+            if list(array.shape) != expected:
+                raise UsageError(f"{self.name}: input {b.name!r} has shape {list(array.shape)}, expected {expected} (NCHW)")
+            feed[b.runtime_name] = to_layout(array, "NCHW", b.layout)
+        raw = self._timed(self._run, feed)
+        return {b.name: self._output(raw, b) for b in self.manifest.outputs}
+
+    def _output(self, raw: dict[str, np.ndarray], b: TensorBinding) -> np.ndarray:
+        if b.runtime_name not in raw:
+            raise ZooError(f"{self.name}: the runtime returned no output {b.runtime_name!r} ({b.name})")
+        array = np.asarray(raw[b.runtime_name], dtype=np.float32).reshape(b.shape)
+        return to_layout(array, b.layout, "NCHW")
+
+    @abstractmethod
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@contextlib.contextmanager
+def native_quiet(fds: tuple[int, ...] = (1, 2)):
+    """Send the process's C-level stdout/stderr to /dev/null for the block (runtimes that print
+    banners on import or load). File descriptors are process-wide: keep the block short."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)

@@ -1,0 +1,51 @@
+"""ncnn runner: ``ncnn.Net`` from the ``.param``/``.bin`` pair, blobs named through the manifest.
+
+``net.opt.num_threads`` is set before loading. fp32 artifacts run with fp16 packing, storage
+and arithmetic off (true fp32); fp16 artifacts (fp16 weights in the ``.bin``) with them on,
+which takes effect on CPUs with fp16 support.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from compare.runners.base import ArtifactRunner, require
+
+
+class NcnnRunner(ArtifactRunner):
+    format = "ncnn"
+    extra = "ncnn"
+
+    def _load(self) -> None:
+        ncnn = require("ncnn", self.extra, "ncnn")
+        net = ncnn.Net()
+        half = self.manifest.precision == "fp16"
+        net.opt.num_threads = self.threads
+        net.opt.use_fp16_packed = half
+        net.opt.use_fp16_storage = half
+        net.opt.use_fp16_arithmetic = half
+        net.opt.use_bf16_storage = False
+        for kind, load in (("param", net.load_param), ("bin", net.load_model)):
+            path = self.model_file(f".{kind}")
+            if load(str(path)) != 0:
+                raise RuntimeError(f"{self.name}: ncnn could not load {path.name}")
+        self._ncnn = ncnn
+        self._net = net
+
+    def _close(self) -> None:
+        if getattr(self, "_net", None) is not None:
+            self._net.clear()
+        self._net = None
+
+    def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ncnn = self._ncnn
+        out = {}
+        with self._net.create_extractor() as ex:
+            for name, array in feed.items():
+                # clone: the Mat must own its data, the numpy buffer is not kept alive by ncnn
+                ex.input(name, ncnn.Mat(array, batch_index=0).clone())
+            for b in self.manifest.outputs:
+                ret, mat = ex.extract(b.runtime_name)
+                if ret != 0:
+                    raise RuntimeError(f"{self.name}: ncnn extract({b.runtime_name!r}) returned {ret}")
+                out[b.runtime_name] = np.array(mat.numpy(batch_index=0), dtype=np.float32, copy=True)
+        return out

@@ -1,0 +1,125 @@
+"""The exporter contract: one small class per format, the pipeline does everything else.
+
+An :class:`Exporter` declares its ``name``, the ``precisions`` it offers, the pip ``extra``
+that installs its converter and runtime, whether it converts from the ONNX artifact
+(``needs_onnx``), and ``versions()`` of the packages that determine its output. ``convert``
+writes the model files into a build directory and returns a :class:`ConvertResult`: the files,
+the I/O bindings (catalog name -> runtime name, shape, layout) and the converter's exact flags.
+Verification, manifest, locking and installation are the pipeline's (:mod:`exporters.pipeline`).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import ModuleType
+from typing import ClassVar
+
+from exporters.manifest import Converter, TensorBinding
+from zoo.errors import ZooError
+from zoo.schema import TensorSpec, Variant
+
+
+class ConversionError(ZooError):
+    """A converter failed or produced something unusable (the build log has the details)."""
+
+
+class MissingPackage(ZooError):
+    """A converter or runtime package is not installed; the message names the pip extra."""
+
+
+def require(module: str, extra: str, what: str | None = None) -> ModuleType:
+    """Import ``module`` or raise a one-line :class:`MissingPackage` naming ``pip install 'zoo[extra]'``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingPackage(
+            f"{what or module} is not installed ({exc.name or module}): pip install 'zoo[{extra}]'"
+        ) from None
+
+
+@dataclass
+class BuildContext:
+    """Everything :meth:`Exporter.convert` may use."""
+
+    variant: Variant
+    precision: str
+    build_dir: Path
+    log_path: Path
+    #: the verified fp32 ONNX model (formats with ``needs_onnx``)
+    onnx_path: Path | None = None
+    verbose: bool = False
+    #: --force: converters must not reuse cached intermediate results either
+    force: bool = False
+
+
+@dataclass
+class ConvertResult:
+    files: list[str]  # relative to the build directory
+    inputs: list[TensorBinding]
+    outputs: list[TensorBinding]
+    converter: Converter
+    notes: list[str] = field(default_factory=list)
+
+
+def package_version(dist: str, extra: str) -> str:
+    """Installed version of distribution ``dist``; a :class:`MissingPackage` naming the extra if absent."""
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        raise MissingPackage(f"{dist} is not installed: pip install 'zoo[{extra}]'") from None
+
+
+def nchw_bindings(specs: list[TensorSpec], runtime_names: list[str] | None = None) -> list[TensorBinding]:
+    """Bindings for a runtime that keeps the catalog's NCHW shapes (runtime names default to the catalog's)."""
+    names = runtime_names or [s.name for s in specs]
+    return [TensorBinding(name=s.name, runtime_name=r, shape=list(s.shape), dtype=s.dtype, layout="NCHW")
+            for s, r in zip(specs, names, strict=True)]
+
+
+def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, env: dict | None = None) -> None:
+    """Run a converter command, appending its output to ``log_path``; failure -> ConversionError.
+
+    A missing executable is a :class:`MissingPackage` naming the pip extra.
+    """
+    exe = argv[0]
+    if os.sep not in exe and shutil.which(exe) is None:
+        raise MissingPackage(f"{what} ({exe}) is not installed: pip install 'zoo[{extra}]'")
+    with open(log_path, "ab") as log:
+        log.write(("$ " + " ".join(argv) + "\n").encode())
+        log.flush()
+        proc = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise ConversionError(f"{what} failed (exit {proc.returncode})")
+
+
+def python_tool(code: str) -> list[str]:
+    """argv running ``code`` in this interpreter (for converters shipped as Python extensions)."""
+    return [sys.executable, "-c", code]
+
+
+class Exporter(ABC):
+    name: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+    extra: ClassVar[str]
+    needs_onnx: ClassVar[bool] = True
+    #: bump when the exporter's code changes what it produces (part of the build key)
+    revision: ClassVar[int] = 1
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Versions of the converter and runtime packages (raises MissingPackage when absent)."""
+
+    @abstractmethod
+    def convert(self, ctx: BuildContext) -> ConvertResult:
+        """Write the model files into ``ctx.build_dir``; converter output goes to ``ctx.log_path``."""
+
+    def options(self, precision: str) -> dict:
+        """Options that determine the artifact besides the versions (part of the build key)."""
+        return {"precision": precision}

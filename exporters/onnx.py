@@ -1,0 +1,118 @@
+"""ONNX: the source format of every other exporter.
+
+``torch.onnx.export`` (TorchScript exporter, opset 17, static shapes, the catalog's tensor
+names) of the BatchNorm-folded model, simplified with onnxsim (onnxslim if onnxsim fails),
+checked by ``onnx.checker`` and tagged with the catalog's metadata in ``metadata_props``.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
+from exporters.manifest import Converter
+from zoo import __version__ as zoo_version
+
+OPSET = 17
+MODEL_FILE = "model.onnx"
+
+
+def _log(log_path: Path, text: str) -> None:
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+
+
+def _simplify(model, log_path: Path):
+    """onnxsim, then onnxslim as a fallback; returns (model, tool name)."""
+    onnx = require("onnx", "onnx")
+    try:
+        onnxsim = require("onnxsim", "onnx")
+        simplified, ok = onnxsim.simplify(model)
+        if not ok:
+            raise RuntimeError("onnxsim could not validate the simplified model")
+        return simplified, f"onnxsim {package_version('onnxsim', 'onnx')}"
+    except Exception as exc:  # noqa: BLE001 - any onnxsim failure falls back to onnxslim
+        _log(log_path, f"onnxsim failed ({type(exc).__name__}: {exc}); trying onnxslim")
+    onnxslim = require("onnxslim", "onnx")
+    slimmed = onnxslim.slim(model)
+    onnx.checker.check_model(slimmed)
+    return slimmed, f"onnxslim {package_version('onnxslim', 'onnx')}"
+
+
+class OnnxExporter(Exporter):
+    name = "onnx"
+    precisions = ("fp32",)
+    extra = "onnx"
+    needs_onnx = False
+
+    def versions(self) -> dict[str, str]:
+        return {dist: package_version(dist, self.extra) for dist in ("torch", "onnx", "onnxsim", "onnxslim", "onnxruntime")}
+
+    def options(self, precision: str) -> dict:
+        return {"precision": precision, "opset": OPSET, "fold_batchnorm": True, "simplify": "onnxsim|onnxslim"}
+
+    def convert(self, ctx: BuildContext) -> ConvertResult:
+        """Export, simplify, check and tag ``model.onnx``."""
+        onnx = require("onnx", self.extra)
+        import torch
+
+        from zoo.models.fold import fold_batchnorm
+        from zoo.weights import load_model
+
+        variant = ctx.variant
+        model = fold_batchnorm(load_model(variant))
+        dummies = tuple(torch.zeros(spec.shape) for spec in variant.io.inputs)
+        in_names = [s.name for s in variant.io.inputs]
+        out_names = [s.name for s in variant.io.outputs]
+        raw_path = ctx.build_dir / "raw.onnx"
+        kwargs = dict(input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(model, dummies, str(raw_path), **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                _log(ctx.log_path, buf.getvalue())
+                raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        _log(ctx.log_path, "torch.onnx.export " + json.dumps({k: v for k, v in kwargs.items()}) + "\n" + buf.getvalue())
+
+        model_proto = onnx.load(str(raw_path))
+        raw_path.unlink()
+        model_proto, simplifier = _simplify(model_proto, ctx.log_path)
+        ops = {node.op_type for node in model_proto.graph.node}
+        if "BatchNormalization" in ops:
+            raise ConversionError("a BatchNormalization node survived folding")
+        graph_in = [i.name for i in model_proto.graph.input]
+        graph_out = [o.name for o in model_proto.graph.output]
+        if graph_in != in_names or graph_out != out_names:
+            raise ConversionError(f"ONNX graph I/O {graph_in} -> {graph_out} differs from the catalog's {in_names} -> {out_names}")
+        pre = variant.preprocessing
+        meta = {
+            "variant": variant.name,
+            "weights_sha256": variant.weights.sha256,
+            "zoo_version": zoo_version,
+            "mean": json.dumps(pre.mean),
+            "std": json.dumps(pre.std),
+            "scale": repr(pre.scale),
+            "color": pre.color,
+            "layout": "NCHW",
+        }
+        del model_proto.metadata_props[:]
+        for key, value in meta.items():
+            model_proto.metadata_props.add(key=key, value=value)
+        model_proto.producer_name = "zoo"
+        model_proto.producer_version = zoo_version
+        onnx.checker.check_model(model_proto, full_check=True)
+        onnx.save(model_proto, str(ctx.build_dir / MODEL_FILE))
+        _log(ctx.log_path, f"simplified with {simplifier}; {len(model_proto.graph.node)} nodes, ops: {sorted(ops)}")
+        flags = [f"torch.onnx.export(fold_batchnorm(model), opset_version={OPSET}, dynamo=False, do_constant_folding=True, "
+                 f"input_names={in_names}, output_names={out_names})", simplifier]
+        return ConvertResult(
+            files=[MODEL_FILE],
+            inputs=nchw_bindings(variant.io.inputs),
+            outputs=nchw_bindings(variant.io.outputs),
+            converter=Converter(name="torch.onnx", version=package_version("torch", "onnx"), flags=flags),
+        )

@@ -1,0 +1,339 @@
+"""Export orchestration: plan, build, verify, install; atomic, locked, idempotent.
+
+For each variant the ONNX artifact is built (or reused) first when any requested format converts
+from it. Each target ``<out>/<variant>/<format>[-<precision>]`` is built under a per-target file
+lock in a temporary directory inside ``<out>/.build`` (same file system), verified in its own
+runtime against PyTorch eager on a fixed realistic input pair, given its ``manifest.json`` and
+only then moved into place. A target whose manifest has the same build key (weights, catalog
+I/O and preprocessing, options, tolerance, toolchain versions) and whose files still match their
+sha256 is reused; a corrupt one is rebuilt. Failures never leave a partial artifact: the build
+directory is removed and its log kept in ``<out>/.logs``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from exporters import FORMATS, get_exporter
+from exporters.base import BuildContext, Exporter
+from exporters.manifest import Manifest, Parity, check_files, file_entry, read_manifest, write_manifest
+from exporters.parity import compare_output, describe_failure
+from zoo import __version__ as zoo_version
+from zoo.errors import UsageError, ZooError
+from zoo.schema import Variant
+
+#: the verification input: the first scene of zoo.sample_inputs
+VERIFY_INPUTS = "zoo.sample_inputs.sample_pairs(variant, 1)[0] (scikit-image 'astronaut' crops)"
+REFERENCE = "PyTorch eager, fp32, catalog weights (BatchNorm unfolded)"
+
+
+class ExportFailed(ZooError):
+    """A target could not be exported or failed verification."""
+
+
+@dataclass(frozen=True)
+class Target:
+    variant: Variant
+    format: str
+    precision: str
+
+    @property
+    def dirname(self) -> str:
+        return self.format if self.precision == "fp32" else f"{self.format}-{self.precision}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name} {self.dirname}"
+
+
+@dataclass
+class Row:
+    """One line of the summary (and of ``--json``)."""
+
+    variant: str
+    format: str
+    precision: str
+    status: str  # built | rebuilt | reused | failed | skipped
+    size_mb: float | None = None
+    max_abs_err: float | None = None
+    seconds: float | None = None
+    path: str | None = None
+    note: str | None = None
+    log: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_out_dir() -> Path:
+    """``$ZOO_ARTIFACTS`` or ``./artifacts``."""
+    return Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts")
+
+
+def plan(variants: list[Variant], formats: list[str], precisions: list[str]) -> tuple[list[Target], list[Row]]:
+    """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows.
+
+    A precision a format does not offer is skipped with a note; when nothing at all remains the
+    request is a usage error.
+    """
+    targets: list[Target] = []
+    skipped: list[Row] = []
+    for variant in variants:
+        wanted = []
+        for fmt in FORMATS:
+            if fmt not in formats:
+                continue
+            exporter = get_exporter(fmt)
+            for precision in precisions:
+                if precision in exporter.precisions:
+                    wanted.append(Target(variant, fmt, precision))
+                else:
+                    skipped.append(Row(variant.name, fmt, precision, "skipped",
+                                       note=f"{fmt} offers {', '.join(exporter.precisions)} only"))
+        if wanted and any(get_exporter(t.format).needs_onnx for t in wanted) and \
+                not any(t.format == "onnx" for t in wanted):
+            wanted.insert(0, Target(variant, "onnx", "fp32"))
+        targets.extend(wanted)
+    if not targets:
+        raise UsageError("nothing to export: " + "; ".join(sorted({r.note for r in skipped if r.note})))
+    return targets, skipped
+
+
+def _prepare_out_dir(out: Path) -> None:
+    try:
+        (out / ".build").mkdir(parents=True, exist_ok=True)
+        (out / ".logs").mkdir(exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out / ".build", prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"output directory {out} is not writable: {exc.strerror or exc}") from None
+
+
+def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Pipeline:
+    """Export targets into ``out``; ``on_event(target, stage)`` reports progress."""
+
+    def __init__(self, out: Path, force: bool = False, verbose: bool = False, jobs: int = 1,
+                 on_event: Callable[[Target, str], None] | None = None):
+        self.out = Path(out).absolute()
+        self.force = force
+        self.verbose = verbose
+        self.jobs = max(1, int(jobs))
+        self.on_event = on_event or (lambda target, stage: None)
+        self._refs: dict[str, dict] = {}
+        self._ref_lock = threading.Lock()
+
+    # -- public --------------------------------------------------------------------------------
+    def run(self, targets: list[Target]) -> list[Row]:
+        """Export every target (variants in parallel up to ``jobs``); rows in ``targets`` order."""
+        _prepare_out_dir(self.out)
+        by_variant: dict[str, list[Target]] = {}
+        for t in targets:
+            by_variant.setdefault(t.variant.name, []).append(t)
+        if self.jobs == 1 or len(by_variant) == 1:
+            results = [self._run_variant(ts) for ts in by_variant.values()]
+        else:
+            with ThreadPoolExecutor(self.jobs) as pool:
+                results = list(pool.map(self._run_variant, by_variant.values()))
+        rows = {(r.variant, r.format, r.precision): r for rs in results for r in rs}
+        return [rows[(t.variant.name, t.format, t.precision)] for t in targets]
+
+    def target_dir(self, target: Target) -> Path:
+        return self.out / target.variant.name / target.dirname
+
+    # -- per variant ---------------------------------------------------------------------------
+    def _run_variant(self, targets: list[Target]) -> list[Row]:
+        rows, onnx_row = [], None
+        for target in targets:
+            exporter = get_exporter(target.format)
+            if exporter.needs_onnx and (onnx_row is None or onnx_row.status == "failed"):
+                rows.append(Row(target.variant.name, target.format, target.precision, "failed",
+                                note="needs the ONNX artifact, which failed"))
+                continue
+            row = self._export(target, exporter)
+            if target.format == "onnx":
+                onnx_row = row
+            rows.append(row)
+        return rows
+
+    def _build_inputs(self, target: Target, exporter: Exporter) -> dict:
+        v = target.variant
+        versions = exporter.versions()
+        source = None
+        if exporter.needs_onnx:
+            onnx = get_exporter("onnx")
+            versions = {**onnx.versions(), **versions}
+            source = self._build_inputs(Target(v, "onnx", "fp32"), onnx)
+        return {
+            "variant": v.name, "weights_sha256": v.weights.sha256, "format": target.format,
+            "precision": target.precision, "io": v.io.model_dump(), "preprocessing": v.preprocessing.model_dump(),
+            "tolerance": self._tolerance(target), "options": exporter.options(target.precision),
+            "exporter_revision": exporter.revision, "versions": versions, "zoo_version": zoo_version,
+            "source_onnx": _digest(source) if source else None,
+        }
+
+    @staticmethod
+    def _tolerance(target: Target) -> dict:
+        tol = target.variant.tolerances.get(target.format, {}).get(target.precision)
+        if tol is None:
+            raise ExportFailed(f"zoo.yaml has no {target.format} {target.precision} tolerance for {target.variant.name}")
+        return tol.model_dump()
+
+    def _export(self, target: Target, exporter: Exporter) -> Row:
+        start = time.perf_counter()
+        row = Row(target.variant.name, target.format, target.precision, "failed")
+        try:
+            build_inputs = self._build_inputs(target, exporter)
+            key = _digest(build_inputs)
+            dest = self.target_dir(target)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(dest.parent / f".{target.dirname}.lock")):
+                reuse_note = self._existing(dest, key)
+                if reuse_note is None:
+                    manifest = read_manifest(dest)
+                    row.status, row.note = "reused", "same weights, options and toolchain"
+                else:
+                    self.on_event(target, "building")
+                    manifest = self._build(target, exporter, build_inputs, key, dest)
+                    row.status = "rebuilt" if reuse_note else "built"
+                    row.note = reuse_note or None
+            row.size_mb = manifest.size_bytes / 1e6
+            row.max_abs_err = max(o.max_abs_err for o in manifest.parity.outputs)
+            row.path = str(dest)
+        except ZooError as exc:
+            row.note = str(exc)
+            row.log = getattr(exc, "log_path", None)
+        except OSError as exc:
+            row.note = f"{target.label}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        row.seconds = time.perf_counter() - start
+        self.on_event(target, row.status)
+        return row
+
+    def _existing(self, dest: Path, key: str) -> str | None:
+        """None when ``dest`` holds a reusable artifact, else why it is (re)built ('' when absent)."""
+        if not dest.exists():
+            return ""
+        try:
+            manifest = read_manifest(dest)
+        except ZooError:
+            return "existing artifact had no valid manifest: rebuilt"
+        if self.force:
+            return "--force: rebuilt"
+        if manifest.build_key != key:
+            return "weights, options or toolchain changed: rebuilt"
+        problems = check_files(dest, manifest)
+        if problems:
+            return f"existing artifact was corrupt ({problems[0]}): rebuilt"
+        return None
+
+    # -- build, verify, install ----------------------------------------------------------------
+    def _build(self, target: Target, exporter: Exporter, build_inputs: dict, key: str, dest: Path) -> Manifest:
+        build_root = self.out / ".build"
+        for stale in build_root.glob(f"{target.variant.name}--{target.dirname}--*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; we hold the target lock
+        build_dir = Path(tempfile.mkdtemp(prefix=f"{target.variant.name}--{target.dirname}--", dir=build_root))
+        os.chmod(build_dir, 0o755)  # mkdtemp makes it 0700; the installed artifact is for everyone
+        log_path = build_dir / "export.log"
+        log_path.touch()
+        try:
+            ctx = BuildContext(target.variant, target.precision, build_dir, log_path, verbose=self.verbose, force=self.force)
+            if exporter.needs_onnx:
+                ctx.onnx_path = self._copy_onnx(target, build_dir)
+            t0 = time.perf_counter()
+            self.on_event(target, "converting")
+            result = exporter.convert(ctx)
+            if ctx.onnx_path is not None:
+                ctx.onnx_path.unlink(missing_ok=True)
+            export_seconds = time.perf_counter() - t0
+            manifest = Manifest(
+                variant=target.variant.name, format=target.format, precision=target.precision,
+                files=[file_entry(build_dir, f) for f in result.files], inputs=result.inputs, outputs=result.outputs,
+                weights_sha256=target.variant.weights.sha256, zoo_version=zoo_version, converter=result.converter,
+                versions=build_inputs["versions"], build_key=key, build_inputs=build_inputs,
+                export_seconds=round(export_seconds, 3), verify_seconds=0.0,
+                parity=Parity(reference=REFERENCE, inputs=VERIFY_INPUTS, atol=0, rtol=0, passed=False, outputs=[]),
+                created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=result.notes,
+            )
+            self.on_event(target, "verifying")
+            t1 = time.perf_counter()
+            manifest.parity = self._verify(target, build_dir, manifest)
+            manifest.verify_seconds = round(time.perf_counter() - t1, 3)
+            if not manifest.parity.passed:
+                raise ExportFailed(f"{target.label}: verification failed: "
+                                   + describe_failure(manifest.parity.outputs, manifest.parity.atol, manifest.parity.rtol))
+            write_manifest(build_dir, manifest)
+            self._install(build_dir, dest)
+            return manifest
+        except Exception as exc:
+            kept = self.out / ".logs" / f"{target.variant.name}--{target.dirname}.log"
+            try:
+                shutil.copyfile(log_path, kept)
+            except OSError:
+                kept = None
+            shutil.rmtree(build_dir, ignore_errors=True)
+            err = exc if isinstance(exc, ZooError) else ExportFailed(
+                f"{target.label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            if isinstance(exc, ZooError) and not str(exc).startswith(target.label):
+                err = type(exc)(f"{target.label}: {exc}")
+            err.log_path = str(kept) if kept else None
+            raise err from exc
+
+    def _copy_onnx(self, target: Target, build_dir: Path) -> Path:
+        """Copy the installed, verified ONNX model under its lock (a concurrent --force may replace it)."""
+        onnx_dir = self.target_dir(Target(target.variant, "onnx", "fp32"))
+        with FileLock(str(onnx_dir.parent / ".onnx.lock")):
+            manifest = read_manifest(onnx_dir)
+            src = onnx_dir / manifest.files[0].path
+            dst = build_dir / "source.onnx"
+            shutil.copyfile(src, dst)
+        return dst
+
+    def _reference(self, variant: Variant) -> tuple[dict, dict]:
+        """(inputs, PyTorch outputs) of the verification pair, computed once per variant."""
+        with self._ref_lock:
+            if variant.name not in self._refs:
+                from compare.runners.pytorch import PytorchRunner
+                from zoo.sample_inputs import sample_pairs
+
+                inputs = sample_pairs(variant, 1)[0]
+                with PytorchRunner(variant) as ref:
+                    self._refs[variant.name] = (inputs, ref.infer(inputs))
+            return self._refs[variant.name]
+
+    def _verify(self, target: Target, build_dir: Path, manifest: Manifest) -> Parity:
+        from compare.runners import RUNNERS
+
+        inputs, expected = self._reference(target.variant)
+        tol = target.variant.tolerances[target.format][target.precision]
+        with RUNNERS[target.format](build_dir, manifest) as runner:
+            actual = runner.infer(inputs)
+        outputs = [compare_output(spec.name, actual[spec.name], expected[spec.name], tol.atol, tol.rtol)
+                   for spec in target.variant.io.outputs]
+        return Parity(reference=REFERENCE, inputs=VERIFY_INPUTS, atol=tol.atol, rtol=tol.rtol,
+                      passed=all(o.passed for o in outputs), outputs=outputs)
+
+    def _install(self, build_dir: Path, dest: Path) -> None:
+        """Move the verified build into place; an existing artifact is moved aside first, then removed."""
+        old = None
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{dest.parent.name}--{dest.name}--old-", dir=self.out / ".build"))
+            os.replace(dest, old / "artifact")
+        os.replace(build_dir, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

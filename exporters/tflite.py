@@ -1,0 +1,75 @@
+"""TFLite: a thin adapter over :mod:`exporters.tflite_convert` (onnx2tf, offline, builtin ops only).
+
+``convert_onnx_to_tflite`` does the conversion (float32 or float16 weights) and reports the
+signature bindings; this module turns its result into the exporter contract: the ``.tflite``
+file in the build directory, NHWC bindings (catalog name -> signature key) and the converter's
+flags and version. Verification then runs the artifact through ai-edge-litert's interpreter
+(:class:`compare.runners.tflite.TfliteRunner`), which refuses Flex ops.
+"""
+from __future__ import annotations
+
+import shutil
+
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
+from exporters.manifest import Converter, TensorBinding
+
+MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite"}
+
+
+def _backend():
+    try:
+        from exporters import tflite_convert
+    except ImportError as exc:
+        if exc.name and exc.name.split(".")[0] in ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert", "onnx", "onnx_graphsurgeon"):
+            raise MissingPackage(f"the TFLite converter is not installed ({exc.name}): pip install 'zoo[tflite]'") from None
+        raise
+    return tflite_convert
+
+
+class TfliteExporter(Exporter):
+    name = "tflite"
+    precisions = ("fp32", "fp16")
+    extra = "tflite"
+
+    def versions(self) -> dict[str, str]:
+        return {dist: package_version(dist, self.extra) for dist in ("onnx2tf", "tensorflow", "ai-edge-litert")}
+
+    def convert(self, ctx: BuildContext) -> ConvertResult:
+        """Convert ``ctx.onnx_path`` in a scratch directory and keep the one ``.tflite`` file."""
+        backend = _backend()
+        variant = ctx.variant
+        work = ctx.build_dir / "work"
+        work.mkdir()
+        try:
+            result = backend.convert_onnx_to_tflite(
+                onnx_path=ctx.onnx_path, out_dir=work, precision=ctx.precision, log_path=ctx.log_path,
+                input_names=[s.name for s in variant.io.inputs], output_names=[s.name for s in variant.io.outputs],
+                use_cache=not ctx.force,
+            )
+        except backend.TfliteConversionError as exc:
+            raise ConversionError(f"onnx2tf: {exc}") from None
+        target = MODEL_FILES[ctx.precision]
+        shutil.move(str(result.tflite_path), ctx.build_dir / target)
+        shutil.rmtree(work, ignore_errors=True)
+        notes = ["TFLite tensors are bound by signature name, never by index; layout as recorded (onnx2tf: NHWC)"]
+        diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
+        notes.append(f"converter self-check vs ONNX Runtime (synthetic images): max abs diff {diffs}")
+        if result.reused:
+            notes.append("onnx2tf run reused from the zoo cache (same ONNX bytes, flags and versions)")
+        return ConvertResult(
+            files=[target],
+            inputs=[self._binding(spec, result.bindings) for spec in variant.io.inputs],
+            outputs=[self._binding(spec, result.bindings) for spec in variant.io.outputs],
+            converter=Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags]),
+            notes=notes,
+        )
+
+    @staticmethod
+    def _binding(spec, bindings) -> TensorBinding:
+        b = bindings.get(spec.name)
+        if b is None:
+            raise ConversionError(f"the TFLite converter reported no binding for {spec.name!r}")
+        perms = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1)}
+        if perms.get(b.layout) != tuple(b.perm):
+            raise ConversionError(f"{spec.name!r}: unsupported TFLite layout {b.layout} (perm {b.perm})")
+        return TensorBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout=b.layout)

@@ -1,0 +1,242 @@
+"""zoo export, default tier: every format for base-c128 and fgaf3, verified in its runtime, plus
+the failure paths (failing converter, broken ONNX, parity above tolerance, unwritable output,
+unknown format, missing package, corrupt artifact, concurrent exports, idempotent reruns)."""
+from __future__ import annotations
+
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from export_fixtures import assert_artifact_valid, json_rows, zoo
+from exporters import FORMATS, get_exporter
+from exporters.manifest import check_files, read_manifest
+from exporters.pipeline import Pipeline, plan
+from zoo.catalog import Catalog
+from zoo.cli import cli
+from zoo.sample_inputs import SCENES, sample_pairs
+
+CATALOG = Catalog.load()
+DEFAULT_VARIANTS = ["base-c128", "fgaf3"]
+OFFERED = [(f, p) for f in FORMATS for p in get_exporter(f).precisions]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> tuple[Path, dict]:
+    """Export both default variants to every format and precision once, through the real CLI."""
+    out = tmp_path_factory.mktemp("artifacts")
+    report = out.parent / "first-run.json"
+    proc = zoo("export", *DEFAULT_VARIANTS, "--to", *FORMATS, "--precision", "fp32", "fp16",
+               "--out", str(out), "--json", str(report))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, json_rows(report)
+
+
+@pytest.mark.parametrize("fmt,precision", OFFERED)
+@pytest.mark.parametrize("name", DEFAULT_VARIANTS)
+def test_export_verified_in_runtime(shared, name: str, fmt: str, precision: str) -> None:
+    out, rows = shared
+    row = rows[(name, fmt, precision)]
+    assert row["status"] == "built" and row["size_mb"] > 0.5
+    variant = CATALOG.get(name)
+    tol = variant.tolerances[fmt][precision]
+    assert 0 < row["max_abs_err"] <= tol.atol + tol.rtol * 10  # outputs are O(1); the exact rule is below
+    artifact = out / name / (fmt if precision == "fp32" else f"{fmt}-{precision}")
+    assert Path(row["path"]) == artifact
+    manifest = read_manifest(artifact)
+    assert (manifest.format, manifest.precision) == (fmt, precision)
+    assert manifest.weights_sha256 == variant.weights.sha256
+    assert manifest.converter.flags and manifest.versions and manifest.export_seconds > 0
+    assert all(o.passed and o.worst_ratio <= 1 for o in manifest.parity.outputs)
+    assert {o.name for o in manifest.parity.outputs} == {s.name for s in variant.io.outputs}
+    assert_artifact_valid(artifact, variant, scene=2)
+
+
+def test_bindings_follow_each_runtime(shared) -> None:
+    out, _ = shared
+    v = CATALOG.get("fgaf3")
+    ncnn = read_manifest(out / "fgaf3" / "ncnn")
+    assert [b.runtime_name for b in ncnn.inputs] == ["in0", "in1"]
+    assert [b.runtime_name for b in ncnn.outputs] == ["out0", "out1", "out2"]
+    tfl = read_manifest(out / "fgaf3" / "tflite")
+    assert all(b.layout == "NHWC" for b in tfl.inputs + tfl.outputs)
+    search = tfl.binding("inputs", "search")
+    assert search.shape == [1, 256, 256, 3]
+    assert read_manifest(out / "fgaf3" / "mnn").inputs[0].shape == v.io.inputs[0].shape
+
+
+def test_fp16_artifacts_are_smaller(shared) -> None:
+    out, rows = shared
+    for fmt in ("mnn", "ncnn", "tflite"):
+        fp32, fp16 = rows[("fgaf3", fmt, "fp32")], rows[("fgaf3", fmt, "fp16")]
+        assert fp16["size_mb"] < 0.6 * fp32["size_mb"], fmt
+        assert fp16["max_abs_err"] > fp32["max_abs_err"], fmt
+
+
+def test_onnx_artifact_properties(shared, tmp_path) -> None:
+    out, _ = shared
+    # a BatchNorm variant too: its BN must be folded away
+    proc = zoo("export", "fgaf3-bn-c128", "--to", "onnx", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    for path, name in ((out / "fgaf3" / "onnx" / "model.onnx", "fgaf3"), (tmp_path / "fgaf3-bn-c128" / "onnx" / "model.onnx", "fgaf3-bn-c128")):
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+        meta = {p.key: p.value for p in model.metadata_props}
+        variant = CATALOG.get(name)
+        assert meta["variant"] == name and meta["weights_sha256"] == variant.weights.sha256
+        assert meta["layout"] == "NCHW" and "mean" in meta and "std" in meta and "zoo_version" in meta
+        dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+        assert dims == [s.shape for s in variant.io.inputs]  # static, catalog order and names
+        assert [i.name for i in model.graph.input] == [s.name for s in variant.io.inputs]
+
+
+def test_rerun_reuses_and_force_rebuilds(shared, tmp_path) -> None:
+    out, _ = shared
+    model = out / "base-c128" / "mnn" / "model.mnn"
+    before = model.stat().st_mtime_ns
+    report = tmp_path / "rerun.json"
+    proc = zoo("export", "base-c128", "--to", "mnn", "ncnn", "--out", str(out), "--json", str(report))
+    assert proc.returncode == 0, proc.stderr
+    rows = json_rows(report)
+    assert {r["status"] for r in rows.values()} == {"reused"}  # onnx, mnn, ncnn
+    assert "reused" in proc.stdout and model.stat().st_mtime_ns == before
+    proc = zoo("export", "base-c128", "--to", "mnn", "--out", str(out), "--force", "--json", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert json_rows(report)[("base-c128", "mnn", "fp32")]["status"] == "rebuilt"
+    assert model.stat().st_mtime_ns != before
+    assert check_files(model.parent, read_manifest(model.parent)) == []
+
+
+def test_corrupt_artifact_is_detected_and_rebuilt(shared, tmp_path) -> None:
+    out, _ = shared
+    mine = tmp_path / "art"
+    shutil.copytree(out / "base-c128", mine / "base-c128")
+    target = mine / "base-c128" / "ncnn" / "model.ncnn.bin"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    assert check_files(target.parent, read_manifest(target.parent))
+    report = tmp_path / "r.json"
+    proc = zoo("export", "base-c128", "--to", "ncnn", "--out", str(mine), "--json", str(report))
+    assert proc.returncode == 0, proc.stderr
+    row = json_rows(report)[("base-c128", "ncnn", "fp32")]
+    assert row["status"] == "rebuilt" and "corrupt" in row["note"]
+    assert check_files(target.parent, read_manifest(target.parent)) == []
+
+
+def _pipeline_rows(out: Path, names: list[str], formats: list[str], precisions=("fp32",), catalog=CATALOG):
+    targets, _ = plan(catalog.select(names), formats, list(precisions))
+    return {(r.format, r.precision): r for r in Pipeline(out).run(targets)}
+
+
+def _no_partial(out: Path, variant: str, dirname: str) -> None:
+    assert not (out / variant / dirname).exists()
+    assert list((out / ".build").iterdir()) == []
+
+
+def test_failing_converter_installs_nothing(shared, tmp_path, monkeypatch) -> None:
+    out, _ = shared
+    mine = tmp_path / "art"
+    shutil.copytree(out / "base-c128" / "onnx", mine / "base-c128" / "onnx")
+    from exporters.ncnn import NcnnExporter
+
+    monkeypatch.setattr(NcnnExporter, "flags", lambda self, variant, precision: ["false"])
+    rows = _pipeline_rows(mine, ["base-c128"], ["ncnn"])
+    row = rows[("ncnn", "fp32")]
+    assert row.status == "failed" and "pnnx failed (exit 1)" in row.note
+    assert rows[("onnx", "fp32")].status == "reused"
+    assert Path(row.log).is_file() and "$ false" in Path(row.log).read_text()
+    _no_partial(mine, "base-c128", "ncnn")
+
+
+def test_broken_onnx_fails_mnn_conversion(tmp_path, monkeypatch) -> None:
+    mine = tmp_path / "art"
+
+    def broken(self, target, build_dir):
+        path = build_dir / "source.onnx"
+        path.write_bytes(b"this is not an onnx model")
+        return path
+
+    monkeypatch.setattr(Pipeline, "_copy_onnx", broken)
+    rows = _pipeline_rows(mine, ["base-c128"], ["mnn"])
+    assert rows[("onnx", "fp32")].status == "built"
+    assert rows[("mnn", "fp32")].status == "failed" and "mnnconvert" in rows[("mnn", "fp32")].note
+    _no_partial(mine, "base-c128", "mnn")
+
+
+def test_parity_above_tolerance_fails_with_figures(shared, tmp_path) -> None:
+    out, _ = shared
+    mine = tmp_path / "art"
+    shutil.copytree(out / "base-c128" / "onnx", mine / "base-c128" / "onnx")
+    strict = tmp_path / "zoo.yaml"
+    text, n = re.subn(r"(\n      mnn:\n(?:        #.*\n)*        fp32: \{[^}]*\}\n(?:        #.*\n)*        fp16: )\{[^}]*\}",
+                      r"\1{atol: 0.00001, rtol: 0.0}", CATALOG.path.read_text(), count=1)
+    assert n == 1
+    strict.write_text(text)
+    proc = zoo("export", "base-c128", "--to", "mnn", "--precision", "fp16", "--out", str(mine), env={"ZOO_CATALOG": str(strict)})
+    assert proc.returncode == 1
+    assert "verification failed: above tolerance (atol 1e-05, rtol 0)" in proc.stderr
+    assert "max abs err" in proc.stderr
+    _no_partial(mine, "base-c128", "mnn-fp16")
+
+
+def test_unwritable_output_dir_is_a_usage_error(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = zoo("export", "base-c128", "--to", "onnx", "--out", str(blocker / "artifacts"))
+    assert proc.returncode == 2
+    assert "not writable" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_format_suggests() -> None:
+    result = CliRunner().invoke(cli, ["export", "fgaf3", "--to", "onnx", "mnnn"], standalone_mode=False)
+    assert result.exception is not None and getattr(result.exception, "exit_code", None) == 2
+    assert "unknown format 'mnnn' (did you mean 'mnn'" in str(result.exception)
+    proc = zoo("export", "fgaf3", "--to", "tflte")
+    assert proc.returncode == 2 and "did you mean 'tflite'" in proc.stderr
+
+
+def test_missing_converter_names_the_extra(monkeypatch) -> None:
+    import exporters.base
+
+    real = exporters.base.version
+
+    def fake(dist):
+        if dist == "pnnx":
+            raise exporters.base.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(exporters.base, "version", fake)
+    result = CliRunner().invoke(cli, ["export", "fgaf3", "--to", "ncnn"], standalone_mode=False)
+    assert "pip install 'zoo[ncnn]'" in str(result.exception) and result.exception.exit_code == 1
+
+
+def test_concurrent_exports_yield_one_valid_artifact(tmp_path) -> None:
+    out = tmp_path / "art"
+    reports = [tmp_path / f"r{i}.json" for i in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        procs = list(pool.map(lambda r: zoo("export", "base-c128", "--to", "onnx", "--out", str(out), "--json", str(r)), reports))
+    assert all(p.returncode == 0 for p in procs), [p.stderr for p in procs]
+    statuses = sorted(json_rows(r)[("base-c128", "onnx", "fp32")]["status"] for r in reports)
+    assert statuses == ["built", "reused"]
+    assert [p.name for p in (out / "base-c128").iterdir() if not p.name.startswith(".")] == ["onnx"]
+    assert_artifact_valid(out / "base-c128" / "onnx", CATALOG.get("base-c128"))
+
+
+def test_sample_inputs_are_deterministic_and_image_like() -> None:
+    v = CATALOG.get("fgaf3")
+    a, b = sample_pairs(v, len(SCENES)), sample_pairs(v, len(SCENES))
+    for pa, pb in zip(a, b):
+        assert pa.keys() == {"template", "search"}
+        for k in pa:
+            assert pa[k].dtype == np.float32 and np.array_equal(pa[k], pb[k])
+        assert pa["template"].shape == (1, 3, 128, 128) and pa["search"].shape == (1, 3, 256, 256)
+        assert 0.3 < pa["search"].std() < 2.0 and -2.2 < pa["search"].min() and pa["search"].max() < 2.7
+    assert not np.array_equal(a[0]["search"], a[1]["search"])
