@@ -1,7 +1,8 @@
 """Benchmark: cold ``zoo export VARIANT --to onnx mnn tflite ncnn`` wall time (one subprocess).
 
 ``python -m exporters.bench [VARIANT] [--precision fp32 ...]`` exports into a fresh temporary
-directory (nothing reused) and prints the wall time of the whole command, the per-target
+directory with a fresh cache (``ZOO_CACHE_DIR``: no converter cache, weights regenerated, nothing
+reused) and prints the wall time of the whole command, the per-target
 seconds from its ``--json`` rows, and the machine's CPU count.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-c", "from zoo.cli import main; main()", "export", variant,
                "--to", "onnx", "mnn", "tflite", "ncnn", *args, "--out", str(Path(tmp) / "artifacts"), "--json", str(report)]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = {**os.environ, "ZOO_CACHE_DIR": str(Path(tmp) / "cache")}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout + proc.stderr)
