@@ -8,6 +8,7 @@ import click
 
 from zoo import __version__
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
+from zoo.cli.compare_cmd import compare_cmd
 from zoo.cli.export_cmd import export_cmd
 from zoo.cli.output import err_console
 from zoo.errors import ZooError
@@ -22,6 +23,7 @@ def cli() -> None:
 for command in (list_cmd, info_cmd, register_cmd, weights_cmd, catalog_group):
     cli.add_command(command)
 cli.add_command(export_cmd)
+cli.add_command(compare_cmd)
 
 
 def main() -> None:

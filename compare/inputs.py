@@ -1,0 +1,86 @@
+"""Input pairs for a comparison: deterministic photo crops by default, or the user's ``.npz``.
+
+An ``.npz`` holds one array per catalog input name, either one pair (the catalog shape, e.g.
+``1x3x256x256``) or several along a leading sample axis (``Nx1x3x256x256``); every input must
+carry the same number of samples. :func:`save_npz` writes the same layout back, so a file saved
+with ``--save-inputs`` is a valid ``--inputs`` file.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from zoo.errors import UsageError
+from zoo.sample_inputs import sample_pairs
+from zoo.schema import Variant
+
+Pair = dict[str, np.ndarray]
+
+
+def default_pairs(variant: Variant, samples: int) -> list[Pair]:
+    """``samples`` deterministic template/search pairs cut from scikit-image's photographs."""
+    return sample_pairs(variant, samples)
+
+
+def read_npz(path: Path | str) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file; a missing or unreadable file is a usage error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--inputs file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: np.asarray(data[key]) for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def pairs_from_arrays(arrays: dict[str, np.ndarray], variant: Variant, source: str = "inputs") -> list[Pair]:
+    """Split named arrays into per-sample pairs for ``variant``, checking names and shapes.
+
+    Keys must be exactly the variant's catalog input names (extra or missing keys are a usage
+    error); each array is either the catalog shape or that shape with a leading sample axis.
+    """
+    expected = [spec.name for spec in variant.io.inputs]
+    if sorted(arrays) != sorted(expected):
+        raise UsageError(f"{source}: keys {sorted(arrays)} do not match {variant.name}'s inputs {sorted(expected)}")
+    stacked: dict[str, np.ndarray] = {}
+    for spec in variant.io.inputs:
+        array = arrays[spec.name]
+        if list(array.shape) == list(spec.shape):
+            array = array[None]
+        elif list(array.shape[1:]) != list(spec.shape):
+            raise UsageError(f"{source}: {spec.name!r} has shape {list(array.shape)}; expected {spec.shape} "
+                             f"or [N, {', '.join(map(str, spec.shape))}]")
+        if not np.issubdtype(array.dtype, np.number):
+            raise UsageError(f"{source}: {spec.name!r} is {array.dtype}, not numeric")
+        stacked[spec.name] = array.astype(np.float32, copy=False)
+    counts = {name: a.shape[0] for name, a in stacked.items()}
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise UsageError(f"{source}: inputs carry different or zero sample counts {counts}")
+    n = next(iter(counts.values()))
+    return [{name: np.ascontiguousarray(a[i]) for name, a in stacked.items()} for i in range(n)]
+
+
+def load_pairs(variant: Variant, samples: int, inputs_file: Path | str | None = None) -> list[Pair]:
+    """The pairs to compare on: ``inputs_file`` when given (all its samples), else the defaults."""
+    if inputs_file is None:
+        return default_pairs(variant, samples)
+    return pairs_from_arrays(read_npz(inputs_file), variant, source=str(inputs_file))
+
+
+def stack_pairs(pairs: list[Pair]) -> dict[str, np.ndarray]:
+    """Per-sample pairs -> one array per name with a leading sample axis."""
+    return {name: np.stack([p[name] for p in pairs]) for name in pairs[0]}
+
+
+def save_npz(path: Path | str, arrays: dict[str, np.ndarray]) -> None:
+    """Write named arrays to ``path`` (uncompressed ``.npz``); an unwritable path is a usage error."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
+            np.savez(fh, **arrays)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,243 @@
+"""Parity of each runtime with PyTorch eager: raw error figures and what the tracker would see.
+
+Per variant x runtime x precision x output (over all samples together): max abs error, mean abs
+error, max relative error, the lowest per-sample cosine similarity, NaN/Inf counts, and
+pass/fail against the catalog tolerance of the artifact's format and precision (the rule of
+:mod:`exporters.parity`: every element within ``atol + rtol * |reference|`` and nothing
+non-finite). Per sample, the tracker-aware figures: does the score-map argmax land on the same
+cell, and the IoU and centre distance (pixels of the search crop) between the box decoded from
+the runtime's outputs and the one decoded from PyTorch's.
+
+Library only: functions return dataclasses and plain row dicts; nothing is printed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compare.inputs import Pair
+from compare.runners import BaseRunner, PytorchRunner, open_artifact
+from exporters.parity import compare_output
+from zoo.errors import ZooError
+from zoo.schema import Variant
+from zoo.tracking import decode
+
+#: the head outputs :func:`zoo.tracking.decode` needs
+TRACKER_OUTPUTS = ("score", "size", "offset")
+
+
+@dataclass
+class OutputDiff:
+    """One output of one runtime against PyTorch, over every sample."""
+
+    variant: str
+    runtime: str
+    precision: str
+    output: str
+    samples: int
+    max_abs_err: float
+    mean_abs_err: float
+    max_rel_err: float  # max |a-b|/|b| over elements with |b| > atol
+    min_cosine: float  # lowest per-sample cosine similarity of the flattened outputs
+    worst_ratio: float  # max |a-b| / (atol + rtol*|b|); passes when <= 1
+    atol: float
+    rtol: float
+    nan_count: int
+    inf_count: int
+    passed: bool
+
+
+@dataclass
+class SampleTracking:
+    """The box decoded from one sample's outputs, runtime vs PyTorch (search-crop pixels)."""
+
+    sample: int
+    reference_cell: tuple[int, int]
+    cell: tuple[int, int]
+    same_cell: bool
+    iou: float
+    center_px: float
+    reference_score: float
+    score: float
+
+
+@dataclass
+class RuntimeParity:
+    """Everything measured for one variant in one runtime and precision."""
+
+    variant: str
+    runtime: str
+    format: str
+    precision: str
+    artifact: str | None
+    outputs: list[OutputDiff] = field(default_factory=list)
+    tracking: list[SampleTracking] = field(default_factory=list)
+    error: str | None = None  # the runtime could not load or run the artifact
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and bool(self.outputs) and all(o.passed for o in self.outputs)
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the flattened arrays (1.0 when both are all zeros, NaN when either is not finite)."""
+    x, y = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
+    nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+    if nx == 0 and ny == 0:
+        return 1.0
+    if nx == 0 or ny == 0:
+        return 0.0
+    return float(np.dot(x, y) / (nx * ny))
+
+
+def diff_output(variant: str, runtime: str, precision: str, output: str, actual: list[np.ndarray],
+                expected: list[np.ndarray], atol: float, rtol: float) -> OutputDiff:
+    """Error figures of one output over all samples (``actual``/``expected``: one array per sample)."""
+    a, b = np.stack(actual), np.stack(expected)
+    figures = compare_output(output, a, b, atol, rtol)
+    cosines = [cosine_similarity(x, y) for x, y in zip(actual, expected, strict=True)]
+    return OutputDiff(
+        variant=variant, runtime=runtime, precision=precision, output=output, samples=len(actual),
+        max_abs_err=figures.max_abs_err, mean_abs_err=figures.mean_abs_err, max_rel_err=figures.max_rel_err,
+        min_cosine=float("nan") if any(math.isnan(c) for c in cosines) else min(cosines),
+        worst_ratio=figures.worst_ratio, atol=atol, rtol=rtol,
+        nan_count=int(np.isnan(a).sum()), inf_count=int(np.isinf(a).sum()), passed=figures.passed,
+    )
+
+
+def track_sample(index: int, actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], crop_size: int) -> SampleTracking:
+    """Decode the box from both output sets and compare them (cell, IoU, centre distance)."""
+    ref = decode(expected["score"], expected["size"], expected["offset"], crop_size)
+    got = decode(actual["score"], actual["size"], actual["offset"], crop_size)
+    iou = got.box.iou(ref.box)
+    center = got.box.center_distance(ref.box)
+    return SampleTracking(
+        sample=index, reference_cell=ref.cell, cell=got.cell, same_cell=got.cell == ref.cell,
+        iou=iou if math.isfinite(iou) else float("nan"), center_px=center if math.isfinite(center) else float("inf"),
+        reference_score=ref.score, score=got.score,
+    )
+
+
+def run_all(runner: BaseRunner, pairs: list[Pair]) -> list[dict[str, np.ndarray]]:
+    """``runner``'s outputs for every pair (the runner is loaded if needed)."""
+    return [runner.infer(pair) for pair in pairs]
+
+
+def reference_outputs(variant: Variant, pairs: list[Pair], threads: int = 1) -> list[dict[str, np.ndarray]]:
+    """PyTorch eager (fp32, catalog weights, BatchNorm unfolded) outputs for every pair."""
+    runner = PytorchRunner(variant)
+    runner.set_threads(threads)
+    with runner:
+        return run_all(runner, pairs)
+
+
+def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, actual: list[dict[str, np.ndarray]],
+                    expected: list[dict[str, np.ndarray]], artifact: str | None = None) -> RuntimeParity:
+    """Parity and tracker figures of given outputs (one dict per sample) against the reference."""
+    tol = variant.tolerances.get(fmt, {}).get(precision)
+    result = RuntimeParity(variant.name, runtime, fmt, precision, artifact)
+    if tol is None:
+        result.error = f"zoo.yaml has no {fmt} {precision} tolerance for {variant.name}"
+        return result
+    for spec in variant.io.outputs:
+        result.outputs.append(diff_output(variant.name, runtime, precision, spec.name,
+                                          [o[spec.name] for o in actual], [o[spec.name] for o in expected],
+                                          tol.atol, tol.rtol))
+    if all(name in expected[0] for name in TRACKER_OUTPUTS):
+        crop = variant.preprocessing.search_size
+        result.tracking = [track_sample(i, a, e, crop) for i, (a, e) in enumerate(zip(actual, expected, strict=True))]
+    return result
+
+
+def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: list[Pair],
+                     expected: list[dict[str, np.ndarray]], threads: int = 1,
+                     keep_outputs: dict | None = None) -> RuntimeParity:
+    """Run the artifact in ``artifact_dir`` on every pair and compare with ``expected``.
+
+    A runtime that cannot load or run the artifact gives a failed result with ``error`` set
+    rather than an exception. ``keep_outputs``, when given, receives the runtime's outputs.
+    """
+    try:
+        runner = open_artifact(artifact_dir, threads=threads)
+    except ZooError as exc:
+        return RuntimeParity(variant.name, runtime, "?", "?", str(artifact_dir), error=str(exc))
+    manifest = runner.manifest
+    try:
+        with runner:
+            actual = run_all(runner, pairs)
+    except Exception as exc:  # any runtime failure is a finding about this artifact, not a crash
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        return RuntimeParity(variant.name, runtime, manifest.format, manifest.precision, str(artifact_dir),
+                             error=f"{type(exc).__name__}: {detail}")
+    if keep_outputs is not None:
+        keep_outputs[(variant.name, runtime, manifest.precision)] = actual
+    result = compare_outputs(variant, runtime, manifest.format, manifest.precision, actual, expected, str(artifact_dir))
+    if manifest.weights_sha256 != variant.weights.sha256 and result.error is None:
+        result.error = "artifact was built from other weights than the catalog's (re-export it)"
+    return result
+
+
+def compare_variant(variant: Variant, artifacts: list[tuple[str, Path]], pairs: list[Pair], threads: int = 1,
+                    keep_outputs: dict | None = None,
+                    on_result: Callable[[RuntimeParity], None] | None = None) -> list[RuntimeParity]:
+    """Every ``(runtime, artifact_dir)`` of one variant against PyTorch on the same ``pairs``.
+
+    The reference runs once; ``keep_outputs`` (optional) collects every output set keyed by
+    ``(variant, runtime, precision)``, PyTorch's under ``(variant, "pytorch", "fp32")``.
+    """
+    expected = reference_outputs(variant, pairs, threads)
+    if keep_outputs is not None:
+        keep_outputs[(variant.name, "pytorch", "fp32")] = expected
+    results = []
+    for runtime, artifact_dir in artifacts:
+        result = compare_artifact(variant, runtime, artifact_dir, pairs, expected, threads, keep_outputs)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+# -- rows (for tables and the JSON/CSV/Markdown writers) -------------------------------------------
+def parity_rows(results: list[RuntimeParity]) -> list[dict]:
+    """One row per variant x runtime x precision x output (one error row for a runtime that failed)."""
+    rows = []
+    for r in results:
+        if r.error is not None and not r.outputs:
+            rows.append({"variant": r.variant, "runtime": r.runtime, "precision": r.precision, "output": None,
+                         "status": "error", "note": r.error})
+            continue
+        for o in r.outputs:
+            row = {k: v for k, v in asdict(o).items() if k != "passed"}
+            row["status"] = "pass" if o.passed and r.error is None else "FAIL"
+            row["note"] = r.error
+            rows.append(row)
+    return rows
+
+
+def tracker_rows(results: list[RuntimeParity]) -> list[dict]:
+    """One row per variant x runtime x precision: same-cell count, IoU and centre-distance extremes."""
+    rows = []
+    for r in results:
+        if not r.tracking:
+            continue
+        ious = [t.iou for t in r.tracking]
+        rows.append({
+            "variant": r.variant, "runtime": r.runtime, "precision": r.precision, "samples": len(r.tracking),
+            "same_cell": sum(t.same_cell for t in r.tracking),
+            "min_iou": min(ious), "mean_iou": float(np.mean(ious)),
+            "max_center_px": max(t.center_px for t in r.tracking),
+            "max_score_diff": max(abs(t.score - t.reference_score) for t in r.tracking),
+        })
+    return rows
+
+
+def sample_rows(results: list[RuntimeParity]) -> list[dict]:
+    """Per-sample tracker figures (for JSON): one row per variant x runtime x precision x sample."""
+    return [{"variant": r.variant, "runtime": r.runtime, "precision": r.precision, **asdict(t)}
+            for r in results for t in r.tracking]

@@ -1,0 +1,132 @@
+"""One comparison, end to end: artifacts (exported where missing), parity against PyTorch on the
+same inputs for every variant x runtime x precision, then optional timing. Returns a
+:class:`Report` of plain data; the CLI draws it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compare.artifacts import Wanted, ensure_artifacts
+from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
+from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
+from compare.runners import PytorchRunner, open_artifact
+from compare.timing import Timing, TimingJob, memory_method, time_jobs, timing_rows
+from zoo.schema import Variant
+
+#: progress callback: (stage, text) with stage one of export | parity | timing
+OnProgress = Callable[[str, str], None]
+
+
+@dataclass
+class Options:
+    """What to compare and how (the CLI's options, validated)."""
+
+    runtimes: list[str]
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    samples: int = 4
+    inputs_file: Path | None = None
+    threads: list[int] = field(default_factory=lambda: [1, 2, 4])
+    runs: int = 20  # 0: no timing
+    warmup: int = 3
+    parity_threads: int = 1
+    out: Path = Path("artifacts")
+    jobs: int = 1
+
+
+@dataclass
+class Report:
+    """Everything a comparison measured."""
+
+    artifacts: list[Wanted]
+    parity: list[RuntimeParity]
+    timing: list[Timing]
+    inputs: dict[str, list[Pair]]  # variant -> pairs used
+    outputs: dict  # (variant, runtime, precision) -> outputs per sample
+
+    @property
+    def _order(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.inputs)}
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed export, runtime error or output above tolerance."""
+        lines = [f"{w.variant.name} {w.runtime} {w.precision}: export failed: {w.note}"
+                 for w in self.artifacts if w.status == "failed"]
+        for r in self.parity:
+            if r.error:
+                lines.append(f"{r.variant} {r.runtime} {r.precision}: {r.error}")
+            bad = [o.output for o in r.outputs if not o.passed]
+            if bad:
+                lines.append(f"{r.variant} {r.runtime} {r.precision}: {', '.join(bad)} above tolerance "
+                             f"(atol {r.outputs[0].atol:g}, rtol {r.outputs[0].rtol:g})")
+        return lines
+
+    def rows(self) -> dict[str, list[dict]]:
+        """The tables as plain rows: parity (per output), tracker (per runtime), timing, skipped."""
+        return {
+            "parity": parity_rows(self.parity),
+            "tracker": tracker_rows(self.parity),
+            "timing": timing_rows(sorted(self.timing, key=lambda t: (self._order[t.variant], t.threads))),
+            "skipped": [{"variant": w.variant.name, "runtime": w.runtime, "precision": w.precision, "note": w.note}
+                        for w in self.artifacts if w.status == "skipped"],
+        }
+
+    def as_json(self) -> dict:
+        """Rows plus per-sample tracker figures and the machine the figures come from."""
+        return {"machine": machine_info(), **self.rows(), "samples": sample_rows(self.parity)}
+
+
+def machine_info() -> dict:
+    """CPU count, processor and how memory is measured (for reports)."""
+    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
+            "python": platform.python_version(), "memory": memory_method(),
+            "latency": "runtime call only (runner.last_inference_time), no layout conversion"}
+
+
+def run(variants: list[Variant], opts: Options, on_progress: OnProgress | None = None,
+        on_export: Callable | None = None) -> Report:
+    """Export what is missing, compare every runtime with PyTorch, then time them (``opts.runs`` > 0)."""
+    progress = on_progress or (lambda stage, text: None)
+    inputs = {v.name: load_pairs(v, opts.samples, opts.inputs_file) for v in variants}  # bad inputs fail first
+    artifacts = ensure_artifacts(variants, opts.runtimes, opts.precisions, opts.out, on_event=on_export, jobs=opts.jobs)
+    usable = [w for w in artifacts if w.status in ("found", "built")]
+    parity: list[RuntimeParity] = []
+    outputs: dict = {}
+    for v in variants:
+        mine = [(w.runtime, w.path) for w in usable if w.variant.name == v.name]
+        progress("parity", f"{v.name}: {len(mine)} artifact(s) vs PyTorch on {len(inputs[v.name])} sample(s)")
+        parity.extend(compare_variant(v, mine, inputs[v.name], threads=opts.parity_threads, keep_outputs=outputs))
+    timing: list[Timing] = []
+    if opts.runs > 0:
+        jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], lambda v=v: PytorchRunner(v),
+                          [(w.runtime, w.precision, lambda p=w.path: open_artifact(p))
+                           for w in usable if w.variant.name == v.name])
+                for v in variants]
+        progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
+        timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,
+                           on_row=lambda t: progress("timing", f"{t.variant} {t.runtime} {t.precision} {t.threads}T"))
+    return Report(artifacts, parity, timing, inputs, outputs)
+
+
+def save_inputs(report: Report, path: Path) -> None:
+    """The input pairs as ``.npz``: keys are input names (prefixed ``<variant>/`` when variants differ)."""
+    stacked = {name: stack_pairs(pairs) for name, pairs in report.inputs.items()}
+    first = next(iter(stacked.values()))
+    same = all(a.keys() == first.keys() and all(np.array_equal(a[k], first[k]) for k in a) for a in stacked.values())
+    arrays = first if same else {f"{v}/{k}": a for v, arrays in stacked.items() for k, a in arrays.items()}
+    save_npz(path, arrays)
+
+
+def save_outputs(report: Report, path: Path) -> None:
+    """Every output set as ``.npz``: ``<variant>/<runtime>-<precision>/<output>`` with a sample axis."""
+    arrays = {}
+    for (variant, runtime, precision), per_sample in report.outputs.items():
+        for name in per_sample[0]:
+            arrays[f"{variant}/{runtime}-{precision}/{name}"] = np.stack([o[name] for o in per_sample])
+    save_npz(path, arrays)

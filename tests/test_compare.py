@@ -1,0 +1,310 @@
+"""zoo compare: parity of every runtime with PyTorch (default tier: base-c128 and fgaf3; slow tier:
+every variant against ONNX), a corrupted artifact caught, thread settings taking effect, the
+JSON/CSV/Markdown writers agreeing, and bad input as one-line usage errors."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from compare.artifacts import choose_runtimes, runtime_formats
+from compare.inputs import pairs_from_arrays
+from compare.parity import cosine_similarity, diff_output
+from compare.run import Options, run
+from compare.runners import open_artifact
+from compare.timing import time_runner
+from export_fixtures import zoo
+from exporters import FORMATS
+from exporters.manifest import file_entry, read_manifest, write_manifest
+from exporters.pipeline import Pipeline, plan
+from zoo.catalog import Catalog
+from zoo.errors import UsageError
+from zoo.sample_inputs import sample_pairs
+
+CATALOG = Catalog.load()
+DEFAULT_VARIANTS = ["base-c128", "fgaf3"]
+RUNTIMES = list(runtime_formats())  # onnxruntime mnn tflite ncnn
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    """Every format and precision of the default variants, exported once through the pipeline."""
+    out = tmp_path_factory.mktemp("compare-artifacts")
+    targets, _ = plan(CATALOG.select(DEFAULT_VARIANTS), list(FORMATS), ["fp32", "fp16"])
+    rows = Pipeline(out).run(targets)
+    assert all(r.status == "built" for r in rows), [(r.variant, r.format, r.precision, r.note) for r in rows]
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(artifacts):
+    """Parity of every runtime and precision with PyTorch on 3 photo pairs (library API, no timing)."""
+    opts = Options(runtimes=RUNTIMES, precisions=["fp32", "fp16"], samples=3, runs=0, out=artifacts)
+    return run(CATALOG.select(DEFAULT_VARIANTS), opts)
+
+
+@pytest.fixture(scope="module")
+def cli_run(artifacts, tmp_path_factory) -> dict:
+    """The real CLI over both variants, every runtime, fp32+fp16, timed at 1 and 2 threads."""
+    tmp = tmp_path_factory.mktemp("compare-cli")
+    files = {k: tmp / f"rows.{k}" for k in ("json", "csv", "md")}
+    proc = zoo("compare", *DEFAULT_VARIANTS, "--runtimes", "all", "--precision", "fp32", "fp16", "--samples", "2",
+               "--threads", "1", "2", "--runs", "5", "--warmup", "1", "--out", str(artifacts),
+               "--json", str(files["json"]), "--csv", str(files["csv"]), "--markdown", str(files["md"]),
+               "--save-inputs", str(tmp / "inputs.npz"), "--save-outputs", str(tmp / "outputs.npz"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"proc": proc, "tmp": tmp, **files}
+
+
+# -- parity, default tier ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", DEFAULT_VARIANTS)
+def test_every_runtime_matches_pytorch(report, name: str) -> None:
+    results = {(r.runtime, r.precision): r for r in report.parity if r.variant == name}
+    expected = {(rt, p) for rt in RUNTIMES for p in ("fp32", "fp16") if not (rt == "onnxruntime" and p == "fp16")}
+    assert set(results) == expected
+    assert {(s["runtime"], s["precision"]) for s in report.rows()["skipped"] if s["variant"] == name} == {("onnxruntime", "fp16")}
+    for (runtime, precision), r in results.items():
+        assert r.passed and r.error is None, (runtime, precision, r.outputs)
+        assert [o.output for o in r.outputs] == [s.name for s in CATALOG.get(name).io.outputs]
+        for o in r.outputs:
+            assert o.samples == 3 and o.nan_count == 0 and o.inf_count == 0
+            assert 0 < o.max_abs_err <= o.atol + o.rtol * 10 and o.mean_abs_err <= o.max_abs_err
+            assert o.min_cosine > 0.9999 and o.worst_ratio <= 1
+        assert len(r.tracking) == 3
+        for t in r.tracking:
+            assert t.same_cell and t.iou > 0.99 and t.center_px < 0.5, (runtime, precision, t)
+    # fp16 artifacts really differ from fp32 ones (they are not the same model run twice)
+    assert results[("mnn", "fp16")].outputs[0].max_abs_err > 10 * results[("mnn", "fp32")].outputs[0].max_abs_err
+
+
+def test_outputs_kept_per_runtime(report) -> None:
+    keys = set(report.outputs)
+    assert ("fgaf3", "pytorch", "fp32") in keys and ("fgaf3", "tflite", "fp16") in keys
+    ref, tfl = report.outputs[("fgaf3", "pytorch", "fp32")], report.outputs[("fgaf3", "tflite", "fp32")]
+    assert len(ref) == 3 and ref[0]["score"].shape == (1, 1, 16, 16)
+    assert np.allclose(ref[1]["score"], tfl[1]["score"], atol=1e-3) and not np.allclose(ref[0]["score"], ref[1]["score"])
+
+
+def test_nan_and_error_figures() -> None:
+    good = [np.ones((1, 2, 4, 4), np.float32)]
+    bad = [good[0].copy()]
+    bad[0][0, 0, 0, 0] = np.nan
+    bad[0][0, 1, 0, 0] = np.inf
+    d = diff_output("v", "rt", "fp32", "x", bad, good, 1e-3, 1e-3)
+    assert (d.nan_count, d.inf_count, d.passed) == (1, 1, False) and np.isnan(d.min_cosine)
+    assert cosine_similarity(np.array([1.0, 0.0]), np.array([0.0, 2.0])) == 0.0
+    assert cosine_similarity(np.zeros(3), np.zeros(3)) == 1.0
+    ok = diff_output("v", "rt", "fp32", "x", [good[0] + 1e-4], good, 1e-3, 0)
+    assert ok.passed and ok.max_abs_err == pytest.approx(1e-4, rel=1e-3) and ok.min_cosine == pytest.approx(1.0)
+
+
+# -- a corrupted artifact must fail ---------------------------------------------------------------
+def _corrupt_onnx(src: Path, out: Path, variant: str) -> Path:
+    """Copy the ONNX artifact to ``out`` with one weight perturbed and a manifest that matches the
+    new bytes (so nothing but parity can tell)."""
+    dest = out / variant / "onnx"
+    shutil.copytree(src / variant / "onnx", dest)
+    manifest = read_manifest(dest)
+    model_path = dest / manifest.files[0].path
+    model = onnx.load(str(model_path))
+    init = next(i for i in model.graph.initializer if i.name.endswith("weight") and len(i.dims) == 4)
+    weights = numpy_helper.to_array(init).copy()
+    weights.flat[0] += 0.5
+    init.CopyFrom(numpy_helper.from_array(weights, init.name))
+    onnx.save(model, str(model_path))
+    manifest.files = [file_entry(dest, f.path) for f in manifest.files]
+    write_manifest(dest, manifest)
+    return dest
+
+
+def test_corrupted_artifact_is_caught(artifacts, tmp_path) -> None:
+    dest = _corrupt_onnx(artifacts, tmp_path, "base-c128")
+    before = read_manifest(dest).files[0].sha256
+    report_file = tmp_path / "rows.json"
+    proc = zoo("compare", "--pytorch-vs-onnx", "base-c128", "--out", str(tmp_path), "--json", str(report_file))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL" in proc.stdout and "failed: base-c128 onnxruntime fp32" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = json.loads(report_file.read_text())["parity"]
+    assert any(r["status"] == "FAIL" and r["worst_ratio"] > 1 for r in rows)
+    assert read_manifest(dest).files[0].sha256 == before  # compared as it is, not silently rebuilt
+
+
+# -- threads ---------------------------------------------------------------------------------------
+def _thread_cpu(process) -> dict[int, float]:
+    return {t.id: t.user_time + t.system_time for t in process.threads()}
+
+
+def test_thread_setting_takes_effect(artifacts) -> None:
+    """ONNX Runtime at 1 thread starts no worker and only the calling thread computes (process CPU
+    time ~ wall time); at 2 threads it starts one worker thread that takes part in the runs.
+
+    Per-thread CPU times (psutil) make this robust on a shared machine, where another process may
+    hold the second core and hide a 2-thread run's extra CPU time in the process total.
+    """
+    import threading
+
+    import psutil
+
+    variant = CATALOG.get("fgaf3")
+    pair = sample_pairs(variant, 1)[0]
+    process = psutil.Process()
+    main_id = threading.get_native_id()
+    for threads in (1, 2):
+        runner = open_artifact(artifacts / "fgaf3" / "onnx", threads=threads)
+        before = set(_thread_cpu(process))
+        runner.load()
+        runner.infer(pair)
+        new_threads = set(_thread_cpu(process)) - before
+        cpu0, wall0, per_thread0 = time.process_time(), time.perf_counter(), _thread_cpu(process)
+        for _ in range(15):
+            runner.infer(pair)
+        cpu, wall, per_thread = time.process_time() - cpu0, time.perf_counter() - wall0, _thread_cpu(process)
+        runner.close()
+        others = sum(per_thread[t] - per_thread0.get(t, 0.0) for t in per_thread if t != main_id)
+        if threads == 1:
+            assert not new_threads
+            assert cpu / wall < 1.15 and others < 0.1 * wall, (cpu, wall, others)
+        else:
+            assert len(new_threads) == 1
+            worker = new_threads.pop()
+            assert per_thread[worker] - per_thread0[worker] > 0, "the ONNX Runtime worker never ran"
+
+
+def test_oversubscribed_thread_count_runs_and_is_flagged(artifacts) -> None:
+    import os
+
+    variant = CATALOG.get("base-c128")
+    n = (os.cpu_count() or 1) + 1
+    row = time_runner(open_artifact(artifacts / "base-c128" / "ncnn"), sample_pairs(variant, 1)[0], n, warmup=0, runs=2,
+                      variant="base-c128", runtime="ncnn", precision="fp32")
+    assert row.oversubscribed and row.threads == n and row.median_ms > 0
+
+
+def test_timing_table_from_cli(cli_run) -> None:
+    rows = json.loads(cli_run["json"].read_text())["timing"]
+    runtimes = {(r["variant"], r["runtime"], r["precision"], r["threads"]) for r in rows}
+    for name in DEFAULT_VARIANTS:
+        for threads in (1, 2):
+            assert (name, "pytorch", "fp32", threads) in runtimes
+            assert {(name, rt, p, threads) for rt in RUNTIMES for p in ("fp32", "fp16") if rt != "onnxruntime" or p == "fp32"} <= runtimes
+    for r in rows:
+        assert r["error"] is None and not r["oversubscribed"], r
+        assert r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["fps"] == pytest.approx(1e3 / r["median_ms"])
+        assert r["first_ms"] > 0 and r["gflops"] > 0 and r["sgemm_gflops"] > 0 and r["peak_mem_mb"] is not None
+        if r["runtime"] == "pytorch":
+            assert r["speedup_vs_pytorch"] == 1.0
+        if r["threads"] == 1:  # a 1-thread run must not use more cores, in any runtime
+            assert r["cpu_per_wall"] < 1.2, r
+
+
+# -- writers ---------------------------------------------------------------------------------------
+def _same(a, b) -> bool:
+    if a is None or a == "":
+        return b is None or b == ""
+    if isinstance(b, bool) or isinstance(a, bool):
+        return str(a) == str(b)
+    if isinstance(b, (int, float)):
+        return float(a) == pytest.approx(float(b), nan_ok=True)
+    return str(a) == str(b)
+
+
+def test_json_csv_markdown_hold_the_same_rows(cli_run) -> None:
+    data = json.loads(cli_run["json"].read_text())
+    assert data["machine"]["cpu_count"] >= 1 and data["samples"]
+    header = cli_run["csv"].read_text().splitlines()[0].split(",")
+    assert header[0] == "table" and len(header) == len(set(header))
+    csv_rows = list(csv.DictReader(io.StringIO(cli_run["csv"].read_text())))
+    markdown = cli_run["md"].read_text()
+    for table in ("parity", "tracker", "timing", "skipped"):
+        rows = data[table]
+        assert rows, table
+        mine = [r for r in csv_rows if r["table"] == table]
+        assert len(mine) == len(rows), table
+        for got, want in zip(mine, rows, strict=True):
+            for key, value in want.items():
+                assert _same(got[key], value), (table, key, got[key], value)
+        section = markdown.split(f"## {table}\n", 1)[1].split("\n## ", 1)[0]
+        body = [line for line in section.splitlines() if line.startswith("| ")][1:]
+        assert len(body) == len(rows), table
+        assert [line.split(" | ")[0].lstrip("| ") for line in body] == [r["variant"] for r in rows]
+    assert "parity vs PyTorch eager" in cli_run["proc"].stdout and "timing" in cli_run["proc"].stdout
+
+
+def test_saved_inputs_reproduce_saved_outputs(cli_run, artifacts, tmp_path) -> None:
+    inputs = np.load(cli_run["tmp"] / "inputs.npz")
+    assert sorted(inputs.files) == ["search", "template"] and inputs["search"].shape == (2, 1, 3, 256, 256)
+    again = tmp_path / "outputs.npz"
+    proc = zoo("compare", "fgaf3", "--runtimes", "onnxruntime", "--runs", "0", "--out", str(artifacts),
+               "--inputs", str(cli_run["tmp"] / "inputs.npz"), "--save-outputs", str(again))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, second = np.load(cli_run["tmp"] / "outputs.npz"), np.load(again)
+    for key in ("fgaf3/pytorch-fp32/score", "fgaf3/onnxruntime-fp32/offset"):
+        assert second[key].shape == first[key].shape == ((2, 1, 1, 16, 16) if key.endswith("score") else (2, 1, 2, 16, 16))
+        assert np.allclose(first[key], second[key], atol=1e-6)
+
+
+def test_single_pair_npz_and_shape_checks() -> None:
+    variant = CATALOG.get("fgaf3")
+    pair = sample_pairs(variant, 1)[0]
+    assert len(pairs_from_arrays(pair, variant)) == 1
+    with pytest.raises(UsageError, match="shape"):
+        pairs_from_arrays({**pair, "search": pair["search"][:, :, :128]}, variant)
+    with pytest.raises(UsageError, match="sample counts"):
+        pairs_from_arrays({"template": np.stack([pair["template"]] * 2), "search": pair["search"][None]}, variant)
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def _one_line_usage_error(proc, text: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert text in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_unknown_runtime_suggests(tmp_path) -> None:
+    _one_line_usage_error(zoo("compare", "fgaf3", "--runtimes", "onnxruntim", "--out", str(tmp_path)),
+                          "unknown runtime 'onnxruntim' (did you mean 'onnxruntime'")
+    proc = zoo("compare", "fgaf3", "--runtimes", "tflit", "--out", str(tmp_path))
+    _one_line_usage_error(proc, "did you mean 'tflite'")
+    with pytest.raises(UsageError, match="did you mean 'ncnn'"):
+        choose_runtimes(["ncn"])
+
+
+def test_missing_inputs_file(tmp_path) -> None:
+    _one_line_usage_error(zoo("compare", "fgaf3", "--inputs", str(tmp_path / "nope.npz"), "--out", str(tmp_path)),
+                          "--inputs file not found")
+
+
+def test_npz_with_wrong_keys(tmp_path) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, template=np.zeros((1, 3, 128, 128), np.float32), query=np.zeros((1, 3, 256, 256), np.float32))
+    _one_line_usage_error(zoo("compare", "fgaf3", "--runtimes", "onnxruntime", "--inputs", str(bad), "--out", str(tmp_path)),
+                          "do not match fgaf3's inputs")
+    assert not (tmp_path / "fgaf3").exists()  # inputs are checked before anything is exported
+
+
+# -- slow tier: every variant against ONNX ---------------------------------------------------------
+@pytest.mark.slow
+def test_every_variant_pytorch_vs_onnx(tmp_path) -> None:
+    report_file = tmp_path / "rows.json"
+    start = time.perf_counter()
+    proc = zoo("compare", "--pytorch-vs-onnx", "--out", str(tmp_path / "art"), "--json", str(report_file), timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(report_file.read_text())["parity"]
+    assert {r["variant"] for r in rows} == set(CATALOG.names)
+    assert len(rows) == sum(len(v.io.outputs) for v in CATALOG)
+    assert all(r["status"] == "pass" and r["runtime"] == "onnxruntime" for r in rows)
+    tracker = json.loads(report_file.read_text())["tracker"]
+    assert all(t["same_cell"] == t["samples"] and t["min_iou"] > 0.999 for t in tracker)
+    rerun = time.perf_counter()
+    proc = zoo("compare", "--pytorch-vs-onnx", "--out", str(tmp_path / "art"))
+    assert proc.returncode == 0 and "export " not in proc.stderr  # nothing re-exported
+    print(f"first run (with exports) {rerun - start:.1f} s, rerun {time.perf_counter() - rerun:.1f} s")

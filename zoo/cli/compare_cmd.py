@@ -1,0 +1,220 @@
+"""``zoo compare``: every runtime against PyTorch eager on the same inputs, then timing tables.
+
+``zoo compare --pytorch-vs-onnx [VARIANT...]`` is the ONNX-only parity check (no timing).
+Library code (:mod:`compare.run`) returns the data; this module only draws and writes it.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from zoo.catalog import Catalog
+from zoo.cli.export_cmd import MultiValueOption
+from zoo.cli.output import Column, console, err_console, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.errors import UsageError, ZooError
+from zoo.schema import PRECISIONS
+
+PARITY_COLUMNS = [
+    Column("variant", "variant", justify="left"),
+    Column("runtime", "runtime", justify="left"),
+    Column("precision", "precision", justify="left"),
+    Column("output", "output", justify="left"),
+    Column("samples", "samples"),
+    Column("max_abs_err", "max abs", ".2e"),
+    Column("mean_abs_err", "mean abs", ".2e"),
+    Column("max_rel_err", "max rel", ".2e"),
+    Column("min_cosine", "cosine", ".6f"),
+    Column("atol", "atol", "g"),
+    Column("rtol", "rtol", "g"),
+    Column("worst_ratio", "err/allowed", ".3f"),
+    Column("nan_count", "NaN"),
+    Column("inf_count", "Inf"),
+    Column("status", "status", justify="left"),
+    Column("note", "note", justify="left"),
+]
+TRACKER_COLUMNS = [
+    Column("variant", "variant", justify="left"),
+    Column("runtime", "runtime", justify="left"),
+    Column("precision", "precision", justify="left"),
+    Column("samples", "samples"),
+    Column("same_cell", "argmax same cell"),
+    Column("min_iou", "min IoU", ".4f"),
+    Column("mean_iou", "mean IoU", ".4f"),
+    Column("max_center_px", "max centre dist px", ".3f"),
+    Column("max_score_diff", "max peak score diff", ".2e"),
+]
+TIMING_COLUMNS = [
+    Column("variant", "variant", justify="left"),
+    Column("runtime", "runtime", justify="left"),
+    Column("precision", "prec", justify="left"),
+    Column("threads", "thr"),
+    Column("oversubscribed", "oversub", justify="left"),
+    Column("median_ms", "median ms", ".2f"),
+    Column("p90_ms", "p90", ".2f"),
+    Column("p99_ms", "p99", ".2f"),
+    Column("min_ms", "min", ".2f"),
+    Column("fps", "fps", ".1f"),
+    Column("first_ms", "1st ms", ".1f"),
+    Column("cpu_per_wall", "cpu/wall", ".2f"),
+    Column("peak_mem_mb", "mem MB", ".1f"),
+    Column("speedup_vs_pytorch", "×torch", ".2f"),
+    Column("gflops", "GFLOP/s", ".0f"),
+    Column("sgemm_gflops", "sgemm", ".0f"),
+    Column("error", "error", justify="left"),
+]
+SKIPPED_COLUMNS = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
+                   Column("precision", "precision", justify="left"), Column("note", "note", justify="left")]
+#: columns left out of the terminal table when no row has a value (None/False) in them; still in
+#: JSON/CSV/Markdown
+OPTIONAL = {"note", "error", "oversubscribed"}
+TABLES = {"parity": PARITY_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS, "skipped": SKIPPED_COLUMNS}
+
+
+def terminal_columns(columns: list[Column], rows: list[dict], hidden: tuple[str, ...] = ()) -> list[Column]:
+    """The columns worth drawing in the terminal: not ``hidden``, no all-empty optional ones."""
+    return [c for c in columns if c.key not in hidden
+            and not (c.key in OPTIONAL and not any(r.get(c.key) for r in rows))]
+
+
+def tables_csv(tables: dict[str, list[dict]]) -> str:
+    """All tables in one CSV: a leading ``table`` column, then every key of every row (the union)."""
+    keys = list(dict.fromkeys(["table", *(k for rows in tables.values() for row in rows for k in row)]))
+    rows = [{"table": name, **row} for name, rows in tables.items() for row in rows]
+    return to_csv(rows, [Column(k, k) for k in keys])
+
+
+def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
+    """One Markdown section per non-empty table, with the machine's description on top."""
+    parts = [f"CPUs: {machine['cpu_count']} ({machine['machine']}); memory: {machine['memory']}; "
+             f"latency: {machine['latency']}\n"]
+    for name, rows in tables.items():
+        if rows:
+            parts.append(f"## {name}\n\n{to_markdown(rows, TABLES[name])}")
+    return "\n".join(parts)
+
+
+def _ints(values: tuple[str, ...], what: str) -> list[int]:
+    out = []
+    for value in values:
+        try:
+            n = int(value)
+        except ValueError:
+            raise UsageError(f"{what} must be whole numbers, got {value!r}") from None
+        if n < 1:
+            raise UsageError(f"{what} must be >= 1, got {n}")
+        out.append(n)
+    return out
+
+
+def _precisions(values: tuple[str, ...]) -> list[str]:
+    from zoo.catalog import did_you_mean
+
+    chosen = []
+    for value in values or ("fp32",):
+        for p in (PRECISIONS if value == "all" else (value,)):
+            if p not in PRECISIONS:
+                raise UsageError(f"unknown precision {p!r}{did_you_mean(p, PRECISIONS)}; choose from {', '.join(PRECISIONS)}")
+            chosen.append(p)
+    return [p for p in PRECISIONS if p in chosen]
+
+
+@click.command("compare")
+@click.argument("variants", nargs=-1)
+@click.option("--pytorch-vs-onnx", "onnx_only", is_flag=True,
+              help="Parity of ONNX Runtime against PyTorch only (no timing); exports ONNX where missing.")
+@click.option("--runtimes", cls=MultiValueOption, metavar="RUNTIME...",
+              help="onnxruntime mnn tflite ncnn (default: all); PyTorch eager is always the reference.")
+@click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...", help="fp32 (default) and/or fp16.")
+@click.option("--samples", type=click.IntRange(1, 1000), default=4, show_default=True,
+              help="Input pairs cut from bundled photographs (ignored with --inputs).")
+@click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=".npz with one array per catalog input name (one pair, or N pairs on a leading axis).")
+@click.option("--save-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the inputs used (.npz).")
+@click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every runtime's outputs (.npz, keys variant/runtime-precision/output).")
+@click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Thread counts to time [default: 1 2 4].")
+@click.option("--runs", type=click.IntRange(0, 100000), default=20, show_default=True, help="Timed runs (0: no timing).")
+@click.option("--warmup", type=click.IntRange(0, 10000), default=3, show_default=True, help="Untimed runs first.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the rows as JSON ('-': stdout).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the rows as CSV.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as Markdown.")
+def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file, save_inputs, save_outputs, threads,
+                runs, warmup, out_dir, jobs, json_file, csv_file, markdown_file) -> None:
+    """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).
+
+    Artifacts come from OUT/<variant>/<format>[-<precision>]/ and are exported where missing.
+    Exit 1 when any output is above its catalog tolerance, has NaN/Inf, or a runtime fails.
+    """
+    from compare.artifacts import choose_runtimes
+    from compare.run import Options, save_inputs as write_inputs, save_outputs as write_outputs
+    from exporters.pipeline import default_out_dir
+
+    selected = Catalog.load().select(variants or ("all",))
+    if onnx_only:
+        if runtimes or precisions or threads:
+            raise UsageError("--pytorch-vs-onnx compares ONNX Runtime fp32 only: drop --runtimes/--precision/--threads")
+        runtime_list, precision_list, runs = ["onnxruntime"], ["fp32"], 0
+    else:
+        runtime_list, precision_list = choose_runtimes(runtimes or ("all",)), _precisions(precisions)
+    if inputs_file is not None and not inputs_file.is_file():
+        raise UsageError(f"--inputs file not found: {inputs_file}")
+    opts = Options(runtimes=runtime_list, precisions=precision_list, samples=samples,
+                   inputs_file=inputs_file, threads=_ints(threads or ("1", "2", "4"), "--threads"), runs=runs,
+                   warmup=warmup, parity_threads=1,
+                   out=out_dir or default_out_dir(), jobs=jobs)
+    report = _run_with_progress(selected, opts)
+    tables = report.rows()
+    title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
+    console.print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
+    if tables["tracker"]:
+        console.print(rich_table(tables["tracker"], terminal_columns(TRACKER_COLUMNS, tables["tracker"]), title="tracker: box decoded from each runtime vs PyTorch's (256 px search crop)"))
+    if tables["timing"]:
+        machine = report.as_json()["machine"]
+        console.print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"]),
+                                 title=f"timing: {opts.warmup} warm-up + {opts.runs} runs, {machine['cpu_count']} CPUs; "
+                                       f"mem = peak RSS increase ({machine['memory']}); GFLOP/s = macs_total×2/median; sgemm = torch float32 matmul"))
+    if tables["skipped"]:
+        console.print(rich_table(tables["skipped"], SKIPPED_COLUMNS, title="skipped"))
+    if save_inputs is not None:
+        write_inputs(report, save_inputs)
+    if save_outputs is not None:
+        write_outputs(report, save_outputs)
+    if json_file is not None:
+        write_text(json_file, to_json(report.as_json()))
+    if csv_file is not None:
+        write_text(csv_file, tables_csv(tables))
+    if markdown_file is not None:
+        write_text(markdown_file, tables_markdown(tables, report.as_json()["machine"]))
+    failures = report.failures
+    for line in failures:
+        err_console.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+    if failures:
+        raise ZooError(f"{len(failures)} comparison(s) failed")
+
+
+def _run_with_progress(selected, opts):
+    from compare.run import run
+
+    lock = threading.Lock()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task("preparing", total=None)
+
+        def on_export(target, stage):
+            with lock:
+                if stage in ("built", "rebuilt", "reused", "failed"):
+                    progress.console.print(f"export {target.label}: {stage}", highlight=False)
+                else:
+                    progress.update(task, description=f"export {target.label}: {stage}")
+
+        def on_progress(stage, text):
+            with lock:
+                progress.update(task, description=f"{stage}: {text}")
+
+        return run(selected, opts, on_progress=on_progress, on_export=on_export)
