@@ -15,8 +15,8 @@ import numpy as np
 from compare.artifacts import Wanted, ensure_artifacts
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
 from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
-from compare.runners import PytorchRunner, open_artifact
-from compare.timing import Timing, TimingJob, memory_method, time_jobs, timing_rows
+from compare.timing import Timing, TimingJob, time_jobs, timing_rows
+from compare.worker import RunnerSpec, memory_method
 from zoo.schema import Variant
 
 #: progress callback: (stage, text) with stage one of export | parity | timing
@@ -86,7 +86,8 @@ def machine_info() -> dict:
     """CPU count, processor and how memory is measured (for reports)."""
     return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
             "python": platform.python_version(), "memory": memory_method(),
-            "latency": "runtime call only (runner.last_inference_time), no layout conversion"}
+            "latency": "runtime call only (runner.last_inference_time), no layout conversion",
+            "isolation": "one process per runtime x thread count"}
 
 
 def run(variants: list[Variant], opts: Options, on_progress: OnProgress | None = None,
@@ -104,9 +105,8 @@ def run(variants: list[Variant], opts: Options, on_progress: OnProgress | None =
         parity.extend(compare_variant(v, mine, inputs[v.name], threads=opts.parity_threads, keep_outputs=outputs))
     timing: list[Timing] = []
     if opts.runs > 0:
-        jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], lambda v=v: PytorchRunner(v),
-                          [(w.runtime, w.precision, lambda p=w.path: open_artifact(p))
-                           for w in usable if w.variant.name == v.name])
+        jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec("pytorch", "fp32", v),
+                          [RunnerSpec(w.runtime, w.precision, v, w.path) for w in usable if w.variant.name == v.name])
                 for v in variants]
         progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
         timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,

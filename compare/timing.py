@@ -1,19 +1,18 @@
 """Latency of each runtime x thread count, beside PyTorch eager and a matrix-multiply ceiling.
 
-For every thread count: a float32 matrix multiply (torch sgemm, same thread count) gives the
-machine's GFLOP/s right now; then PyTorch eager and each runtime get a fresh runner: load, one
-first run (its latency is reported), ``warmup`` runs, ``runs`` timed runs. Latency is the
+Every runtime x thread count is measured in a process of its own (:mod:`compare.worker`): load,
+one first run (its latency is reported), ``warmup`` runs, ``runs`` timed runs. Latency is the
 runner's ``last_inference_time`` (the runtime's own call, without NCHW<->NHWC conversion).
 Reported: median, p90, p99, min (ms), fps (1000 / median), first-run latency, CPU time / wall
-time over the timed runs (how many cores were busy), the peak resident-memory increase over
-load and runs, speedup vs PyTorch eager at the same thread count, and effective GFLOP/s
-(``macs_total * 2 / median``). Thread counts above ``os.cpu_count()`` run but are flagged.
+time over the timed runs (how many cores were busy), the child's peak resident-memory increase
+over load and runs, speedup vs PyTorch eager at the same thread count, and effective GFLOP/s
+(``macs_total * 2 / median``) beside the best float32 matrix multiply of several BLAS
+libraries at the same thread count, measured in the same run. Thread counts above
+``os.cpu_count()`` run but are flagged.
 """
 from __future__ import annotations
 
-import gc
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,93 +20,64 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from compare.inputs import Pair
-from compare.runners import BaseRunner
-
-_CLEAR_REFS = "/proc/self/clear_refs"
+from compare.worker import Measurement, RunnerSpec, Task, measure
 
 
-class PeakRss:
-    """Peak resident-set increase (bytes) of this process over a ``with`` block.
-
-    On Linux the kernel's high-water mark (``VmHWM``) is reset through ``/proc/self/clear_refs``
-    and read at the end (exact); elsewhere a thread samples psutil's RSS every 2 ms (may miss
-    short peaks). ``method`` says which one was used.
-    """
-
-    def __init__(self):
-        self.method = "VmHWM delta" if self._can_reset() else "sampled RSS delta"
-        self.peak_bytes: int | None = None
-
-    @staticmethod
-    def _can_reset() -> bool:
-        try:
-            with open(_CLEAR_REFS, "w") as fh:
-                fh.write("5")
-            return True
-        except OSError:
-            return False
-
-    @staticmethod
-    def _status(field: str) -> int:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-        raise OSError(field)
-
-    def __enter__(self) -> "PeakRss":
-        gc.collect()
-        if self.method == "VmHWM delta":
-            self._can_reset()
-            self._start = self._status("VmRSS")
-        else:
-            import psutil
-
-            self._proc = psutil.Process()
-            self._start = self._sampled = self._proc.memory_info().rss
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.002):
-            self._sampled = max(self._sampled, self._proc.memory_info().rss)
-
-    def __exit__(self, *exc) -> None:
-        if self.method == "VmHWM delta":
-            peak = self._status("VmHWM")
-        else:
-            self._stop.set()
-            self._thread.join()
-            peak = self._sampled
-        self.peak_bytes = max(0, peak - self._start)
+def _best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
-def memory_method() -> str:
-    """How :class:`PeakRss` measures on this machine."""
-    return PeakRss().method
-
-
-def sgemm_gflops(threads: int, n: int = 1024, repeats: int = 5) -> float:
-    """Best-of-``repeats`` float32 ``n x n`` matrix-multiply GFLOP/s (torch) at ``threads`` threads."""
+def _torch_mm(threads: int, n: int, repeats: int) -> float:
     import torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         gen = torch.Generator().manual_seed(0)
-        a, b = torch.rand(n, n, generator=gen), torch.rand(n, n, generator=gen)
-        out = torch.empty(n, n)
-        torch.mm(a, b, out=out)  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.mm(a, b, out=out)
-            best = min(best, time.perf_counter() - start)
+        a, b, out = torch.rand(n, n, generator=gen), torch.rand(n, n, generator=gen), torch.empty(n, n)
+        return _best_time(lambda: torch.mm(a, b, out=out), repeats)
     finally:
         torch.set_num_threads(previous)
-    return 2.0 * n**3 / best / 1e9
+
+
+def _onnxruntime_mm(threads: int, n: int, repeats: int) -> float:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    spec = [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in ("a", "b", "c")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm", spec[:2], spec[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {k: rng.random((n, n), dtype=np.float32) for k in ("a", "b")}
+    return _best_time(lambda: session.run(None, feed), repeats)
+
+
+#: float32 matrix multiplies the ceiling is the best of (library name -> seconds for n x n)
+SGEMM_LIBRARIES: dict[str, Callable[[int, int, int], float]] = {
+    "torch (MKL)": _torch_mm,
+    "onnxruntime (MLAS)": _onnxruntime_mm,
+}
+
+
+def sgemm_gflops(threads: int, n: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of a float32 ``n x n`` matrix multiply per library at ``threads`` threads (best of
+    ``repeats``); a library that is not installed is left out."""
+    figures = {}
+    for name, fn in SGEMM_LIBRARIES.items():
+        try:
+            figures[name] = 2.0 * n**3 / fn(threads, n, repeats) / 1e9
+        except ImportError:
+            continue
+    return figures
 
 
 @dataclass
@@ -130,95 +100,78 @@ class Timing:
     fps: float
     cpu_per_wall: float  # process CPU time / wall time over the timed runs
     peak_mem_mb: float | None
+    pid: int = 0
     speedup_vs_pytorch: float | None = None
     gflops: float | None = None  # macs_total * 2 / median
-    sgemm_gflops: float | None = None
+    sgemm_gflops: float | None = None  # best library at this thread count
+    sgemm_library: str | None = None
     error: str | None = None
 
 
-def time_runner(runner: BaseRunner, pair: Pair, threads: int, warmup: int, runs: int,
-                variant: str, runtime: str, precision: str) -> Timing:
-    """Load ``runner`` at ``threads`` threads, run it once, ``warmup`` times, then ``runs`` timed times."""
-    if runs < 1:
-        raise ValueError("runs must be >= 1")
-    runner.set_threads(threads)
-    with PeakRss() as memory:
-        start = time.perf_counter()
-        runner.load()
-        load_s = time.perf_counter() - start
-        try:
-            runner.infer(pair)
-            first = runner.last_inference_time
-            for _ in range(warmup):
-                runner.infer(pair)
-            times = []
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            for _ in range(runs):
-                runner.infer(pair)
-                times.append(runner.last_inference_time)
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        finally:
-            runner.close()
-    ms = np.asarray(times) * 1e3
+def oversubscribed(threads: int) -> bool:
+    return threads > (os.cpu_count() or 1)
+
+
+def timing_from(m: Measurement, spec: RunnerSpec, warmup: int) -> Timing:
+    """The timing row of one child's measurement (``error`` set when it failed)."""
+    nan = float("nan")
+    base = dict(variant=spec.variant.name, runtime=spec.runtime, precision=spec.precision, threads=m.threads,
+                oversubscribed=oversubscribed(m.threads), warmup=warmup, pid=m.pid)
+    if not m.ok:
+        return Timing(**base, runs=0, load_s=nan, first_ms=nan, median_ms=nan, p90_ms=nan, p99_ms=nan,
+                      min_ms=nan, fps=nan, cpu_per_wall=nan, peak_mem_mb=None, error=m.error or "no timed run")
+    ms = np.asarray(m.times_s) * 1e3
     median = float(np.median(ms))
     return Timing(
-        variant=variant, runtime=runtime, precision=precision, threads=threads,
-        oversubscribed=threads > (os.cpu_count() or 1), warmup=warmup, runs=runs, load_s=load_s,
-        first_ms=first * 1e3, median_ms=median, p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)), min_ms=float(ms.min()), fps=1e3 / median,
-        cpu_per_wall=cpu / wall if wall > 0 else float("nan"),
-        peak_mem_mb=None if memory.peak_bytes is None else memory.peak_bytes / 2**20,
+        **base, runs=len(ms), load_s=m.load_s, first_ms=m.first_s * 1e3, median_ms=median,
+        p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)), min_ms=float(ms.min()),
+        fps=1e3 / median, cpu_per_wall=m.cpu_s / m.wall_s if m.wall_s > 0 else nan,
+        peak_mem_mb=None if m.peak_mem_bytes is None else m.peak_mem_bytes / 2**20,
     )
 
 
-RunnerFactory = Callable[[], BaseRunner]
+def time_spec(spec: RunnerSpec, pair: Pair, threads: int, warmup: int, runs: int) -> Timing:
+    """Time one runner in a fresh process."""
+    return timing_from(measure([Task(spec, pair, threads, warmup, runs)])[0], spec, warmup)
 
 
 @dataclass
 class TimingJob:
-    """What to time for one variant: PyTorch eager and each ``(runtime, precision, factory)``."""
+    """What to time for one variant: PyTorch eager (``reference``) and each runtime's artifact."""
 
     variant: str
     macs_total: int
     pair: Pair
-    reference: RunnerFactory
-    runtimes: list[tuple[str, str, RunnerFactory]]
-
-
-def _failed_row(job: TimingJob, runtime: str, precision: str, threads: int, warmup: int, runs: int, exc: Exception) -> Timing:
-    nan = float("nan")
-    return Timing(job.variant, runtime, precision, threads, threads > (os.cpu_count() or 1), warmup, runs,
-                  nan, nan, nan, nan, nan, nan, nan, nan, None,
-                  error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    reference: RunnerSpec
+    runtimes: list[RunnerSpec]
 
 
 def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
               on_row: Callable[[Timing], None] | None = None) -> list[Timing]:
     """Timing rows of every job at every thread count, speedup and GFLOP/s filled in.
 
-    Thread counts run in ascending order, each over all jobs, so no multi-threaded runtime has
-    been created in the process before the 1-thread runs (MNN keeps a process-wide thread pool
-    that makes later 1-thread runtimes spin a second core). A runtime that fails to load or run
-    gives a row with ``error`` set instead of an exception.
+    Each row comes from its own child process, so runtimes cannot disturb each other (thread
+    pools, allocator state, memory high-water marks). A runtime that fails to load or run gives
+    a row with ``error`` set instead of an exception.
     """
     rows: list[Timing] = []
     for n in sorted(set(threads)):
         ceiling = sgemm_gflops(n)
+        best = max(ceiling, key=ceiling.get) if ceiling else None
         for job in jobs:
-            ref = time_runner(job.reference(), job.pair, n, warmup, runs, job.variant, "pytorch", "fp32")
-            batch = [ref]
-            for runtime, precision, factory in job.runtimes:
-                try:
-                    batch.append(time_runner(factory(), job.pair, n, warmup, runs, job.variant, runtime, precision))
-                except Exception as exc:  # reported in the row: one runtime must not stop the others
-                    batch.append(_failed_row(job, runtime, precision, n, warmup, runs, exc))
-            for row in batch:
-                row.sgemm_gflops = ceiling
-                if row.error is None:
-                    row.speedup_vs_pytorch = ref.median_ms / row.median_ms
-                    row.gflops = 2.0 * job.macs_total / (row.median_ms / 1e3) / 1e9
+            batch = []
+            for spec in [job.reference, *job.runtimes]:
+                row = time_spec(spec, job.pair, n, warmup, runs)
                 if on_row is not None:
                     on_row(row)
+                batch.append(row)
+            ref = batch[0]
+            for row in batch:
+                row.sgemm_gflops, row.sgemm_library = (ceiling[best], best) if best else (None, None)
+                if row.error is None:
+                    row.gflops = 2.0 * job.macs_total / (row.median_ms / 1e3) / 1e9
+                    if ref.error is None:
+                        row.speedup_vs_pytorch = ref.median_ms / row.median_ms
             rows.extend(batch)
     return rows
 

@@ -20,7 +20,8 @@ from compare.inputs import pairs_from_arrays
 from compare.parity import cosine_similarity, diff_output
 from compare.run import Options, run
 from compare.runners import open_artifact
-from compare.timing import time_runner
+from compare.timing import time_spec
+from compare.worker import RunnerSpec
 from export_fixtures import zoo
 from exporters import FORMATS
 from exporters.manifest import file_entry, read_manifest, write_manifest
@@ -184,9 +185,10 @@ def test_oversubscribed_thread_count_runs_and_is_flagged(artifacts) -> None:
 
     variant = CATALOG.get("base-c128")
     n = (os.cpu_count() or 1) + 1
-    row = time_runner(open_artifact(artifacts / "base-c128" / "ncnn"), sample_pairs(variant, 1)[0], n, warmup=0, runs=2,
-                      variant="base-c128", runtime="ncnn", precision="fp32")
-    assert row.oversubscribed and row.threads == n and row.median_ms > 0
+    spec = RunnerSpec("ncnn", "fp32", variant, artifacts / "base-c128" / "ncnn")
+    row = time_spec(spec, sample_pairs(variant, 1)[0], n, warmup=0, runs=2)
+    assert row.error is None and row.oversubscribed and row.threads == n and row.median_ms > 0
+    assert row.pid != os.getpid()  # measured in a child process of its own
 
 
 def test_timing_table_from_cli(cli_run) -> None:
@@ -204,6 +206,8 @@ def test_timing_table_from_cli(cli_run) -> None:
             assert r["speedup_vs_pytorch"] == 1.0
         if r["threads"] == 1:  # a 1-thread run must not use more cores, in any runtime
             assert r["cpu_per_wall"] < 1.2, r
+    pids = [r["pid"] for r in rows]
+    assert len(set(pids)) == len(pids), "every runtime x thread count runs in a process of its own"
 
 
 # -- writers ---------------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         machine = report.as_json()["machine"]
         console.print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"]),
                                  title=f"timing: {opts.warmup} warm-up + {opts.runs} runs, {machine['cpu_count']} CPUs; "
-                                       f"mem = peak RSS increase ({machine['memory']}); GFLOP/s = macs_total×2/median; sgemm = torch float32 matmul"))
+                                       f"mem = peak RSS increase ({machine['memory']}); GFLOP/s = macs_total×2/median; sgemm = best float32 1024² matmul of torch (MKL) and onnxruntime (MLAS), same run"))
     if tables["skipped"]:
         console.print(rich_table(tables["skipped"], SKIPPED_COLUMNS, title="skipped"))
     if save_inputs is not None:
