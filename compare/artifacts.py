@@ -112,3 +112,23 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
         w.status = "failed" if row.status == "failed" else "built"
         w.note = row.note if row.status == "failed" else None
     return wanted
+
+
+def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, out: Path,
+                 on_event: Callable | None = None) -> tuple[list, list[Wanted]]:
+    """Picklable runner recipes (:class:`compare.worker.RunnerSpec`) for every variant x runtime,
+    ``pytorch`` meaning the eager reference; artifacts are exported where missing. Returns the
+    specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note)."""
+    from compare.worker import RunnerSpec
+
+    artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
+    wanted = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event) if artifact_runtimes else []
+    usable = {(w.variant.name, w.runtime): w for w in wanted if w.status in ("found", "built")}
+    specs = []
+    for v in variants:
+        for runtime in runtimes:
+            if runtime == REFERENCE_RUNTIME:
+                specs.append(RunnerSpec(REFERENCE_RUNTIME, "fp32", v))
+            elif (v.name, runtime) in usable:
+                specs.append(RunnerSpec(runtime, precision, v, usable[(v.name, runtime)].path))
+    return specs, wanted

@@ -4,8 +4,6 @@ same inputs for every variant x runtime x precision, then optional timing. Retur
 """
 from __future__ import annotations
 
-import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ import numpy as np
 
 from compare.artifacts import Wanted, ensure_artifacts
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
+from compare.machine import machine_info as describe_machine
 from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
 from compare.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.worker import RunnerSpec, memory_method
@@ -83,9 +82,8 @@ class Report:
 
 
 def machine_info() -> dict:
-    """CPU count, processor and how memory is measured (for reports)."""
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
-            "python": platform.python_version(), "memory": memory_method(),
+    """The machine (:func:`compare.machine.machine_info`) plus how memory and latency are measured."""
+    return {**describe_machine(), "memory": memory_method(),
             "latency": "runtime call only (runner.last_inference_time), no layout conversion",
             "isolation": "one process per runtime x thread count"}
 

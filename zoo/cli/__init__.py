@@ -7,6 +7,7 @@ import sys
 import click
 
 from zoo import __version__
+from zoo.cli.bench_cmd import bench_cmd
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
 from zoo.cli.compare_cmd import compare_cmd
 from zoo.cli.export_cmd import export_cmd
@@ -24,6 +25,7 @@ for command in (list_cmd, info_cmd, register_cmd, weights_cmd, catalog_group):
     cli.add_command(command)
 cli.add_command(export_cmd)
 cli.add_command(compare_cmd)
+cli.add_command(bench_cmd)
 
 
 def main() -> None:

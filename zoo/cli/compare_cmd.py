@@ -96,7 +96,8 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
     return "\n".join(parts)
 
 
-def _ints(values: tuple[str, ...], what: str) -> list[int]:
+def parse_counts(values: tuple[str, ...], what: str) -> list[int]:
+    """Whole numbers >= 1 from option values (thread counts, concurrency); else a usage error."""
     out = []
     for value in values:
         try:
@@ -109,7 +110,8 @@ def _ints(values: tuple[str, ...], what: str) -> list[int]:
     return out
 
 
-def _precisions(values: tuple[str, ...]) -> list[str]:
+def parse_precisions(values: tuple[str, ...]) -> list[str]:
+    """Validated precisions (default fp32; ``all`` = every one) in catalog order."""
     from zoo.catalog import did_you_mean
 
     chosen = []
@@ -161,11 +163,11 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
             raise UsageError("--pytorch-vs-onnx compares ONNX Runtime fp32 only: drop --runtimes/--precision/--threads")
         runtime_list, precision_list, runs = ["onnxruntime"], ["fp32"], 0
     else:
-        runtime_list, precision_list = choose_runtimes(runtimes or ("all",)), _precisions(precisions)
+        runtime_list, precision_list = choose_runtimes(runtimes or ("all",)), parse_precisions(precisions)
     if inputs_file is not None and not inputs_file.is_file():
         raise UsageError(f"--inputs file not found: {inputs_file}")
     opts = Options(runtimes=runtime_list, precisions=precision_list, samples=samples,
-                   inputs_file=inputs_file, threads=_ints(threads or ("1", "2", "4"), "--threads"), runs=runs,
+                   inputs_file=inputs_file, threads=parse_counts(threads or ("1", "2", "4"), "--threads"), runs=runs,
                    warmup=warmup, parity_threads=1,
                    out=out_dir or default_out_dir(), jobs=jobs)
     report = _run_with_progress(selected, opts)

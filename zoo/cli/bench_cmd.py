@@ -1,0 +1,188 @@
+"""``zoo bench``: thread scaling, several trackers at once, sustained runs, the study's speed column.
+
+Library code (:mod:`compare.bench`) measures and returns data; this module draws and writes it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from zoo.catalog import Catalog
+from zoo.cli.compare_cmd import parse_counts, parse_precisions, tables_csv
+from zoo.cli.export_cmd import MultiValueOption
+from zoo.cli.output import Column, console, err_console, rich_table, to_json, to_markdown, write_text
+from zoo.errors import UsageError, ZooError
+
+_KEY = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
+        Column("precision", "prec", justify="left")]
+CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left"),
+                Column("aggregate_fps", "aggregate fps", ".1f"), Column("instance_fps_median", "fps/instance med", ".1f"),
+                Column("instance_fps_worst", "worst", ".1f"), Column("slowdown_median", "slowdown med", ".2f"),
+                Column("slowdown_worst", "worst", ".2f"), Column("thread_speedup", "×1 thread", ".2f"),
+                Column("pids", "pids", justify="left"), Column("error", "error", justify="left")]
+SPEED_COLUMNS = [*_KEY, Column("measured_fps", "measured fps", ".1f"), Column("reported_fps", "reported fps", "g"),
+                 Column("measured_vs_base", "measured / base-c128", ".3f"),
+                 Column("reported_vs_base", "reported / base-c128", ".3f"),
+                 Column("ratio_agreement", "measured ratio / reported ratio", ".2f")]
+WINDOW_COLUMNS = [*_KEY, Column("threads", "thr"), Column("index", "window"), Column("t_start_s", "from s", ".0f"),
+                  Column("t_end_s", "to s", ".0f"), Column("runs", "runs"), Column("fps", "fps", ".1f"),
+                  Column("median_ms", "median ms", ".2f"), Column("cpu_mhz", "CPU MHz", ".0f"), Column("temp_c", "°C", ".1f")]
+SUSTAINED_COLUMNS = [*_KEY, Column("threads", "thr"), Column("duration_s", "seconds", ".0f"), Column("runs", "runs"),
+                     Column("first_fps", "first window fps", ".1f"), Column("last_fps", "last window fps", ".1f"),
+                     Column("drop_pct", "drop %", ".1f"), Column("clock", "clock/temperature", justify="left"),
+                     Column("pid", "pid"), Column("error", "error", justify="left")]
+
+
+def scaling_columns(rows: list[dict]) -> list[Column]:
+    """The scaling table's columns: whatever thread counts / concurrencies the rows carry."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    cols = [*_KEY, Column("fusion_macs_pct", "fusion % MACs", ".0f")]
+    titles = {"fps": ("fps {}T", ".1f"), "speedup": ("×{}T", ".2f"),
+              "aggregate_fps": ("agg fps ×{} procs", ".1f"), "efficiency": ("eff ×{}", ".2f")}
+    for prefix, (title, fmt) in titles.items():
+        for k in keys:
+            rest = k[len(prefix) + 1:]
+            if k.startswith(prefix + "_") and rest.rstrip("t").lstrip("c").isdigit():
+                cols.append(Column(k, title.format(rest.strip("tc")), fmt))
+    return cols
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=True)
+
+
+def _fusion_share(variant) -> float | None:
+    """Share (%) of the variant's MACs, attention products included, spent in the fusion blocks."""
+    from zoo.figures import part_rows
+
+    return next((r["macs_total_share_pct"] for r in part_rows(variant) if r["part"] == "fusion"), None)
+
+
+def _specs(selected, runtimes, precision, out):
+    from compare.artifacts import REFERENCE_RUNTIME, choose_runtimes, runner_specs
+
+    names = [r for r in runtimes if r != REFERENCE_RUNTIME]
+    chosen = ([REFERENCE_RUNTIME] if REFERENCE_RUNTIME in runtimes else []) + (choose_runtimes(names) if names else [])
+    with _progress() as progress:
+        task = progress.add_task("artifacts", total=None)
+
+        def on_export(target, stage):
+            if stage in ("built", "rebuilt", "reused", "failed"):
+                progress.console.print(f"export {target.label}: {stage}", highlight=False)
+            else:
+                progress.update(task, description=f"export {target.label}: {stage}")
+
+        specs, wanted = runner_specs(selected, chosen, precision, out, on_event=on_export)
+    for w in wanted:
+        if w.status in ("failed", "skipped"):
+            err_console.print(f"[yellow]{w.status}:[/] {w.variant.name} {w.runtime} {w.precision}: {w.note}", highlight=False)
+    if not specs:
+        raise ZooError("nothing to benchmark: no usable artifact")
+    return specs
+
+
+@click.command("bench")
+@click.argument("variants", nargs=-1, required=True)
+@click.option("--runtime", "runtimes", cls=MultiValueOption, required=True, metavar="RUNTIME...",
+              help="pytorch onnxruntime mnn tflite ncnn (or all).")
+@click.option("--precision", default="fp32", show_default=True, help="Artifact precision (fp32 or fp16).")
+@click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Threads per instance [default: 1 2 4; 1 with --duration].")
+@click.option("--concurrency", "concurrency", cls=MultiValueOption, metavar="N...",
+              help="Trackers running at once, one process each [default: 1 2 4].")
+@click.option("--seconds", type=click.FloatRange(0.2, 3600), default=3.0, show_default=True,
+              help="Timed seconds per measurement (all instances of a cell run for the same time).")
+@click.option("--warmup", type=click.IntRange(0, 10000), default=5, show_default=True, help="Untimed runs per instance first.")
+@click.option("--duration", type=click.FloatRange(1, 86400), default=None,
+              help="Sustained run instead: one instance per variant x runtime x threads busy for S seconds.")
+@click.option("--window", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG of sustained fps over time [default: beside --json, else ./zoo-bench-sustained.png].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the results as JSON ('-': stdout).")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as CSV.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as Markdown.")
+def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, duration, window, plot_file,
+              out_dir, json_file, csv_file, markdown_file) -> None:
+    """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a
+    sustained run with --duration; `zoo bench all --runtime mnn --threads 1` reproduces the
+    study's 1-thread speed column."""
+    from compare import bench
+    from compare.machine import machine_info
+    from compare.worker import memory_method
+    from exporters.pipeline import default_out_dir
+    from zoo.sample_inputs import sample_pairs
+
+    selected = Catalog.load().select(variants)
+    (precision,) = parse_precisions((precision,))
+    thread_list = parse_counts(threads or (("1",) if duration else ("1", "2", "4")), "--threads")
+    conc_list = parse_counts(concurrency or ("1", "2", "4"), "--concurrency")
+    if duration is not None and concurrency:
+        raise UsageError("--duration runs one instance per measurement: drop --concurrency")
+    if duration is not None and window > duration:
+        raise UsageError(f"--window {window:g} is longer than --duration {duration:g}")
+    specs = _specs(selected, list(runtimes), precision, out_dir or default_out_dir())
+    pairs = {v.name: sample_pairs(v, 1)[0] for v in selected}
+    report: dict = {"machine": {**machine_info(), "memory": memory_method()}}
+    tables: dict[str, tuple[list[dict], list[Column]]] = {}
+
+    if duration is not None:
+        jobs = [(s, t) for s in specs for t in sorted(set(thread_list))]
+        runs = []
+        with _progress() as progress:
+            task = progress.add_task("sustained", total=len(jobs))
+            for spec, t in jobs:
+                progress.update(task, description=f"sustained {spec.label} {t}T for {duration:g} s")
+                runs.append(bench.run_sustained(spec, pairs[spec.variant.name], t, duration, window, warmup))
+                progress.advance(task)
+        summary = [{**{k: v for k, v in asdict(s).items() if k != "windows"},
+                    "first_fps": s.windows[0].fps if s.windows else None,
+                    "last_fps": s.windows[-1].fps if s.windows else None} for s in runs]
+        tables["windows"] = (bench.window_rows(runs), WINDOW_COLUMNS)
+        tables["sustained"] = (summary, SUSTAINED_COLUMNS)
+        plot = plot_file or (Path(json_file).with_suffix(".png") if json_file and str(json_file) != "-" else Path("zoo-bench-sustained.png"))
+        bench.plot_sustained(runs, plot)
+        report.update(sustained=[asdict(s) for s in runs], plot=str(plot))
+    else:
+        cells_total = len(specs) * len(set(thread_list)) * len(set(conc_list) | {1})
+        with _progress() as progress:
+            task = progress.add_task("bench", total=cells_total)
+
+            def on_cell(cell):
+                progress.advance(task)
+                progress.update(task, description=f"{cell.variant} {cell.runtime} {cell.threads}T ×{cell.concurrency}")
+
+            cells = bench.run_cells([(s, pairs[s.variant.name]) for s in specs], thread_list, conc_list, seconds,
+                                    warmup, on_cell=on_cell)
+        rows = bench.cell_rows(cells)
+        flat = [{**{k: v for k, v in r.items() if k != "instances"}, "pids": " ".join(str(i["pid"]) for i in r["instances"])}
+                for r in rows]
+        scaling = bench.scaling_rows(cells, {v.name: _fusion_share(v) for v in selected})
+        tables["cells"] = (flat, CELL_COLUMNS)
+        tables["scaling"] = (scaling, scaling_columns(scaling))
+        reported = {v.name: v.reported.speed_1thread_fps if v.reported else None for v in selected}
+        if 1 in thread_list:
+            tables["speed_column"] = (bench.speed_column(cells, reported), SPEED_COLUMNS)
+        report.update(cells=rows, scaling=scaling, speed_column=tables.get("speed_column", ([], None))[0])
+
+    titles = {"cells": f"zoo bench: {seconds:g} s per measurement, fps = 1000 / median latency per instance",
+              "scaling": "scaling per variant (fps at 1 instance; aggregate fps of N one-thread instances)",
+              "speed_column": "the study's 1-thread speed column: ratios to base-c128 (reported fps are a phone's)",
+              "windows": f"sustained: fps per {window:g} s window", "sustained": "sustained runs"}
+    for name, (rows, columns) in tables.items():
+        console.print(rich_table(rows, columns, title=titles[name]))
+    if duration is not None:
+        console.print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False)
+    if json_file is not None:
+        write_text(json_file, to_json(report))
+    if csv_file is not None:
+        write_text(csv_file, tables_csv({name: rows for name, (rows, _) in tables.items()}))
+    if markdown_file is not None:
+        write_text(markdown_file, "\n".join(f"## {titles[n]}\n\n{to_markdown(rows, cols)}" for n, (rows, cols) in tables.items()))
+    failed = [r for rows, _ in tables.values() for r in rows if r.get("error")]
+    if failed:
+        raise ZooError(f"{len(failed)} measurement(s) failed: {failed[0]['variant']} {failed[0]['runtime']}: {failed[0]['error']}")
