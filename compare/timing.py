@@ -105,6 +105,7 @@ class Timing:
     gflops: float | None = None  # macs_total * 2 / median
     sgemm_gflops: float | None = None  # best library at this thread count
     sgemm_library: str | None = None
+    pct_of_sgemm: float | None = None  # gflops / sgemm_gflops x 100: how close to the machine
     error: str | None = None
 
 
@@ -170,6 +171,8 @@ def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
                 row.sgemm_gflops, row.sgemm_library = (ceiling[best], best) if best else (None, None)
                 if row.error is None:
                     row.gflops = 2.0 * job.macs_total / (row.median_ms / 1e3) / 1e9
+                    if row.sgemm_gflops:
+                        row.pct_of_sgemm = 100.0 * row.gflops / row.sgemm_gflops
                     if ref.error is None:
                         row.speedup_vs_pytorch = ref.median_ms / row.median_ms
             rows.extend(batch)

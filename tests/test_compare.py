@@ -202,6 +202,8 @@ def test_timing_table_from_cli(cli_run) -> None:
         assert r["error"] is None and not r["oversubscribed"], r
         assert r["min_ms"] <= r["median_ms"] <= r["p90_ms"] <= r["p99_ms"] and r["fps"] == pytest.approx(1e3 / r["median_ms"])
         assert r["first_ms"] > 0 and r["gflops"] > 0 and r["sgemm_gflops"] > 0 and r["peak_mem_mb"] is not None
+        assert r["pct_of_sgemm"] == pytest.approx(100 * r["gflops"] / r["sgemm_gflops"]) and r["sgemm_library"]
+        assert r["peak_mem_mb"] > 1, "a runtime instance that loaded a model grew its process by more than 1 MB"
         if r["runtime"] == "pytorch":
             assert r["speedup_vs_pytorch"] == 1.0
         if r["threads"] == 1:  # a 1-thread run must not use more cores, in any runtime

@@ -63,6 +63,7 @@ TIMING_COLUMNS = [
     Column("speedup_vs_pytorch", "×torch", ".2f"),
     Column("gflops", "GFLOP/s", ".0f"),
     Column("sgemm_gflops", "sgemm", ".0f"),
+    Column("pct_of_sgemm", "% sgemm", ".0f"),
     Column("error", "error", justify="left"),
 ]
 SKIPPED_COLUMNS = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
