@@ -12,6 +12,7 @@ from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd
 from zoo.cli.compare_cmd import compare_cmd
 from zoo.cli.export_cmd import export_cmd
 from zoo.cli.output import err_console
+from zoo.cli.profile_cmd import profile_cmd
 from zoo.errors import ZooError
 
 
@@ -26,6 +27,7 @@ for command in (list_cmd, info_cmd, register_cmd, weights_cmd, catalog_group):
 cli.add_command(export_cmd)
 cli.add_command(compare_cmd)
 cli.add_command(bench_cmd)
+cli.add_command(profile_cmd)
 
 
 def main() -> None:

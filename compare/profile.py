@@ -1,0 +1,295 @@
+"""Per-op time of one variant in MNN or ONNX Runtime, mapped back to the model's parts.
+
+MNN: ``MNN.Interpreter`` + ``createSession`` (``numThread``, the runner's precision mode) run
+with ``runSessionWithCallBackInfo``; every op is timed with ``perf_counter`` between its begin
+and end callbacks, which also give its name, type and ``getFlops()`` (MNN counts a
+multiply-add as one, so these are comparable to MACs). ONNX Runtime: a session with
+``enable_profiling`` (``intra_op_num_threads``, the optimized graph saved beside the trace); the
+chrome-trace events of category ``Node`` named ``<node>_kernel_time`` give ``args.op_name`` and
+``dur`` (us), grouped into runs by the ``model_run`` events.
+
+Each timed profiled run alternates with one run of the artifact's ordinary runner (the same
+runtime, thread count and input pair, no profiling), so both see the same machine load; after
+``warmup`` rounds, ``runs`` rounds are kept. An op's time is its mean over those runs (so the
+ops add up to the mean profiled run). The end-to-end latency is the median of the runner's
+``last_inference_time`` (as ``zoo compare`` reports it); the profile total is also given as the
+median of the per-run sums of op times; ``profile_vs_e2e`` is the median over rounds of (op
+time sum of the profiled run / the end-to-end run of the same round): pairing cancels most of
+what the machine's load does to both. Ops are assigned to parts by :mod:`compare.profile_parts`;
+per-part MACs and parameters come from :func:`zoo.figures.part_rows` (``zoo info``'s figures).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compare.artifacts import artifact_dir, ensure_artifacts, runtime_formats
+from compare.inputs import Pair, load_pairs
+from compare.profile_parts import UNKNOWN, Graph, PartMapper
+from compare.runners import native_quiet, open_artifact, to_layout
+from compare.runners.base import require
+from compare.runners.mnn import RUNTIME_PRECISION
+from compare.runners.onnxruntime import OnnxRuntimeRunner
+from zoo.catalog import did_you_mean
+from zoo.errors import UsageError, ZooError
+from zoo.schema import Variant
+
+RUNTIMES = ("mnn", "onnxruntime")
+#: one profiled run: (op name, op type, MFLOPs or None, seconds) in execution order
+Record = list[tuple[str, str, float | None, float]]
+
+
+def check_request(runtime: str, precision: str = "fp32") -> None:
+    """A runtime this module profiles and a precision its format offers; else a usage error."""
+    from exporters import get_exporter
+
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {runtime!r}{did_you_mean(runtime, RUNTIMES)}; choose from {', '.join(RUNTIMES)}")
+    offered = get_exporter(runtime_formats()[runtime]).precisions
+    if precision not in offered:
+        raise UsageError(f"{runtime} runs {', '.join(offered)} artifacts only, not {precision!r}")
+
+
+class MnnProfiler:
+    """An MNN session timed op by op through its callbacks."""
+
+    def __init__(self, model: Path, manifest, threads: int):
+        self.model, self.manifest, self.threads = model, manifest, threads
+        self.records: list[Record] = []
+        self.graph: Graph | None = None  # MNN does not expose the graph it runs
+
+    def load(self, pair: Pair) -> None:
+        mnn = require("MNN", "mnn", "MNN")
+        config = {"backend": "CPU", "numThread": self.threads, "precision": RUNTIME_PRECISION.get(self.manifest.precision, "high")}
+        with native_quiet():
+            self._interpreter = mnn.Interpreter(str(self.model))
+            self._session = self._interpreter.createSession(config)
+        for b in self.manifest.inputs:
+            array = to_layout(pair[b.name], "NCHW", b.layout)
+            dim = mnn.Tensor_DimensionType_Caffe if b.layout == "NCHW" else mnn.Tensor_DimensionType_Tensorflow
+            host = mnn.Tensor(list(array.shape), mnn.Halide_Type_Float, np.ascontiguousarray(array, dtype=np.float32), dim)
+            self._interpreter.getSessionInput(self._session, b.runtime_name).copyFrom(host)
+
+    def run(self) -> float:
+        clock, record, start = time.perf_counter, [], [0.0]
+
+        def begin(_tensors, _info):
+            start[0] = clock()
+            return True
+
+        def end(_tensors, info):
+            record.append((info.getName(), info.getType(), float(info.getFlops()), clock() - start[0]))
+            return True
+
+        t0 = clock()
+        self._interpreter.runSessionWithCallBackInfo(self._session, begin, end)
+        wall = clock() - t0
+        self.records.append(record)
+        return wall
+
+    def finish(self) -> list[Record]:
+        self._session = self._interpreter = None
+        return self.records
+
+
+class OrtProfiler:
+    """An ONNX Runtime session with its profiler on; the trace is read at :meth:`finish`."""
+
+    def __init__(self, model: Path, manifest, threads: int):
+        self.model, self.manifest, self.threads = model, manifest, threads
+        self.graph: Graph | None = None
+
+    def load(self, pair: Pair) -> None:
+        ort = require("onnxruntime", "onnx", "ONNX Runtime")
+        self._tmp = Path(tempfile.mkdtemp(prefix="zoo-profile-"))
+        opts = ort.SessionOptions()
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(self._tmp / "ort")
+        opts.optimized_model_filepath = str(self._tmp / "optimized.onnx")  # the graph that runs
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(self.model), opts, providers=["CPUExecutionProvider"])
+            self.graph = Graph.from_onnx(self._tmp / "optimized.onnx")
+        except Exception:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
+        self._feed = {b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.manifest.inputs}
+        self._outputs = [b.runtime_name for b in self.manifest.outputs]
+
+    def run(self) -> float:
+        t0 = time.perf_counter()
+        self._session.run(self._outputs, self._feed)
+        return time.perf_counter() - t0
+
+    def finish(self) -> list[Record]:
+        try:
+            events = json.loads(Path(self._session.end_profiling()).read_text())
+        finally:
+            self._session = None
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        windows = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
+        nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+        return [[(e["name"].removesuffix("_kernel_time"), e["args"].get("op_name", "?"), None, e["dur"] / 1e6)
+                 for e in nodes if lo <= e["ts"] <= hi] for lo, hi in windows]
+
+
+@dataclass
+class OpTime:
+    index: int
+    name: str
+    type: str
+    ms: float  # mean over the timed runs
+    median_ms: float
+    mflops: float | None  # MNN's count for the op (multiply-add = 1)
+    module: str
+    part: str
+    block: str
+    unit: str
+    rule: str  # how the part was found (compare.profile_parts)
+    share_pct: float = 0.0
+
+
+@dataclass
+class Profile:
+    """One variant profiled in one runtime at one thread count."""
+
+    variant: str
+    runtime: str
+    precision: str
+    threads: int
+    warmup: int
+    runs: int
+    depth: int  # fusion blocks in the catalog's architecture
+    ops: list[OpTime]
+    run_totals_ms: list[float]  # per timed run: sum of its op times
+    profiled_ms: list[float]  # per timed run: wall time of the profiled call
+    e2e_ms: list[float]  # per timed run: the runner without profiling
+    figures: list[dict] = field(default_factory=list)  # zoo.figures.part_rows(variant)
+
+    def totals(self) -> dict:
+        profile_ms = sum(op.ms for op in self.ops)
+        median, e2e = float(np.median(self.run_totals_ms)), float(np.median(self.e2e_ms))
+        paired = float(np.median(np.asarray(self.run_totals_ms) / np.asarray(self.e2e_ms)))
+        unknown = [op for op in self.ops if op.part == UNKNOWN]
+        rules: dict[str, int] = {}
+        for op in self.ops:
+            rules[op.rule] = rules.get(op.rule, 0) + 1
+        return {
+            "variant": self.variant, "runtime": self.runtime, "precision": self.precision, "threads": self.threads,
+            "warmup": self.warmup, "runs": self.runs, "ops": len(self.ops),
+            "profile_ms": profile_ms, "profile_median_ms": median,
+            "profiled_run_ms": float(np.median(self.profiled_ms)), "e2e_ms": e2e,
+            "e2e_p90_ms": float(np.percentile(self.e2e_ms, 90)), "profile_vs_e2e": paired,
+            "fusion_blocks": len({op.block for op in self.ops if op.block.startswith("fusion.blocks.")}),
+            "depth": self.depth, "unassigned_ops": len(unknown),
+            "unassigned_share_pct": 100.0 * sum(op.ms for op in unknown) / profile_ms, "rules": rules,
+        }
+
+    def top(self, k: int) -> list[dict]:
+        ranked = sorted(self.ops, key=lambda op: op.ms, reverse=True)[:k]
+        return [{"rank": i + 1, **asdict(op)} for i, op in enumerate(ranked)]
+
+    def group(self, level: str) -> list[dict]:
+        """Time per ``block`` or ``unit`` (execution order of first appearance)."""
+        rows: dict[str, dict] = {}
+        for op in self.ops:
+            row = rows.setdefault(getattr(op, level), {level: getattr(op, level), "part": op.part, "ops": 0, "ms": 0.0, "share_pct": 0.0})
+            row["ops"] += 1
+            row["ms"] += op.ms
+            row["share_pct"] += op.share_pct
+        return list(rows.values())
+
+    def parts(self) -> list[dict]:
+        """Per part: share of time beside share of MACs and of parameters (``zoo info``'s figures)."""
+        by_part = {r["part"]: r for r in self.figures if r["part"] != "total"}
+        names = list(by_part) + sorted({op.part for op in self.ops} - set(by_part))
+        rows = []
+        for name in names:
+            mine = [op for op in self.ops if op.part == name]
+            fig = by_part.get(name, {})
+            time_pct = sum(op.share_pct for op in mine)
+            flops = [op.mflops for op in mine if op.mflops is not None]
+            rows.append({
+                "part": name, "ops": len(mine), "ms": sum(op.ms for op in mine), "time_share_pct": time_pct,
+                "macs_share_pct": fig.get("macs_share_pct"), "macs_total_share_pct": fig.get("macs_total_share_pct"),
+                "params_share_pct": fig.get("params_share_pct"), "macs": fig.get("macs"), "params": fig.get("params"),
+                "mnn_mflops": sum(flops) if flops else None,
+                "time_per_macs": time_pct / fig["macs_share_pct"] if fig.get("macs_share_pct") else None,
+            })
+        return rows
+
+    def as_json(self, top: int = 10) -> dict:
+        return {"totals": self.totals(), "top": self.top(top), "parts": self.parts(), "blocks": self.group("block"),
+                "units": self.group("unit"), "ops": [asdict(op) for op in self.ops]}
+
+
+def aggregate(records: list[Record], mapper: PartMapper, executed: Graph | None, source: Graph | None) -> list[OpTime]:
+    """Per-op mean/median over runs (ops matched by position; every run must run the same ops)."""
+    names = [r[0] for r in records[0]]
+    if any([r[0] for r in rec] != names for rec in records):
+        raise ZooError("the runtime executed different ops in different runs; cannot average them")
+    seconds = np.array([[r[3] for r in rec] for rec in records])  # runs x ops
+    mean, median = seconds.mean(axis=0) * 1e3, np.median(seconds, axis=0) * 1e3
+    total = float(mean.sum())
+    ops = []
+    for i, (a, (name, kind, flops, _)) in enumerate(zip(mapper.assign_ops(names, executed, source), records[0], strict=True)):
+        ops.append(OpTime(i, name, kind, float(mean[i]), float(median[i]), flops, a.module, a.part, a.block, a.unit, a.rule,
+                          100.0 * float(mean[i]) / total))
+    return ops
+
+
+OnEvent = Callable[[str, str], None]
+
+
+def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision: str = "fp32", runs: int = 30,
+                    warmup: int = 5, out: Path = Path("artifacts"), on_export: Callable | None = None,
+                    on_progress: OnEvent | None = None, pair: Pair | None = None) -> Profile:
+    """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing)."""
+    from zoo.figures import part_rows
+
+    check_request(runtime, precision)
+    if runs < 1 or threads < 1 or warmup < 0:
+        raise UsageError("runs and threads must be >= 1, warmup >= 0")
+    progress = on_progress or (lambda stage, text: None)
+    pair = pair if pair is not None else load_pairs(variant, 1, None)[0]
+    wanted = ensure_artifacts([variant], [runtime], [precision], out, on_event=on_export)
+    if runtime == "mnn":  # the exported ONNX graph MNN converted: names without a module path are looked up there
+        wanted += ensure_artifacts([variant], ["onnxruntime"], ["fp32"], out, on_event=on_export)
+    for w in wanted:
+        if w.status == "skipped":
+            raise UsageError(f"{variant.name}: {w.runtime} {w.precision}: {w.note}")
+        if w.status == "failed":
+            raise ZooError(f"{variant.name}: export of {w.format} {w.precision} failed: {w.note}")
+    path = wanted[0].path
+    runner = open_artifact(path, threads=threads)
+    model = runner.model_file("." + runtime_formats()[runtime])
+    profiler = (MnnProfiler if runtime == "mnn" else OrtProfiler)(model, runner.manifest, threads)
+    progress("profile", f"{variant.name} {runtime} {precision} {threads}T: loading")
+    e2e, walls = [], []
+    with runner:
+        profiler.load(pair)
+        try:
+            for i in range(warmup + runs):
+                runner.infer(pair)
+                wall = profiler.run()
+                if i >= warmup:
+                    e2e.append(runner.last_inference_time * 1e3)
+                    walls.append(wall * 1e3)
+                progress("profile", f"{variant.name} {runtime} {threads}T: run {i + 1}/{warmup + runs}")
+        finally:
+            records = profiler.finish()[warmup:]  # also frees the session (and ORT's trace directory)
+    if len(records) != runs:
+        raise ZooError(f"{runtime}: expected {runs} profiled runs, found {len(records)}")
+    source = Graph.from_onnx(OnnxRuntimeRunner(artifact_dir(out, variant.name, "onnx", "fp32")).model_file(".onnx"))
+    ops = aggregate(records, PartMapper.for_variant(variant), profiler.graph, source)
+    return Profile(variant.name, runtime, precision, threads, warmup, runs, variant.arch.fusion.depth, ops,
+                   [sum(r[3] for r in rec) * 1e3 for rec in records], walls, e2e, part_rows(variant))
