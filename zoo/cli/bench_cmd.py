@@ -8,12 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from zoo.catalog import Catalog
 from zoo.cli.compare_cmd import parse_counts, parse_precisions, tables_csv
 from zoo.cli.export_cmd import MultiValueOption
-from zoo.cli.output import Column, console, err_console, rich_table, to_json, to_markdown, write_text
+from zoo.cli.output import Column, console, err_console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 
 _KEY = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
@@ -50,11 +49,6 @@ def scaling_columns(rows: list[dict]) -> list[Column]:
     return cols
 
 
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
-
-
 def _fusion_share(variant) -> float | None:
     """Share (%) of the variant's MACs, attention products included, spent in the fusion blocks."""
     from zoo.figures import part_rows
@@ -67,16 +61,9 @@ def _specs(selected, runtimes, precision, out):
 
     names = [r for r in runtimes if r != REFERENCE_RUNTIME]
     chosen = ([REFERENCE_RUNTIME] if REFERENCE_RUNTIME in runtimes else []) + (choose_runtimes(names) if names else [])
-    with _progress() as progress:
+    with progress_bar(counted=True) as progress:
         task = progress.add_task("artifacts", total=None)
-
-        def on_export(target, stage):
-            if stage in ("built", "rebuilt", "reused", "failed"):
-                progress.console.print(f"export {target.label}: {stage}", highlight=False)
-            else:
-                progress.update(task, description=f"export {target.label}: {stage}")
-
-        specs, wanted = runner_specs(selected, chosen, precision, out, on_event=on_export)
+        specs, wanted = runner_specs(selected, chosen, precision, out, on_event=export_reporter(progress, task))
     for w in wanted:
         if w.status in ("failed", "skipped"):
             err_console.print(f"[yellow]{w.status}:[/] {w.variant.name} {w.runtime} {w.precision}: {w.note}", highlight=False)
@@ -133,7 +120,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     if duration is not None:
         jobs = [(s, t) for s in specs for t in sorted(set(thread_list))]
         runs = []
-        with _progress() as progress:
+        with progress_bar(counted=True) as progress:
             task = progress.add_task("sustained", total=len(jobs))
             for spec, t in jobs:
                 progress.update(task, description=f"sustained {spec.label} {t}T for {duration:g} s")
@@ -149,7 +136,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
         report.update(sustained=[asdict(s) for s in runs], plot=str(plot))
     else:
         cells_total = len(specs) * len(set(thread_list)) * len(set(conc_list) | {1})
-        with _progress() as progress:
+        with progress_bar(counted=True) as progress:
             task = progress.add_task("bench", total=cells_total)
 
             def on_cell(cell):

@@ -9,11 +9,10 @@ import threading
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from zoo.catalog import Catalog
 from zoo.cli.export_cmd import MultiValueOption
-from zoo.cli.output import Column, console, err_console, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.cli.output import Column, console, err_console, export_reporter, progress_bar, rich_table, to_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.schema import PRECISIONS
 
@@ -205,16 +204,9 @@ def _run_with_progress(selected, opts):
     from compare.run import run
 
     lock = threading.Lock()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
-
-        def on_export(target, stage):
-            with lock:
-                if stage in ("built", "rebuilt", "reused", "failed"):
-                    progress.console.print(f"export {target.label}: {stage}", highlight=False)
-                else:
-                    progress.update(task, description=f"export {target.label}: {stage}")
+        on_export = export_reporter(progress, task, lock)
 
         def on_progress(stage, text):
             with lock:

@@ -75,3 +75,30 @@ def write_text(path: Path, text: str) -> None:
         console.file.write(text)
     else:
         atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def progress_bar(*, counted: bool = False):
+    """The CLI's rich progress display on stderr (transient); ``counted`` adds a bar and N/M."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if counted:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    return Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True)
+
+
+def export_reporter(progress, task, lock=None):
+    """An export-pipeline ``on_event(target, stage)`` callback: final stages (built, reused,
+    failed...) are printed as lines above the progress display, the others update ``task``."""
+    import contextlib
+
+    guard = lock or contextlib.nullcontext()
+
+    def on_event(target, stage: str) -> None:
+        with guard:
+            if stage in ("built", "rebuilt", "reused", "failed"):
+                progress.console.print(f"export {target.label}: {stage}", highlight=False)
+            else:
+                progress.update(task, description=f"export {target.label}: {stage}")
+
+    return on_event

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from zoo.catalog import Catalog, did_you_mean
-from zoo.cli.output import Column, console, err_console, rich_table, to_json, to_markdown, write_text
+from zoo.cli.output import Column, console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
 from zoo.errors import UsageError
 from zoo.schema import PRECISIONS
 
@@ -115,15 +114,9 @@ def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, out_dir
         raise UsageError(f"unknown precision {precision!r}{did_you_mean(precision, PRECISIONS)}; choose from {', '.join(PRECISIONS)}")
     check_request(runtime, precision)
     v = Catalog.load().get(variant)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=True) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
-
-        def on_export(target, stage):
-            if stage in ("built", "rebuilt", "reused", "failed"):
-                progress.console.print(f"export {target.label}: {stage}", highlight=False)
-            else:
-                progress.update(task, description=f"export {target.label}: {stage}")
-
+        on_export = export_reporter(progress, task)
         result = profile_variant(v, runtime, threads=threads, precision=precision, runs=runs, warmup=warmup,
                                  out=out_dir or default_out_dir(), on_export=on_export,
                                  on_progress=lambda stage, text: progress.update(task, description=text))
