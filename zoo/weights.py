@@ -2,25 +2,33 @@
 
 Weights live in the user cache keyed by their sha256 (:func:`zoo.paths.weights_path`). A
 reference variant's file is regenerated deterministically when absent and must hash to the
-sha256 pinned in ``zoo.yaml``; trained weights come from ``zoo register``. Nothing is trusted
-until its hash matches.
+sha256 pinned in ``zoo.yaml``; trained weights come from ``zoo register``. With a hub configured
+(``$ZOO_HUB`` or ``hub:`` in ``zoo.yaml``) and not offline, weights missing from the cache are
+pulled from it first (:mod:`zoo.hub`). Nothing is trusted until its hash matches.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save
 
-from zoo.errors import WeightsError
+from zoo.errors import WeightsError, ZooError
 from zoo.fileio import atomic_write_bytes, sha256_file
 from zoo.models import TrackerNet, build_model
 from zoo.paths import weights_path
 from zoo.reference_weights import SCHEME, reference_state_dict
 from zoo.schema import Variant
+
+if TYPE_CHECKING:
+    from zoo.hub.resolve import HubConfig
+
+log = logging.getLogger(__name__)
 
 
 def reference_seed(variant: Variant) -> str:
@@ -59,20 +67,62 @@ def weights_status(variant: Variant) -> str:
     return "regenerable" if variant.weights.provenance.kind == "reference" else "missing"
 
 
-def ensure_weights(variant: Variant) -> Path:
-    """Return the verified local path of ``variant``'s weights, generating reference weights."""
+def _hub_from_config() -> HubConfig:
+    """The hub in force for weights: ``$ZOO_HUB``, else ``hub:`` in the default ``zoo.yaml``."""
+    from zoo.catalog import Catalog
+    from zoo.errors import CatalogError
+    from zoo.hub.resolve import resolve_hub
+
+    try:
+        catalog_hub = Catalog.load().hub
+    except CatalogError:
+        catalog_hub = None
+    return resolve_hub(catalog_hub=catalog_hub)
+
+
+def _cached(path: Path, sha256: str) -> bool:
+    """Verified in the cache (a corrupt entry is deleted: never served). Caller holds the lock."""
+    if path.is_file():
+        if sha256_file(path) == sha256:
+            return True
+        path.unlink()
+    return False
+
+
+def ensure_weights(variant: Variant, hub: HubConfig | None = None) -> Path:
+    """Return the verified local path of ``variant``'s weights.
+
+    Not in the cache: pulled from the hub (``hub``, else ``$ZOO_HUB`` / ``zoo.yaml``) when one is
+    configured and not offline; reference weights the hub does not serve (or that fail to
+    download) are regenerated instead. Everything is checked against the pinned sha256.
+    """
     spec = variant.weights
     path = weights_path(spec.sha256, spec.file)
-    with FileLock(str(path.parent) + ".lock"):
-        if path.is_file():
-            actual = sha256_file(path)
-            if actual == spec.sha256:
+    lock = FileLock(str(path.parent) + ".lock")
+    with lock:
+        if _cached(path, spec.sha256):
+            return path
+    cfg = hub if hub is not None else _hub_from_config()
+    why = "offline" if cfg.offline else "no hub configured"
+    if not cfg.offline and (cfg.url or (spec.url and "://" in spec.url)):
+        from zoo.hub.pull import fetch_weights
+
+        try:
+            if fetch_weights(variant, cfg) is not None:
                 return path
-            path.unlink()  # corrupt cache entry: never serve it
+            why = f"hub {cfg.url} does not serve them"
+        except ZooError as exc:
+            if spec.provenance.kind != "reference":
+                raise
+            why = f"pulling them failed: {exc}"
+            log.warning("weights of %s: %s; regenerating the reference weights", variant.name, why)
+    with lock:
+        if _cached(path, spec.sha256):
+            return path
         if spec.provenance.kind != "reference":
             raise WeightsError(
                 f"weights of {variant.name!r} ({spec.file}, sha256 {spec.sha256[:12]}...) are not in the cache; "
-                f"register the checkpoint with 'zoo register {variant.name} FILE'"
+                f"register the checkpoint with 'zoo register {variant.name} FILE' or pull them with 'zoo pull {variant.name}' ({why})"
             )
         data = reference_weights_bytes(variant)
         actual = hashlib.sha256(data).hexdigest()

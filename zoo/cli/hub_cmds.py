@@ -1,0 +1,266 @@
+"""Hub commands: ``zoo publish``, ``zoo pull`` and ``zoo cache list|remove|dir``."""
+from __future__ import annotations
+
+import fnmatch
+import threading
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from zoo.catalog import Catalog, did_you_mean
+from zoo.cli.catalog_cmds import _emit, format_options
+from zoo.cli.export_cmd import MultiValueOption, _choose
+from zoo.cli.output import Column, console, err_console
+from zoo.errors import UsageError
+from zoo.schema import PRECISIONS
+
+PUBLISH_COLUMNS = [
+    Column("variant", "variant", justify="left"), Column("item", "item", justify="left"),
+    Column("files", "files"), Column("bytes", "bytes", ","), Column("url", "url", justify="left"),
+]
+PULL_COLUMNS = [
+    Column("variant", "variant", justify="left"), Column("item", "item", justify="left"), Column("files", "files"),
+    Column("size_mb", "size MB", ".2f"), Column("status", "status", justify="left"), Column("where", "in", justify="left"),
+]
+CACHE_COLUMNS = [
+    Column("variant", "variant", justify="left"), Column("weights", "weights", justify="left"),
+    Column("formats", "artifacts", justify="left"), Column("size_mb", "size MB", ".2f"),
+]
+
+
+def _formats() -> tuple[str, ...]:
+    from exporters import FORMATS
+
+    return FORMATS
+
+
+class RichReporter:
+    """Draws transfers as rich progress bars on stderr (one per file) and notes above them.
+
+    The bars appear with the first transfer, so a pull with nothing to fetch prints none.
+    """
+
+    def __init__(self):
+        self.progress: Progress | None = None
+        self.tasks: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def _bars(self) -> Progress:
+        with self.lock:
+            if self.progress is None:
+                self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                         TransferSpeedColumn(), TimeRemainingColumn(), console=err_console)
+                self.progress.start()
+            return self.progress
+
+    def start(self, key: str, label: str, total: int, offset: int) -> None:
+        bars = self._bars()
+        with self.lock:
+            if key not in self.tasks:
+                self.tasks[key] = bars.add_task(label, total=total, completed=offset)
+            else:
+                bars.reset(self.tasks[key], total=total, completed=offset)
+
+    def advance(self, key: str, nbytes: int) -> None:
+        self._bars().advance(self.tasks[key], nbytes)
+
+    def finish(self, key: str, status: str) -> None:
+        if key in self.tasks:
+            color = "red" if status == "failed" else "green"
+            self._bars().update(self.tasks[key], description=f"{key} [{color}]{status}[/]")
+
+    def note(self, message: str) -> None:
+        console = self.progress.console if self.progress else err_console
+        console.print(f"[yellow]{message}[/]", highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+HUB_OPTIONS = [
+    click.option("--hub", help="Hub URL (release directory or its index.json) [default: $ZOO_HUB, else zoo.yaml 'hub']."),
+    click.option("--offline", is_flag=True, help="Use only the cache (also ZOO_OFFLINE=1); say exactly what is missing."),
+    click.option("--allow-http", is_flag=True, help="Accept plain http to non-loopback hosts (also ZOO_ALLOW_HTTP=1)."),
+    click.option("--timeout", type=click.FloatRange(min=0.01), default=None,
+                 help="Seconds without data before a connection counts as stalled [default: $ZOO_HUB_TIMEOUT or 30]."),
+    click.option("--retries", type=click.IntRange(1, 100), default=None,
+                 help="Attempts per file, transient failures only [default: $ZOO_HUB_RETRIES or 5]."),
+]
+
+
+def hub_options(func):
+    """--hub / --offline / --allow-http / --timeout / --retries."""
+    for opt in reversed(HUB_OPTIONS):
+        func = opt(func)
+    return func
+
+
+def target_options(default: str):
+    """VARIANT... --format/--formats FORMAT... --precision PRECISION... (``default``: what omitting means)."""
+    def decorate(func):
+        func = click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
+                            help=f"fp32 fp16 [default: {default}].")(func)
+        func = click.option("--formats", "--format", "formats", cls=MultiValueOption, metavar="FORMAT...",
+                            help=f"onnx mnn tflite ncnn [default: {default}].")(func)
+        return click.argument("variants", nargs=-1, required=True)(func)
+    return decorate
+
+
+@click.command("publish")
+@target_options("all (every one must have been exported)")
+@click.option("--to", "dest", required=True, type=click.Path(path_type=Path), help="Release directory to write (replaced whole).")
+@click.option("--base-url", help="Where clients will fetch the files from (recorded in index.json; default: beside index.json).")
+@click.option("--artifacts", "src", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the artifacts were exported [default: $ZOO_ARTIFACTS or ./artifacts].")
+@click.option("--allow-http", is_flag=True, help="Accept a plain http --base-url on a non-loopback host.")
+@format_options
+def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, fmt) -> None:
+    """Write a release tree (weights, artifacts, index.json) of VARIANTs for a static file host.
+
+    Artifacts are verified against their manifests first; missing ones are an error naming the
+    'zoo export' command that builds them. The same inputs give a byte-identical tree.
+    """
+    from exporters.pipeline import default_out_dir
+    from zoo.hub.publish import publish
+
+    selected = Catalog.load().select(variants)
+    fmt_list = _choose(formats or ("all",), _formats(), "format")
+    prec_list = _choose(precisions or ("all",), PRECISIONS, "precision")
+    with err_console.status("verifying and copying"):
+        result = publish(selected, fmt_list, prec_list, src or default_out_dir(), dest, base_url, allow_http)
+    _emit(result.rows, PUBLISH_COLUMNS, fmt, f"zoo publish → {dest}")
+    if fmt is None:
+        console.print(f"{result.files} files, {result.bytes / 1e6:.1f} MB; index.json sha256 {result.index_sha256}",
+                      highlight=False)
+
+
+@click.command("pull")
+@target_options("everything the hub publishes for the variant")
+@hub_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also place the artifacts in this artifacts directory (e.g. ./artifacts, where zoo export and zoo compare look).")
+@click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True, help="Files downloaded at once.")
+@format_options
+def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, retries, out_dir, jobs, fmt) -> None:
+    """Download VARIANTs' weights and artifacts from a hub into the cache, verified by sha256.
+
+    Interrupted files resume (HTTP Range), transient failures are retried with backoff, and
+    nothing becomes visible in the cache before its hash matches. Artifacts land in
+    <cache>/artifacts/<variant>/<format>[-fp16]/ (see 'zoo cache dir'), and with --out also there.
+    """
+    from zoo.hub.pull import pull
+    from zoo.hub.resolve import resolve_hub
+    from zoo.hub.store import artifact_cache_root
+
+    catalog = Catalog.load()
+    selected = catalog.select(variants)
+    fmt_list = _choose(formats, _formats(), "format") if formats else None
+    prec_list = _choose(precisions, PRECISIONS, "precision") if precisions else None
+    cfg = resolve_hub(hub, catalog.hub, offline, allow_http, timeout, retries)
+    reporter = RichReporter()
+    try:
+        rows = pull(selected, fmt_list, prec_list, cfg, out_dir, reporter, jobs)
+    finally:
+        reporter.close()
+    source = "the cache (offline)" if cfg.offline else cfg.url
+    for row in rows:
+        row["size_mb"] = row["bytes"] / 1e6
+        row["where"] = _short_path(row["path"])
+    _emit(rows, PULL_COLUMNS, fmt, f"zoo pull ← {source}")
+    if fmt is None and out_dir is None:
+        console.print(f"artifacts are in {artifact_cache_root()}; --out DIR also places them where zoo export / compare look",
+                      highlight=False)
+
+
+def _short_path(path: str | None) -> str | None:
+    """A path under the cache as ``<cache>/...`` (the table stays narrow; --json has it whole)."""
+    from zoo.paths import cache_dir
+
+    if path is None:
+        return None
+    p, root = Path(path), cache_dir()
+    if not p.is_relative_to(root):
+        return path
+    parts = list(p.relative_to(root).parts)
+    if parts[0] in ("weights", "files") and len(parts) > 2:
+        parts[1] = parts[1][:12] + "…"
+    return "<cache>/" + "/".join(parts)
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """What the user cache holds (weights, pulled artifacts), and removing it."""
+
+
+def _weights_owners(catalog: Catalog) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for v in catalog:
+        owners.setdefault(v.weights.sha256, v.name)
+    return owners
+
+
+@cache_group.command("list")
+@format_options
+def cache_list(fmt) -> None:
+    """Variants in the cache: weights, pulled artifacts (format[-precision]) and size."""
+    from zoo.hub.store import scan
+
+    info = scan(_weights_owners(Catalog.load()).get)
+    rows = [{"variant": e["variant"], "weights": e["weights"]["file"] if e["weights"] else None,
+             "formats": " ".join(a["dir"] for a in e["artifacts"]) or None, "size_mb": e["bytes"] / 1e6,
+             "bytes": e["bytes"]} for e in info["variants"]]
+    _emit(rows, CACHE_COLUMNS, fmt, f"zoo cache: {info['cache']}", payload=info)
+    if fmt is None:
+        extra = ""
+        if info["partial_downloads"]:
+            extra += f"; {len(info['partial_downloads'])} partial downloads ({info['partial_bytes'] / 1e6:.1f} MB, resumed by the next pull)"
+        if info["unreferenced_bytes"]:
+            extra += f"; {info['unreferenced_bytes'] / 1e6:.1f} MB of files no artifact uses"
+        console.print(f"total {info['total_bytes'] / 1e6:.1f} MB{extra}", highlight=False)
+
+
+@cache_group.command("remove")
+@click.argument("variants", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Remove every cached weights file, artifact and partial download.")
+def cache_remove(variants, everything) -> None:
+    """Remove VARIANTs' pulled artifacts and reference weights from the cache (names or wildcards).
+
+    Trained weights (registered checkpoints) are kept; --all removes everything zoo keeps there.
+    """
+    from zoo.hub import store
+
+    if everything == bool(variants):
+        raise UsageError("name the variants to remove, or pass --all (not both)")
+    if everything:
+        console.print(f"removed everything: {store.remove_all() / 1e6:.1f} MB freed", highlight=False)
+        return
+    catalog = Catalog.load()
+    known = list(dict.fromkeys([*catalog.names, *store.cached_variants()]))
+    chosen = []
+    for pattern in variants:
+        hits = fnmatch.filter(known, pattern)
+        if not hits:
+            raise UsageError(f"unknown variant {pattern!r}{did_you_mean(pattern, known)}")
+        chosen += [h for h in hits if h not in chosen]
+    art_shas = store.cached_artifact_shas()
+    for name in chosen:
+        keep = {v.weights.sha256 for v in catalog if v.name not in chosen}
+        keep |= {s for other, shas in art_shas.items() if other not in chosen for s in shas}
+        variant = catalog.get(name) if name in catalog else None
+        trained = variant is not None and variant.weights.provenance.kind == "trained"
+        sha = variant.weights.sha256 if variant is not None and not trained else None
+        freed = store.remove_variant(name, sha, keep)
+        console.print(f"removed {name}: {freed / 1e6:.1f} MB freed" if freed else f"{name}: nothing cached", highlight=False)
+        if trained:
+            console.print(f"kept {name}'s trained weights (a registered checkpoint may exist nowhere else; --all removes them)",
+                          highlight=False)
+
+
+@cache_group.command("dir")
+def cache_dir_cmd() -> None:
+    """Print the cache directory ($ZOO_CACHE_DIR or the platform's user cache)."""
+    from zoo.paths import cache_dir
+
+    click.echo(str(cache_dir()))
