@@ -113,3 +113,13 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # nothing exported or written
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--markdown", "--plot"])
+def test_unwritable_report_path_fails_before_any_work(option, tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = zoo("bench", "base-c128", "--runtime", "ncnn", option, str(blocker / "report.out"), "--out", str(tmp_path / "art"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "not a writable directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "art").exists()  # refused before exporting anything

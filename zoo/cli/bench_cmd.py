@@ -12,7 +12,7 @@ import click
 from zoo.catalog import Catalog
 from zoo.cli.compare_cmd import parse_counts, parse_precisions, tables_csv
 from zoo.cli.export_cmd import MultiValueOption
-from zoo.cli.output import Column, console, err_console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
+from zoo.cli.output import REPORT_FILE, Column, console, err_console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 
 _KEY = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
@@ -86,13 +86,13 @@ def _specs(selected, runtimes, precision, out):
 @click.option("--duration", type=click.FloatRange(1, 86400), default=None,
               help="Sustained run instead: one instance per variant x runtime x threads busy for S seconds.")
 @click.option("--window", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--plot", "plot_file", type=REPORT_FILE, default=None,
               help="PNG of sustained fps over time [default: beside --json, else ./zoo-bench-sustained.png].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the results as JSON ('-': stdout).")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as CSV.")
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as Markdown.")
+@click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Write the results as JSON ('-': stdout).")
+@click.option("--csv", "csv_file", type=REPORT_FILE, default=None, help="Write the tables as CSV.")
+@click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None, help="Write the tables as Markdown.")
 def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, duration, window, plot_file,
               out_dir, json_file, csv_file, markdown_file) -> None:
     """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a

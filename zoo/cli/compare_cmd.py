@@ -12,7 +12,7 @@ import click
 
 from zoo.catalog import Catalog
 from zoo.cli.export_cmd import MultiValueOption
-from zoo.cli.output import Column, console, err_console, export_reporter, progress_bar, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.cli.output import REPORT_FILE, Column, console, err_console, export_reporter, progress_bar, rich_table, to_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.schema import PRECISIONS
 
@@ -134,8 +134,8 @@ def parse_precisions(values: tuple[str, ...]) -> list[str]:
               help="Input pairs cut from bundled photographs (ignored with --inputs).")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=".npz with one array per catalog input name (one pair, or N pairs on a leading axis).")
-@click.option("--save-inputs", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the inputs used (.npz).")
-@click.option("--save-outputs", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--save-inputs", type=REPORT_FILE, default=None, help="Write the inputs used (.npz).")
+@click.option("--save-outputs", type=REPORT_FILE, default=None,
               help="Write every runtime's outputs (.npz, keys variant/runtime-precision/output).")
 @click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Thread counts to time [default: 1 2 4].")
 @click.option("--runs", type=click.IntRange(0, 100000), default=20, show_default=True, help="Timed runs (0: no timing).")
@@ -143,9 +143,9 @@ def parse_precisions(values: tuple[str, ...]) -> list[str]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the rows as JSON ('-': stdout).")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the rows as CSV.")
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as Markdown.")
+@click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Write the rows as JSON ('-': stdout).")
+@click.option("--csv", "csv_file", type=REPORT_FILE, default=None, help="Write the rows as CSV.")
+@click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None, help="Write the tables as Markdown.")
 def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file, save_inputs, save_outputs, threads,
                 runs, warmup, out_dir, jobs, json_file, csv_file, markdown_file) -> None:
     """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).

@@ -8,7 +8,7 @@ import click
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from zoo.catalog import Catalog, did_you_mean
-from zoo.cli.output import Column, console, err_console, rich_table, to_json, write_text
+from zoo.cli.output import REPORT_FILE, Column, console, err_console, rich_table, to_json, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.schema import PRECISIONS
 
@@ -93,7 +93,7 @@ def _short(note: str | None, width: int = 60) -> str | None:
 @click.option("--force", is_flag=True, help="Rebuild even when an identical verified artifact exists.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the converters' logs.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--json", "json_file", type=REPORT_FILE, default=None,
               help="Also write the summary rows as JSON to this file ('-' for stdout).")
 def export_cmd(variants, formats, precisions, out_dir, force, jobs, verbose, json_file) -> None:
     """Export VARIANTs (names, wildcards, 'all') to each FORMAT, verified against PyTorch.

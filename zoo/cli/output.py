@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 
@@ -102,3 +103,26 @@ def export_reporter(progress, task, lock=None):
                 progress.update(task, description=f"export {target.label}: {stage}")
 
     return on_event
+
+
+class ReportPath(click.ParamType):
+    """A file the command will write (or ``-``): checked when the options are parsed, so a long
+    run never ends in an unwritable path. Missing parent folders are created at write time."""
+
+    name = "FILE"
+
+    def convert(self, value, param, ctx):
+        if str(value) == "-":
+            return Path("-")
+        path = Path(value).expanduser()
+        if path.is_dir():
+            self.fail(f"{path} is a directory", param, ctx)
+        ancestor = path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+            self.fail(f"cannot write {path}: {ancestor} is not a writable directory", param, ctx)
+        return path
+
+
+REPORT_FILE = ReportPath()

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from zoo.catalog import Catalog, did_you_mean
-from zoo.cli.output import Column, console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
+from zoo.cli.output import REPORT_FILE, Column, console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
 from zoo.errors import UsageError
 from zoo.schema import PRECISIONS
 
@@ -97,9 +97,9 @@ def _markdown(data: dict) -> str:
 @click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True, help="Slowest ops listed.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write totals, top ops, parts, blocks, units and every op as JSON ('-': stdout).")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as one CSV.")
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the tables as Markdown.")
+@click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Write totals, top ops, parts, blocks, units and every op as JSON ('-': stdout).")
+@click.option("--csv", "csv_file", type=REPORT_FILE, default=None, help="Write the tables as one CSV.")
+@click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None, help="Write the tables as Markdown.")
 def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, out_dir, json_file, csv_file, markdown_file) -> None:
     """Per-op time of VARIANT in MNN (per-op callbacks) or ONNX Runtime (its profiler).
 
