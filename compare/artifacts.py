@@ -1,10 +1,8 @@
-"""Runtimes by name and the artifacts they run: found under the artifacts directory, exported
-through :mod:`exporters.pipeline` where missing.
+"""Runtimes by name and the artifacts they run: found under the artifacts directory (checked
+against their manifests and the catalog), exported through :mod:`exporters.pipeline` where missing.
 
-A runtime's name is its runner's module name in :mod:`compare.runners` (``onnxruntime``,
-``mnn``, ``tflite``, ``ncnn``) and its format the runner's key in ``RUNNERS``; ``pytorch`` is
-the eager reference. A new runtime therefore needs only its runner module (and its line in the
-registry).
+Runtime names, their formats and the precisions each offers come from :mod:`zoo.backends`;
+``pytorch`` is the eager reference.
 """
 from __future__ import annotations
 
@@ -12,34 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from compare.runners import RUNNERS
-from exporters.manifest import read_manifest
-from zoo.catalog import did_you_mean
-from zoo.errors import UsageError, ZooError
+from compare.verify import Verifier
+from exporters import get_exporter
+from exporters.pipeline import Pipeline, Target, build_order
+from zoo.artifacts import MANIFEST_NAME, artifact_dir, verified_manifest
+from zoo.backends import REFERENCE_RUNTIME, RUNTIMES, by_runtime
+from zoo.names import choose
 from zoo.schema import Variant
-
-REFERENCE_RUNTIME = "pytorch"
-
-
-def runtime_formats() -> dict[str, str]:
-    """Runtime name -> artifact format, in registry order (the reference excluded)."""
-    return {cls.__module__.rsplit(".", 1)[-1]: fmt for fmt, cls in RUNNERS.items()}
 
 
 def choose_runtimes(names: list[str] | tuple[str, ...]) -> list[str]:
-    """Validate runtime names (``all`` = every runtime); unknown ones are a usage error."""
-    known = runtime_formats()
-    chosen: list[str] = []
-    for name in names:
-        for item in (known if name == "all" else [name]):
-            if item == REFERENCE_RUNTIME:
-                continue  # always the reference
-            if item not in known:
-                choices = [*known, REFERENCE_RUNTIME]
-                raise UsageError(f"unknown runtime {item!r}{did_you_mean(item, choices)}; choose from {', '.join(choices)}")
-            if item not in chosen:
-                chosen.append(item)
-    return [r for r in known if r in chosen]
+    """Validated runtime names in table order (``all`` = every runtime; ``pytorch``, the reference,
+    is always run and dropped here); unknown ones are a usage error with a suggestion."""
+    return choose([n for n in names if n != REFERENCE_RUNTIME], RUNTIMES, "runtime", default=("all",) if not names else ())
 
 
 @dataclass
@@ -55,43 +38,27 @@ class Wanted:
     note: str | None = None
 
 
-def artifact_dir(out: Path, variant: str, fmt: str, precision: str) -> Path:
-    """``out/<variant>/<format>[-<precision>]`` (the layout of ``zoo export``)."""
-    return Path(out) / variant / (fmt if precision == "fp32" else f"{fmt}-{precision}")
-
-
-def _present(path: Path) -> bool:
-    try:
-        read_manifest(path)
-        return True
-    except ZooError:
-        return False
-
-
 def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: list[str], out: Path,
                      on_event: Callable | None = None, jobs: int = 1) -> list[Wanted]:
     """The artifacts for every variant x runtime x precision, exporting those that are missing.
 
-    Existing artifacts (a readable manifest) are used as they are: comparing them is the point,
-    so a damaged one shows up as a parity failure instead of being silently rebuilt. Missing
-    ones go through the export pipeline (which verifies them before installing); a precision a
-    format does not offer is ``skipped``, a failed export ``failed`` with the pipeline's note.
-    ``on_event(target, stage)`` is the pipeline's progress callback.
+    An existing artifact is checked against its manifest (sizes, cached sha256) and the catalog
+    before use: a corrupt or stale one is a :class:`zoo.artifacts.CorruptArtifact` naming the file
+    and the command that rebuilds it. Missing ones go through the export pipeline (which verifies
+    them before installing); a precision a format does not offer is ``skipped``, a failed export
+    ``failed`` with the pipeline's note. ``on_event(target, stage)`` is the pipeline's callback.
     """
-    from exporters import get_exporter
-    from exporters.pipeline import Pipeline, Target
-
-    formats = runtime_formats()
     wanted: list[Wanted] = []
     for v in variants:
         for runtime in runtimes:
-            fmt = formats[runtime]
-            offered = get_exporter(fmt).precisions
+            backend = by_runtime(runtime)
             for precision in precisions:
-                w = Wanted(v, runtime, fmt, precision, artifact_dir(out, v.name, fmt, precision))
-                if precision not in offered:
-                    w.status, w.note = "skipped", f"{fmt} offers {', '.join(offered)} only"
-                elif not _present(w.path):
+                w = Wanted(v, runtime, backend.format, precision, artifact_dir(out, v.name, backend.format, precision))
+                if precision not in backend.precisions:
+                    w.status, w.note = "skipped", f"{backend.format} offers {', '.join(backend.precisions)} only"
+                elif (w.path / MANIFEST_NAME).is_file():
+                    verified_manifest(w.path, v)
+                else:
                     w.status = "missing"
                 wanted.append(w)
     missing = [w for w in wanted if w.status == "missing"]
@@ -99,13 +66,15 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
         return wanted
     targets: list[Target] = []
     for v in variants:
-        mine = [Target(w.variant, w.format, w.precision) for w in missing if w.variant.name == v.name]
-        if any(get_exporter(t.format).needs_onnx for t in mine) and not any(t.format == "onnx" for t in mine):
-            mine.insert(0, Target(v, "onnx", "fp32"))  # the pipeline converts from (and reuses) the ONNX artifact
-        targets.extend(mine)
+        mine = [w for w in missing if w.variant.name == v.name]
+        if mine:
+            targets += build_order([v], list(dict.fromkeys(w.format for w in mine)),
+                                   list(dict.fromkeys(w.precision for w in mine)))[0]
+    targets = [t for t in targets if t.format == "onnx" or any(
+        (w.variant.name, w.format, w.precision) == (t.variant.name, t.format, t.precision) for w in missing)]
     for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
         get_exporter(fmt).versions()
-    rows = Pipeline(out, jobs=jobs, on_event=on_event).run(targets)
+    rows = Pipeline(out, Verifier(), jobs=jobs, on_event=on_event).run(targets)
     by_key = {(r.variant, r.format, r.precision): r for r in rows}
     for w in missing:
         row = by_key[(w.variant.name, w.format, w.precision)]

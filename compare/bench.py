@@ -27,6 +27,7 @@ import numpy as np
 
 from compare.inputs import Pair
 from compare.machine import sample_clock
+from zoo.fileio import atomic_path
 from compare.worker import Measurement, RunnerSpec, Task, measure
 
 BASELINE = "base-c128"
@@ -200,6 +201,8 @@ class Sustained:
     drop_pct: float | None  # (first window fps - last) / first x 100
     clock: str  # what the machine exposes: "cpu MHz" / "temperature" / "none"
     error: str | None = None
+    concurrency: int = 1  # instances running at once in this measurement
+    instance: str = "1"  # 1..N, or "all": the aggregate of the N instances
 
 
 class _ClockSampler:
@@ -230,37 +233,62 @@ def _mean_or_none(values: list[float | None]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float, window_s: float,
-                  warmup: int = 5) -> Sustained:
-    """One instance busy for ``duration_s`` seconds; fps, CPU clock and temperature per window."""
-    with _ClockSampler(min(1.0, window_s / 2)) as clock:
-        m = measure([Task(spec, pair, threads, warmup, 1, duration_s)], timeout_s=duration_s + 600)[0]
-    base = dict(variant=spec.variant.name, runtime=spec.runtime, precision=spec.precision, threads=threads,
-                duration_s=duration_s, window_s=window_s, pid=m.pid)
-    if not m.ok:
-        return Sustained(**base, runs=0, windows=[], drop_pct=None, clock="none", error=m.error)
-    ends = np.asarray(m.ends) - m.start
-    times = np.asarray(m.times_s) * 1e3
-    n_windows = max(1, int(np.floor(ends[-1] / window_s + 1e-9)))  # a ragged tail shorter than a window is dropped
+def _windows(ends: np.ndarray, times_ms: np.ndarray, start: float, window_s: float, samples: list) -> list[Window]:
+    n_windows = max(1, int(np.floor(ends.max() / window_s + 1e-9))) if len(ends) else 1  # a ragged tail is dropped
     windows = []
     for k in range(n_windows):
         lo, hi = k * window_s, (k + 1) * window_s
         inside = (ends >= lo) & (ends < hi)
-        around = [s for s in clock.samples if m.start + lo <= s[0] < m.start + hi]
+        around = [x for x in samples if start + lo <= x[0] < start + hi]
         windows.append(Window(k, lo, hi, int(inside.sum()), float(inside.sum()) / window_s,
-                              float(np.median(times[inside])) if inside.any() else None,
-                              _mean_or_none([s[1] for s in around]), _mean_or_none([s[2] for s in around])))
+                              float(np.median(times_ms[inside])) if inside.any() else None,
+                              _mean_or_none([x[1] for x in around]), _mean_or_none([x[2] for x in around])))
+    return windows
+
+
+def _drop(windows: list[Window]) -> float | None:
     first, last = windows[0].fps, windows[-1].fps
-    exposed = [name for i, name in ((1, "cpu MHz"), (2, "temperature")) if any(s[i] is not None for s in clock.samples)]
-    return Sustained(**base, runs=len(times), windows=windows,
-                     drop_pct=(first - last) / first * 100 if first > 0 and len(windows) > 1 else None,
-                     clock=", ".join(exposed) or "none")
+    return (first - last) / first * 100 if first > 0 and len(windows) > 1 else None
+
+
+def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float, window_s: float,
+                  warmup: int = 5, concurrency: int = 1) -> list[Sustained]:
+    """``concurrency`` instances (one process each, started together) busy for ``duration_s``
+    seconds; fps, CPU clock and temperature per window for each instance, and with several
+    instances one more result, ``instance="all"``, whose windows count every instance's runs
+    (aggregate fps) on a common time axis starting at the earliest instance's start."""
+    tasks = [Task(spec, pair, threads, warmup, 1, duration_s) for _ in range(concurrency)]
+    with _ClockSampler(min(1.0, window_s / 2)) as clock:
+        ms = measure(tasks, concurrent=concurrency > 1, timeout_s=duration_s + 600)
+    base = dict(variant=spec.variant.name, runtime=spec.runtime, precision=spec.precision, threads=threads,
+                duration_s=duration_s, window_s=window_s, concurrency=concurrency)
+    exposed = [name for i, name in ((1, "cpu MHz"), (2, "temperature")) if any(x[i] is not None for x in clock.samples)]
+    results = []
+    for k, m in enumerate(ms, start=1):
+        if not m.ok:
+            results.append(Sustained(**base, pid=m.pid, runs=0, windows=[], drop_pct=None, clock="none", error=m.error,
+                                     instance=str(k)))
+            continue
+        windows = _windows(np.asarray(m.ends) - m.start, np.asarray(m.times_s) * 1e3, m.start, window_s, clock.samples)
+        results.append(Sustained(**base, pid=m.pid, runs=len(m.times_s), windows=windows, drop_pct=_drop(windows),
+                                 clock=", ".join(exposed) or "none", instance=str(k)))
+    ok = [m for m in ms if m.ok]
+    if concurrency > 1 and ok:
+        start = min(m.start for m in ok)
+        ends = np.concatenate([np.asarray(m.ends) - start for m in ok])
+        times = np.concatenate([np.asarray(m.times_s) * 1e3 for m in ok])
+        windows = _windows(ends, times, start, window_s, clock.samples)
+        failed = [r.error for r in results if r.error]
+        results.append(Sustained(**base, pid=0, runs=len(times), windows=windows, drop_pct=_drop(windows),
+                                 clock=", ".join(exposed) or "none", instance="all",
+                                 error=f"{len(failed)} instance(s) failed: {failed[0]}" if failed else None))
+    return results
 
 
 def window_rows(runs: list[Sustained]) -> list[dict]:
     """One row per window of every sustained run."""
-    return [{"variant": s.variant, "runtime": s.runtime, "precision": s.precision, "threads": s.threads, **asdict(w)}
-            for s in runs for w in s.windows]
+    return [{"variant": s.variant, "runtime": s.runtime, "precision": s.precision, "threads": s.threads,
+             "concurrency": s.concurrency, "instance": s.instance, **asdict(w)} for s in runs for w in s.windows]
 
 
 def plot_sustained(runs: list[Sustained], path) -> None:
@@ -270,13 +298,12 @@ def plot_sustained(runs: list[Sustained], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zoo.fileio import atomic_path
-
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     for s in runs:
         if s.windows:
             ax.plot([(w.t_start_s + w.t_end_s) / 2 for w in s.windows], [w.fps for w in s.windows], marker="o",
                     label=f"{s.variant} {s.runtime} {s.precision} {s.threads}T"
+                          + (f" ×{s.concurrency} #{s.instance}" if s.concurrency > 1 else "")
                           + (f" (drop {s.drop_pct:.1f}%)" if s.drop_pct is not None else ""))
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"fps per {runs[0].window_s:g} s window" if runs else "fps")

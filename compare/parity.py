@@ -3,7 +3,7 @@
 Per variant x runtime x precision x output (over all samples together): max abs error, mean abs
 error, max relative error, the lowest per-sample cosine similarity, NaN/Inf counts, and
 pass/fail against the catalog tolerance of the artifact's format and precision (the rule of
-:mod:`exporters.parity`: every element within ``atol + rtol * |reference|`` and nothing
+:mod:`zoo.parity`: every element within ``atol + rtol * |reference|`` and nothing
 non-finite). Per sample, the tracker-aware figures: does the score-map argmax land on the same
 cell, and the IoU and centre distance (pixels of the search crop) between the box decoded from
 the runtime's outputs and the one decoded from PyTorch's.
@@ -21,7 +21,7 @@ import numpy as np
 
 from compare.inputs import Pair
 from compare.runners import BaseRunner, PytorchRunner, open_artifact
-from exporters.parity import compare_output
+from zoo.parity import compare_output
 from zoo.errors import ZooError
 from zoo.schema import Variant
 from zoo.tracking import decode
@@ -164,7 +164,7 @@ def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: 
     rather than an exception. ``keep_outputs``, when given, receives the runtime's outputs.
     """
     try:
-        runner = open_artifact(artifact_dir, threads=threads)
+        runner = open_artifact(artifact_dir, variant, threads=threads)
     except ZooError as exc:
         return RuntimeParity(variant.name, runtime, "?", "?", str(artifact_dir), error=str(exc))
     manifest = runner.manifest

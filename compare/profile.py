@@ -20,126 +20,34 @@ per-part MACs and parameters come from :func:`zoo.figures.part_rows` (``zoo info
 """
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from compare.artifacts import artifact_dir, ensure_artifacts, runtime_formats
+from compare.artifacts import ensure_artifacts
 from compare.inputs import Pair, load_pairs
 from compare.profile_parts import UNKNOWN, Graph, PartMapper
-from compare.runners import native_quiet, open_artifact, to_layout
-from compare.runners.base import require
-from compare.runners.mnn import RUNTIME_PRECISION
-from compare.runners.onnxruntime import OnnxRuntimeRunner
-from zoo.catalog import did_you_mean
+from compare.runners import open_artifact
+from compare.runners.base import OpRecord
+from zoo.artifacts import artifact_dir, read_manifest
+from zoo.backends import PROFILED_RUNTIMES, by_runtime
 from zoo.errors import UsageError, ZooError
+from zoo.figures import part_rows
+from zoo.names import choose
 from zoo.schema import Variant
 
-RUNTIMES = ("mnn", "onnxruntime")
-#: one profiled run: (op name, op type, MFLOPs or None, seconds) in execution order
-Record = list[tuple[str, str, float | None, float]]
+#: one profiled run: its ops in execution order
+Record = list[OpRecord]
 
 
 def check_request(runtime: str, precision: str = "fp32") -> None:
     """A runtime this module profiles and a precision its format offers; else a usage error."""
-    from exporters import get_exporter
-
-    if runtime not in RUNTIMES:
-        raise UsageError(f"unknown runtime {runtime!r}{did_you_mean(runtime, RUNTIMES)}; choose from {', '.join(RUNTIMES)}")
-    offered = get_exporter(runtime_formats()[runtime]).precisions
+    choose([runtime], PROFILED_RUNTIMES, "runtime")
+    offered = by_runtime(runtime).precisions
     if precision not in offered:
         raise UsageError(f"{runtime} runs {', '.join(offered)} artifacts only, not {precision!r}")
-
-
-class MnnProfiler:
-    """An MNN session timed op by op through its callbacks."""
-
-    def __init__(self, model: Path, manifest, threads: int):
-        self.model, self.manifest, self.threads = model, manifest, threads
-        self.records: list[Record] = []
-        self.graph: Graph | None = None  # MNN does not expose the graph it runs
-
-    def load(self, pair: Pair) -> None:
-        mnn = require("MNN", "mnn", "MNN")
-        config = {"backend": "CPU", "numThread": self.threads, "precision": RUNTIME_PRECISION.get(self.manifest.precision, "high")}
-        with native_quiet():
-            self._interpreter = mnn.Interpreter(str(self.model))
-            self._session = self._interpreter.createSession(config)
-        for b in self.manifest.inputs:
-            array = to_layout(pair[b.name], "NCHW", b.layout)
-            dim = mnn.Tensor_DimensionType_Caffe if b.layout == "NCHW" else mnn.Tensor_DimensionType_Tensorflow
-            host = mnn.Tensor(list(array.shape), mnn.Halide_Type_Float, np.ascontiguousarray(array, dtype=np.float32), dim)
-            self._interpreter.getSessionInput(self._session, b.runtime_name).copyFrom(host)
-
-    def run(self) -> float:
-        clock, record, start = time.perf_counter, [], [0.0]
-
-        def begin(_tensors, _info):
-            start[0] = clock()
-            return True
-
-        def end(_tensors, info):
-            record.append((info.getName(), info.getType(), float(info.getFlops()), clock() - start[0]))
-            return True
-
-        t0 = clock()
-        self._interpreter.runSessionWithCallBackInfo(self._session, begin, end)
-        wall = clock() - t0
-        self.records.append(record)
-        return wall
-
-    def finish(self) -> list[Record]:
-        self._session = self._interpreter = None
-        return self.records
-
-
-class OrtProfiler:
-    """An ONNX Runtime session with its profiler on; the trace is read at :meth:`finish`."""
-
-    def __init__(self, model: Path, manifest, threads: int):
-        self.model, self.manifest, self.threads = model, manifest, threads
-        self.graph: Graph | None = None
-
-    def load(self, pair: Pair) -> None:
-        ort = require("onnxruntime", "onnx", "ONNX Runtime")
-        self._tmp = Path(tempfile.mkdtemp(prefix="zoo-profile-"))
-        opts = ort.SessionOptions()
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(self._tmp / "ort")
-        opts.optimized_model_filepath = str(self._tmp / "optimized.onnx")  # the graph that runs
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(self.model), opts, providers=["CPUExecutionProvider"])
-            self.graph = Graph.from_onnx(self._tmp / "optimized.onnx")
-        except Exception:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            raise
-        self._feed = {b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.manifest.inputs}
-        self._outputs = [b.runtime_name for b in self.manifest.outputs]
-
-    def run(self) -> float:
-        t0 = time.perf_counter()
-        self._session.run(self._outputs, self._feed)
-        return time.perf_counter() - t0
-
-    def finish(self) -> list[Record]:
-        try:
-            events = json.loads(Path(self._session.end_profiling()).read_text())
-        finally:
-            self._session = None
-            shutil.rmtree(self._tmp, ignore_errors=True)
-        windows = [(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
-        nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-        return [[(e["name"].removesuffix("_kernel_time"), e["args"].get("op_name", "?"), None, e["dur"] / 1e6)
-                 for e in nodes if lo <= e["ts"] <= hi] for lo, hi in windows]
 
 
 @dataclass
@@ -234,10 +142,10 @@ class Profile:
 
 def aggregate(records: list[Record], mapper: PartMapper, executed: Graph | None, source: Graph | None) -> list[OpTime]:
     """Per-op mean/median over runs (ops matched by position; every run must run the same ops)."""
-    names = [r[0] for r in records[0]]
-    if any([r[0] for r in rec] != names for rec in records):
+    names = [r.name for r in records[0]]
+    if any([r.name for r in rec] != names for rec in records):
         raise ZooError("the runtime executed different ops in different runs; cannot average them")
-    seconds = np.array([[r[3] for r in rec] for rec in records])  # runs x ops
+    seconds = np.array([[r.seconds for r in rec] for rec in records])  # runs x ops
     mean, median = seconds.mean(axis=0) * 1e3, np.median(seconds, axis=0) * 1e3
     total = float(mean.sum())
     ops = []
@@ -254,7 +162,6 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
                     warmup: int = 5, out: Path = Path("artifacts"), on_export: Callable | None = None,
                     on_progress: OnEvent | None = None, pair: Pair | None = None) -> Profile:
     """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing)."""
-    from zoo.figures import part_rows
 
     check_request(runtime, precision)
     if runs < 1 or threads < 1 or warmup < 0:
@@ -262,7 +169,7 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
     progress = on_progress or (lambda stage, text: None)
     pair = pair if pair is not None else load_pairs(variant, 1, None)[0]
     wanted = ensure_artifacts([variant], [runtime], [precision], out, on_event=on_export)
-    if runtime == "mnn":  # the exported ONNX graph MNN converted: names without a module path are looked up there
+    if by_runtime(runtime).needs_onnx:  # the ONNX graph it was converted from: names without a module path are looked up there
         wanted += ensure_artifacts([variant], ["onnxruntime"], ["fp32"], out, on_event=on_export)
     for w in wanted:
         if w.status == "skipped":
@@ -270,13 +177,13 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
         if w.status == "failed":
             raise ZooError(f"{variant.name}: export of {w.format} {w.precision} failed: {w.note}")
     path = wanted[0].path
-    runner = open_artifact(path, threads=threads)
-    model = runner.model_file("." + runtime_formats()[runtime])
-    profiler = (MnnProfiler if runtime == "mnn" else OrtProfiler)(model, runner.manifest, threads)
+    runner = open_artifact(path, variant, threads=threads)
+    profiler = runner.profiler()
     progress("profile", f"{variant.name} {runtime} {precision} {threads}T: loading")
     e2e, walls = [], []
     with runner:
         profiler.load(pair)
+        executed = Graph.from_onnx(profiler.optimized_model) if profiler.optimized_model else None
         try:
             for i in range(warmup + runs):
                 runner.infer(pair)
@@ -289,7 +196,8 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
             records = profiler.finish()[warmup:]  # also frees the session (and ORT's trace directory)
     if len(records) != runs:
         raise ZooError(f"{runtime}: expected {runs} profiled runs, found {len(records)}")
-    source = Graph.from_onnx(OnnxRuntimeRunner(artifact_dir(out, variant.name, "onnx", "fp32")).model_file(".onnx"))
-    ops = aggregate(records, PartMapper.for_variant(variant), profiler.graph, source)
+    onnx_dir = artifact_dir(out, variant.name, "onnx", "fp32")
+    source = Graph.from_onnx(onnx_dir / read_manifest(onnx_dir).files[0].path)
+    ops = aggregate(records, PartMapper.for_variant(variant), executed, source)
     return Profile(variant.name, runtime, precision, threads, warmup, runs, variant.arch.fusion.depth, ops,
-                   [sum(r[3] for r in rec) * 1e3 for rec in records], walls, e2e, part_rows(variant))
+                   [sum(r.seconds for r in rec) * 1e3 for rec in records], walls, e2e, part_rows(variant))

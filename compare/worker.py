@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.runners import PytorchRunner, open_artifact
 from zoo.schema import Variant
 
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -105,11 +106,9 @@ class RunnerSpec:
 
     def build(self):
         """The (unloaded) runner this spec describes."""
-        from compare.runners import PytorchRunner, open_artifact
-
         if self.artifact is None:
             return PytorchRunner(self.variant)
-        return open_artifact(self.artifact)
+        return open_artifact(self.artifact, self.variant)
 
     @property
     def label(self) -> str:

@@ -1,29 +1,16 @@
 """Exporters: one module per format behind :class:`exporters.base.Exporter`.
 
 ``zoo export`` drives them through :mod:`exporters.pipeline` (build order, verification in the
-target runtime, manifest, atomic install, locking, reuse). Converters and runtimes are imported
-lazily: a missing one is reported when a format needs it, naming its pip extra.
+target runtime, manifest, atomic install, locking, reuse). Which exporter serves which format is
+declared in :mod:`zoo.backends`; converters and runtimes are imported lazily, so a missing one is
+reported when a format needs it, naming its pip extra.
 """
 from __future__ import annotations
 
-import importlib
-
 from exporters.base import Exporter
-
-#: every format, in build order (ONNX first: the others convert from it)
-FORMATS = ("onnx", "mnn", "tflite", "ncnn")
+from zoo.backends import by_format
 
 
-#: format -> "module:class" of its exporter, imported on first use
-_EXPORTERS = {
-    "onnx": "exporters.onnx:OnnxExporter",
-    "mnn": "exporters.mnn:MnnExporter",
-    "tflite": "exporters.tflite:TfliteExporter",
-    "ncnn": "exporters.ncnn:NcnnExporter",
-}
-
-
-def get_exporter(name: str) -> Exporter:
-    """The exporter of format ``name`` (one of :data:`FORMATS`)."""
-    module, cls = _EXPORTERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+def get_exporter(fmt: str) -> Exporter:
+    """The exporter of format ``fmt`` (one of :data:`zoo.backends.FORMATS`)."""
+    return by_format(fmt).exporter_class()()

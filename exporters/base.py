@@ -21,7 +21,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
 
-from exporters.manifest import Converter, TensorBinding
+from zoo.artifacts import Converter, TensorBinding
+from zoo.backends import Backend, by_format
 from zoo.errors import ZooError
 from zoo.schema import TensorSpec, Variant
 
@@ -54,7 +55,6 @@ class BuildContext:
     log_path: Path
     #: the verified fp32 ONNX model (formats with ``needs_onnx``)
     onnx_path: Path | None = None
-    verbose: bool = False
     #: --force: converters must not reuse cached intermediate results either
     force: bool = False
 
@@ -89,8 +89,11 @@ def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, 
     A missing executable is a :class:`MissingPackage` naming the pip extra.
     """
     exe = argv[0]
-    if os.sep not in exe and shutil.which(exe) is None:
-        raise MissingPackage(f"{what} ({exe}) is not installed: pip install 'zoo[{extra}]'")
+    if os.sep not in exe:
+        found = find_tool(exe)
+        if found is None:
+            raise MissingPackage(f"{what} ({exe}) is not installed: pip install 'zoo[{extra}]'")
+        argv = [found, *argv[1:]]
     with open(log_path, "ab") as log:
         log.write(("$ " + " ".join(argv) + "\n").encode())
         log.flush()
@@ -99,18 +102,43 @@ def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, 
         raise ConversionError(f"{what} failed (exit {proc.returncode})")
 
 
+def find_tool(name: str) -> str | None:
+    """A converter executable: the one installed beside the running Python first (a venv used
+    without activating it), then ``PATH``."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
 def python_tool(code: str) -> list[str]:
     """argv running ``code`` in this interpreter (for converters shipped as Python extensions)."""
     return [sys.executable, "-c", code]
 
 
 class Exporter(ABC):
+    """Converts one variant into one format. Its format, precisions, pip extra and whether it
+    converts from ONNX are the :class:`zoo.backends.Backend` row named by ``name``."""
+
     name: ClassVar[str]
-    precisions: ClassVar[tuple[str, ...]]
-    extra: ClassVar[str]
-    needs_onnx: ClassVar[bool] = True
     #: bump when the exporter's code changes what it produces (part of the build key)
     revision: ClassVar[int] = 1
+
+    @property
+    def backend(self) -> Backend:
+        return by_format(self.name)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return self.backend.precisions
+
+    @property
+    def extra(self) -> str:
+        return self.backend.extra
+
+    @property
+    def needs_onnx(self) -> bool:
+        return self.backend.needs_onnx
 
     @abstractmethod
     def versions(self) -> dict[str, str]:

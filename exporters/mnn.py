@@ -11,7 +11,7 @@ import importlib.util
 import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, nchw_bindings, package_version, python_tool, run_tool
-from exporters.manifest import Converter
+from zoo.artifacts import Converter
 
 MODEL_FILE = "model.mnn"
 # _tools.mnnconvert returns True even on failure: success is judged by its output file and log
@@ -20,8 +20,6 @@ _CONVERT = "import sys, _tools; _tools.mnnconvert(['mnnconvert'] + sys.argv[1:])
 
 class MnnExporter(Exporter):
     name = "mnn"
-    precisions = ("fp32", "fp16")
-    extra = "mnn"
 
     def versions(self) -> dict[str, str]:
         return {"MNN": package_version("MNN", self.extra)}

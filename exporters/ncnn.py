@@ -13,7 +13,7 @@ import re
 import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, run_tool
-from exporters.manifest import Converter
+from zoo.artifacts import Converter
 
 PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
 
@@ -38,8 +38,6 @@ def param_blobs(param_text: str) -> tuple[list[str], set[str]]:
 
 class NcnnExporter(Exporter):
     name = "ncnn"
-    precisions = ("fp32", "fp16")
-    extra = "ncnn"
 
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("pnnx", "ncnn")}

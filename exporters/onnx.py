@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
-from exporters.manifest import Converter
+from zoo.artifacts import Converter
 from zoo import __version__ as zoo_version
 
 OPSET = 17
@@ -44,9 +44,6 @@ def _simplify(model, log_path: Path):
 
 class OnnxExporter(Exporter):
     name = "onnx"
-    precisions = ("fp32",)
-    extra = "onnx"
-    needs_onnx = False
 
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("torch", "onnx", "onnxsim", "onnxslim", "onnxruntime")}

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,17 +25,20 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from exporters import FORMATS, get_exporter
+from exporters import get_exporter
 from exporters.base import BuildContext, Exporter
-from exporters.manifest import Manifest, Parity, check_files, file_entry, read_manifest, write_manifest
-from exporters.parity import compare_output, describe_failure
 from zoo import __version__ as zoo_version
+from zoo.artifacts import (Manifest, Parity, artifact_dir, check_bindings, check_files, file_entry, read_manifest,
+                           write_manifest)
+from zoo.backends import FORMATS, artifact_dirname
 from zoo.errors import UsageError, ZooError
+from zoo.fileio import swap_dir
+from zoo.parity import describe_failure
 from zoo.schema import Variant
 
-#: the verification input: the first scene of zoo.sample_inputs
-VERIFY_INPUTS = "zoo.sample_inputs.sample_pairs(variant, 1)[0] (scikit-image 'astronaut' crops)"
-REFERENCE = "PyTorch eager, fp32, catalog weights (BatchNorm unfolded)"
+#: ``verify(target, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
+#: compares it with the reference (the compare layer provides it: :mod:`compare.verify`)
+Verifier = Callable[["Target", Path, Manifest], Parity]
 
 
 class ExportFailed(ZooError):
@@ -51,7 +53,7 @@ class Target:
 
     @property
     def dirname(self) -> str:
-        return self.format if self.precision == "fp32" else f"{self.format}-{self.precision}"
+        return artifact_dirname(self.format, self.precision)
 
     @property
     def label(self) -> str:
@@ -77,12 +79,7 @@ class Row:
         return asdict(self)
 
 
-def default_out_dir() -> Path:
-    """``$ZOO_ARTIFACTS`` or ``./artifacts``."""
-    return Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts")
-
-
-def plan(variants: list[Variant], formats: list[str], precisions: list[str]) -> tuple[list[Target], list[Row]]:
+def build_order(variants: list[Variant], formats: list[str], precisions: list[str]) -> tuple[list[Target], list[Row]]:
     """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows.
 
     A precision a format does not offer is skipped with a note; when nothing at all remains the
@@ -127,17 +124,16 @@ def _digest(data: dict) -> str:
 
 
 class Pipeline:
-    """Export targets into ``out``; ``on_event(target, stage)`` reports progress."""
+    """Export targets into ``out``, each checked by ``verify`` before it is installed;
+    ``on_event(target, stage)`` reports progress."""
 
-    def __init__(self, out: Path, force: bool = False, verbose: bool = False, jobs: int = 1,
+    def __init__(self, out: Path, verify: Verifier, force: bool = False, jobs: int = 1,
                  on_event: Callable[[Target, str], None] | None = None):
         self.out = Path(out).absolute()
+        self.verify = verify
         self.force = force
-        self.verbose = verbose
         self.jobs = max(1, int(jobs))
         self.on_event = on_event or (lambda target, stage: None)
-        self._refs: dict[str, dict] = {}
-        self._ref_lock = threading.Lock()
 
     # -- public --------------------------------------------------------------------------------
     def run(self, targets: list[Target]) -> list[Row]:
@@ -155,7 +151,7 @@ class Pipeline:
         return [rows[(t.variant.name, t.format, t.precision)] for t in targets]
 
     def target_dir(self, target: Target) -> Path:
-        return self.out / target.variant.name / target.dirname
+        return artifact_dir(self.out, target.variant.name, target.format, target.precision)
 
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, targets: list[Target]) -> list[Row]:
@@ -204,7 +200,7 @@ class Pipeline:
             dest = self.target_dir(target)
             dest.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(dest.parent / f".{target.dirname}.lock")):
-                reuse_note = self._existing(dest, key)
+                reuse_note = self._existing(dest, key, target.variant)
                 if reuse_note is None:
                     manifest = read_manifest(dest)
                     row.status, row.note = "reused", "same weights, options and toolchain"
@@ -225,7 +221,7 @@ class Pipeline:
         self.on_event(target, row.status)
         return row
 
-    def _existing(self, dest: Path, key: str) -> str | None:
+    def _existing(self, dest: Path, key: str, variant: Variant) -> str | None:
         """None when ``dest`` holds a reusable artifact, else why it is (re)built ('' when absent)."""
         if not dest.exists():
             return ""
@@ -240,6 +236,9 @@ class Pipeline:
         problems = check_files(dest, manifest)
         if problems:
             return f"existing artifact was corrupt ({problems[0]}): rebuilt"
+        problems = check_bindings(manifest, variant)
+        if problems:
+            return f"existing manifest does not match zoo.yaml ({problems[0]}): rebuilt"
         return None
 
     # -- build, verify, install ----------------------------------------------------------------
@@ -252,7 +251,7 @@ class Pipeline:
         log_path = build_dir / "export.log"
         log_path.touch()
         try:
-            ctx = BuildContext(target.variant, target.precision, build_dir, log_path, verbose=self.verbose, force=self.force)
+            ctx = BuildContext(target.variant, target.precision, build_dir, log_path, force=self.force)
             if exporter.needs_onnx:
                 ctx.onnx_path = self._copy_onnx(target, build_dir)
             t0 = time.perf_counter()
@@ -267,12 +266,12 @@ class Pipeline:
                 weights_sha256=target.variant.weights.sha256, zoo_version=zoo_version, converter=result.converter,
                 versions=build_inputs["versions"], build_key=key, build_inputs=build_inputs,
                 export_seconds=round(export_seconds, 3), verify_seconds=0.0,
-                parity=Parity(reference=REFERENCE, inputs=VERIFY_INPUTS, atol=0, rtol=0, passed=False, outputs=[]),
+                parity=Parity(reference="", inputs="", atol=0, rtol=0, passed=False, outputs=[]),
                 created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=result.notes,
             )
             self.on_event(target, "verifying")
             t1 = time.perf_counter()
-            manifest.parity = self._verify(target, build_dir, manifest)
+            manifest.parity = self.verify(target, build_dir, manifest)
             manifest.verify_seconds = round(time.perf_counter() - t1, 3)
             if not manifest.parity.passed:
                 raise ExportFailed(f"{target.label}: verification failed: "
@@ -304,36 +303,6 @@ class Pipeline:
             shutil.copyfile(src, dst)
         return dst
 
-    def _reference(self, variant: Variant) -> tuple[dict, dict]:
-        """(inputs, PyTorch outputs) of the verification pair, computed once per variant."""
-        with self._ref_lock:
-            if variant.name not in self._refs:
-                from compare.runners.pytorch import PytorchRunner
-                from zoo.sample_inputs import sample_pairs
-
-                inputs = sample_pairs(variant, 1)[0]
-                with PytorchRunner(variant) as ref:
-                    self._refs[variant.name] = (inputs, ref.infer(inputs))
-            return self._refs[variant.name]
-
-    def _verify(self, target: Target, build_dir: Path, manifest: Manifest) -> Parity:
-        from compare.runners import RUNNERS
-
-        inputs, expected = self._reference(target.variant)
-        tol = target.variant.tolerances[target.format][target.precision]
-        with RUNNERS[target.format](build_dir, manifest) as runner:
-            actual = runner.infer(inputs)
-        outputs = [compare_output(spec.name, actual[spec.name], expected[spec.name], tol.atol, tol.rtol)
-                   for spec in target.variant.io.outputs]
-        return Parity(reference=REFERENCE, inputs=VERIFY_INPUTS, atol=tol.atol, rtol=tol.rtol,
-                      passed=all(o.passed for o in outputs), outputs=outputs)
-
     def _install(self, build_dir: Path, dest: Path) -> None:
-        """Move the verified build into place; an existing artifact is moved aside first, then removed."""
-        old = None
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f"{dest.parent.name}--{dest.name}--old-", dir=self.out / ".build"))
-            os.replace(dest, old / "artifact")
-        os.replace(build_dir, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        """Move the verified build into place (an existing artifact is swapped out whole)."""
+        swap_dir(build_dir, dest, self.out / ".build")

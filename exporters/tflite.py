@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
-from exporters.manifest import Converter, TensorBinding
+from zoo.artifacts import Converter, TensorBinding
 
 MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite"}
 
@@ -28,8 +28,6 @@ def _backend():
 
 class TfliteExporter(Exporter):
     name = "tflite"
-    precisions = ("fp32", "fp16")
-    extra = "tflite"
 
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("onnx2tf", "tensorflow", "ai-edge-litert")}

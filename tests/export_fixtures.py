@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from compare.runners import PytorchRunner, open_artifact
-from exporters.manifest import check_files, read_manifest
-from exporters.parity import compare_output
+from zoo.artifacts import check_files, read_manifest
+from zoo.parity import compare_output
 from zoo.sample_inputs import sample_pairs
 
 ZOO = [sys.executable, "-c", "from zoo.cli import main; main()"]

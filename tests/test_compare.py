@@ -24,7 +24,7 @@ from compare.timing import time_spec
 from compare.worker import RunnerSpec
 from export_fixtures import zoo
 from exporters import FORMATS
-from exporters.manifest import file_entry, read_manifest, write_manifest
+from zoo.artifacts import file_entry, read_manifest, write_manifest
 from exporters.pipeline import Pipeline, plan
 from zoo.catalog import Catalog
 from zoo.errors import UsageError

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from export_fixtures import assert_artifact_valid, json_rows, zoo
 from exporters import FORMATS, get_exporter
-from exporters.manifest import check_files, read_manifest
+from zoo.artifacts import check_files, read_manifest
 from exporters.pipeline import Pipeline, plan
 from zoo.catalog import Catalog
 from zoo.cli import cli

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import CATALOG
 from export_fixtures import ZOO, assert_artifact_valid
-from exporters.manifest import check_files, read_manifest
+from zoo.artifacts import check_files, read_manifest
 from exporters.pipeline import Pipeline, plan
 from hub_server import HubServer
 from zoo.errors import UsageError, WeightsError, ZooError

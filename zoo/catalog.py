@@ -6,7 +6,6 @@ are unique (a duplicate is a load error), lookups of unknown names suggest close
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import io
 from collections.abc import Iterable, Iterator
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from zoo.names import did_you_mean  # noqa: F401  (re-exported)
 from zoo.errors import CatalogError, UsageError
 from zoo.fileio import atomic_write_bytes
 from zoo.paths import catalog_path
@@ -31,14 +31,6 @@ def _yaml() -> YAML:
     y.indent(mapping=2, sequence=4, offset=2)
     y.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     return y
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
 
 
 def _describe(exc: ValidationError, raw: Any, path: Path) -> str:

@@ -12,21 +12,18 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save
 
 from zoo.errors import WeightsError, ZooError
-from zoo.fileio import atomic_write_bytes, sha256_file
+from zoo.fileio import atomic_write_bytes, verified_file
+from zoo.hub.fetch import fetch_weights
+from zoo.hub.resolve import HubConfig, resolve_hub
 from zoo.models import TrackerNet, build_model
 from zoo.paths import weights_path
 from zoo.reference_weights import SCHEME, reference_state_dict
 from zoo.schema import Variant
-
-if TYPE_CHECKING:
-    from zoo.hub.resolve import HubConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,46 +64,23 @@ def weights_status(variant: Variant) -> str:
     return "regenerable" if variant.weights.provenance.kind == "reference" else "missing"
 
 
-def _hub_from_config() -> HubConfig:
-    """The hub in force for weights: ``$ZOO_HUB``, else ``hub:`` in the default ``zoo.yaml``."""
-    from zoo.catalog import Catalog
-    from zoo.errors import CatalogError
-    from zoo.hub.resolve import resolve_hub
-
-    try:
-        catalog_hub = Catalog.load().hub
-    except CatalogError:
-        catalog_hub = None
-    return resolve_hub(catalog_hub=catalog_hub)
-
-
-def _cached(path: Path, sha256: str) -> bool:
-    """Verified in the cache (a corrupt entry is deleted: never served). Caller holds the lock."""
-    if path.is_file():
-        if sha256_file(path) == sha256:
-            return True
-        path.unlink()
-    return False
-
-
 def ensure_weights(variant: Variant, hub: HubConfig | None = None) -> Path:
     """Return the verified local path of ``variant``'s weights.
 
-    Not in the cache: pulled from the hub (``hub``, else ``$ZOO_HUB`` / ``zoo.yaml``) when one is
-    configured and not offline; reference weights the hub does not serve (or that fail to
+    Not in the cache: pulled from the hub when one is configured and not offline (``hub``: the
+    settings of the catalog in use, e.g. ``resolve_hub(catalog_hub=catalog.hub)``; None: the
+    environment's ``$ZOO_HUB`` / ``$ZOO_OFFLINE`` only); reference weights the hub does not serve (or that fail to
     download) are regenerated instead. Everything is checked against the pinned sha256.
     """
     spec = variant.weights
     path = weights_path(spec.sha256, spec.file)
     lock = FileLock(str(path.parent) + ".lock")
     with lock:
-        if _cached(path, spec.sha256):
+        if verified_file(path, spec.sha256):
             return path
-    cfg = hub if hub is not None else _hub_from_config()
+    cfg = hub if hub is not None else resolve_hub()
     why = "offline" if cfg.offline else "no hub configured"
     if not cfg.offline and (cfg.url or (spec.url and "://" in spec.url)):
-        from zoo.hub.pull import fetch_weights
-
         try:
             if fetch_weights(variant, cfg) is not None:
                 return path
@@ -117,7 +91,7 @@ def ensure_weights(variant: Variant, hub: HubConfig | None = None) -> Path:
             why = f"pulling them failed: {exc}"
             log.warning("weights of %s: %s; regenerating the reference weights", variant.name, why)
     with lock:
-        if _cached(path, spec.sha256):
+        if verified_file(path, spec.sha256):
             return path
         if spec.provenance.kind != "reference":
             raise WeightsError(
@@ -135,8 +109,9 @@ def ensure_weights(variant: Variant, hub: HubConfig | None = None) -> Path:
     return path
 
 
-def load_model(variant: Variant) -> TrackerNet:
-    """Build ``variant`` and load its verified weights strictly (eval mode)."""
+def load_model(variant: Variant, hub: HubConfig | None = None) -> TrackerNet:
+    """Build ``variant`` and load its verified weights strictly (eval mode); ``hub`` as for
+    :func:`ensure_weights`."""
     model = build_model(variant.arch)
-    model.load_state_dict(load_file(str(ensure_weights(variant))), strict=True)
+    model.load_state_dict(load_file(str(ensure_weights(variant, hub))), strict=True)
     return model.eval()

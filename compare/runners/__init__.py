@@ -1,32 +1,34 @@
-"""Runtimes behind one contract (:mod:`compare.runners.base`): ONNX Runtime, MNN, ncnn, TFLite
-and the PyTorch eager reference. ``RUNNERS`` maps an artifact's format to its runner class;
-:func:`open_artifact` picks the runner from an artifact directory's manifest."""
+"""Runtimes behind one contract (:mod:`compare.runners.base`): the runner of each format is the
+one :mod:`zoo.backends` declares; :class:`PytorchRunner` is the eager reference.
+
+:func:`open_artifact` checks an artifact against its manifest and the catalog before loading it;
+:func:`runner_for` opens a build directory the pipeline is verifying (no catalog check yet).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from compare.runners.base import ArtifactRunner, BaseRunner, native_quiet, to_layout
-from compare.runners.mnn import MnnRunner
-from compare.runners.ncnn import NcnnRunner
-from compare.runners.onnxruntime import OnnxRuntimeRunner
 from compare.runners.pytorch import PytorchRunner
-from compare.runners.tflite import TfliteRunner
-from exporters.manifest import Manifest, read_manifest
-
-RUNNERS: dict[str, type[ArtifactRunner]] = {
-    "onnx": OnnxRuntimeRunner,
-    "mnn": MnnRunner,
-    "ncnn": NcnnRunner,
-    "tflite": TfliteRunner,
-}
+from zoo.artifacts import Manifest, read_manifest, verified_manifest
+from zoo.backends import by_format
+from zoo.schema import Variant
 
 
-def open_artifact(artifact_dir: Path | str, manifest: Manifest | None = None, threads: int = 1) -> ArtifactRunner:
+def runner_for(artifact_dir: Path | str, manifest: Manifest | None = None, threads: int = 1) -> ArtifactRunner:
     """An (unloaded) runner for the artifact in ``artifact_dir``, chosen by its manifest's format."""
     manifest = manifest or read_manifest(Path(artifact_dir))
-    runner = RUNNERS[manifest.format](artifact_dir, manifest)
+    runner = by_format(manifest.format).runner_class()(artifact_dir, manifest)
     runner.set_threads(threads)
     return runner
 
 
-__all__ = ["RUNNERS", "ArtifactRunner", "BaseRunner", "PytorchRunner", "open_artifact", "native_quiet", "to_layout"]
+def open_artifact(artifact_dir: Path | str, variant: Variant, threads: int = 1) -> ArtifactRunner:
+    """An (unloaded) runner for an installed artifact of ``variant``, after checking every file
+    against the manifest (size, then sha256, cached) and the manifest's bindings against the
+    catalog: a corrupt or stale artifact is a one-line error naming the file and how to rebuild."""
+    manifest = verified_manifest(Path(artifact_dir), variant)
+    return runner_for(artifact_dir, manifest, threads)
+
+
+__all__ = ["ArtifactRunner", "BaseRunner", "PytorchRunner", "open_artifact", "runner_for", "native_quiet", "to_layout"]

@@ -17,13 +17,23 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from exporters.base import MissingPackage, require  # noqa: F401  (re-exported for runners)
-from exporters.manifest import Manifest, TensorBinding, read_manifest
+from zoo.artifacts import Manifest, TensorBinding, read_manifest
+from zoo.backends import by_format
 from zoo.errors import UsageError, ZooError
+
+
+class OpRecord(NamedTuple):
+    """One op of one profiled run, in execution order."""
+
+    name: str
+    type: str
+    mflops: float | None  # the runtime's own count (MNN: multiply-add = 1), None when it has none
+    seconds: float
 
 
 def to_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
@@ -37,7 +47,7 @@ def to_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
 class BaseRunner(ABC):
     """One model in one runtime; inputs and outputs keyed by catalog name, NCHW float32."""
 
-    #: key in :data:`compare.runners.RUNNERS`
+    #: the format (row of :data:`zoo.backends.BACKENDS`) this runner runs
     format: ClassVar[str] = ""
     #: pip extra that installs the runtime
     extra: ClassVar[str] = ""
@@ -125,8 +135,18 @@ class ArtifactRunner(BaseRunner):
         super().__init__(f"{m.variant}/{m.format}-{m.precision}")
 
     @property
+    def extra(self) -> str:
+        """The pip extra that installs this runtime."""
+        return by_format(self.format).extra
+
+    @property
     def input_names(self) -> list[str]:
         return [b.name for b in self.manifest.inputs]
+
+    def profiler(self):
+        """A per-op profiler of this artifact (``load(pair)``, ``run() -> seconds``,
+        ``finish() -> [[OpRecord]]``, ``optimized_model``); runtimes without one say so."""
+        raise UsageError(f"{self.name}: {self.format} has no per-op profiler in zoo")
 
     def model_file(self, suffix: str) -> Path:
         """The manifest's (single) file ending in ``suffix``."""

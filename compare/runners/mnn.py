@@ -5,23 +5,31 @@ arithmetic where the CPU has it, as on a phone; on x86 MNN computes in fp32 anyw
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, native_quiet, require
+from compare.runners.base import ArtifactRunner, OpRecord, native_quiet, require, to_layout
 
 RUNTIME_PRECISION = {"fp32": "high", "fp16": "low"}
 
 
 class MnnRunner(ArtifactRunner):
     format = "mnn"
-    extra = "mnn"
+
+    def config(self) -> dict:
+        """MNN's CPU session configuration for this runner (threads, precision mode)."""
+        return {"backend": "CPU", "numThread": self.threads,
+                "precision": RUNTIME_PRECISION.get(self.manifest.precision, "high")}
+
+    def profiler(self) -> "MnnOpProfiler":
+        """A session of the same model and configuration, timed op by op through MNN's callbacks."""
+        return MnnOpProfiler(self)
 
     def _load(self) -> None:
         with native_quiet():
             mnn = require("MNN", self.extra, "MNN")
-            config = {"backend": "CPU", "numThread": self.threads,
-                      "precision": RUNTIME_PRECISION.get(self.manifest.precision, "high")}
-            rt = mnn.nn.create_runtime_manager((config,))
+            rt = mnn.nn.create_runtime_manager((self.config(),))
             self._expr = mnn.expr
             self._module = mnn.nn.load_module_from_file(
                 str(self.model_file(".mnn")),
@@ -45,3 +53,49 @@ class MnnRunner(ArtifactRunner):
         outs = self._module.onForward(args)
         return {b.runtime_name: np.array(F.convert(o, F.NCHW).read(), dtype=np.float32, copy=True)
                 for b, o in zip(self.manifest.outputs, outs, strict=True)}
+
+
+class MnnOpProfiler:
+    """An ``MNN.Interpreter`` session run with ``runSessionWithCallBackInfo``: each op is timed
+    between its begin and end callbacks, which also give its name, type and FLOPs (MNN counts a
+    multiply-add as one). MNN does not expose the graph it runs (``optimized_model`` is None)."""
+
+    optimized_model = None
+
+    def __init__(self, runner: MnnRunner):
+        self.runner = runner
+        self.records: list[list[OpRecord]] = []
+
+    def load(self, pair: dict[str, np.ndarray]) -> None:
+        mnn = require("MNN", self.runner.extra, "MNN")
+        with native_quiet():
+            self._interpreter = mnn.Interpreter(str(self.runner.model_file(".mnn")))
+            self._session = self._interpreter.createSession(self.runner.config())
+        for b in self.runner.manifest.inputs:
+            array = to_layout(pair[b.name], "NCHW", b.layout)
+            dim = mnn.Tensor_DimensionType_Caffe if b.layout == "NCHW" else mnn.Tensor_DimensionType_Tensorflow
+            host = mnn.Tensor(list(array.shape), mnn.Halide_Type_Float, np.ascontiguousarray(array, dtype=np.float32), dim)
+            self._interpreter.getSessionInput(self._session, b.runtime_name).copyFrom(host)
+
+    def run(self) -> float:
+        """One profiled run; returns its wall seconds."""
+        clock, record, start = time.perf_counter, [], [0.0]
+
+        def begin(_tensors, _info):
+            start[0] = clock()
+            return True
+
+        def end(_tensors, info):
+            record.append(OpRecord(info.getName(), info.getType(), float(info.getFlops()), clock() - start[0]))
+            return True
+
+        t0 = clock()
+        self._interpreter.runSessionWithCallBackInfo(self._session, begin, end)
+        wall = clock() - t0
+        self.records.append(record)
+        return wall
+
+    def finish(self) -> list[list[OpRecord]]:
+        """Free the session; the op records of every run."""
+        self._session = self._interpreter = None
+        return self.records

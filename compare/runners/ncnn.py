@@ -13,7 +13,6 @@ from compare.runners.base import ArtifactRunner, require
 
 class NcnnRunner(ArtifactRunner):
     format = "ncnn"
-    extra = "ncnn"
 
     def _load(self) -> None:
         ncnn = require("ncnn", self.extra, "ncnn")

@@ -15,7 +15,6 @@ SIGNATURE = "serving_default"
 
 class TfliteRunner(ArtifactRunner):
     format = "tflite"
-    extra = "tflite"
 
     def _load(self) -> None:
         litert = require("ai_edge_litert.interpreter", self.extra, "ai-edge-litert")

@@ -12,7 +12,8 @@ from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd
 from zoo.cli.compare_cmd import compare_cmd
 from zoo.cli.export_cmd import export_cmd
 from zoo.cli.hub_cmds import cache_group, publish_cmd, pull_cmd
-from zoo.cli.output import err_console
+from zoo.cli import output
+from zoo.cli.output import err
 from zoo.cli.profile_cmd import profile_cmd
 from zoo.errors import ZooError
 
@@ -35,22 +36,23 @@ cli.add_command(profile_cmd)
 
 def main() -> None:
     """Console entry point: ZooError -> 'error: ...' on stderr and its exit code."""
+    output.reset()
     try:
         sys.exit(cli.main(standalone_mode=False) or 0)
     except click.exceptions.Abort:
-        err_console.print("aborted")
+        err().print("aborted")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except ZooError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err().print("interrupted")
         sys.exit(130)
     except Exception as exc:  # a bug: one line unless ZOO_DEBUG asks for the traceback
         if os.environ.get("ZOO_DEBUG"):
             raise
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set ZOO_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        err().print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set ZOO_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)

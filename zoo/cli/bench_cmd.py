@@ -9,11 +9,21 @@ from pathlib import Path
 
 import click
 
+from compare import bench
+from compare.artifacts import choose_runtimes, runner_specs
+from compare.machine import machine_info
+from compare.worker import memory_method
+from zoo.artifacts import default_out_dir
+from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.compare_cmd import parse_counts, parse_precisions, tables_csv
-from zoo.cli.export_cmd import MultiValueOption
-from zoo.cli.output import REPORT_FILE, Column, console, err_console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
+from zoo.cli.options import (REPORT_FILE, Finite, MultiValueOption, choose, counts, out_option, oversubscribe_option,
+                             report_options, resource_limit)
+from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
+from zoo.figures import part_rows
+from zoo.hub.resolve import resolve_hub
+from zoo.sample_inputs import sample_pairs
+from zoo.weights import ensure_weights
 
 _KEY = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
         Column("precision", "prec", justify="left")]
@@ -26,10 +36,12 @@ SPEED_COLUMNS = [*_KEY, Column("measured_fps", "measured fps", ".1f"), Column("r
                  Column("measured_vs_base", "measured / base-c128", ".3f"),
                  Column("reported_vs_base", "reported / base-c128", ".3f"),
                  Column("ratio_agreement", "measured ratio / reported ratio", ".2f")]
-WINDOW_COLUMNS = [*_KEY, Column("threads", "thr"), Column("index", "window"), Column("t_start_s", "from s", ".0f"),
+WINDOW_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("instance", "inst", justify="left"),
+                  Column("index", "window"), Column("t_start_s", "from s", ".0f"),
                   Column("t_end_s", "to s", ".0f"), Column("runs", "runs"), Column("fps", "fps", ".1f"),
                   Column("median_ms", "median ms", ".2f"), Column("cpu_mhz", "CPU MHz", ".0f"), Column("temp_c", "°C", ".1f")]
-SUSTAINED_COLUMNS = [*_KEY, Column("threads", "thr"), Column("duration_s", "seconds", ".0f"), Column("runs", "runs"),
+SUSTAINED_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("instance", "inst", justify="left"),
+                     Column("duration_s", "seconds", ".0f"), Column("runs", "runs"),
                      Column("first_fps", "first window fps", ".1f"), Column("last_fps", "last window fps", ".1f"),
                      Column("drop_pct", "drop %", ".1f"), Column("clock", "clock/temperature", justify="left"),
                      Column("pid", "pid"), Column("error", "error", justify="left")]
@@ -51,14 +63,10 @@ def scaling_columns(rows: list[dict]) -> list[Column]:
 
 def _fusion_share(variant) -> float | None:
     """Share (%) of the variant's MACs, attention products included, spent in the fusion blocks."""
-    from zoo.figures import part_rows
-
     return next((r["macs_total_share_pct"] for r in part_rows(variant) if r["part"] == "fusion"), None)
 
 
 def _specs(selected, runtimes, precision, out):
-    from compare.artifacts import REFERENCE_RUNTIME, choose_runtimes, runner_specs
-
     names = [r for r in runtimes if r != REFERENCE_RUNTIME]
     chosen = ([REFERENCE_RUNTIME] if REFERENCE_RUNTIME in runtimes else []) + (choose_runtimes(names) if names else [])
     with progress_bar(counted=True) as progress:
@@ -66,7 +74,7 @@ def _specs(selected, runtimes, precision, out):
         specs, wanted = runner_specs(selected, chosen, precision, out, on_event=export_reporter(progress, task))
     for w in wanted:
         if w.status in ("failed", "skipped"):
-            err_console.print(f"[yellow]{w.status}:[/] {w.variant.name} {w.runtime} {w.precision}: {w.note}", highlight=False)
+            err().print(f"[yellow]{w.status}:[/] {w.variant.name} {w.runtime} {w.precision}: {w.note}", highlight=False)
     if not specs:
         raise ZooError("nothing to benchmark: no usable artifact")
     return specs
@@ -75,56 +83,55 @@ def _specs(selected, runtimes, precision, out):
 @click.command("bench")
 @click.argument("variants", nargs=-1, required=True)
 @click.option("--runtime", "runtimes", cls=MultiValueOption, required=True, metavar="RUNTIME...",
-              help="pytorch onnxruntime mnn tflite ncnn (or all).")
-@click.option("--precision", default="fp32", show_default=True, help="Artifact precision (fp32 or fp16).")
+              help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)} (or all).")
+@click.option("--precision", default="fp32", show_default=True, help=f"Artifact precision ({describe(PRECISIONS)}).")
 @click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Threads per instance [default: 1 2 4; 1 with --duration].")
 @click.option("--concurrency", "concurrency", cls=MultiValueOption, metavar="N...",
-              help="Trackers running at once, one process each [default: 1 2 4].")
-@click.option("--seconds", type=click.FloatRange(0.2, 3600), default=3.0, show_default=True,
+              help="Trackers running at once, one process each [default: 1 2 4; 1 with --duration].")
+@click.option("--seconds", type=Finite(0.2, 3600), default=3.0, show_default=True,
               help="Timed seconds per measurement (all instances of a cell run for the same time).")
 @click.option("--warmup", type=click.IntRange(0, 10000), default=5, show_default=True, help="Untimed runs per instance first.")
-@click.option("--duration", type=click.FloatRange(1, 86400), default=None,
-              help="Sustained run instead: one instance per variant x runtime x threads busy for S seconds.")
-@click.option("--window", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
+@click.option("--duration", type=Finite(1, 86400), default=None,
+              help="Sustained run instead: N instances (--concurrency) per variant x runtime x threads busy for S seconds.")
+@click.option("--window", type=Finite(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
 @click.option("--plot", "plot_file", type=REPORT_FILE, default=None,
               help="PNG of sustained fps over time [default: beside --json, else ./zoo-bench-sustained.png].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
-@click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Write the results as JSON ('-': stdout).")
-@click.option("--csv", "csv_file", type=REPORT_FILE, default=None, help="Write the tables as CSV.")
-@click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None, help="Write the tables as Markdown.")
+@out_option
+@oversubscribe_option
+@report_options("the results")
 def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, duration, window, plot_file,
-              out_dir, json_file, csv_file, markdown_file) -> None:
+              out_dir, allow_oversubscribe, json_file, csv_file, markdown_file) -> None:
     """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a
     sustained run with --duration; `zoo bench all --runtime mnn --threads 1` reproduces the
     study's 1-thread speed column."""
-    from compare import bench
-    from compare.machine import machine_info
-    from compare.worker import memory_method
-    from exporters.pipeline import default_out_dir
-    from zoo.sample_inputs import sample_pairs
-
-    selected = Catalog.load().select(variants)
-    (precision,) = parse_precisions((precision,))
-    thread_list = parse_counts(threads or (("1",) if duration else ("1", "2", "4")), "--threads")
-    conc_list = parse_counts(concurrency or ("1", "2", "4"), "--concurrency")
-    if duration is not None and concurrency:
-        raise UsageError("--duration runs one instance per measurement: drop --concurrency")
+    catalog = Catalog.load()
+    selected = catalog.select(variants)
+    (precision,) = choose((precision,), PRECISIONS, "precision")
+    thread_list = counts(threads, "--threads", ("1",) if duration else ("1", "2", "4"), allow_oversubscribe)
+    conc_list = counts(concurrency, "--concurrency", ("1",) if duration else ("1", "2", "4"), allow_oversubscribe)
+    busiest = max(thread_list) * max(conc_list)
+    if busiest > resource_limit() and not allow_oversubscribe:
+        raise UsageError(f"--threads {max(thread_list)} x --concurrency {max(conc_list)} = {busiest} threads is more than "
+                         f"this machine can run ({resource_limit()}); pass --allow-oversubscribe to run it anyway "
+                         "(risks exhausting memory and stalling the machine)")
     if duration is not None and window > duration:
         raise UsageError(f"--window {window:g} is longer than --duration {duration:g}")
+    hub = resolve_hub(catalog_hub=catalog.hub)
+    for v in selected:
+        ensure_weights(v, hub)
     specs = _specs(selected, list(runtimes), precision, out_dir or default_out_dir())
     pairs = {v.name: sample_pairs(v, 1)[0] for v in selected}
     report: dict = {"machine": {**machine_info(), "memory": memory_method()}}
     tables: dict[str, tuple[list[dict], list[Column]]] = {}
 
     if duration is not None:
-        jobs = [(s, t) for s in specs for t in sorted(set(thread_list))]
+        jobs = [(s, t, c) for s in specs for t in sorted(set(thread_list)) for c in sorted(set(conc_list))]
         runs = []
         with progress_bar(counted=True) as progress:
             task = progress.add_task("sustained", total=len(jobs))
-            for spec, t in jobs:
-                progress.update(task, description=f"sustained {spec.label} {t}T for {duration:g} s")
-                runs.append(bench.run_sustained(spec, pairs[spec.variant.name], t, duration, window, warmup))
+            for spec, t, c in jobs:
+                progress.update(task, description=f"sustained {spec.label} {t}T ×{c} for {duration:g} s")
+                runs += bench.run_sustained(spec, pairs[spec.variant.name], t, duration, window, warmup, concurrency=c)
                 progress.advance(task)
         summary = [{**{k: v for k, v in asdict(s).items() if k != "windows"},
                     "first_fps": s.windows[0].fps if s.windows else None,
@@ -161,9 +168,9 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
               "speed_column": "the study's 1-thread speed column: ratios to base-c128 (reported fps are a phone's)",
               "windows": f"sustained: fps per {window:g} s window", "sustained": "sustained runs"}
     for name, (rows, columns) in tables.items():
-        console.print(rich_table(rows, columns, title=titles[name]))
+        out().print(rich_table(rows, columns, title=titles[name]))
     if duration is not None:
-        console.print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False)
+        out().print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False)
     if json_file is not None:
         write_text(json_file, to_json(report))
     if csv_file is not None:

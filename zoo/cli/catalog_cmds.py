@@ -7,9 +7,11 @@ import click
 from rich.table import Table
 
 from zoo.catalog import Catalog
-from zoo.cli.output import Column, console, rich_table, to_csv, to_json, to_markdown
+from zoo.cli.options import report_options
+from zoo.cli.output import Column, out, rich_table, write_reports
 from zoo.figures import part_rows, reported_dict, summary_row, within_budget
 from zoo.register import check_rows, refresh_catalog, register_checkpoint
+from zoo.hub.resolve import resolve_hub
 from zoo.weights import ensure_weights
 
 catalog_option = click.option(
@@ -19,19 +21,19 @@ catalog_option = click.option(
 
 LIST_COLUMNS = [
     Column("name", "variant", justify="left"),
-    Column("row", "row"),
-    Column("block_label", "blocks", justify="left"),
-    Column("channels", "C"),
-    Column("pretrain", "pre", justify="left"),
-    Column("lasot_auc", "AUC", ".2f"),
-    Column("params_reported_m", "params rep", ".3f"),
-    Column("params_m", "meas", ".3f"),
-    Column("params_delta_pct", "Δ%", "+.2f"),
-    Column("macs_reported_m", "MACs rep", ".0f"),
-    Column("macs_m", "meas", ".1f"),
-    Column("macs_delta_pct", "Δ%", "+.2f"),
-    Column("macs_total_m", "+attn", ".1f"),
-    Column("weights", "weights", justify="left"),
+    Column("row", "row", drop=6),
+    Column("block_label", "blocks", justify="left", drop=3),
+    Column("channels", "C", drop=5),
+    Column("pretrain", "pre", justify="left", drop=4),
+    Column("lasot_auc", "AUC %", ".2f"),
+    Column("params_reported_m", "params M rep", ".3f"),
+    Column("params_m", "params M", ".3f"),
+    Column("params_delta_pct", "Δ%", "+.2f", drop=2),
+    Column("macs_reported_m", "MACs M rep", ".0f"),
+    Column("macs_m", "MACs M", ".1f"),
+    Column("macs_delta_pct", "Δ%", "+.2f", drop=2),
+    Column("macs_total_m", "MACs+attn M", ".1f", drop=1),
+    Column("weights", "weights", justify="left", drop=7),
 ]
 
 PART_COLUMNS = [
@@ -46,62 +48,44 @@ PART_COLUMNS = [
 ]
 
 
-def _emit(rows: list[dict], columns: list[Column], fmt: str, title: str, payload=None) -> None:
-    if fmt == "json":
-        console.file.write(to_json(payload if payload is not None else rows))
-    elif fmt == "csv":
-        console.file.write(to_csv(rows, columns))
-    elif fmt == "markdown":
-        console.file.write(to_markdown(rows, columns))
-    else:
-        console.print(rich_table(rows, columns, title=title))
-
-
-def format_options(func):
-    """--json / --csv / --markdown: print the table's rows in that format instead."""
-    func = click.option("--markdown", "fmt", flag_value="markdown", help="Print a Markdown table.")(func)
-    func = click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")(func)
-    func = click.option("--json", "fmt", flag_value="json", help="Print JSON.")(func)
-    return func
+def _emit(rows: list[dict], columns: list[Column], title: str, reports: tuple, payload=None) -> None:
+    """Draw the table and write the reports asked for (``reports``: json, csv, markdown files)."""
+    out().print(rich_table(rows, columns, title=title))
+    write_reports(rows, columns, *reports, payload=payload)
 
 
 @click.command("list")
 @click.argument("patterns", nargs=-1)
-@format_options
+@report_options()
 @catalog_option
-def list_cmd(patterns: tuple[str, ...], fmt: str | None, catalog_file: Path | None) -> None:
+def list_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path | None, markdown_file: Path | None, catalog_file: Path | None) -> None:
     """List variants (PATTERNS: names or wildcards such as 'fgaf*'; default all)."""
     catalog = Catalog.load(catalog_file)
     variants = catalog.select(patterns or ["all"])
     rows = [summary_row(v) for v in variants]
-    _emit(rows, LIST_COLUMNS, fmt, f"zoo catalog ({len(rows)} of {len(catalog)} variants)")
-    if fmt is None:
-        over = [v.name for v in variants if not all(within_budget(v))]
-        note = f"[red]outside the study's budget (params ±1%, MACs ±2%): {', '.join(over)}[/]" if over else \
-            "[green]every reported variant is within the study's budget (params ±1%, MACs ±2%)[/]"
-        console.print(note + " · MACs: conv+linear (thop convention); MACs+attn adds attention products")
+    _emit(rows, LIST_COLUMNS, f"zoo catalog ({len(rows)} of {len(catalog)} variants)", (json_file, csv_file, markdown_file))
+    over = [v.name for v in variants if not all(within_budget(v))]
+    note = f"[red]outside the study's budget (params ±1%, MACs ±2%): {', '.join(over)}[/]" if over else \
+        "[green]every reported variant is within the study's budget (params ±1%, MACs ±2%)[/]"
+    out().print(note + " · MACs: conv+linear (thop convention); MACs+attn adds attention products")
 
 
 @click.command("info")
 @click.argument("variant")
-@format_options
+@report_options()
 @catalog_option
-def info_cmd(variant: str, fmt: str | None, catalog_file: Path | None) -> None:
+def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdown_file: Path | None, catalog_file: Path | None) -> None:
     """Architecture, reported figures, weights and a per-part breakdown of one VARIANT."""
     v = Catalog.load(catalog_file).get(variant)
     parts = part_rows(v)
-    if fmt == "json":
+    if json_file or csv_file or markdown_file:
         payload = {
             "name": v.name, "description": v.description, "arch": v.arch.model_dump(),
             "training": v.training.model_dump(), "reported": reported_dict(v), "measured": v.measured.model_dump(),
             "parts": parts, "weights": v.weights.model_dump(), "preprocessing": v.preprocessing.model_dump(),
             "io": v.io.model_dump(), "tolerances": {k: {p: t.model_dump() for p, t in d.items()} for k, d in v.tolerances.items()},
         }
-        _emit(parts, PART_COLUMNS, fmt, "", payload)
-        return
-    if fmt:
-        _emit(parts, PART_COLUMNS, fmt, "")
-        return
+        write_reports(parts, PART_COLUMNS, json_file, csv_file, markdown_file, payload=payload)
     a = v.arch
     head = Table.grid(padding=(0, 2))
     head.add_row("[bold]variant[/]", f"{v.name} — {v.description}")
@@ -118,8 +102,8 @@ def info_cmd(variant: str, fmt: str | None, catalog_file: Path | None) -> None:
         head.add_row("reported", "not trained in the study")
     w = v.weights
     head.add_row("weights", f"{w.file} ({w.bytes / 1e6:.2f} MB, sha256 {w.sha256[:16]}…) — {w.provenance.description}")
-    console.print(head)
-    console.print(rich_table(parts, PART_COLUMNS, title=f"{v.name}: where parameters and compute are"))
+    out().print(head)
+    out().print(rich_table(parts, PART_COLUMNS, title=f"{v.name}: where parameters and compute are"))
 
 
 @click.command("register")
@@ -131,28 +115,30 @@ def register_cmd(variant: str, checkpoint: Path, description: str | None, catalo
     """Adopt a trained CHECKPOINT (.safetensors, .pth, .pth.tar) as VARIANT's weights."""
     catalog = Catalog.load(catalog_file)
     result = register_checkpoint(catalog, variant, checkpoint, description)
-    console.print(f"registered {result.tensors} tensors for [bold]{result.variant}[/]: {result.file} "
+    out().print(f"registered {result.tensors} tensors for [bold]{result.variant}[/]: {result.file} "
                   f"sha256 {result.sha256} ({result.bytes / 1e6:.2f} MB) -> {result.cache_path}")
-    console.print(f"zoo.yaml updated: {catalog.path}")
+    out().print(f"zoo.yaml updated: {catalog.path}")
 
 
 @click.command("weights")
 @click.argument("patterns", nargs=-1)
-@format_options
+@report_options()
 @catalog_option
-def weights_cmd(patterns: tuple[str, ...], fmt: str | None, catalog_file: Path | None) -> None:
+def weights_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path | None, markdown_file: Path | None, catalog_file: Path | None) -> None:
     """Materialise and verify the weights of variants (reference weights are regenerated)."""
-    variants = Catalog.load(catalog_file).select(patterns or ["all"])
+    catalog = Catalog.load(catalog_file)
+    variants = catalog.select(patterns or ["all"])
+    hub = resolve_hub(catalog_hub=catalog.hub)
     rows = []
-    with console.status("verifying weights") as status:
+    with out().status("verifying weights") as status:
         for v in variants:
             status.update(f"weights of {v.name}")
-            path = ensure_weights(v)
+            path = ensure_weights(v, hub)
             rows.append({"name": v.name, "kind": v.weights.provenance.kind, "sha256": v.weights.sha256,
                          "bytes": v.weights.bytes, "path": str(path)})
     cols = [Column("name", "variant", justify="left"), Column("kind", "provenance", justify="left"),
             Column("bytes", "bytes", ","), Column("sha256", "sha256 (verified)", justify="left"), Column("path", "path", justify="left")]
-    _emit(rows, cols, fmt, "weights")
+    _emit(rows, cols, "weights", (json_file, csv_file, markdown_file))
 
 
 @click.group("catalog")
@@ -168,12 +154,12 @@ CHECK_COLUMNS = [
 
 @catalog_group.command("check")
 @click.argument("patterns", nargs=-1)
-@format_options
+@report_options()
 @catalog_option
-def catalog_check(patterns: tuple[str, ...], fmt: str | None, catalog_file: Path | None) -> None:
+def catalog_check(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path | None, markdown_file: Path | None, catalog_file: Path | None) -> None:
     """Rebuild every model, recount it and regenerate reference weights; exit 1 on any drift."""
     rows = check_rows(Catalog.load(catalog_file).select(patterns or ["all"]))
-    _emit(rows, CHECK_COLUMNS, fmt, "zoo.yaml vs recomputed")
+    _emit(rows, CHECK_COLUMNS, "zoo.yaml vs recomputed", (json_file, csv_file, markdown_file))
     if not all(r["ok"] for r in rows):
         raise click.exceptions.Exit(1)
 
@@ -185,4 +171,4 @@ def catalog_refresh(patterns: tuple[str, ...], catalog_file: Path | None) -> Non
     """Write recomputed measured figures and reference weight hashes into zoo.yaml."""
     catalog = Catalog.load(catalog_file)
     changed = refresh_catalog(catalog, check_rows(catalog.select(patterns or ["all"])))
-    console.print(f"updated: {', '.join(changed)}" if changed else "zoo.yaml is up to date")
+    out().print(f"updated: {', '.join(changed)}" if changed else "zoo.yaml is up to date")

@@ -10,11 +10,16 @@ from pathlib import Path
 
 import click
 
+from compare.artifacts import choose_runtimes
+from compare.run import Options, run, save_inputs as write_inputs, save_outputs as write_outputs
+from zoo.artifacts import default_out_dir
+from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.export_cmd import MultiValueOption
-from zoo.cli.output import REPORT_FILE, Column, console, err_console, export_reporter, progress_bar, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.cli.options import REPORT_FILE, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options
+from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
-from zoo.schema import PRECISIONS
+from zoo.hub.resolve import resolve_hub
+from zoo.weights import ensure_weights
 
 PARITY_COLUMNS = [
     Column("variant", "variant", justify="left"),
@@ -79,13 +84,6 @@ def terminal_columns(columns: list[Column], rows: list[dict], hidden: tuple[str,
             and not (c.key in OPTIONAL and not any(r.get(c.key) for r in rows))]
 
 
-def tables_csv(tables: dict[str, list[dict]]) -> str:
-    """All tables in one CSV: a leading ``table`` column, then every key of every row (the union)."""
-    keys = list(dict.fromkeys(["table", *(k for rows in tables.values() for row in rows for k in row)]))
-    rows = [{"table": name, **row} for name, rows in tables.items() for row in rows]
-    return to_csv(rows, [Column(k, k) for k in keys])
-
-
 def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
     """One Markdown section per non-empty table, with the machine's description on top."""
     parts = [f"CPUs: {machine['cpu_count']} ({machine['machine']}); memory: {machine['memory']}; "
@@ -96,40 +94,14 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
     return "\n".join(parts)
 
 
-def parse_counts(values: tuple[str, ...], what: str) -> list[int]:
-    """Whole numbers >= 1 from option values (thread counts, concurrency); else a usage error."""
-    out = []
-    for value in values:
-        try:
-            n = int(value)
-        except ValueError:
-            raise UsageError(f"{what} must be whole numbers, got {value!r}") from None
-        if n < 1:
-            raise UsageError(f"{what} must be >= 1, got {n}")
-        out.append(n)
-    return out
-
-
-def parse_precisions(values: tuple[str, ...]) -> list[str]:
-    """Validated precisions (default fp32; ``all`` = every one) in catalog order."""
-    from zoo.catalog import did_you_mean
-
-    chosen = []
-    for value in values or ("fp32",):
-        for p in (PRECISIONS if value == "all" else (value,)):
-            if p not in PRECISIONS:
-                raise UsageError(f"unknown precision {p!r}{did_you_mean(p, PRECISIONS)}; choose from {', '.join(PRECISIONS)}")
-            chosen.append(p)
-    return [p for p in PRECISIONS if p in chosen]
-
-
 @click.command("compare")
 @click.argument("variants", nargs=-1)
 @click.option("--pytorch-vs-onnx", "onnx_only", is_flag=True,
               help="Parity of ONNX Runtime against PyTorch only (no timing); exports ONNX where missing.")
 @click.option("--runtimes", cls=MultiValueOption, metavar="RUNTIME...",
-              help="onnxruntime mnn tflite ncnn (default: all); PyTorch eager is always the reference.")
-@click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...", help="fp32 (default) and/or fp16.")
+              help=f"{describe(RUNTIMES)} (default: all); PyTorch eager is always the reference.")
+@click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
+              help=f"{describe(PRECISIONS)} (default fp32; all = every one).")
 @click.option("--samples", type=click.IntRange(1, 1000), default=4, show_default=True,
               help="Input pairs cut from bundled photographs (ignored with --inputs).")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -140,49 +112,49 @@ def parse_precisions(values: tuple[str, ...]) -> list[str]:
 @click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Thread counts to time [default: 1 2 4].")
 @click.option("--runs", type=click.IntRange(0, 100000), default=20, show_default=True, help="Timed runs (0: no timing).")
 @click.option("--warmup", type=click.IntRange(0, 10000), default=3, show_default=True, help="Untimed runs first.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@out_option
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
-@click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Write the rows as JSON ('-': stdout).")
-@click.option("--csv", "csv_file", type=REPORT_FILE, default=None, help="Write the rows as CSV.")
-@click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None, help="Write the tables as Markdown.")
+@oversubscribe_option
+@report_options("the tables")
 def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file, save_inputs, save_outputs, threads,
-                runs, warmup, out_dir, jobs, json_file, csv_file, markdown_file) -> None:
+                runs, warmup, out_dir, jobs, allow_oversubscribe, json_file, csv_file, markdown_file) -> None:
     """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).
 
     Artifacts come from OUT/<variant>/<format>[-<precision>]/ and are exported where missing.
     Exit 1 when any output is above its catalog tolerance, has NaN/Inf, or a runtime fails.
     """
-    from compare.artifacts import choose_runtimes
-    from compare.run import Options, save_inputs as write_inputs, save_outputs as write_outputs
-    from exporters.pipeline import default_out_dir
-
-    selected = Catalog.load().select(variants or ("all",))
+    catalog = Catalog.load()
+    selected = catalog.select(variants or ("all",))
     if onnx_only:
         if runtimes or precisions or threads:
             raise UsageError("--pytorch-vs-onnx compares ONNX Runtime fp32 only: drop --runtimes/--precision/--threads")
         runtime_list, precision_list, runs = ["onnxruntime"], ["fp32"], 0
     else:
-        runtime_list, precision_list = choose_runtimes(runtimes or ("all",)), parse_precisions(precisions)
+        runtime_list = choose_runtimes(runtimes or ("all",))
+        precision_list = choose(precisions, PRECISIONS, "precision", default=("fp32",))
     if inputs_file is not None and not inputs_file.is_file():
         raise UsageError(f"--inputs file not found: {inputs_file}")
+    thread_list = counts(threads, "--threads", ("1", "2", "4"), allow_oversubscribe)
+    hub = resolve_hub(catalog_hub=catalog.hub)
+    for v in selected:
+        ensure_weights(v, hub)
     opts = Options(runtimes=runtime_list, precisions=precision_list, samples=samples,
-                   inputs_file=inputs_file, threads=parse_counts(threads or ("1", "2", "4"), "--threads"), runs=runs,
+                   inputs_file=inputs_file, threads=thread_list, runs=runs,
                    warmup=warmup, parity_threads=1,
                    out=out_dir or default_out_dir(), jobs=jobs)
     report = _run_with_progress(selected, opts)
     tables = report.rows()
     title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
-    console.print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
+    out().print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
     if tables["tracker"]:
-        console.print(rich_table(tables["tracker"], terminal_columns(TRACKER_COLUMNS, tables["tracker"]), title="tracker: box decoded from each runtime vs PyTorch's (256 px search crop)"))
+        out().print(rich_table(tables["tracker"], terminal_columns(TRACKER_COLUMNS, tables["tracker"]), title="tracker: box decoded from each runtime vs PyTorch's (256 px search crop)"))
     if tables["timing"]:
         machine = report.as_json()["machine"]
-        console.print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"]),
+        out().print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"]),
                                  title=f"timing: {opts.warmup} warm-up + {opts.runs} runs, {machine['cpu_count']} CPUs; "
                                        f"mem = peak RSS increase ({machine['memory']}); GFLOP/s = macs_total×2/median; sgemm = best float32 1024² matmul of torch (MKL) and onnxruntime (MLAS), same run"))
     if tables["skipped"]:
-        console.print(rich_table(tables["skipped"], SKIPPED_COLUMNS, title="skipped"))
+        out().print(rich_table(tables["skipped"], SKIPPED_COLUMNS, title="skipped"))
     if save_inputs is not None:
         write_inputs(report, save_inputs)
     if save_outputs is not None:
@@ -195,14 +167,12 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         write_text(markdown_file, tables_markdown(tables, report.as_json()["machine"]))
     failures = report.failures
     for line in failures:
-        err_console.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+        err().print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
     if failures:
         raise ZooError(f"{len(failures)} comparison(s) failed")
 
 
 def _run_with_progress(selected, opts):
-    from compare.run import run
-
     lock = threading.Lock()
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)

@@ -8,12 +8,25 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from zoo.catalog import Catalog, did_you_mean
-from zoo.cli.catalog_cmds import _emit, format_options
-from zoo.cli.export_cmd import MultiValueOption, _choose
-from zoo.cli.output import Column, console, err_console
+from zoo.artifacts import default_out_dir
+from zoo.backends import FORMATS, PRECISIONS
+from zoo.catalog import Catalog
+from zoo.cli.options import DIR, Finite, MultiValueOption, choose, report_options
+from zoo.cli.output import Column, err, out, rich_table, write_reports
 from zoo.errors import UsageError
-from zoo.schema import PRECISIONS
+from zoo.hub import store
+from zoo.hub.publish import publish
+from zoo.hub.pull import pull
+from zoo.hub.resolve import resolve_hub
+from zoo.hub.store import artifact_cache_root, scan
+from zoo.names import did_you_mean
+from zoo.paths import cache_dir
+
+
+def _emit(rows: list[dict], columns: list[Column], title: str, reports: tuple, payload=None) -> None:
+    """Draw the table and write the reports asked for (``reports``: json, csv, markdown files)."""
+    out().print(rich_table(rows, columns, title=title))
+    write_reports(rows, columns, *reports, payload=payload)
 
 PUBLISH_COLUMNS = [
     Column("variant", "variant", justify="left"), Column("item", "item", justify="left"),
@@ -27,12 +40,6 @@ CACHE_COLUMNS = [
     Column("variant", "variant", justify="left"), Column("weights", "weights", justify="left"),
     Column("formats", "artifacts", justify="left"), Column("size_mb", "size MB", ".2f"),
 ]
-
-
-def _formats() -> tuple[str, ...]:
-    from exporters import FORMATS
-
-    return FORMATS
 
 
 class RichReporter:
@@ -50,7 +57,7 @@ class RichReporter:
         with self.lock:
             if self.progress is None:
                 self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                         TransferSpeedColumn(), TimeRemainingColumn(), console=err_console)
+                                         TransferSpeedColumn(), TimeRemainingColumn(), console=err())
                 self.progress.start()
             return self.progress
 
@@ -71,7 +78,7 @@ class RichReporter:
             self._bars().update(self.tasks[key], description=f"{key} [{color}]{status}[/]")
 
     def note(self, message: str) -> None:
-        console = self.progress.console if self.progress else err_console
+        console = self.progress.console if self.progress else err()
         console.print(f"[yellow]{message}[/]", highlight=False, soft_wrap=True)
 
     def close(self) -> None:
@@ -83,7 +90,7 @@ HUB_OPTIONS = [
     click.option("--hub", help="Hub URL (release directory or its index.json) [default: $ZOO_HUB, else zoo.yaml 'hub']."),
     click.option("--offline", is_flag=True, help="Use only the cache (also ZOO_OFFLINE=1); say exactly what is missing."),
     click.option("--allow-http", is_flag=True, help="Accept plain http to non-loopback hosts (also ZOO_ALLOW_HTTP=1)."),
-    click.option("--timeout", type=click.FloatRange(min=0.01), default=None,
+    click.option("--timeout", type=Finite(0.01, 86400), default=None,
                  help="Seconds without data before a connection counts as stalled [default: $ZOO_HUB_TIMEOUT or 30]."),
     click.option("--retries", type=click.IntRange(1, 100), default=None,
                  help="Attempts per file, transient failures only [default: $ZOO_HUB_RETRIES or 5]."),
@@ -110,54 +117,48 @@ def target_options(default: str):
 
 @click.command("publish")
 @target_options("all (every one must have been exported)")
-@click.option("--to", "dest", required=True, type=click.Path(path_type=Path), help="Release directory to write (replaced whole).")
+@click.option("--to", "dest", required=True, type=DIR, help="Release directory to write (replaced whole).")
 @click.option("--base-url", help="Where clients will fetch the files from (recorded in index.json; default: beside index.json).")
-@click.option("--artifacts", "src", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--artifacts", "src", type=DIR, default=None,
               help="Where the artifacts were exported [default: $ZOO_ARTIFACTS or ./artifacts].")
 @click.option("--allow-http", is_flag=True, help="Accept a plain http --base-url on a non-loopback host.")
-@format_options
-def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, fmt) -> None:
+@report_options()
+def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, json_file, csv_file, markdown_file) -> None:
     """Write a release tree (weights, artifacts, index.json) of VARIANTs for a static file host.
 
     Artifacts are verified against their manifests first; missing ones are an error naming the
     'zoo export' command that builds them. The same inputs give a byte-identical tree.
     """
-    from exporters.pipeline import default_out_dir
-    from zoo.hub.publish import publish
-
-    selected = Catalog.load().select(variants)
-    fmt_list = _choose(formats or ("all",), _formats(), "format")
-    prec_list = _choose(precisions or ("all",), PRECISIONS, "precision")
-    with err_console.status("verifying and copying"):
-        result = publish(selected, fmt_list, prec_list, src or default_out_dir(), dest, base_url, allow_http)
-    _emit(result.rows, PUBLISH_COLUMNS, fmt, f"zoo publish → {dest}")
-    if fmt is None:
-        console.print(f"{result.files} files, {result.bytes / 1e6:.1f} MB; index.json sha256 {result.index_sha256}",
+    selected_catalog = Catalog.load()
+    selected = selected_catalog.select(variants)
+    fmt_list = choose(formats, FORMATS, "format", default=("all",))
+    prec_list = choose(precisions, PRECISIONS, "precision", default=("all",))
+    with err().status("verifying and copying"):
+        result = publish(selected, fmt_list, prec_list, src or default_out_dir(), dest, base_url, allow_http,
+                         hub=resolve_hub(catalog_hub=selected_catalog.hub))
+    _emit(result.rows, PUBLISH_COLUMNS, f"zoo publish → {dest}", (json_file, csv_file, markdown_file))
+    out().print(f"{result.files} files, {result.bytes / 1e6:.1f} MB; index.json sha256 {result.index_sha256}",
                       highlight=False)
 
 
 @click.command("pull")
 @target_options("everything the hub publishes for the variant")
 @hub_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "out_dir", type=DIR, default=None,
               help="Also place the artifacts in this artifacts directory (e.g. ./artifacts, where zoo export and zoo compare look).")
 @click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True, help="Files downloaded at once.")
-@format_options
-def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, retries, out_dir, jobs, fmt) -> None:
+@report_options()
+def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, retries, out_dir, jobs, json_file, csv_file, markdown_file) -> None:
     """Download VARIANTs' weights and artifacts from a hub into the cache, verified by sha256.
 
     Interrupted files resume (HTTP Range), transient failures are retried with backoff, and
     nothing becomes visible in the cache before its hash matches. Artifacts land in
     <cache>/artifacts/<variant>/<format>[-fp16]/ (see 'zoo cache dir'), and with --out also there.
     """
-    from zoo.hub.pull import pull
-    from zoo.hub.resolve import resolve_hub
-    from zoo.hub.store import artifact_cache_root
-
     catalog = Catalog.load()
     selected = catalog.select(variants)
-    fmt_list = _choose(formats, _formats(), "format") if formats else None
-    prec_list = _choose(precisions, PRECISIONS, "precision") if precisions else None
+    fmt_list = choose(formats, FORMATS, "format") if formats else None
+    prec_list = choose(precisions, PRECISIONS, "precision") if precisions else None
     cfg = resolve_hub(hub, catalog.hub, offline, allow_http, timeout, retries)
     reporter = RichReporter()
     try:
@@ -168,16 +169,14 @@ def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, r
     for row in rows:
         row["size_mb"] = row["bytes"] / 1e6
         row["where"] = _short_path(row["path"])
-    _emit(rows, PULL_COLUMNS, fmt, f"zoo pull ← {source}")
-    if fmt is None and out_dir is None:
-        console.print(f"artifacts are in {artifact_cache_root()}; --out DIR also places them where zoo export / compare look",
+    _emit(rows, PULL_COLUMNS, f"zoo pull ← {source}", (json_file, csv_file, markdown_file))
+    if out_dir is None:
+        out().print(f"artifacts are in {artifact_cache_root()}; --out DIR also places them where zoo export / compare look",
                       highlight=False)
 
 
 def _short_path(path: str | None) -> str | None:
     """A path under the cache as ``<cache>/...`` (the table stays narrow; --json has it whole)."""
-    from zoo.paths import cache_dir
-
     if path is None:
         return None
     p, root = Path(path), cache_dir()
@@ -202,23 +201,20 @@ def _weights_owners(catalog: Catalog) -> dict[str, str]:
 
 
 @cache_group.command("list")
-@format_options
-def cache_list(fmt) -> None:
+@report_options()
+def cache_list(json_file, csv_file, markdown_file) -> None:
     """Variants in the cache: weights, pulled artifacts (format[-precision]) and size."""
-    from zoo.hub.store import scan
-
     info = scan(_weights_owners(Catalog.load()).get)
     rows = [{"variant": e["variant"], "weights": e["weights"]["file"] if e["weights"] else None,
              "formats": " ".join(a["dir"] for a in e["artifacts"]) or None, "size_mb": e["bytes"] / 1e6,
              "bytes": e["bytes"]} for e in info["variants"]]
-    _emit(rows, CACHE_COLUMNS, fmt, f"zoo cache: {info['cache']}", payload=info)
-    if fmt is None:
-        extra = ""
-        if info["partial_downloads"]:
-            extra += f"; {len(info['partial_downloads'])} partial downloads ({info['partial_bytes'] / 1e6:.1f} MB, resumed by the next pull)"
-        if info["unreferenced_bytes"]:
-            extra += f"; {info['unreferenced_bytes'] / 1e6:.1f} MB of files no artifact uses"
-        console.print(f"total {info['total_bytes'] / 1e6:.1f} MB{extra}", highlight=False)
+    _emit(rows, CACHE_COLUMNS, f"zoo cache: {info['cache']}", (json_file, csv_file, markdown_file), payload=info)
+    extra = ""
+    if info["partial_downloads"]:
+        extra += f"; {len(info['partial_downloads'])} partial downloads ({info['partial_bytes'] / 1e6:.1f} MB, resumed by the next pull)"
+    if info["unreferenced_bytes"]:
+        extra += f"; {info['unreferenced_bytes'] / 1e6:.1f} MB of files no artifact uses"
+    out().print(f"total {info['total_bytes'] / 1e6:.1f} MB{extra}", highlight=False)
 
 
 @cache_group.command("remove")
@@ -229,12 +225,10 @@ def cache_remove(variants, everything) -> None:
 
     Trained weights (registered checkpoints) are kept; --all removes everything zoo keeps there.
     """
-    from zoo.hub import store
-
     if everything == bool(variants):
         raise UsageError("name the variants to remove, or pass --all (not both)")
     if everything:
-        console.print(f"removed everything: {store.remove_all() / 1e6:.1f} MB freed", highlight=False)
+        out().print(f"removed everything: {store.remove_all() / 1e6:.1f} MB freed", highlight=False)
         return
     catalog = Catalog.load()
     known = list(dict.fromkeys([*catalog.names, *store.cached_variants()]))
@@ -252,15 +246,13 @@ def cache_remove(variants, everything) -> None:
         trained = variant is not None and variant.weights.provenance.kind == "trained"
         sha = variant.weights.sha256 if variant is not None and not trained else None
         freed = store.remove_variant(name, sha, keep)
-        console.print(f"removed {name}: {freed / 1e6:.1f} MB freed" if freed else f"{name}: nothing cached", highlight=False)
+        out().print(f"removed {name}: {freed / 1e6:.1f} MB freed" if freed else f"{name}: nothing cached", highlight=False)
         if trained:
-            console.print(f"kept {name}'s trained weights (a registered checkpoint may exist nowhere else; --all removes them)",
+            out().print(f"kept {name}'s trained weights (a registered checkpoint may exist nowhere else; --all removes them)",
                           highlight=False)
 
 
 @cache_group.command("dir")
 def cache_dir_cmd() -> None:
     """Print the cache directory ($ZOO_CACHE_DIR or the platform's user cache)."""
-    from zoo.paths import cache_dir
-
     click.echo(str(cache_dir()))

@@ -12,16 +12,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 from rich.console import Console
 from rich.table import Table
 
+from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes
 
-# Piped output (CI logs, files) gets a wide page instead of rich's 80-column default.
-_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-console = Console(width=_PIPE_WIDTH)
-err_console = Console(stderr=True, width=_PIPE_WIDTH)
+_CONSOLES: dict[str, Console] = {}
+_STATE = {"tables_to_stderr": False}
+
+
+def _width(stream) -> int | None:
+    # Piped output (CI logs, files) gets a wide page instead of rich's 80-column default.
+    return None if stream.isatty() or "COLUMNS" in os.environ else 160
+
+
+def err() -> Console:
+    """The console on stderr: progress, notes, errors."""
+    if "err" not in _CONSOLES:
+        _CONSOLES["err"] = Console(stderr=True, width=_width(sys.stderr))
+    return _CONSOLES["err"]
+
+
+def out() -> Console:
+    """The console tables are drawn on: stdout, or stderr once a report goes to stdout."""
+    if _STATE["tables_to_stderr"]:
+        return err()
+    if "out" not in _CONSOLES:
+        _CONSOLES["out"] = Console(width=_width(sys.stdout))
+    return _CONSOLES["out"]
+
+
+def tables_to_stderr() -> None:
+    """A machine-readable report goes to stdout (``--json -``): draw everything else on stderr."""
+    _STATE["tables_to_stderr"] = True
+
+
+def reset() -> None:
+    """Forget the consoles and the stdout routing (each CLI invocation starts afresh)."""
+    _CONSOLES.clear()
+    _STATE["tables_to_stderr"] = False
 
 
 @dataclass(frozen=True)
@@ -30,6 +60,8 @@ class Column:
     title: str
     fmt: str = ""  # format spec for numbers, e.g. ".3f"
     justify: str = "right"
+    #: 0 = always shown; higher numbers are dropped first when the terminal is too narrow
+    drop: int = 0
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -40,12 +72,36 @@ def _cell(value: Any, fmt: str) -> str:
     return str(value)
 
 
-def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None) -> Table:
+def fit_columns(rows: Sequence[dict], columns: Sequence[Column], width: int) -> list[Column]:
+    """The columns that fit ``width`` characters: droppable ones (``drop`` > 0, highest first) are
+    left out until the widest cells fit; text columns may still wrap."""
+    cols = list(columns)
+
+    def need(cs: list[Column]) -> int:
+        return sum(max([len(c.title.split()[0]) if c.justify == "left" else len(c.title)]
+                       + [len(_cell(r.get(c.key), c.fmt)) for r in rows if c.justify != "left"] + [4]) + 3
+                   for c in cs) + 1
+
+    while need(cols) > width and any(c.drop for c in cols):
+        worst = max((c for c in cols if c.drop), key=lambda c: c.drop)
+        cols.remove(worst)
+    return cols
+
+
+def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None,
+               width: int | None = None) -> Table:
+    """A rich table of ``rows``; columns that do not fit the console are dropped by priority
+    (the title says how many; ``--json``/``--csv`` keep all) and text columns wrap."""
+    width = width or out().width
+    shown = fit_columns(rows, columns, width)
+    if len(shown) < len(columns):
+        hidden = len(columns) - len(shown)
+        title = f"{title or ''} ({hidden} column{'s' if hidden > 1 else ''} hidden at this width: see --json/--csv)".strip()
     table = Table(title=title, header_style="bold")
-    for col in columns:
-        table.add_column(col.title, justify=col.justify, no_wrap=True)
+    for col in shown:
+        table.add_column(col.title, justify=col.justify, no_wrap=col.justify != "left", overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c.key), c.fmt) for c in columns))
+        table.add_row(*(_cell(row.get(c.key), c.fmt) for c in shown))
     return table
 
 
@@ -70,12 +126,34 @@ def to_markdown(rows: Sequence[dict], columns: Sequence[Column]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tables_csv(tables: dict[str, list[dict]]) -> str:
+    """All tables in one CSV: a leading ``table`` column, then every key of every row (the union)."""
+    keys = list(dict.fromkeys(["table", *(k for rows in tables.values() for row in rows for k in row)]))
+    rows = [{"table": name, **row} for name, rows in tables.items() for row in rows]
+    return to_csv(rows, [Column(k, k) for k in keys])
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a report atomically ('-' means stdout)."""
     if str(path) == "-":
-        console.file.write(text)
+        sys.stdout.write(text)
+        sys.stdout.flush()
     else:
-        atomic_write_bytes(Path(path), text.encode("utf-8"))
+        try:
+            atomic_write_bytes(Path(path), text.encode("utf-8"))
+        except OSError as exc:
+            raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Path | None = None,
+                  csv_file: Path | None = None, markdown_file: Path | None = None, payload: Any = None) -> None:
+    """Write the reports asked for: JSON (``payload`` or the rows), CSV and Markdown of the rows."""
+    if json_file is not None:
+        write_text(json_file, to_json(rows if payload is None else payload))
+    if csv_file is not None:
+        write_text(csv_file, to_csv(rows, columns))
+    if markdown_file is not None:
+        write_text(markdown_file, to_markdown(rows, columns))
 
 
 def progress_bar(*, counted: bool = False):
@@ -85,7 +163,7 @@ def progress_bar(*, counted: bool = False):
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if counted:
         columns += [BarColumn(), MofNCompleteColumn()]
-    return Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True)
+    return Progress(*columns, TimeElapsedColumn(), console=err(), transient=True)
 
 
 def export_reporter(progress, task, lock=None):
@@ -103,26 +181,3 @@ def export_reporter(progress, task, lock=None):
                 progress.update(task, description=f"export {target.label}: {stage}")
 
     return on_event
-
-
-class ReportPath(click.ParamType):
-    """A file the command will write (or ``-``): checked when the options are parsed, so a long
-    run never ends in an unwritable path. Missing parent folders are created at write time."""
-
-    name = "FILE"
-
-    def convert(self, value, param, ctx):
-        if str(value) == "-":
-            return Path("-")
-        path = Path(value).expanduser()
-        if path.is_dir():
-            self.fail(f"{path} is a directory", param, ctx)
-        ancestor = path.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
-            self.fail(f"cannot write {path}: {ancestor} is not a writable directory", param, ctx)
-        return path
-
-
-REPORT_FILE = ReportPath()

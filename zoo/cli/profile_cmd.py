@@ -4,14 +4,17 @@ Library code (:mod:`compare.profile`) returns the data; this module only draws a
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from zoo.catalog import Catalog, did_you_mean
-from zoo.cli.output import REPORT_FILE, Column, console, export_reporter, progress_bar, rich_table, to_json, to_markdown, write_text
-from zoo.errors import UsageError
-from zoo.schema import PRECISIONS
+from compare.machine import machine_info
+from compare.profile import check_request, profile_variant
+from zoo.artifacts import default_out_dir
+from zoo.backends import PRECISIONS, PROFILED_RUNTIMES, describe
+from zoo.catalog import Catalog
+from zoo.cli.options import choose, counts, out_option, oversubscribe_option, report_options
+from zoo.cli.output import Column, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.hub.resolve import resolve_hub
+from zoo.weights import ensure_weights
 
 TOP_COLUMNS = [
     Column("rank", "#"),
@@ -89,31 +92,29 @@ def _markdown(data: dict) -> str:
 
 @click.command("profile")
 @click.argument("variant")
-@click.option("--runtime", default="mnn", show_default=True, help="mnn or onnxruntime.")
-@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="CPU threads of the runtime.")
-@click.option("--precision", default="fp32", show_default=True, help="Artifact precision (fp16: MNN only).")
+@click.option("--runtime", default="mnn", show_default=True, help=f"{' or '.join(PROFILED_RUNTIMES)}.")
+@click.option("--threads", type=click.IntRange(1, None), default=1, show_default=True, help="CPU threads of the runtime.")
+@click.option("--precision", default="fp32", show_default=True, help=f"Artifact precision ({describe(PRECISIONS)}; as the runtime offers).")
 @click.option("--runs", type=click.IntRange(1, 100000), default=30, show_default=True, help="Profiled runs averaged (each paired with one end-to-end run).")
 @click.option("--warmup", type=click.IntRange(0, 10000), default=5, show_default=True, help="Untimed rounds first.")
 @click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True, help="Slowest ops listed.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
-@click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Write totals, top ops, parts, blocks, units and every op as JSON ('-': stdout).")
-@click.option("--csv", "csv_file", type=REPORT_FILE, default=None, help="Write the tables as one CSV.")
-@click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None, help="Write the tables as Markdown.")
-def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, out_dir, json_file, csv_file, markdown_file) -> None:
+@out_option
+@oversubscribe_option
+@report_options("totals, top ops, parts, blocks, units and every op")
+def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, out_dir, allow_oversubscribe,
+                json_file, csv_file, markdown_file) -> None:
     """Per-op time of VARIANT in MNN (per-op callbacks) or ONNX Runtime (its profiler).
 
     Each op is mapped to the model part it came from (backbone / fusion block k / head) through
     the module names export keeps; per part, the share of time is shown beside the share of
     MACs and of parameters. The artifact is exported where missing.
     """
-    from compare.profile import check_request, profile_variant
-    from exporters.pipeline import default_out_dir
-
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}{did_you_mean(precision, PRECISIONS)}; choose from {', '.join(PRECISIONS)}")
+    (precision,) = choose((precision,), PRECISIONS, "precision")
+    (threads,) = counts((str(threads),), "--threads", allow_oversubscribe=allow_oversubscribe)
     check_request(runtime, precision)
-    v = Catalog.load().get(variant)
+    catalog = Catalog.load()
+    v = catalog.get(variant)
+    ensure_weights(v, resolve_hub(catalog_hub=catalog.hub))
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
         on_export = export_reporter(progress, task)
@@ -122,23 +123,19 @@ def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, out_dir
                                  on_progress=lambda stage, text: progress.update(task, description=text))
     data = result.as_json(top)
     t = data["totals"]
-    console.print(rich_table(data["top"], _without_empty(TOP_COLUMNS, data["top"]),
+    out().print(rich_table(data["top"], _without_empty(TOP_COLUMNS, data["top"]),
                              title=f"zoo profile {v.name}: {runtime} {precision}, {threads} thread(s), "
                                    f"top {len(data['top'])} of {t['ops']} ops (mean of {runs} runs after {warmup} warm-up)"))
-    console.print(rich_table(data["parts"], _without_empty(PART_COLUMNS, data["parts"]),
+    out().print(rich_table(data["parts"], _without_empty(PART_COLUMNS, data["parts"]),
                              title="per part: share of time vs share of MACs and parameters (zoo info's figures)"))
-    console.print(rich_table(data["blocks"], GROUP_COLUMNS["block"], title="per block"))
-    console.print(_totals_line(t), highlight=False)
+    out().print(rich_table(data["blocks"], GROUP_COLUMNS["block"], title="per block"))
+    out().print(_totals_line(t), highlight=False)
     remark = _head_remark(data["parts"])
     if remark:
-        console.print(remark, highlight=False)
+        out().print(remark, highlight=False)
     if json_file is not None:
-        from compare.machine import machine_info
-
         write_text(json_file, to_json({"machine": machine_info(), **data}))
     if csv_file is not None:
-        from zoo.cli.compare_cmd import tables_csv
-
         write_text(csv_file, tables_csv({k: data[k] for k in ("top", "parts", "blocks", "units", "ops")}))
     if markdown_file is not None:
         write_text(markdown_file, _markdown(data))

@@ -24,7 +24,8 @@ from zoo import __version__
 from zoo.errors import ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.resolve import HubConfig, check_url
-from zoo.hub.store import file_lock, is_verified, part_path
+from zoo.fileio import verified_file
+from zoo.hub.store import file_lock, part_path
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -170,7 +171,7 @@ class Transfer:
         return outcome
 
     def _fetch_locked(self, url: str, dest: Path, sha256: str, size: int, label: str, reporter: Reporter) -> Outcome:
-        if is_verified(dest, sha256):
+        if verified_file(dest, sha256):
             return Outcome("cached")
         part = part_path(sha256)
         part.parent.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporters.manifest import MANIFEST_NAME, Manifest
+from zoo.artifacts import MANIFEST_NAME, Manifest
 from zoo.errors import ZooError
 from zoo.hub.resolve import safe_relpath
-from zoo.hub.store import dirname
+from zoo.backends import artifact_dirname
 from zoo.schema import Format, Precision, Sha256
 
 INDEX_VERSION = 1
@@ -76,7 +76,7 @@ class ArtifactRef(_Strict):
 
     @property
     def dirname(self) -> str:
-        return dirname(self.format, self.precision)
+        return artifact_dirname(self.format, self.precision)
 
     @property
     def manifest_file(self) -> FileRef:

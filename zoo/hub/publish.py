@@ -21,15 +21,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporters import get_exporter
-from exporters.manifest import MANIFEST_NAME, check_files, read_manifest
+from zoo.artifacts import MANIFEST_NAME, check_files, read_manifest
 from zoo import __version__
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef
-from zoo.hub.resolve import INDEX_NAME, check_url
-from zoo.hub.store import dirname, swap_in
+from zoo.hub.resolve import INDEX_NAME, HubConfig, check_url
+from zoo.backends import artifact_dirname, offered
+from zoo.hub.store import swap_in
 from zoo.schema import Variant
+from zoo.weights import ensure_weights
 
 
 @dataclass
@@ -58,16 +59,16 @@ def plan(variants: list[Variant], formats: list[str], precisions: list[str], src
     for v in variants:
         for fmt in formats:
             for prec in precisions:
-                if prec not in get_exporter(fmt).precisions:
+                if prec not in offered(fmt):
                     continue
-                path = src / v.name / dirname(fmt, prec)
+                path = src / v.name / artifact_dirname(fmt, prec)
                 if (path / MANIFEST_NAME).is_file():
                     targets.append((v, fmt, prec, path))
                 else:
                     missing.setdefault(v.name, []).append((fmt, prec))
     if missing:
         out = "" if src == Path("artifacts") else f" --out {src}"
-        what = "; ".join(f"{n} {', '.join(dirname(f, p) for f, p in m)}" for n, m in missing.items())
+        what = "; ".join(f"{n} {', '.join(artifact_dirname(f, p) for f, p in m)}" for n, m in missing.items())
         cmds = " && ".join(
             f"zoo export {n} --to {' '.join(dict.fromkeys(f for f, _ in m))} --precision {' '.join(dict.fromkeys(p for _, p in m))}{out}"
             for n, m in missing.items())
@@ -110,7 +111,7 @@ def _write_tree(root: Path, targets, weights_paths: dict[str, Path], base_url: s
         variants[v.name] = {"weights": WeightsRef(**ref.model_dump(), provenance=w.provenance.kind), "artifacts": []}
         rows.append({"variant": v.name, "item": "weights", "files": 1, "bytes": ref.bytes, "url": ref.url})
     for v, fmt, prec, path, manifest in targets:
-        base = f"artifacts/{v.name}/{dirname(fmt, prec)}"
+        base = f"artifacts/{v.name}/{artifact_dirname(fmt, prec)}"
         files = [_copy(path / f.path, root, f"{base}/{f.path}", f.sha256) for f in manifest.files]
         refs = [f.model_copy(update={"path": e.path}) for f, e in zip(files, manifest.files)]
         refs.append(_copy(path / MANIFEST_NAME, root, f"{base}/{MANIFEST_NAME}", sha256_file(path / MANIFEST_NAME)))
@@ -126,20 +127,19 @@ def _write_tree(root: Path, targets, weights_paths: dict[str, Path], base_url: s
 
 
 def publish(variants: list[Variant], formats: list[str], precisions: list[str], src: Path, dest: Path,
-            base_url: str | None = None, allow_http: bool = False) -> Published:
+            base_url: str | None = None, allow_http: bool = False, hub: HubConfig | None = None) -> Published:
     """Write the release tree of ``variants`` x ``formats`` x ``precisions`` from ``src`` to ``dest``.
 
     ``dest`` must be absent, empty or an earlier release (it is replaced whole). ``base_url``,
-    when given, is recorded in the index as where clients fetch the files from.
+    when given, is recorded in the index as where clients fetch the files from. ``hub``: where
+    weights missing from the cache come from (see :func:`zoo.weights.ensure_weights`).
     """
-    from zoo.weights import ensure_weights
-
     if base_url:
         check_url(base_url, allow_http, what="--base-url", error=UsageError)
         base_url = base_url.rstrip("/") + "/"
     _check_dest(dest)
     targets = [(*t, _verified_artifact(*t)) for t in plan(variants, formats, precisions, src)]  # refuse before writing
-    weights_paths = {t[0].name: ensure_weights(t[0]) for t in targets}
+    weights_paths = {t[0].name: ensure_weights(t[0], hub) for t in targets}
     dest = dest.absolute()
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.publish-", dir=dest.parent))
     try:

@@ -9,25 +9,22 @@ the same from the cache alone; anything missing is named exactly.
 from __future__ import annotations
 
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporters import FORMATS, get_exporter
-from exporters.manifest import MANIFEST_NAME, Manifest, check_files, read_manifest
+from zoo.artifacts import MANIFEST_NAME, Manifest, check_files, read_manifest
 from zoo.errors import ZooError
-from zoo.fileio import atomic_write_bytes
 from zoo.hub.download import Outcome, Reporter, Transfer
+from zoo.hub.fetch import fetch_index
 from zoo.hub.index import ArtifactRef, Index, VariantRef, parse_index
-from zoo.hub.resolve import HubConfig, base_url, check_url, file_url
-from zoo.hub.store import artifact_cache_root, blob_path, dirname, hub_index_path, install_artifact, is_verified
+from zoo.hub.resolve import HubConfig, base_url, file_url
+from zoo.fileio import verified_file
+from zoo.backends import FORMATS, PRECISIONS, artifact_dirname, offered
+from zoo.hub.store import artifact_cache_root, blob_path, hub_index_path, install_artifact
 from zoo.paths import weights_path
-from zoo.schema import PRECISIONS, Variant
-
-_INDEX_MEMO: dict[str, Index] = {}
-_MEMO_LOCK = threading.Lock()
-
+from zoo.schema import Variant
+from zoo.weights import ensure_weights
 
 @dataclass(frozen=True)
 class FileJob:
@@ -38,26 +35,11 @@ class FileJob:
     bytes: int
 
 
-def fetch_index(cfg: HubConfig, transfer: Transfer, reporter: Reporter | None = None) -> Index:
-    """The hub's index, validated, and saved in the cache for offline use."""
-    url = cfg.index_url
-    data = transfer.get_bytes(url, "index.json", reporter)
-    index = parse_index(data, url)
-    atomic_write_bytes(hub_index_path(url), data)
-    with _MEMO_LOCK:
-        _INDEX_MEMO[url] = index
-    return index
-
-
 def cached_index(cfg: HubConfig) -> Index | None:
     """The index last fetched from ``cfg``'s hub, if any (no network)."""
     if cfg.url is None or not hub_index_path(cfg.index_url).is_file():
         return None
     return parse_index(hub_index_path(cfg.index_url).read_bytes(), f"the cached copy of {cfg.index_url}")
-
-
-def _offered(fmt: str) -> tuple[str, ...]:
-    return get_exporter(fmt).precisions
 
 
 def select_artifacts(name: str, vref: VariantRef, formats: list[str] | None, precisions: list[str] | None,
@@ -71,7 +53,7 @@ def select_artifacts(name: str, vref: VariantRef, formats: list[str] | None, pre
     chosen = []
     for fmt in formats or [f for f in FORMATS if any(a.format == f for a in vref.artifacts)]:
         precs = precisions or [a.precision for a in vref.artifacts if a.format == fmt]
-        wanted = [p for p in precs if p in _offered(fmt)]
+        wanted = [p for p in precs if p in offered(fmt)]
         if not wanted and formats:
             raise ZooError(f"hub {hub} publishes no {fmt} artifact of {name} (published: {published})")
         for prec in wanted:
@@ -159,12 +141,10 @@ def pull(variants: list[Variant], formats: list[str] | None, precisions: list[st
 
 
 def _weights_row(v: Variant, outcomes: list[Outcome]) -> dict:
-    from zoo.weights import ensure_weights
-
     w = v.weights
     if outcomes:
         status = _status(outcomes)
-    elif is_verified(weights_path(w.sha256, w.file), w.sha256):
+    elif verified_file(weights_path(w.sha256, w.file), w.sha256):
         status = "cached"
     elif w.provenance.kind == "reference":
         ensure_weights(v, HubConfig(url=None, offline=True))
@@ -184,7 +164,7 @@ def pull_offline(variants: list[Variant], formats: list[str] | None, precisions:
     rows, missing = [], []
     for v in variants:
         w = v.weights
-        if is_verified(weights_path(w.sha256, w.file), w.sha256) or w.provenance.kind == "reference":
+        if verified_file(weights_path(w.sha256, w.file), w.sha256) or w.provenance.kind == "reference":
             rows.append(_weights_row(v, []))
         else:
             missing.append(f"{v.name} weights {w.file} (sha256 {w.sha256})")
@@ -201,7 +181,7 @@ def pull_offline(variants: list[Variant], formats: list[str] | None, precisions:
         for art in select_artifacts(v.name, vref, formats, precisions, cfg.url or "?"):
             blobs = _blobs(art)
             lost = [f"{v.name} {art.dirname} {f.path} (sha256 {f.sha256}, {f.bytes:,} bytes)"
-                    for f in art.files if not is_verified(blobs[f.path], f.sha256)]
+                    for f in art.files if not verified_file(blobs[f.path], f.sha256)]
             if lost:
                 missing += lost
                 continue
@@ -226,12 +206,12 @@ def _cached_dirs(name: str, formats: list[str] | None, precisions: list[str] | N
     root = artifact_cache_root() / name
     found, lost = [], []
     for fmt in formats or FORMATS:
-        precs = [p for p in (precisions or PRECISIONS) if p in _offered(fmt)]
-        hits = [h for h in (_intact(root / dirname(fmt, p)) for p in precs) if h]
+        precs = [p for p in (precisions or PRECISIONS) if p in offered(fmt)]
+        hits = [h for h in (_intact(root / artifact_dirname(fmt, p)) for p in precs) if h]
         found += hits
         if formats and precisions:
             have = {d.name for d, _ in hits}
-            lost += [f"{name} {dirname(fmt, p)}" for p in precs if dirname(fmt, p) not in have]
+            lost += [f"{name} {artifact_dirname(fmt, p)}" for p in precs if artifact_dirname(fmt, p) not in have]
         elif formats and not hits:
             lost.append(f"{name} {fmt} (any precision)")
     if not formats and not found:
@@ -245,29 +225,3 @@ def _materialise(name: str, d: Path, out: Path | None) -> Path:
     files = {f.path: d / f.path for f in read_manifest(d).files} | {MANIFEST_NAME: d / MANIFEST_NAME}
     install_artifact(Path(out), name, d.name, files, link=False)
     return Path(out) / name / d.name
-
-
-def fetch_weights(variant: Variant, cfg: HubConfig) -> Path | None:
-    """Download ``variant``'s weights from ``weights.url`` or the hub's index into the cache.
-
-    Returns the verified path, or None when the hub does not serve these weights (by hash).
-    """
-    spec = variant.weights
-    dest = weights_path(spec.sha256, spec.file)
-    with Transfer(cfg) as transfer:
-        if spec.url and "://" in spec.url:
-            url = check_url(spec.url, cfg.allow_http, what=f"weights.url of {variant.name}")
-        else:
-            with _MEMO_LOCK:
-                index = _INDEX_MEMO.get(cfg.index_url)
-            index = index or fetch_index(cfg, transfer)
-            base = base_url(cfg, index.base_url)
-            vref = index.variants.get(variant.name)
-            if spec.url:
-                url = file_url(base, spec.url)
-            elif vref is None or vref.weights is None or vref.weights.sha256 != spec.sha256:
-                return None
-            else:
-                url = file_url(base, vref.weights.url)
-        transfer.fetch(url, dest, spec.sha256, spec.bytes, f"{variant.name}/{spec.file}")
-    return dest

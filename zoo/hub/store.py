@@ -26,17 +26,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from exporters.manifest import MANIFEST_NAME, check_files, read_manifest
+from zoo.artifacts import MANIFEST_NAME, check_files, read_manifest
 from zoo.errors import ZooError
-from zoo.fileio import sha256_file
+from zoo.fileio import sha256_file, swap_dir
 from zoo.paths import cache_dir, weights_path
 
 SUBDIRS = ("weights", "files", "artifacts", "hubs", "tmp")
-
-
-def dirname(fmt: str, precision: str) -> str:
-    """``<format>`` for fp32, ``<format>-<precision>`` otherwise (the layout of ``zoo export``)."""
-    return fmt if precision == "fp32" else f"{fmt}-{precision}"
 
 
 def blob_path(sha256: str, name: str) -> Path:
@@ -53,16 +48,6 @@ def file_lock(path: Path) -> FileLock:
     """The lock of a hash-keyed file: ``<hash dir>.lock`` (the same one :mod:`zoo.weights` takes)."""
     path.parent.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path.parent) + ".lock")
-
-
-def is_verified(path: Path, sha256: str) -> bool:
-    """``path`` exists and hashes to ``sha256``; a corrupt file is deleted (never served)."""
-    if not path.is_file():
-        return False
-    if sha256_file(path) == sha256:
-        return True
-    path.unlink(missing_ok=True)
-    return False
 
 
 def artifact_cache_root() -> Path:
@@ -118,13 +103,7 @@ def swap_in(new: Path, dest: Path, scratch: Path) -> None:
     """Put directory ``new`` at ``dest`` (readable by all); an existing ``dest`` is first moved into
     ``scratch`` (same file system), then deleted, so ``dest`` is never half old, half new."""
     os.chmod(new, 0o755)
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=scratch))
-        os.replace(dest, old / "previous")
-    os.replace(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    swap_dir(new, dest, scratch)
 
 
 def _copy(src: Path, dst: Path) -> None:

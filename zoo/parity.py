@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from exporters.manifest import OutputParity
+from zoo.artifacts import OutputParity
 
 
 def compare_output(name: str, actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> OutputParity:

@@ -1,4 +1,6 @@
-"""``manifest.json`` of an installed artifact: what it is, how it was built, how well it matched.
+"""The artifact description every layer shares: where an artifact lives, its ``manifest.json``
+(what it is, how it was built, how well it matched PyTorch), and the checks that it is intact and
+still fits the catalog.
 
 One manifest per artifact directory ``<out>/<variant>/<format>[-<precision>]/``. Runners read
 the I/O bindings from it (catalog name -> the runtime's own tensor name, shape, layout), the
@@ -8,16 +10,33 @@ the file list (sha256 + bytes) lets anyone check the artifact is intact.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from zoo.backends import artifact_dirname
 from zoo.errors import ZooError
-from zoo.fileio import atomic_write_bytes, sha256_file
+from zoo.fileio import atomic_write_bytes, sha256_cached
+from zoo.schema import TensorSpec, Variant
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+
+
+def default_out_dir() -> Path:
+    """``$ZOO_ARTIFACTS`` or ``./artifacts``: where ``zoo export`` installs artifacts."""
+    return Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts")
+
+
+def artifact_dir(out: Path | str, variant: str, fmt: str, precision: str) -> Path:
+    """``out/<variant>/<format>[-<precision>]``: the directory of one artifact."""
+    return Path(out) / variant / artifact_dirname(fmt, precision)
+
+
+class CorruptArtifact(ZooError):
+    """An artifact's files no longer match its manifest, or its manifest no longer fits the catalog."""
 
 
 class _Model(BaseModel):
@@ -102,8 +121,9 @@ class Manifest(_Model):
 
 
 def file_entry(root: Path, rel: str) -> FileEntry:
+    """The manifest entry (relative path, sha256, size) of ``root/rel``."""
     path = root / rel
-    return FileEntry(path=rel, sha256=sha256_file(path), bytes=path.stat().st_size)
+    return FileEntry(path=rel, sha256=sha256_cached(path), bytes=path.stat().st_size)
 
 
 def read_manifest(artifact_dir: Path) -> Manifest:
@@ -115,7 +135,7 @@ def read_manifest(artifact_dir: Path) -> Manifest:
         raise ZooError(f"no {MANIFEST_NAME} in {artifact_dir}: not an exported artifact") from None
     except (OSError, ValueError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
-        raise ZooError(f"invalid {path}: {first}") from None
+        raise CorruptArtifact(f"invalid {path}: {first}") from None
 
 
 def write_manifest(artifact_dir: Path, manifest: Manifest) -> None:
@@ -127,7 +147,9 @@ def write_manifest(artifact_dir: Path, manifest: Manifest) -> None:
 
 
 def check_files(artifact_dir: Path, manifest: Manifest) -> list[str]:
-    """Problems with the artifact's files (missing, size or sha256 mismatch); empty when intact."""
+    """Problems with the artifact's files (missing, size or sha256 mismatch); empty when intact.
+
+    Sizes are compared first; hashes are cached per (file, size, mtime) within the process."""
     problems = []
     for entry in manifest.files:
         path = Path(artifact_dir) / entry.path
@@ -135,6 +157,55 @@ def check_files(artifact_dir: Path, manifest: Manifest) -> list[str]:
             problems.append(f"{entry.path} is missing")
         elif path.stat().st_size != entry.bytes:
             problems.append(f"{entry.path} has {path.stat().st_size} bytes, manifest says {entry.bytes}")
-        elif sha256_file(path) != entry.sha256:
+        elif sha256_cached(path) != entry.sha256:
             problems.append(f"{entry.path} sha256 differs from the manifest")
     return problems
+
+
+def _expected_shape(spec: TensorSpec, layout: str) -> list[int]:
+    shape = list(spec.shape)
+    if layout == "NHWC" and len(shape) == 4:
+        return [shape[0], shape[2], shape[3], shape[1]]
+    return shape
+
+
+def check_bindings(manifest: Manifest, variant: Variant) -> list[str]:
+    """Problems between the manifest's I/O bindings and the catalog's I/O spec of ``variant``:
+    names (in order), shapes (in the binding's layout), dtypes. Empty when they agree."""
+    problems = []
+    if manifest.variant != variant.name:
+        problems.append(f"manifest is for variant {manifest.variant!r}, not {variant.name!r}")
+    for kind, specs in (("inputs", variant.io.inputs), ("outputs", variant.io.outputs)):
+        bindings = getattr(manifest, kind)
+        if [b.name for b in bindings] != [s.name for s in specs]:
+            problems.append(f"{kind} {[b.name for b in bindings]} differ from the catalog's {[s.name for s in specs]}")
+            continue
+        for b, s in zip(bindings, specs, strict=True):
+            if b.shape != _expected_shape(s, b.layout):
+                problems.append(f"{kind[:-1]} {b.name!r} has shape {b.shape} ({b.layout}), the catalog says {s.shape} (NCHW)")
+            if b.dtype != s.dtype:
+                problems.append(f"{kind[:-1]} {b.name!r} has dtype {b.dtype}, the catalog says {s.dtype}")
+    return problems
+
+
+def rebuild_hint(manifest: Manifest | None, artifact_dir: Path) -> str:
+    """The command that rebuilds the artifact in ``artifact_dir``."""
+    if manifest is None:
+        return f"remove {artifact_dir} and export it again"
+    out = Path(artifact_dir).parent.parent
+    return (f"rebuild it with 'zoo export {manifest.variant} --to {manifest.format} --precision {manifest.precision} "
+            f"--out {out} --force'")
+
+
+def verified_manifest(artifact_dir: Path, variant: Variant) -> Manifest:
+    """The manifest of ``artifact_dir`` after checking every file against it and its bindings
+    against the catalog; a :class:`CorruptArtifact` naming the file and the rebuild command if not."""
+    manifest = read_manifest(artifact_dir)
+    problems = check_files(artifact_dir, manifest)
+    if problems:
+        raise CorruptArtifact(f"{artifact_dir}: {problems[0]}: the artifact is corrupt; {rebuild_hint(manifest, artifact_dir)}")
+    problems = check_bindings(manifest, variant)
+    if problems:
+        raise CorruptArtifact(f"{artifact_dir}/{MANIFEST_NAME}: {problems[0]}: it does not match zoo.yaml; "
+                              f"{rebuild_hint(manifest, artifact_dir)}")
+    return manifest

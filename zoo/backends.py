@@ -1,0 +1,101 @@
+"""Every export format and the runtime that runs it, declared once.
+
+One :class:`Backend` row per format: its runtime's CLI name, the pip extra that installs its
+converter and runtime, the precisions it offers, the files an artifact holds, the exporter and
+runner classes (``"module:Class"``, imported on first use so that a missing converter is only an
+error when that format is asked for) and whether ``zoo profile`` can time it op by op.
+
+Everything else reads this table: the catalog schema's format literals and required tolerances,
+the CLI's choices and help texts, ``zoo export``/``compare``/``bench``/``profile``/``pull``
+validation. Adding a runtime is one exporter module, one runner module and one row here.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+#: PyTorch eager: the reference every artifact is compared with (not an artifact format)
+REFERENCE_RUNTIME = "pytorch"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One artifact format and its runtime."""
+
+    format: str
+    runtime: str
+    extra: str
+    precisions: tuple[str, ...]
+    #: suffixes of the artifact's model files (each appears exactly once in a manifest)
+    suffixes: tuple[str, ...]
+    exporter: str
+    runner: str
+    #: converts from the verified ONNX artifact (built first)
+    needs_onnx: bool = True
+    #: the runner offers a per-op profiler (``zoo profile``)
+    profiles: bool = False
+    #: display name in help texts and tables
+    title: str = ""
+
+    def exporter_class(self) -> type:
+        """The exporter class (imports the exporter module)."""
+        return _load(self.exporter)
+
+    def runner_class(self) -> type:
+        """The runner class (imports the runner module; not the runtime itself)."""
+        return _load(self.runner)
+
+
+def _load(ref: str) -> Any:
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend("onnx", "onnxruntime", "onnx", ("fp32",), (".onnx",), "exporters.onnx:OnnxExporter",
+            "compare.runners.onnxruntime:OnnxRuntimeRunner", needs_onnx=False, profiles=True, title="ONNX Runtime"),
+    Backend("mnn", "mnn", "mnn", ("fp32", "fp16"), (".mnn",), "exporters.mnn:MnnExporter",
+            "compare.runners.mnn:MnnRunner", profiles=True, title="MNN"),
+    Backend("tflite", "tflite", "tflite", ("fp32", "fp16"), (".tflite",), "exporters.tflite:TfliteExporter",
+            "compare.runners.tflite:TfliteRunner", title="TFLite (LiteRT)"),
+    Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
+            "compare.runners.ncnn:NcnnRunner", title="ncnn"),
+)
+
+#: formats in build order (ONNX first: the others convert from it)
+FORMATS: tuple[str, ...] = tuple(b.format for b in BACKENDS)
+#: runtime CLI names, in the same order
+RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS)
+#: every precision any backend offers, fp32 first
+PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(p for b in BACKENDS for p in b.precisions))
+#: runtimes whose runner has a per-op profiler
+PROFILED_RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS if b.profiles)
+
+_BY_FORMAT = {b.format: b for b in BACKENDS}
+_BY_RUNTIME = {b.runtime: b for b in BACKENDS}
+
+
+def by_format(fmt: str) -> Backend:
+    """The backend of format ``fmt`` (KeyError when unknown: validate user input with the CLI's ``choose``)."""
+    return _BY_FORMAT[fmt]
+
+
+def by_runtime(runtime: str) -> Backend:
+    """The backend whose runtime is called ``runtime``."""
+    return _BY_RUNTIME[runtime]
+
+
+def artifact_dirname(fmt: str, precision: str) -> str:
+    """``<format>`` for fp32, ``<format>-<precision>`` otherwise (the directory of one artifact)."""
+    return fmt if precision == "fp32" else f"{fmt}-{precision}"
+
+
+def offered(fmt: str) -> tuple[str, ...]:
+    """Precisions format ``fmt`` offers."""
+    return by_format(fmt).precisions
+
+
+def describe(names: tuple[str, ...]) -> str:
+    """``a b c`` for help texts."""
+    return " ".join(names)

@@ -1,0 +1,183 @@
+"""Options and parsing every command shares.
+
+- :class:`MultiValueOption`: ``--to onnx mnn`` or ``--to onnx,mnn`` (or repeated);
+- :func:`choose` (:mod:`zoo.names`): names, wildcards, ``all`` and "did you mean";
+- :data:`REPORT_FILE` and :func:`report_options`: ``--json/--csv/--markdown FILE`` (``-`` is
+  stdout; the tables then go to stderr so stdout stays machine-readable);
+- :data:`DIR`: a non-empty directory path; :func:`out_option`: the artifacts directory;
+- :class:`Finite`: a float option that refuses NaN and infinity (and applies a range);
+- :func:`counts`: thread counts / instance counts bounded by what the machine can run.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import click
+
+from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
+from zoo.cli.output import tables_to_stderr
+from zoo.errors import UsageError
+
+
+class MultiValueOption(click.Option):
+    """An option taking one or more values: ``--to onnx mnn`` or ``--to onnx,mnn``.
+
+    Values run up to the next token starting with ``-``; the option may also be repeated.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser, ctx):
+        super().add_to_parser(parser, ctx)
+        for opt in self.opts:
+            parser_option = parser._long_opt.get(opt) or parser._short_opt.get(opt)
+            if parser_option is None:
+                continue
+            original = parser_option.process
+
+            def process(value, state, original=original):
+                values = [value]
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    values.append(state.rargs.pop(0))
+                for v in values:
+                    for part in v.split(","):
+                        if part:
+                            original(part, state)
+
+            parser_option.process = process
+
+
+class ReportPath(click.ParamType):
+    """A file the command will write (or ``-`` for stdout), checked when the options are parsed
+    so a long run never ends in an unwritable path: the path is created and removed again right
+    away (``/proc``, full or read-only file systems fail here, not after the run)."""
+
+    name = "FILE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path) and str(value) == "-":
+            return value
+        if str(value) == "-":
+            tables_to_stderr()
+            return Path("-")
+        if not str(value).strip():
+            self.fail("an empty path is not a file name", param, ctx)
+        path = Path(value).expanduser()
+        if path.is_dir():
+            self.fail(f"{path} is a directory", param, ctx)
+        ancestor = path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+            self.fail(f"cannot write {path}: {ancestor} is not a writable directory", param, ctx)
+        if ancestor == path.parent and not path.exists():
+            try:  # the parent exists: prove the file can be created (e.g. not under /proc)
+                with open(path, "xb"):
+                    pass
+                path.unlink()
+            except OSError as exc:
+                self.fail(f"cannot write {path}: {exc.strerror or exc}", param, ctx)
+        return path
+
+
+class NonEmptyDir(click.ParamType):
+    """A directory path that must not be empty (``""`` would silently mean the current directory)."""
+
+    name = "DIR"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path):
+            return value
+        if not str(value).strip():
+            self.fail("an empty path is not a directory (use . for the current directory)", param, ctx)
+        path = Path(value).expanduser()
+        if path.exists() and not path.is_dir():
+            self.fail(f"{path} exists and is not a directory", param, ctx)
+        return path
+
+
+REPORT_FILE = ReportPath()
+DIR = NonEmptyDir()
+
+
+class Finite(click.ParamType):
+    """A float in ``[lo, hi]``; NaN and infinity are refused."""
+
+    name = "NUMBER"
+
+    def __init__(self, lo: float | None = None, hi: float | None = None):
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.lo is not None and number < self.lo) or (self.hi is not None and number > self.hi):
+            self.fail(f"{value} is not in the range {self.lo:g} to {self.hi:g}", param, ctx)
+        return number
+
+
+def out_option(func):
+    """``--out DIR``: the artifacts directory (default ``$ZOO_ARTIFACTS`` or ``./artifacts``)."""
+    return click.option("--out", "out_dir", type=DIR, default=None,
+                        help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")(func)
+
+
+def report_options(what: str = "the rows"):
+    """``--json FILE`` / ``--csv FILE`` / ``--markdown FILE`` (``-``: stdout)."""
+    def decorate(func):
+        func = click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None,
+                            help=f"Write {what} as Markdown to FILE ('-': stdout).")(func)
+        func = click.option("--csv", "csv_file", type=REPORT_FILE, default=None,
+                            help=f"Write {what} as CSV to FILE ('-': stdout).")(func)
+        return click.option("--json", "json_file", type=REPORT_FILE, default=None,
+                            help=f"Write {what} as JSON to FILE ('-': stdout; tables then go to stderr).")(func)
+    return decorate
+
+
+#: how many threads x instances per CPU a request may ask for without --allow-oversubscribe
+OVERSUBSCRIBE = 4
+
+
+def resource_limit() -> int:
+    """The most threads (or threads x instances) a command runs without ``--allow-oversubscribe``:
+    ``OVERSUBSCRIBE`` x the CPUs this process may use."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return OVERSUBSCRIBE * max(1, cpus)
+
+
+def counts(values: tuple[str, ...] | list[str], what: str, default: tuple[str, ...] = (),
+           allow_oversubscribe: bool = False) -> list[int]:
+    """Whole numbers >= 1 from option values (thread counts, concurrency), each at most
+    :func:`resource_limit` unless ``allow_oversubscribe``; anything else is a usage error."""
+    limit = resource_limit()
+    out = []
+    for value in values or default:
+        try:
+            n = int(value)
+        except ValueError:
+            raise UsageError(f"{what} must be whole numbers, got {value!r}") from None
+        if n < 1:
+            raise UsageError(f"{what} must be >= 1, got {n}")
+        if n > limit and not allow_oversubscribe:
+            raise UsageError(f"{what} {n} is more than this machine can run ({limit} = {OVERSUBSCRIBE} x "
+                             f"{limit // OVERSUBSCRIBE} CPUs); pass --allow-oversubscribe to run it anyway "
+                             "(risks exhausting memory and stalling the machine)")
+        out.append(n)
+    return out
+
+
+def oversubscribe_option(func):
+    """``--allow-oversubscribe``: lift the bound on threads and instances."""
+    return click.option("--allow-oversubscribe", is_flag=True,
+                        help="Allow more threads/instances than 4 x the CPUs (risks exhausting memory and stalling the machine).")(func)
