@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FORMATS = ("onnx", "mnn", "tflite", "ncnn")
-PRECISIONS = ("fp32", "fp16")
+from zoo.backends import FORMATS, PRECISIONS
 
-Format = Literal["onnx", "mnn", "tflite", "ncnn"]
-Precision = Literal["fp32", "fp16"]
+#: an artifact format / precision: the names :mod:`zoo.backends` declares
+Format = Literal[FORMATS]  # type: ignore[valid-type]
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 PositiveInt = Annotated[int, Field(gt=0)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
