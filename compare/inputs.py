@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import UsageError
+from zoo.fileio import atomic_path
 from zoo.sample_inputs import sample_pairs
 from zoo.schema import Variant
 
@@ -30,9 +31,13 @@ def read_npz(path: Path | str) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UsageError(f"--inputs file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy: one unnamed array
+            raise UsageError(f"{path} holds a single unnamed array (.npy); --inputs needs an .npz with one array "
+                             "per catalog input name (np.savez(f, template=..., search=...))")
+        with loaded as data:
             return {key: np.asarray(data[key]) for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
@@ -79,8 +84,7 @@ def save_npz(path: Path | str, arrays: dict[str, np.ndarray]) -> None:
     """Write named arrays to ``path`` (uncompressed ``.npz``); an unwritable path is a usage error."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:  # a file object keeps numpy from appending ".npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object keeps numpy from appending ".npz"
             np.savez(fh, **arrays)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -1,7 +1,28 @@
-"""zoo: model zoo and export/compilation toolchain for lightweight single-object trackers."""
+"""zoo: model zoo and export/compilation toolchain for lightweight single-object trackers.
+
+The Python API (:mod:`zoo.api`) is available from the package itself::
+
+    import zoo
+    zoo.list_variants("fgaf*")
+    model = zoo.get_model("fgaf3")
+    zoo.export("fgaf3", ["onnx", "tflite"], ["fp32", "fp16"])
+    runner = zoo.load_runner("fgaf3", "tflite", "fp16", threads=2)
+
+It is imported on first use, so ``import zoo`` stays light (no torch, no runtimes).
+"""
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
     __version__ = version("zoo")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+source"
+
+#: the public API, served lazily from zoo.api (PEP 562)
+__all__ = ["list_variants", "get_model", "export", "load_runner", "sample_pair", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(import_module("zoo.api"), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

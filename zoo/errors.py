@@ -24,3 +24,7 @@ class WeightsError(ZooError):
 
 class CheckpointMismatch(UsageError):
     """A checkpoint's tensors do not match the architecture it is registered for."""
+
+
+class ExportError(ZooError):
+    """One or more artifacts could not be exported or failed verification."""

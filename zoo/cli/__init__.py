@@ -38,12 +38,16 @@ def main() -> None:
     """Console entry point: ZooError -> 'error: ...' on stderr and its exit code."""
     output.reset()
     try:
-        sys.exit(cli.main(standalone_mode=False) or 0)
+        sys.exit(cli.main(prog_name="zoo", standalone_mode=False) or 0)
     except click.exceptions.Abort:
         err().print("aborted")
         sys.exit(130)
+    except click.UsageError as exc:  # one line, not click's four (usage, hint, blank, error)
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        err().print(f"[bold red]error:[/] {exc.format_message()}{where}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        err().print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except ZooError as exc:
         err().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -1,0 +1,105 @@
+"""The Python API, for notebooks and scripts (re-exported by :mod:`zoo`).
+
+In the spirit of torchvision's ``list_models``/``get_model`` and timm's ``create_model``::
+
+    import zoo
+    zoo.list_variants("fgaf*")                       # ['fgaf3', 'fgaf3-bn-c128', ...]
+    model = zoo.get_model("fgaf3")                   # nn.Module, eval mode, verified weights
+    manifests = zoo.export("fgaf3", ["onnx", "tflite"], ["fp32", "fp16"], out="artifacts")
+    runner = zoo.load_runner("fgaf3", "tflite", "fp16", threads=2)
+    outputs = runner.infer(zoo.sample_pair("fgaf3"))  # {'score': ..., 'size': ..., 'offset': ...}
+
+This module sits at the top of the layers (it drives exporters and compare) beside the CLI.
+"""
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compare.runners import ArtifactRunner, open_artifact
+from compare.verify import Verifier
+from exporters import get_exporter
+from exporters.pipeline import Pipeline, build_order
+from zoo.artifacts import Manifest, artifact_dir, default_out_dir, read_manifest
+from zoo.backends import FORMATS, PRECISIONS, RUNTIMES, by_runtime
+from zoo.catalog import Catalog
+from zoo.errors import ExportError, UsageError
+from zoo.hub.resolve import resolve_hub
+from zoo.models import build_model
+from zoo.names import choose
+from zoo.sample_inputs import sample_pairs
+from zoo.weights import ensure_weights, load_model
+
+
+def _catalog(catalog: Catalog | str | Path | None) -> Catalog:
+    return catalog if isinstance(catalog, Catalog) else Catalog.load(Path(catalog) if catalog else None)
+
+
+def list_variants(pattern: str = "*", catalog: Catalog | str | Path | None = None) -> list[str]:
+    """Names of the catalog's variants matching ``pattern`` (a name or a wildcard such as ``"fgaf*"``),
+    in catalog order."""
+    return [v.name for v in _catalog(catalog) if fnmatch.fnmatchcase(v.name, pattern)]
+
+
+def get_model(name: str, weights: bool = True, catalog: Catalog | str | Path | None = None) -> torch.nn.Module:
+    """The PyTorch model of variant ``name`` in eval mode; with ``weights`` its catalog weights,
+    materialised (hub or regeneration) and verified by sha256, loaded strictly."""
+    cat = _catalog(catalog)
+    variant = cat.get(name)
+    if not weights:
+        return build_model(variant.arch)
+    return load_model(variant, resolve_hub(catalog_hub=cat.hub))
+
+
+def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[str] = "fp32",
+           out: str | Path | None = None, force: bool = False,
+           catalog: Catalog | str | Path | None = None) -> list[Manifest]:
+    """Export variant ``name`` to each format x precision it offers, each verified against
+    PyTorch in its runtime before it is installed under ``out`` (default ``$ZOO_ARTIFACTS`` or
+    ``./artifacts``); existing identical artifacts are reused. Returns the manifests (the ONNX
+    source artifact first when another format converts from it); raises :class:`ExportError`
+    naming every failure."""
+    cat = _catalog(catalog)
+    variant = cat.get(name)
+    fmts = choose([formats] if isinstance(formats, str) else formats, FORMATS, "format")
+    precs = choose([precisions] if isinstance(precisions, str) else precisions, PRECISIONS, "precision")
+    targets, _skipped = build_order([variant], fmts, precs)
+    for fmt in dict.fromkeys(t.format for t in targets):
+        get_exporter(fmt).versions()
+    ensure_weights(variant, resolve_hub(catalog_hub=cat.hub))
+    pipeline = Pipeline(Path(out) if out else default_out_dir(), Verifier(), force=force)
+    rows = pipeline.run(targets)
+    failed = [r for r in rows if r.status == "failed"]
+    if failed:
+        raise ExportError("; ".join(f"{r.variant} {r.format} {r.precision}: {r.note}" for r in failed))
+    return [read_manifest(Path(r.path)) for r in rows]
+
+
+def load_runner(name: str, runtime: str = "onnxruntime", precision: str = "fp32", threads: int = 1,
+                out: str | Path | None = None, catalog: Catalog | str | Path | None = None) -> ArtifactRunner:
+    """A loaded runner of variant ``name``'s artifact for ``runtime`` (``onnxruntime``, ``mnn``,
+    ``tflite``, ``ncnn``) at ``precision``: exported first when missing, checked against its manifest
+    and the catalog. ``runner.infer({"template": ..., "search": ...})`` takes catalog-named NCHW
+    float32 arrays; close it with ``runner.close()`` or use it as a context manager."""
+    cat = _catalog(catalog)
+    variant = cat.get(name)
+    (runtime,) = choose([runtime], RUNTIMES, "runtime")
+    backend = by_runtime(runtime)
+    if precision not in backend.precisions:
+        raise UsageError(f"{runtime} offers {', '.join(backend.precisions)} only, not {precision!r}")
+    if threads < 1:
+        raise UsageError(f"threads must be >= 1, got {threads}")
+    root = Path(out) if out else default_out_dir()
+    path = artifact_dir(root, name, backend.format, precision)
+    if not (path / "manifest.json").is_file():
+        export(name, backend.format, precision, out=root, catalog=cat)
+    return open_artifact(path, variant, threads=threads).load()
+
+
+def sample_pair(name: str, index: int = 0, catalog: Catalog | str | Path | None = None) -> dict[str, np.ndarray]:
+    """A realistic template/search pair for variant ``name`` (crops of bundled photographs),
+    catalog-named NCHW float32 arrays, preprocessed as the network expects."""
+    return sample_pairs(_catalog(catalog).get(name), index + 1)[index]
