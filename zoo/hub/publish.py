@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.artifacts import MANIFEST_NAME, check_files, read_manifest
+from zoo.artifacts import MANIFEST_NAME, check_bindings, check_files, read_manifest
 from zoo import __version__
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import sha256_file
@@ -89,6 +89,9 @@ def _verified_artifact(v: Variant, fmt: str, prec: str, path: Path):
     problems = check_files(path, manifest)
     if problems:
         raise ZooError(f"{path}: {problems[0]}: refusing to publish a corrupt artifact; {rebuild}")
+    problems = check_bindings(manifest, v)
+    if problems:
+        raise ZooError(f"{path}: {problems[0]}: the manifest does not match zoo.yaml; refusing to publish it; {rebuild}")
     return manifest
 
 
