@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compare.verify import Verifier
+from compare.worker import RunnerSpec
 from exporters import get_exporter
 from exporters.pipeline import Pipeline, Target, build_order
 from zoo.artifacts import MANIFEST_NAME, artifact_dir, verified_manifest
@@ -88,8 +89,6 @@ def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, o
     """Picklable runner recipes (:class:`compare.worker.RunnerSpec`) for every variant x runtime,
     ``pytorch`` meaning the eager reference; artifacts are exported where missing. Returns the
     specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note)."""
-    from compare.worker import RunnerSpec
-
     artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
     wanted = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event) if artifact_runtimes else []
     usable = {(w.variant.name, w.runtime): w for w in wanted if w.status in ("found", "built")}

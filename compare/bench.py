@@ -27,8 +27,8 @@ import numpy as np
 
 from compare.inputs import Pair
 from compare.machine import sample_clock
-from zoo.fileio import atomic_path
 from compare.worker import Measurement, RunnerSpec, Task, measure
+from zoo.fileio import atomic_path
 
 BASELINE = "base-c128"
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from compare.inputs import Pair
 from compare.runners import BaseRunner, PytorchRunner, open_artifact
-from zoo.parity import compare_output
 from zoo.errors import ZooError
+from zoo.parity import compare_output
 from zoo.schema import Variant
 from zoo.tracking import decode
 

@@ -42,6 +42,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoo.models import build_model
+
 UNKNOWN = "unknown"
 _CALL = re.compile(r"_\d+$")  # 'stages.0.0.0_1': second call of a module
 _SUFFIX = re.compile(r"(__matmul_converted|__before_tr|_raster_\d+|_nchwc)+$")  # MNN's and ORT's
@@ -114,8 +116,6 @@ class PartMapper:
 
     @classmethod
     def for_variant(cls, variant) -> "PartMapper":
-        from zoo.models import build_model
-
         return cls(name for name, _ in build_model(variant.arch).named_modules())
 
     def _step(self, path: str, prev: str, seg: str) -> str | None:

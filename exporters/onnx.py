@@ -12,9 +12,21 @@ import json
 import warnings
 from pathlib import Path
 
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
-from zoo.artifacts import Converter
+import torch
+
+from exporters.base import (
+    BuildContext,
+    ConversionError,
+    ConvertResult,
+    Exporter,
+    nchw_bindings,
+    package_version,
+    require,
+)
 from zoo import __version__ as zoo_version
+from zoo.artifacts import Converter
+from zoo.models.fold import fold_batchnorm
+from zoo.weights import load_model
 
 OPSET = 17
 MODEL_FILE = "model.onnx"
@@ -54,11 +66,6 @@ class OnnxExporter(Exporter):
     def convert(self, ctx: BuildContext) -> ConvertResult:
         """Export, simplify, check and tag ``model.onnx``."""
         onnx = require("onnx", self.extra)
-        import torch
-
-        from zoo.models.fold import fold_batchnorm
-        from zoo.weights import load_model
-
         variant = ctx.variant
         model = fold_batchnorm(load_model(variant))
         dummies = tuple(torch.zeros(spec.shape) for spec in variant.io.inputs)

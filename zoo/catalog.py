@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from zoo.names import did_you_mean  # noqa: F401  (re-exported)
 from zoo.errors import CatalogError, UsageError
 from zoo.fileio import atomic_write_bytes
+from zoo.names import did_you_mean  # noqa: F401  (re-exported)
 from zoo.paths import catalog_path
 from zoo.schema import CatalogFile, Variant
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+
 import torch
 from filelock import FileLock
 from safetensors.torch import load_file, save

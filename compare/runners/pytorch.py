@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from compare.runners.base import BaseRunner
+from zoo.models.fold import fold_batchnorm
 from zoo.schema import Variant
+from zoo.weights import load_model
 
 
 class PytorchRunner(BaseRunner):
@@ -23,11 +26,6 @@ class PytorchRunner(BaseRunner):
         return [s.name for s in self.variant.io.inputs]
 
     def _load(self) -> None:
-        import torch
-
-        from zoo.models.fold import fold_batchnorm
-        from zoo.weights import load_model
-
         model = load_model(self.variant)
         self._model = fold_batchnorm(model) if self.fold else model
         self._torch = torch

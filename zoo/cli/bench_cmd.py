@@ -16,9 +16,29 @@ from compare.worker import memory_method
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import (REPORT_FILE, Finite, MultiValueOption, choose, counts, out_option, oversubscribe_option,
-                             report_options, resource_limit)
-from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.cli.options import (
+    REPORT_FILE,
+    Finite,
+    MultiValueOption,
+    choose,
+    counts,
+    out_option,
+    oversubscribe_option,
+    report_options,
+    resource_limit,
+)
+from zoo.cli.output import (
+    Column,
+    err,
+    export_reporter,
+    out,
+    progress_bar,
+    rich_table,
+    tables_csv,
+    to_json,
+    to_markdown,
+    write_text,
+)
 from zoo.errors import UsageError, ZooError
 from zoo.figures import part_rows
 from zoo.hub.resolve import resolve_hub

@@ -10,8 +10,8 @@ from zoo.catalog import Catalog
 from zoo.cli.options import report_options
 from zoo.cli.output import Column, out, rich_table, write_reports
 from zoo.figures import part_rows, reported_dict, summary_row, within_budget
-from zoo.register import check_rows, refresh_catalog, register_checkpoint
 from zoo.hub.resolve import resolve_hub
+from zoo.register import check_rows, refresh_catalog, register_checkpoint
 from zoo.weights import ensure_weights
 
 catalog_option = click.option(

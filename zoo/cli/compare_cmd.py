@@ -11,12 +11,33 @@ from pathlib import Path
 import click
 
 from compare.artifacts import choose_runtimes
-from compare.run import Options, run, save_inputs as write_inputs, save_outputs as write_outputs
+from compare.run import Options, run
+from compare.run import save_inputs as write_inputs
+from compare.run import save_outputs as write_outputs
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import REPORT_FILE, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options
-from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.cli.options import (
+    REPORT_FILE,
+    MultiValueOption,
+    choose,
+    counts,
+    out_option,
+    oversubscribe_option,
+    report_options,
+)
+from zoo.cli.output import (
+    Column,
+    err,
+    export_reporter,
+    out,
+    progress_bar,
+    rich_table,
+    tables_csv,
+    to_json,
+    to_markdown,
+    write_text,
+)
 from zoo.errors import UsageError, ZooError
 from zoo.hub.resolve import resolve_hub
 from zoo.weights import ensure_weights

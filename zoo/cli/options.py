@@ -16,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
 from zoo.cli.output import tables_to_stderr
 from zoo.errors import UsageError
+from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
 
 
 class MultiValueOption(click.Option):

@@ -158,7 +158,14 @@ def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Pa
 
 def progress_bar(*, counted: bool = False):
     """The CLI's rich progress display on stderr (transient); ``counted`` adds a bar and N/M."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if counted:

@@ -11,8 +11,24 @@ from compare.profile import check_request, profile_variant
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, PROFILED_RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import choose, counts, out_option, oversubscribe_option, report_options
-from zoo.cli.output import Column, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.cli.options import (
+    choose,
+    counts,
+    out_option,
+    oversubscribe_option,
+    report_options,
+)
+from zoo.cli.output import (
+    Column,
+    export_reporter,
+    out,
+    progress_bar,
+    rich_table,
+    tables_csv,
+    to_json,
+    to_markdown,
+    write_text,
+)
 from zoo.hub.resolve import resolve_hub
 from zoo.weights import ensure_weights
 

@@ -18,13 +18,18 @@ from pathlib import Path
 
 import httpx
 from filelock import Timeout
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from zoo import __version__
 from zoo.errors import ZooError
-from zoo.fileio import sha256_file
+from zoo.fileio import sha256_file, verified_file
 from zoo.hub.resolve import HubConfig, check_url
-from zoo.fileio import verified_file
 from zoo.hub.store import file_lock, part_path
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")

@@ -22,12 +22,19 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from zoo.artifacts import MANIFEST_NAME, Manifest
+from zoo.backends import artifact_dirname
 from zoo.errors import ZooError
 from zoo.hub.resolve import safe_relpath
-from zoo.backends import artifact_dirname
 from zoo.schema import Format, Precision, Sha256
 
 INDEX_VERSION = 1

@@ -21,13 +21,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.artifacts import MANIFEST_NAME, check_bindings, check_files, read_manifest
 from zoo import __version__
+from zoo.artifacts import MANIFEST_NAME, check_bindings, check_files, read_manifest
+from zoo.backends import artifact_dirname, offered
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef
 from zoo.hub.resolve import INDEX_NAME, HubConfig, check_url
-from zoo.backends import artifact_dirname, offered
 from zoo.hub.store import swap_in
 from zoo.schema import Variant
 from zoo.weights import ensure_weights

@@ -14,17 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.artifacts import MANIFEST_NAME, Manifest, check_files, read_manifest
+from zoo.backends import FORMATS, PRECISIONS, artifact_dirname, offered
 from zoo.errors import ZooError
+from zoo.fileio import verified_file
 from zoo.hub.download import Outcome, Reporter, Transfer
 from zoo.hub.fetch import fetch_index
 from zoo.hub.index import ArtifactRef, Index, VariantRef, parse_index
 from zoo.hub.resolve import HubConfig, base_url, file_url
-from zoo.fileio import verified_file
-from zoo.backends import FORMATS, PRECISIONS, artifact_dirname, offered
-from zoo.hub.store import artifact_cache_root, blob_path, hub_index_path, install_artifact
+from zoo.hub.store import (
+    artifact_cache_root,
+    blob_path,
+    hub_index_path,
+    install_artifact,
+)
 from zoo.paths import weights_path
 from zoo.schema import Variant
 from zoo.weights import ensure_weights
+
 
 @dataclass(frozen=True)
 class FileJob:
