@@ -13,13 +13,7 @@ import numpy as np
 from compare.artifacts import Wanted, ensure_artifacts
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
 from compare.machine import machine_info as describe_machine
-from compare.parity import (
-    RuntimeParity,
-    compare_variant,
-    parity_rows,
-    sample_rows,
-    tracker_rows,
-)
+from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
 from compare.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.worker import RunnerSpec, memory_method
 from zoo.schema import Variant

@@ -10,17 +10,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 
-from exporters.base import (
-    BuildContext,
-    ConversionError,
-    ConvertResult,
-    Exporter,
-    MissingPackage,
-    nchw_bindings,
-    package_version,
-    python_tool,
-    run_tool,
-)
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, nchw_bindings, package_version, python_tool, run_tool
 from zoo.artifacts import Converter
 
 MODEL_FILE = "model.mnn"

@@ -12,15 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 
-from exporters.base import (
-    BuildContext,
-    ConversionError,
-    ConvertResult,
-    Exporter,
-    nchw_bindings,
-    package_version,
-    run_tool,
-)
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, run_tool
 from zoo.artifacts import Converter
 
 PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"

@@ -14,15 +14,7 @@ from pathlib import Path
 
 import torch
 
-from exporters.base import (
-    BuildContext,
-    ConversionError,
-    ConvertResult,
-    Exporter,
-    nchw_bindings,
-    package_version,
-    require,
-)
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
 from zoo import __version__ as zoo_version
 from zoo.artifacts import Converter
 from zoo.models.fold import fold_batchnorm

@@ -28,16 +28,7 @@ from filelock import FileLock
 from exporters import get_exporter
 from exporters.base import BuildContext, Exporter
 from zoo import __version__ as zoo_version
-from zoo.artifacts import (
-    Manifest,
-    Parity,
-    artifact_dir,
-    check_bindings,
-    check_files,
-    file_entry,
-    read_manifest,
-    write_manifest,
-)
+from zoo.artifacts import Manifest, Parity, artifact_dir, check_bindings, check_files, file_entry, read_manifest, write_manifest
 from zoo.backends import FORMATS, artifact_dirname
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir

@@ -10,14 +10,7 @@ from __future__ import annotations
 
 import shutil
 
-from exporters.base import (
-    BuildContext,
-    ConversionError,
-    ConvertResult,
-    Exporter,
-    MissingPackage,
-    package_version,
-)
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
 from zoo.artifacts import Converter, TensorBinding
 
 MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite"}

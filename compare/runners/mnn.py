@@ -9,13 +9,7 @@ import time
 
 import numpy as np
 
-from compare.runners.base import (
-    ArtifactRunner,
-    OpRecord,
-    native_quiet,
-    require,
-    to_layout,
-)
+from compare.runners.base import ArtifactRunner, OpRecord, native_quiet, require, to_layout
 
 RUNTIME_PRECISION = {"fp32": "high", "fp16": "low"}
 

@@ -9,13 +9,7 @@ import click
 from zoo import __version__
 from zoo.cli import output
 from zoo.cli.bench_cmd import bench_cmd
-from zoo.cli.catalog_cmds import (
-    catalog_group,
-    info_cmd,
-    list_cmd,
-    register_cmd,
-    weights_cmd,
-)
+from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
 from zoo.cli.compare_cmd import compare_cmd
 from zoo.cli.export_cmd import export_cmd
 from zoo.cli.hub_cmds import cache_group, publish_cmd, pull_cmd

@@ -16,37 +16,15 @@ from compare.worker import memory_method
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import (
-    REPORT_FILE,
-    Finite,
-    MultiValueOption,
-    choose,
-    counts,
-    out_option,
-    oversubscribe_option,
-    report_options,
-    resource_limit,
-)
-from zoo.cli.output import (
-    Column,
-    err,
-    export_reporter,
-    out,
-    progress_bar,
-    rich_table,
-    tables_csv,
-    to_json,
-    to_markdown,
-    write_text,
-)
+from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options, resource_limit
+from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.figures import part_rows
 from zoo.hub.resolve import resolve_hub
 from zoo.sample_inputs import sample_pairs
 from zoo.weights import ensure_weights
 
-_KEY = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
-        Column("precision", "prec", justify="left")]
+_KEY = KEY_COLUMNS
 CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left"),
                 Column("aggregate_fps", "aggregate fps", ".1f"), Column("instance_fps_median", "fps/instance med", ".1f"),
                 Column("instance_fps_worst", "worst", ".1f"), Column("slowdown_median", "slowdown med", ".2f"),

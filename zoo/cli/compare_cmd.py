@@ -17,35 +17,14 @@ from compare.run import save_outputs as write_outputs
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import (
-    REPORT_FILE,
-    MultiValueOption,
-    choose,
-    counts,
-    out_option,
-    oversubscribe_option,
-    report_options,
-)
-from zoo.cli.output import (
-    Column,
-    err,
-    export_reporter,
-    out,
-    progress_bar,
-    rich_table,
-    tables_csv,
-    to_json,
-    to_markdown,
-    write_text,
-)
+from zoo.cli.options import REPORT_FILE, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options
+from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.hub.resolve import resolve_hub
 from zoo.weights import ensure_weights
 
 PARITY_COLUMNS = [
-    Column("variant", "variant", justify="left"),
-    Column("runtime", "runtime", justify="left"),
-    Column("precision", "precision", justify="left"),
+    *KEY_COLUMNS,
     Column("output", "output", justify="left"),
     Column("samples", "samples"),
     Column("max_abs_err", "max abs", ".2e"),
@@ -61,9 +40,7 @@ PARITY_COLUMNS = [
     Column("note", "note", justify="left"),
 ]
 TRACKER_COLUMNS = [
-    Column("variant", "variant", justify="left"),
-    Column("runtime", "runtime", justify="left"),
-    Column("precision", "precision", justify="left"),
+    *KEY_COLUMNS,
     Column("samples", "samples"),
     Column("same_cell", "argmax same cell"),
     Column("min_iou", "min IoU", ".4f"),
@@ -72,9 +49,7 @@ TRACKER_COLUMNS = [
     Column("max_score_diff", "max peak score diff", ".2e"),
 ]
 TIMING_COLUMNS = [
-    Column("variant", "variant", justify="left"),
-    Column("runtime", "runtime", justify="left"),
-    Column("precision", "prec", justify="left"),
+    *KEY_COLUMNS,
     Column("threads", "thr"),
     Column("oversubscribed", "oversub", justify="left"),
     Column("median_ms", "median ms", ".2f"),
@@ -91,8 +66,7 @@ TIMING_COLUMNS = [
     Column("pct_of_sgemm", "% sgemm", ".0f"),
     Column("error", "error", justify="left"),
 ]
-SKIPPED_COLUMNS = [Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
-                   Column("precision", "precision", justify="left"), Column("note", "note", justify="left")]
+SKIPPED_COLUMNS = [*KEY_COLUMNS, Column("note", "note", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
 OPTIONAL = {"note", "error", "oversubscribed"}

@@ -64,6 +64,11 @@ class Column:
     drop: int = 0
 
 
+#: the key of every per-runtime row: which variant, in which runtime, at which precision
+KEY_COLUMNS = (Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
+               Column("precision", "prec", justify="left"))
+
+
 def _cell(value: Any, fmt: str) -> str:
     if value is None:
         return "-"
@@ -158,14 +163,7 @@ def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Pa
 
 def progress_bar(*, counted: bool = False):
     """The CLI's rich progress display on stderr (transient); ``counted`` adds a bar and N/M."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if counted:

@@ -11,24 +11,8 @@ from compare.profile import check_request, profile_variant
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, PROFILED_RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import (
-    choose,
-    counts,
-    out_option,
-    oversubscribe_option,
-    report_options,
-)
-from zoo.cli.output import (
-    Column,
-    export_reporter,
-    out,
-    progress_bar,
-    rich_table,
-    tables_csv,
-    to_json,
-    to_markdown,
-    write_text,
-)
+from zoo.cli.options import choose, counts, out_option, oversubscribe_option, report_options
+from zoo.cli.output import KEY_COLUMNS, Column, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.hub.resolve import resolve_hub
 from zoo.weights import ensure_weights
 
@@ -56,9 +40,7 @@ PART_COLUMNS = [
 GROUP_COLUMNS = {level: [Column(level, level, justify="left"), Column("ops", "ops"), Column("ms", "ms", ".3f"),
                          Column("share_pct", "% time", ".1f")] for level in ("block", "unit")}
 TOTAL_COLUMNS = [
-    Column("variant", "variant", justify="left"),
-    Column("runtime", "runtime", justify="left"),
-    Column("precision", "prec", justify="left"),
+    *KEY_COLUMNS,
     Column("threads", "thr"),
     Column("runs", "runs"),
     Column("ops", "ops"),

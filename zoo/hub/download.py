@@ -18,13 +18,7 @@ from pathlib import Path
 
 import httpx
 from filelock import Timeout
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from zoo import __version__
 from zoo.errors import ZooError

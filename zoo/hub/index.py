@@ -22,14 +22,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from zoo.artifacts import MANIFEST_NAME, Manifest
 from zoo.backends import artifact_dirname

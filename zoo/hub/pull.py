@@ -21,12 +21,7 @@ from zoo.hub.download import Outcome, Reporter, Transfer
 from zoo.hub.fetch import fetch_index
 from zoo.hub.index import ArtifactRef, Index, VariantRef, parse_index
 from zoo.hub.resolve import HubConfig, base_url, file_url
-from zoo.hub.store import (
-    artifact_cache_root,
-    blob_path,
-    hub_index_path,
-    install_artifact,
-)
+from zoo.hub.store import artifact_cache_root, blob_path, hub_index_path, install_artifact
 from zoo.paths import weights_path
 from zoo.schema import Variant
 from zoo.weights import ensure_weights
