@@ -1,0 +1,81 @@
+"""The Python API (zoo.api): the README's example runs as written, and the functions check
+their input like the CLI does."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.errors import UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def readme_example() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_runs_as_written(tmp_path):
+    code = readme_example() + (
+        "\nimport json, pathlib\n"
+        "pathlib.Path('result.json').write_text(json.dumps({'variants': zoo.list_variants('fgaf*'),"
+        " 'manifests': [(m.format, m.precision, m.parity.passed) for m in manifests],"
+        " 'outputs': {k: list(v.shape) for k, v in outputs.items()}, 'model': type(model).__name__,"
+        " 'training': model.training}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["variants"] == ["fgaf3", "fgaf4", "fgaf2", "fgaf5", "fgaf3-bn-c128"]
+    assert result["manifests"] == [["onnx", "fp32", True], ["ncnn", "fp32", True], ["ncnn", "fp16", True]]
+    assert result["outputs"] == {"score": [1, 1, 16, 16], "size": [1, 2, 16, 16], "offset": [1, 2, 16, 16]}
+    assert result["model"] == "TrackerNet" and result["training"] is False
+    assert (tmp_path / "artifacts" / "fgaf3" / "mnn-fp16" / "manifest.json").is_file()  # exported on demand
+
+
+def test_get_model_loads_the_pinned_weights():
+    model = zoo.get_model("base-c128")
+    bare = zoo.get_model("base-c128", weights=False)
+    loaded, fresh = model.state_dict(), bare.state_dict()
+    assert loaded.keys() == fresh.keys()
+    assert any(not np.array_equal(loaded[k].numpy(), fresh[k].numpy()) for k in loaded)
+
+
+def test_load_runner_matches_pytorch(tmp_path):
+    import torch
+
+    pair = zoo.sample_pair("base-c128")
+    with zoo.load_runner("base-c128", "onnxruntime", out=tmp_path) as runner:
+        got = runner.infer(pair)
+    with torch.inference_mode():
+        want = zoo.get_model("base-c128")(torch.from_numpy(pair["template"]), torch.from_numpy(pair["search"]))
+    for name, ref in zip(("score", "size", "offset"), want, strict=True):
+        np.testing.assert_allclose(got[name], ref.numpy(), atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: zoo.get_model("fgaf33"), "did you mean 'fgaf3'"),
+    (lambda: zoo.load_runner("fgaf3", "tflit"), "did you mean 'tflite'"),
+    (lambda: zoo.load_runner("fgaf3", "onnxruntime", "fp16"), "offers fp32 only"),
+    (lambda: zoo.load_runner("fgaf3", "onnxruntime", threads=0), "threads must be >= 1"),
+    (lambda: zoo.export("fgaf3", "coreml"), "unknown format 'coreml'"),
+])
+def test_bad_arguments_are_usage_errors(call, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        call()
+
+
+def test_import_zoo_is_light():
+    proc = subprocess.run([sys.executable, "-c", "import sys, zoo; print('torch' in sys.modules, zoo.__version__)"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.split()[0] == "False", proc.stdout
