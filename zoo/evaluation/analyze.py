@@ -78,7 +78,7 @@ class Evaluation:
                              "op75": float(t.success[i, metrics.OP75_INDEX] * 100),
                              "precision": float(t.precision[i, metrics.PRECISION_INDEX] * 100),
                              "norm_precision": float(t.norm_precision[i, metrics.PRECISION_INDEX] * 100),
-                             "mean_overlap": float(t.mean_overlap[i] * 100)})
+                             "mean_overlap": _finite(t.mean_overlap[i] * 100)})
         return rows
 
     def attribute_rows(self, min_sequences: int = 1) -> list[dict]:
@@ -101,6 +101,10 @@ class Evaluation:
                 row.setdefault("_curves", {})[t.tracker] = s
             rows.append(row)
         return rows
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def common_sequences(dataset: Dataset, trackers: list[TrackerResults], allow_missing: bool) -> tuple[list[str], dict[str, list[str]]]:
