@@ -47,6 +47,11 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
+def legend_entries(scores: dict[str, float]) -> list[tuple[str, str]]:
+    """(tracker, legend label) best first: ``[57.1] DiMP50`` (score in percent, one decimal)."""
+    return [(name, f"[{scores[name]:.1f}] {name}") for name in sorted(scores, key=lambda n: -scores[n])]
+
+
 def curve_plot(curves: dict[str, np.ndarray], scores: dict[str, float], kind: str, title: str,
                out_dir: Path, stem: str) -> list[Path]:
     """One figure of ``curves`` (tracker -> percent values over the kind's thresholds); the
@@ -55,10 +60,10 @@ def curve_plot(curves: dict[str, np.ndarray], scores: dict[str, float], kind: st
     x = {"success": metrics.OVERLAP_THRESHOLDS, "precision": metrics.CENTER_THRESHOLDS,
          "norm_precision": metrics.NORM_THRESHOLDS}[kind]
     fig, ax = _figure()
-    order = sorted(curves, key=lambda n: -scores[n])
-    for rank, name in enumerate(order):
+    order = legend_entries({n: scores[n] for n in curves})
+    for rank, (name, label) in enumerate(order):
         ax.plot(x, curves[name], color=_COLORS[rank % len(_COLORS)], linestyle=_STYLES[(rank // len(_COLORS)) % 4],
-                linewidth=2.0, label=f"[{scores[name]:.1f}] {name}")
+                linewidth=2.0, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=(0, 100), title=title or default_title)
     ax.grid(True, linestyle="-.", alpha=0.6)
     ax.legend(loc=loc, fontsize=9 if len(order) > 8 else 11, framealpha=1.0, edgecolor="black", fancybox=False)
