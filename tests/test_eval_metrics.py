@@ -109,11 +109,11 @@ def test_lasot_rule_counts_absent_frames_as_misses_over_all_frames() -> None:
     assert prec[20] == 0.5 and norm[20] == 0.5
 
 
-def test_default_rule_divides_by_valid_frames_and_counts_invalid_as_normalized_hits() -> None:
+def test_default_rule_counts_absent_frames_as_normalized_hits() -> None:
     seq, pred = _four_frames()
     succ, prec, norm = pytracking_errors(pred, seq, "default").curves()
-    assert metrics.auc(succ) * 100 == pytest.approx(63.4921, abs=1e-4)  # 2/3 over 20 of 21 thresholds
-    assert prec[20] == pytest.approx(2 / 3) and norm[20] == 1.0  # pytracking's -1 for the absent frame
+    assert metrics.auc(succ) * 100 == pytest.approx(47.6190, abs=1e-4)  # every frame in the denominator
+    assert prec[20] == 0.5 and norm[20] == 0.75  # pytracking's -1 normalized error for the absent frame
 
 
 def test_toolkit_rules() -> None:

@@ -16,8 +16,8 @@ import numpy as np
 class DatasetSpec:
     """What zoo knows about a benchmark: its test split, attributes and evaluation rule.
 
-    ``rule`` is pytracking's dataset rule: ``"lasot"`` (every frame in the denominator, invisible
-    frames get infinite centre errors) or ``"default"`` (valid frames in the denominator).
+    ``rule`` is pytracking's dataset rule: ``"lasot"`` (a shorter result is an error, invisible
+    frames get infinite centre errors) or ``"default"`` (shorter results are padded).
     ``uses_visibility``: whether pytracking's reader for this dataset passes the visibility mask
     (its TNL2K reader does not).
     """

@@ -14,18 +14,23 @@ first frame                            replaced by the ground truth             
 result longer than ground truth        cut                                         cut
 result shorter than ground truth       LaSOT: error; others: padded with zeros     error
 valid ground truth                     w > 0 and h > 0 (and visible)               x, y, w, h all > 0
-target not visible (absent)            LaSOT: overlap -1, centre errors infinite   frame dropped from the numerator
-                                       (a miss); others: invalid frame             (a miss)
+target not visible (absent)            overlap -1 and centre error infinite        frame dropped from the numerator
+                                       (misses); normalized error: LaSOT           (a miss)
+                                       infinite (a miss), LaSOT_ext -1 (a hit)
 invalid ground truth (visible)         overlap -1 (miss), centre error infinite    overlap -1 (miss), centre errors -1
                                        (miss), normalized error -1 (a hit)         (precision hits)
-denominator                            LaSOT: every frame; others: valid frames    every frame (+eps)
+visibility labels used                 LaSOT, LaSOT_ext (not TNL2K: pytracking-    absent flags of every dataset
+                                       derived TNL2K readers load none)
+denominator                            every frame                                 every frame (+eps)
 sequence mean                          every sequence                              sequences whose curve is not all zero
 overlap thresholds                     k * 0.05                                    MATLAB ``0:0.05:1``
 =====================================  ==========================================  ==========================================
 
-pytracking's dataset rule: LaSOT uses ``'lasot'``; LaSOT_ext (``'lasot_extension_subset'``),
-TNL2K and OTB use the default rule, where the denominator is the number of valid frames (equal to
-every frame when the ground truth has no empty box and no absent frame).
+pytracking's dataset rule: LaSOT uses ``'lasot'`` (a shorter result is an error, invisible frames
+get infinite centre errors); LaSOT_ext (``'lasot_extension_subset'``), TNL2K and OTB the default
+rule. The denominator is every frame of the sequence (``extract_results`` with its default
+``exclude_invalid_frames=False``; older pytracking versions divided by the valid frames outside
+LaSOT).
 """
 from __future__ import annotations
 
@@ -89,8 +94,8 @@ def _fit_length(pred: np.ndarray, n: int, pad: bool, path: Path | None) -> np.nd
 
 def pytracking_errors(pred: np.ndarray, seq: Sequence, rule: str, use_visibility: bool = True,
                       path: Path | None = None) -> SequenceErrors:
-    """pytracking's ``calc_seq_err_robust`` (and the denominator of ``extract_results``) for one
-    sequence; ``rule`` is ``"lasot"`` or ``"default"``."""
+    """pytracking's ``calc_seq_err_robust`` for one sequence, with ``extract_results``'s default
+    denominator (every frame); ``rule`` is ``"lasot"`` or ``"default"``."""
     gt = seq.ground_truth
     n = gt.shape[0]
     if np.isnan(gt).any():
@@ -117,12 +122,7 @@ def pytracking_errors(pred: np.ndarray, seq: Sequence, rule: str, use_visibility
     if rule == "lasot":
         center_norm[~visible] = np.inf
         center[~visible] = np.inf
-        denominator = float(n)
-    else:
-        denominator = float(valid.sum())
-    if denominator <= 0:
-        raise UsageError(f"{seq.annotation or seq.name}: no valid ground-truth frame (every box empty or absent)")
-    return SequenceErrors(overlap, center, center_norm, valid, denominator, pred)
+    return SequenceErrors(overlap, center, center_norm, valid, float(n), pred)
 
 
 def toolkit_errors(pred: np.ndarray, seq: Sequence, path: Path | None = None) -> SequenceErrors:
