@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo.datasets import Sequence, load_dataset, open_results, read_flags, read_table
+from zoo.datasets import Sequence, dataset_spec, load_dataset, open_results, read_flags, read_table, split_names
 from zoo.errors import UsageError
 from zoo.evaluation import metrics
 from zoo.evaluation.analyze import evaluate
 from zoo.evaluation.drift import agreement, drift
+from zoo.evaluation.plots import evaluation_plots
 from zoo.evaluation.protocols import pytracking_errors, toolkit_errors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,6 +173,14 @@ def test_attribute_table_from_toolkit_layout(tmp_path: Path) -> None:
     expected = (LASOT_REF["car-2"]["auc"] + LASOT_REF["tiger-6"]["auc"]) / 2
     assert att["IV"]["sequences"] == 2 and att["IV"]["SiamBAN"] == pytest.approx(expected, abs=1e-3)
     assert att["ARC"]["SiamBAN"] == pytest.approx(LASOT_REF["_overall"]["auc"], abs=1e-3)
+    written = {p.name for p in evaluation_plots(ev, tmp_path / "plots")}
+    assert {"success_IV.png", "success_ARC.pdf", "norm_precision.png"} <= written
+
+
+def test_official_split_lists_are_packaged() -> None:
+    counts = {name: len(split_names(dataset_spec(name))) for name in ("lasot", "lasot_ext", "tnl2k")}
+    assert counts == {"lasot": 280, "lasot_ext": 150, "tnl2k": 700}
+    assert split_names(dataset_spec("otb")) is None and dataset_spec("LaSOT_extension_subset").name == "lasot_ext"
 
 
 def test_tnl2k_toolkit_layout(tmp_path: Path) -> None:
@@ -243,3 +252,33 @@ def test_bad_dataset_and_results_folder(tmp_path: Path) -> None:
         load_dataset("lasott", root=tmp_path)
     with pytest.raises(UsageError, match="no .txt result files"):
         open_results(str(tmp_path), "lasot")
+
+
+def test_dataset_root_layouts_and_result_names(tmp_path: Path) -> None:
+    # TNL2K root: <seq>/groundtruth.txt, frames in imgs/
+    seq_dir = tmp_path / "tnl2k" / "Assian_video_Z03_done"
+    (seq_dir / "imgs").mkdir(parents=True)
+    (seq_dir / "groundtruth.txt").write_text("1,1,5,5\n2,2,5,5\n")
+    tnl = load_dataset("tnl2k", root=tmp_path / "tnl2k")
+    assert tnl.names() == ["Assian_video_Z03_done"] and tnl.sequences[0].frames_dir == seq_dir / "imgs"
+    assert tnl.sequences[0].visible is None
+    # LaSOT root without the class level, and a missing flag file named in the error
+    flat = tmp_path / "lasot" / "car-2"
+    flat.mkdir(parents=True)
+    shutil.copy(DATA / "lasot-sample" / "car" / "car-2" / "groundtruth.txt", flat)
+    with pytest.raises(UsageError, match=r"full_occlusion\.txt: missing"):
+        load_dataset("lasot", root=tmp_path / "lasot")
+    for flags in ("full_occlusion.txt", "out_of_view.txt"):
+        shutil.copy(DATA / "lasot-sample" / "car" / "car-2" / flags, flat)
+    assert len(load_dataset("lasot", root=tmp_path / "lasot").sequences[0]) == 2046
+    # result layouts: <tracker>/<dataset>/<seq>.txt and the LaSOT toolkit's <name>_tracking_result/
+    run = tmp_path / "runs" / "fgaf3@tflite-int8" / "lasot"
+    run.mkdir(parents=True)
+    shutil.copy(DATA / "lasot-sample" / "results" / "SiamBAN" / "car-2.txt", run)
+    assert open_results(str(run.parent), "lasot").name == "fgaf3@tflite-int8"
+    assert open_results(str(run), "lasot").name == "fgaf3@tflite-int8"
+    toolkit = tmp_path / "DiMP50_tracking_result"
+    toolkit.mkdir()
+    shutil.copy(DATA / "lasot-sample" / "results" / "SiamBAN" / "car-2.txt", toolkit / "CAR-2.txt")
+    res = open_results(str(toolkit), "lasot", ["car-2"])
+    assert res.name == "DiMP50" and res.missing(["car-2"]) == []
