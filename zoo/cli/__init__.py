@@ -11,6 +11,7 @@ from zoo.cli import output
 from zoo.cli.bench_cmd import bench_cmd
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
 from zoo.cli.compare_cmd import compare_cmd
+from zoo.cli.eval_cmd import eval_group
 from zoo.cli.export_cmd import export_cmd
 from zoo.cli.hub_cmds import cache_group, publish_cmd, pull_cmd
 from zoo.cli.output import err
@@ -32,6 +33,7 @@ for command in (publish_cmd, pull_cmd, cache_group):
     cli.add_command(command)
 cli.add_command(bench_cmd)
 cli.add_command(profile_cmd)
+cli.add_command(eval_group)
 
 
 def main() -> None:

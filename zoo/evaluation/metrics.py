@@ -1,0 +1,92 @@
+"""Box metrics as small vectorized numpy functions, in the order of operations of pytracking's
+``analysis/extract_results.py`` (``calc_err_center``, ``calc_iou_overlap``) and of the LaSOT/TNL2K
+MATLAB toolkits (``calc_rect_int``), so frames lying exactly on a threshold fall on the same side.
+
+Boxes are (N, 4) float64 arrays of x, y, w, h in the 1-based pixel convention: a box covers
+``x .. x + w - 1``; its centre is ``x + (w - 1)/2``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Overlap thresholds 0, 0.05, ..., 1.0 (21), as ``k * 0.05`` in float64 (pytracking's
+#: ``torch.arange(0, 1.05, 0.05)``; some torch builds round two of them one ulp higher, which moves
+#: only an overlap equal to that one double).
+OVERLAP_THRESHOLDS = np.arange(21, dtype=np.float64) * 0.05
+#: Centre-error thresholds 0..50 pixels (51).
+CENTER_THRESHOLDS = np.arange(51, dtype=np.float64)
+#: Normalized centre-error thresholds 0..0.50 (51), ``k / 100``.
+NORM_THRESHOLDS = np.arange(51, dtype=np.float64) / 100.0
+#: Index of the reported point on the precision curves (20 px, 0.20) and of OP50 / OP75.
+PRECISION_INDEX, OP50_INDEX, OP75_INDEX = 20, 10, 15
+
+
+def matlab_colon(start: float, step: float, stop: float) -> np.ndarray:
+    """MATLAB's ``start:step:stop``: the first half counted up from ``start``, the second half down
+    from the end point, the middle (even count) at their mean; it differs from ``numpy.arange`` in
+    the last bit of some values (the MATLAB toolkits' ``0:0.05:1``)."""
+    n = int(np.floor((stop - start) / step + 1e-10))
+    end = start + n * step
+    if abs(end - stop) < 1e-10 * max(1.0, abs(stop)):
+        end = stop
+    k = np.arange(n + 1, dtype=np.float64)
+    values = np.where(k < n / 2, start + k * step, end - (n - k) * step)
+    if n % 2 == 0:
+        values[n // 2] = (start + end) / 2
+    return values
+
+
+def centers(boxes: np.ndarray) -> np.ndarray:
+    """(N, 2) centres ``xy + 0.5 * (wh - 1)``."""
+    return boxes[:, :2] + 0.5 * (boxes[:, 2:] - 1.0)
+
+
+def center_error(pred: np.ndarray, gt: np.ndarray, normalized: bool = False) -> np.ndarray:
+    """Distance between centres; ``normalized`` divides each centre by the ground truth's w, h
+    before the difference (pytracking's and the toolkits' order), not the difference itself."""
+    pc, gc = centers(pred), centers(gt)
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty ground truth: invalid frame anyway
+        if normalized:
+            pc = pc / gt[:, 2:]
+            gc = gc / gt[:, 2:]
+        d = pc - gc
+        return np.sqrt(d[:, 0] ** 2 + d[:, 1] ** 2)
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Intersection over union with the +1 pixel convention: ``x2 = x + w - 1``, intersection side
+    ``min(x2) - max(x1) + 1`` clamped at 0, union ``w1*h1 + w2*h2 - intersection``."""
+    tl = np.maximum(pred[:, :2], gt[:, :2])
+    br = np.minimum(pred[:, :2] + pred[:, 2:] - 1.0, gt[:, :2] + gt[:, 2:] - 1.0)
+    side = np.clip(br - tl + 1.0, 0.0, None)
+    inter = side[:, 0] * side[:, 1]
+    union = pred[:, 2] * pred[:, 3] + gt[:, 2] * gt[:, 3] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / union
+
+
+def forward_fill(boxes: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Replace each ``bad`` row (never row 0) by the nearest earlier good row: the effect of the
+    sequential ``pred[i] = pred[i-1]`` loops of pytracking and the toolkits."""
+    bad = bad.copy()
+    bad[0] = False
+    if not bad.any():
+        return boxes
+    index = np.where(bad, 0, np.arange(len(boxes)))
+    np.maximum.accumulate(index, out=index)
+    return boxes[index]
+
+
+def success_counts(overlap: np.ndarray, thresholds: np.ndarray = OVERLAP_THRESHOLDS) -> np.ndarray:
+    """Frames with overlap strictly above each threshold."""
+    return (overlap[:, None] > thresholds[None, :]).sum(0)
+
+
+def precision_counts(error: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Frames with centre error at or below each threshold."""
+    return (error[:, None] <= thresholds[None, :]).sum(0)
+
+
+def auc(success_curve: np.ndarray) -> float:
+    """Success AUC: the mean of the success curve over its 21 thresholds (not a trapezoid)."""
+    return float(np.mean(success_curve))

@@ -1,0 +1,104 @@
+"""Success, precision and normalized-precision plots (matplotlib, Agg canvas, PNG and PDF).
+
+Every tracker on one figure; the legend is sorted by the plot's figure, best first, with the value
+in front as the LaSOT toolkit draws it (``[57.1] DiMP50``), in percent.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from zoo.evaluation import metrics
+from zoo.evaluation.analyze import Evaluation
+
+# pytracking's plot colours (plot_results.get_plot_draw_styles), then the same with dashes.
+_COLORS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0),
+           (0.5, 0.5, 0.5), (136 / 255, 0.0, 21 / 255), (1.0, 127 / 255, 39 / 255), (0.0, 162 / 255, 232 / 255),
+           (0.0, 0.5, 0.0), (1.0, 0.5, 0.2), (0.1, 0.4, 0.0), (0.6, 0.3, 0.9), (0.4, 0.7, 0.1), (0.2, 0.1, 0.7),
+           (0.7, 0.6, 0.2)]
+_STYLES = ["-", "--", ":", "-."]
+
+KINDS = {
+    "success": ("Success plot", "Overlap threshold", "Success rate [%]", (0.0, 1.0), "lower left"),
+    "precision": ("Precision plot", "Location error threshold [pixels]", "Precision [%]", (0.0, 50.0), "lower right"),
+    "norm_precision": ("Normalized precision plot", "Normalized location error threshold", "Precision [%]", (0.0, 0.5), "lower right"),
+}
+
+
+def _figure(width: float = 7.0, height: float = 5.5):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _save(fig, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{stem}.{ext}"
+        tmp = out_dir / f".{stem}.tmp.{ext}"
+        fig.savefig(tmp, dpi=150 if ext == "png" else None, format=ext)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def legend_entries(scores: dict[str, float]) -> list[tuple[str, str]]:
+    """(tracker, legend label) best first: ``[57.1] DiMP50`` (score in percent, one decimal)."""
+    return [(name, f"[{scores[name]:.1f}] {name}") for name in sorted(scores, key=lambda n: -scores[n])]
+
+
+def curve_plot(curves: dict[str, np.ndarray], scores: dict[str, float], kind: str, title: str,
+               out_dir: Path, stem: str) -> list[Path]:
+    """One figure of ``curves`` (tracker -> percent values over the kind's thresholds); the
+    legend sorted by ``scores``, best first. Returns the PNG and PDF paths."""
+    default_title, xlabel, ylabel, xlim, loc = KINDS[kind]
+    x = {"success": metrics.OVERLAP_THRESHOLDS, "precision": metrics.CENTER_THRESHOLDS,
+         "norm_precision": metrics.NORM_THRESHOLDS}[kind]
+    fig, ax = _figure()
+    order = legend_entries({n: scores[n] for n in curves})
+    for rank, (name, label) in enumerate(order):
+        ax.plot(x, curves[name], color=_COLORS[rank % len(_COLORS)], linestyle=_STYLES[(rank // len(_COLORS)) % 4],
+                linewidth=2.0, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=(0, 100), title=title or default_title)
+    ax.grid(True, linestyle="-.", alpha=0.6)
+    ax.legend(loc=loc, fontsize=9 if len(order) > 8 else 11, framealpha=1.0, edgecolor="black", fancybox=False)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)
+
+
+def evaluation_plots(ev: Evaluation, out_dir: Path) -> list[Path]:
+    """Success, precision and normalized-precision plots of every tracker, plus one success plot
+    per attribute when the dataset has attribute annotations."""
+    title = f"{ev.dataset.spec.title} ({len(ev.sequences)} sequences, {ev.protocol})"
+    summaries = {t.tracker: ev.summary(t) for t in ev.trackers}
+    paths = []
+    for kind, score_key in (("success", "auc"), ("precision", "precision"), ("norm_precision", "norm_precision")):
+        curves = {n: np.asarray(s[f"{kind}_curve"]) for n, s in summaries.items()}
+        scores = {n: s[score_key] for n, s in summaries.items()}
+        paths += curve_plot(curves, scores, kind, f"{KINDS[kind][0]}: {title}", out_dir, kind)
+    for row in ev.attribute_rows():
+        curves = {n: np.asarray(s["success_curve"]) for n, s in row["_curves"].items()}
+        scores = {n: s["auc"] for n, s in row["_curves"].items()}
+        paths += curve_plot(curves, scores, "success", f"Success plot - {row['name']} ({row['sequences']})",
+                            out_dir, f"success_{row['attribute']}")
+    return paths
+
+
+def drift_plot(traces: dict[str, np.ndarray], names: list[str], a: str, b: str, out_dir: Path) -> list[Path]:
+    """IoU between the two trajectories over the frames of ``names`` (the worst sequences)."""
+    fig, ax = _figure(9.0, 4.5)
+    for rank, name in enumerate(names):
+        v = traces[name]
+        ax.plot(np.arange(1, v.size + 1), v, color=_COLORS[rank % len(_COLORS)], linewidth=1.2,
+                label=f"[{v.mean():.3f}] {name}")
+    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
+    ax.set(xlabel="frame", ylabel="IoU", ylim=(-0.02, 1.02), title=f"IoU of {b} vs {a}: worst sequences (mean IoU)")
+    ax.grid(True, linestyle="-.", alpha=0.6)
+    ax.legend(loc="lower left", fontsize=9, framealpha=1.0)
+    fig.tight_layout()
+    return _save(fig, out_dir, "drift_iou")
