@@ -5,12 +5,14 @@ tables, writes reports and plots.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from zoo.cli.export_cmd import MultiValueOption
-from zoo.cli.output import REPORT_FILE, Column, console, err_console, progress_bar, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.cli.options import DIR, MultiValueOption, report_options
+from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.datasets import load_dataset, open_results
+from zoo.evaluation.analyze import evaluate
+from zoo.evaluation.drift import drift
+from zoo.evaluation.plots import drift_plot, evaluation_plots
 
 _FIGURES = [Column("auc", "AUC", ".2f"), Column("op50", "OP50", ".2f"), Column("op75", "OP75", ".2f"),
             Column("precision", "Prec@20", ".2f"), Column("norm_precision", "NPrec@0.2", ".2f")]
@@ -26,9 +28,9 @@ DRIFT_COLUMNS = [Column("sequence", "sequence", justify="left"), Column("frames"
 def _dataset_options(f):
     options = [
         click.option("--dataset", "dataset", required=True, metavar="NAME", help="lasot, lasot_ext, tnl2k or otb."),
-        click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+        click.option("--root", type=DIR, default=None,
                      help="Dataset root (LaSOT <class>/<seq>/groundtruth.txt..., TNL2K <seq>/groundtruth.txt, OTB <Seq>/groundtruth_rect.txt)."),
-        click.option("--annotations", type=click.Path(file_okay=False, path_type=Path), default=None,
+        click.option("--annotations", type=DIR, default=None,
                      help="Toolkit annotation layout (LaSOT annos/<seq>.txt + annos/absent/; TNL2K gt_rect/ + absent/)."),
         click.option("--sequences", "patterns", cls=MultiValueOption, metavar="PATTERN...",
                      help="Only sequences matching these shell patterns."),
@@ -36,11 +38,9 @@ def _dataset_options(f):
         click.option("--protocol", type=click.Choice(["pytracking", "toolkit"]), default="pytracking", show_default=True,
                      help="pytracking's analysis or the official MATLAB toolkits' rules (see README)."),
         click.option("--allow-missing", is_flag=True, help="Evaluate the sequences every results folder has."),
-        click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        click.option("--plot", "plot_dir", type=DIR, default=None,
                      help="Write the plots (PNG and PDF) into this folder."),
-        click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Write the report as JSON ('-': stdout)."),
-        click.option("--csv", "csv_file", type=REPORT_FILE, default=None, help="Write the table(s) as CSV."),
-        click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None, help="Write the table(s) as Markdown."),
+        report_options("the report"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -48,15 +48,13 @@ def _dataset_options(f):
 
 
 def _load(dataset, root, annotations, patterns, all_sequences):
-    from zoo.datasets import load_dataset
-
     with progress_bar() as progress:
         task = progress.add_task("annotations")
         ds = load_dataset(dataset, root=root, annotations=annotations, patterns=list(patterns or ()),
                           all_sequences=all_sequences, on_sequence=lambda n: progress.update(task, description=f"annotations {n}"))
     if ds.missing:
         total = len(ds.missing) + len(ds.sequences)
-        err_console.print(f"note: {len(ds.sequences)} of the {total} {ds.spec.title} test sequences are annotated under "
+        err().print(f"note: {len(ds.sequences)} of the {total} {ds.spec.title} test sequences are annotated under "
                           f"{ds.source}; evaluating those", highlight=False, soft_wrap=True)
     return ds
 
@@ -72,8 +70,8 @@ def _stepper(progress, total: int, label: str):
 
 
 def _out(json_file):
-    """Tables go to stderr when the JSON report goes to stdout."""
-    return err_console if json_file is not None and str(json_file) == "-" else console
+    """The console tables go to (stderr once a report goes to stdout)."""
+    return out()
 
 
 def _title(ev, command: str) -> str:
@@ -102,9 +100,6 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
 
       zoo eval analyze runs/DiMP50 runs/fgaf3 --dataset lasot --root ~/data/LaSOT --plot plots/
     """
-    from zoo.datasets import open_results
-    from zoo.evaluation.analyze import evaluate
-
     ds = _load(dataset, root, annotations, patterns, all_sequences)
     trackers = [open_results(r, ds.name, ds.names()) for r in results]
     with progress_bar(counted=True) as progress:
@@ -124,8 +119,6 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
         out.print(rich_table(att_rows, att_columns, title="success AUC per attribute"))
     plots = []
     if plot_dir is not None:
-        from zoo.evaluation.plots import evaluation_plots
-
         plots = [str(p) for p in evaluation_plots(ev, plot_dir)]
         out.print(f"plots: {plot_dir} ({len(plots)} files: success, precision, norm_precision"
                   f"{', one success plot per attribute' if att_rows else ''}; PNG and PDF)", highlight=False, soft_wrap=True)
@@ -159,9 +152,6 @@ def drift_cmd(results_a, results_b, dataset, root, annotations, patterns, all_se
     """Frame-by-frame agreement of two result folders (e.g. a runtime's tracker vs PyTorch's):
     per sequence the mean IoU between the trajectories, the share of frames with IoU >= 0.9 and
     >= 0.5, the first frame with IoU < 0.5, each one's AUC against the ground truth and B - A."""
-    from zoo.datasets import open_results
-    from zoo.evaluation.drift import drift
-
     ds = _load(dataset, root, annotations, patterns, all_sequences)
     a = open_results(results_a, ds.name, ds.names())
     b = open_results(results_b, ds.name, ds.names())
@@ -175,8 +165,6 @@ def drift_cmd(results_a, results_b, dataset, root, annotations, patterns, all_se
     out.print(f"{overall['diverged']} of {len(rows) - 1} sequences fall below IoU 0.5 at some frame", highlight=False)
     plots = []
     if plot_dir is not None:
-        from zoo.evaluation.plots import drift_plot
-
         plots = [str(p) for p in drift_plot(d.iou, d.worst(worst), d.a, d.b, plot_dir)]
         out.print(f"plot: {plots[0]}", highlight=False)
     report = {"dataset": ds.name, "protocol": protocol, "a": d.a, "b": d.b, "sequences": d.evaluation.sequences,
