@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and streaming sha256."""
+"""Small file helpers: atomic writes, streaming sha256, and OS errors as short phrases."""
 from __future__ import annotations
 
 import hashlib
@@ -39,3 +39,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
 def atomic_write_bytes(target: Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def os_reason(exc: OSError) -> str:
+    """``exc`` as a short phrase: ``No space left on device``, ``Read-only file system: /x`` ..."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{text}: {exc.filename}" if exc.filename else text

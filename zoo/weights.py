@@ -19,7 +19,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save
 
 from zoo.errors import WeightsError, ZooError
-from zoo.fileio import atomic_write_bytes, sha256_file
+from zoo.fileio import atomic_write_bytes, os_reason, sha256_file
 from zoo.models import TrackerNet, build_model
 from zoo.paths import weights_path
 from zoo.reference_weights import SCHEME, reference_state_dict
@@ -89,13 +89,35 @@ def _cached(path: Path, sha256: str) -> bool:
     return False
 
 
+def _readable_and_verified(path: Path, sha256: str) -> bool:
+    """``path`` hashes to ``sha256`` (without the lock, deleting nothing)."""
+    try:
+        return path.is_file() and sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
 def ensure_weights(variant: Variant, hub: HubConfig | None = None) -> Path:
     """Return the verified local path of ``variant``'s weights.
 
     Not in the cache: pulled from the hub (``hub``, else ``$ZOO_HUB`` / ``zoo.yaml``) when one is
     configured and not offline; reference weights the hub does not serve (or that fail to
     download) are regenerated instead. Everything is checked against the pinned sha256.
+    A cache that cannot be written (full, read-only) is a :class:`WeightsError` naming it; a
+    read-only cache that already holds verified weights still serves them.
     """
+    spec = variant.weights
+    path = weights_path(spec.sha256, spec.file)
+    try:
+        return _ensure_weights(variant, hub)
+    except OSError as exc:
+        if _readable_and_verified(path, spec.sha256):
+            return path  # verified: only the lock file could not be created
+        raise WeightsError(f"weights of {variant.name!r}: cannot write the cache ({path.parent.parent}): "
+                           f"{os_reason(exc)}") from None
+
+
+def _ensure_weights(variant: Variant, hub: HubConfig | None) -> Path:
     spec = variant.weights
     path = weights_path(spec.sha256, spec.file)
     lock = FileLock(str(path.parent) + ".lock")

@@ -12,6 +12,7 @@ from zoo.catalog import Catalog, did_you_mean
 from zoo.cli.catalog_cmds import _emit, format_options
 from zoo.cli.export_cmd import MultiValueOption, _choose
 from zoo.cli.output import Column, console, err_console
+from zoo.cli.paths_opt import FiniteFloatRange, nonempty_path
 from zoo.errors import UsageError
 from zoo.schema import PRECISIONS
 
@@ -83,7 +84,7 @@ HUB_OPTIONS = [
     click.option("--hub", help="Hub URL (release directory or its index.json) [default: $ZOO_HUB, else zoo.yaml 'hub']."),
     click.option("--offline", is_flag=True, help="Use only the cache (also ZOO_OFFLINE=1); say exactly what is missing."),
     click.option("--allow-http", is_flag=True, help="Accept plain http to non-loopback hosts (also ZOO_ALLOW_HTTP=1)."),
-    click.option("--timeout", type=click.FloatRange(min=0.01), default=None,
+    click.option("--timeout", type=FiniteFloatRange(min=0.01, max=86400), default=None,
                  help="Seconds without data before a connection counts as stalled [default: $ZOO_HUB_TIMEOUT or 30]."),
     click.option("--retries", type=click.IntRange(1, 100), default=None,
                  help="Attempts per file, transient failures only [default: $ZOO_HUB_RETRIES or 5]."),
@@ -110,9 +111,9 @@ def target_options(default: str):
 
 @click.command("publish")
 @target_options("all (every one must have been exported)")
-@click.option("--to", "dest", required=True, type=click.Path(path_type=Path), help="Release directory to write (replaced whole).")
+@click.option("--to", "dest", required=True, type=nonempty_path(), help="Release directory to write (replaced whole).")
 @click.option("--base-url", help="Where clients will fetch the files from (recorded in index.json; default: beside index.json).")
-@click.option("--artifacts", "src", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--artifacts", "src", type=nonempty_path(file_okay=False), default=None,
               help="Where the artifacts were exported [default: $ZOO_ARTIFACTS or ./artifacts].")
 @click.option("--allow-http", is_flag=True, help="Accept a plain http --base-url on a non-loopback host.")
 @format_options
@@ -139,7 +140,7 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
 @click.command("pull")
 @target_options("everything the hub publishes for the variant")
 @hub_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "out_dir", type=nonempty_path(file_okay=False), default=None,
               help="Also place the artifacts in this artifacts directory (e.g. ./artifacts, where zoo export and zoo compare look).")
 @click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True, help="Files downloaded at once.")
 @format_options

@@ -17,7 +17,7 @@ from pathlib import Path
 from exporters import FORMATS, get_exporter
 from exporters.manifest import MANIFEST_NAME, Manifest, check_files, read_manifest
 from zoo.errors import ZooError
-from zoo.fileio import atomic_write_bytes
+from zoo.fileio import atomic_write_bytes, os_reason
 from zoo.hub.download import Outcome, Reporter, Transfer
 from zoo.hub.index import ArtifactRef, Index, VariantRef, parse_index
 from zoo.hub.resolve import HubConfig, base_url, check_url, file_url
@@ -43,7 +43,10 @@ def fetch_index(cfg: HubConfig, transfer: Transfer, reporter: Reporter | None = 
     url = cfg.index_url
     data = transfer.get_bytes(url, "index.json", reporter)
     index = parse_index(data, url)
-    atomic_write_bytes(hub_index_path(url), data)
+    try:
+        atomic_write_bytes(hub_index_path(url), data)
+    except OSError as exc:
+        raise ZooError(f"cannot save the hub index in the cache: {os_reason(exc)}") from None
     with _MEMO_LOCK:
         _INDEX_MEMO[url] = index
     return index
@@ -108,6 +111,13 @@ def _artifact_jobs(v: Variant, art: ArtifactRef, base: str) -> tuple[list[FileJo
 
 
 def _install(v: Variant, art: ArtifactRef, blobs: dict[str, Path], out: Path | None) -> Path:
+    try:
+        return _install_checked(v, art, blobs, out)
+    except OSError as exc:
+        raise ZooError(f"{v.name} {art.dirname}: cannot install it: {os_reason(exc)}") from None
+
+
+def _install_checked(v: Variant, art: ArtifactRef, blobs: dict[str, Path], out: Path | None) -> Path:
     manifest = Manifest.model_validate(json.loads(blobs[MANIFEST_NAME].read_bytes()))
     if manifest != art.manifest:
         raise ZooError(f"{v.name} {art.dirname}: manifest.json differs from the index's copy: refused")
