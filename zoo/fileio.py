@@ -1,6 +1,7 @@
 """Small file helpers: atomic writes, streaming sha256, and OS errors as short phrases."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -42,6 +43,11 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
 
 
 def os_reason(exc: OSError) -> str:
-    """``exc`` as a short phrase: ``No space left on device``, ``Read-only file system: /x`` ..."""
+    """``exc`` as a short phrase: ``No space left on device``, ``Read-only file system: /x`` ...
+
+    A full device is named by the caller: the file an ENOSPC carries may be the copy's source.
+    """
     text = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return text
     return f"{text}: {exc.filename}" if exc.filename else text

@@ -43,7 +43,7 @@ def register_checkpoint(catalog: Catalog, name: str, checkpoint: Path, descripti
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
-        raise ZooError(f"cannot store the weights in the cache ({path.parent}): {os_reason(exc)}; "
+        raise ZooError(f"cannot store the weights in the cache ({path.parents[2]}): {os_reason(exc)}; "
                        "nothing was registered") from None
     weights = {
         "file": file_name,
