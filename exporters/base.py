@@ -83,10 +83,21 @@ def nchw_bindings(specs: list[TensorSpec], runtime_names: list[str] | None = Non
             for s, r in zip(specs, names, strict=True)]
 
 
+def find_tool(name: str) -> str | None:
+    """Path of the executable ``name``: next to the running Python first (the venv's ``bin``,
+    where pip installs console scripts such as ``pnnx``, even when that ``bin`` is not on PATH,
+    e.g. ``/path/to/venv/bin/zoo``), then on PATH; None when neither has it."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
 def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, env: dict | None = None) -> None:
     """Run a converter command, appending its output to ``log_path``; failure -> ConversionError.
 
-    A missing executable is a :class:`MissingPackage` naming the pip extra.
+    A bare command name is looked up with :func:`find_tool`; a missing executable is a
+    :class:`MissingPackage` naming the pip extra.
     """
     exe = argv[0]
     if os.sep not in exe:
@@ -100,15 +111,6 @@ def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, 
         proc = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise ConversionError(f"{what} failed (exit {proc.returncode})")
-
-
-def find_tool(name: str) -> str | None:
-    """A converter executable: the one installed beside the running Python first (a venv used
-    without activating it), then ``PATH``."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which(name)
 
 
 def python_tool(code: str) -> list[str]:

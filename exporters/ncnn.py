@@ -61,7 +61,7 @@ class NcnnExporter(Exporter):
         shutil.copyfile(ctx.onnx_path, work / "model.onnx")
         flags = self.flags(variant, ctx.precision)
         log_start = ctx.log_path.stat().st_size if ctx.log_path.exists() else 0
-        run_tool(flags, ctx.log_path, cwd=work, what="pnnx", extra=self.extra)
+        run_tool(flags, ctx.log_path, cwd=work, what="pnnx", extra=self.extra)  # found beside sys.executable first
         if not (work / PARAM).is_file() or not (work / BIN).is_file():
             raise ConversionError("pnnx wrote no ncnn model")
         in_blobs = [f"in{i}" for i in range(len(variant.io.inputs))]

@@ -23,6 +23,7 @@ from export_fixtures import ZOO, assert_artifact_valid
 from zoo.artifacts import check_files, read_manifest
 from exporters.pipeline import Pipeline, plan
 from hub_server import HubServer
+from mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.errors import UsageError, WeightsError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import parse_index
@@ -476,3 +477,78 @@ def test_every_format_round_trips(tmp_path, monkeypatch, run) -> None:
     digest = hashlib.sha256((tmp_path / "rel" / "index.json").read_bytes()).hexdigest()
     publish([CATALOG.get(VARIANT)], ["onnx", "mnn", "tflite", "ncnn"], ["fp32", "fp16"], src, tmp_path / "rel2")
     assert hashlib.sha256((tmp_path / "rel2" / "index.json").read_bytes()).hexdigest() == digest
+
+
+# -- issue 10: publish never deletes what is not a release; sizes are not retried -----------------
+
+def _issue_repro(dest: Path) -> None:
+    (dest / "src").mkdir(parents=True)
+    (dest / "index.json").write_text("{}")
+    (dest / "src" / "main.py").write_text("x\n")
+
+
+def _release_plus(extra: str):
+    def make(dest: Path, release: Path) -> None:
+        shutil.copytree(release, dest)
+        if extra.endswith("/"):
+            (dest / extra).mkdir()
+        else:
+            (dest / extra).write_text("my notes\n")
+    return make
+
+
+@pytest.mark.parametrize(("make", "named"), [
+    (lambda dest, release: _issue_repro(dest), "index.json is not a valid zoo release index"),
+    (_release_plus("notes.txt"), "notes.txt is not part of the zoo release there"),
+    (_release_plus(f"artifacts/{VARIANT}/onnx/notes.txt"), f"artifacts/{VARIANT}/onnx/notes.txt is not part"),
+    (_release_plus("scratch/"), "scratch is not part of the zoo release there"),
+], ids=["index-json-and-src", "extra-file", "extra-file-deep", "extra-dir"])
+def test_publish_refuses_to_replace_what_is_not_exactly_a_release(exported, release, tmp_path, run, make, named) -> None:
+    dest = tmp_path / "p"
+    make(dest, release)
+    before = tree(dest)
+    code, _, err = run("publish", VARIANT, "--formats", "onnx", "--artifacts", str(exported), "--to", str(dest))
+    line = one_error_line(err)
+    assert code == 2 and line.startswith(f"error: --to {dest}: ") and named in line and "refusing to overwrite" in line, line
+    assert tree(dest) == before and sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_publish_onto_a_full_disk(exported, tmpfs, run) -> None:
+    disk = tmpfs("disk", size="256k")
+    code, _, err = run("publish", VARIANT, "--formats", "onnx", "--artifacts", str(exported), "--to", str(disk / "rel"))
+    line = one_error_line(err)
+    assert code == 1 and f"cannot write the release beside {disk / 'rel'}: No space left on device" in line, line
+    assert list(disk.iterdir()) == []  # the partial tree was removed
+
+
+def _declare_weights_size(release: Path, dest: Path, size) -> str:
+    shutil.copytree(release, dest)
+    index = json.loads((dest / "index.json").read_text())
+    w = index["variants"][VARIANT]["weights"]
+    w["bytes"] = size(w["bytes"])
+    (dest / "index.json").write_text(json.dumps(index))
+    return w["url"]
+
+
+@pytest.mark.parametrize(("size", "message", "requests"), [
+    (lambda n: 10**15, "the index declares 1,000,000,000,000,000 bytes, more than the", 0),
+    (lambda n: n + 100, "(Content-Length), the index declares", 1),
+    (lambda n: n - 100, "(Content-Length), the index declares", 1),
+], ids=["absurd-size", "content-length-short", "content-length-long"])
+def test_size_mismatch_is_not_retried(hub, release, tmp_path, run, size, message, requests) -> None:
+    url = _declare_weights_size(release, tmp_path / "rel", size)
+    with HubServer(tmp_path / "rel") as srv:
+        start = time.monotonic()
+        code, _, err = run("pull", VARIANT, "--hub", srv.url, "--format", "onnx")
+        line = one_error_line(err)
+        assert code == 1 and message in line and "attempt" not in err, err
+        assert len(srv.hits(url)) == requests and time.monotonic() - start < 5
+    assert not list((cache() / "tmp").glob("*.part"))
+
+
+def test_download_larger_than_the_free_space_is_refused_before_fetching(hub, tmpfs, run, monkeypatch) -> None:
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmpfs("cache", size="512k")))
+    code, _, err = run("pull", VARIANT, "--hub", hub.url, "--format", "onnx")
+    line = one_error_line(err)
+    assert code == 1 and "bytes in the cache" in line and "free" in line, line
+    assert hub.hits(ONNX) == []

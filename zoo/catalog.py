@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from zoo.errors import CatalogError, UsageError
-from zoo.fileio import atomic_write_bytes
+from zoo.errors import CatalogError, UsageError, ZooError
+from zoo.fileio import atomic_write_bytes, os_reason
 from zoo.names import did_you_mean  # noqa: F401  (re-exported)
 from zoo.paths import catalog_path
 from zoo.schema import CatalogFile, Variant
@@ -63,6 +63,10 @@ def _read_raw(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CatalogError(f"catalog not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise CatalogError(f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line {line}); "
+                           "save it as UTF-8") from None
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
     try:
@@ -81,18 +85,45 @@ def _validate(raw: Any, path: Path) -> CatalogFile:
     dupes = sorted({n for n in names if n is not None and names.count(n) > 1})
     if dupes:
         raise CatalogError(f"{path.name}: duplicate variant name {dupes[0]!r}: names must be unique")
+    plain = _plain(raw, _Budget(path))
     try:
-        return CatalogFile.model_validate(_plain(raw))
+        return CatalogFile.model_validate(plain)
     except ValidationError as exc:
         raise CatalogError(_describe(exc, raw, path)) from None
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's commented containers -> plain dict/list (keeps pydantic's strict typing honest)."""
+#: Nodes a catalog may expand to once its aliases are followed (zoo.yaml: a few thousand).
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+
+class _Budget:
+    """Counts the nodes :func:`_plain` builds, so an alias bomb ("billion laughs": anchors
+    that alias anchors, each level multiplying the size) fails fast instead of hanging."""
+
+    def __init__(self, path: Path):
+        self.path, self.left = path, MAX_NODES
+
+    def spend(self, n: int, depth: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise CatalogError(f"{self.path.name}: expands to more than {MAX_NODES:,} nodes through its "
+                               "aliases (*name): refused (a YAML alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise CatalogError(f"{self.path.name}: nested deeper than {MAX_DEPTH} levels (a recursive alias?): refused")
+
+
+def _plain(node: Any, budget: _Budget, depth: int = 0) -> Any:
+    """ruamel's commented containers -> plain dict/list (keeps pydantic's strict typing honest).
+
+    Aliases are expanded here (ruamel shares the anchored object), within ``budget``.
+    """
+    budget.spend(1, depth)
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        budget.spend(len(node), depth)
+        return {str(k): _plain(v, budget, depth + 1) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget, depth + 1) for v in node]
     return node
 
 
@@ -150,8 +181,15 @@ def update_variant(path: Path, name: str, changes: dict[str, Any]) -> Catalog:
     ``weights.sha256``), keeping comments, anchors and layout.
 
     The edited text is validated before it atomically replaces the file; a lock serialises
-    concurrent edits.
+    concurrent edits. A file system that refuses the write (read-only, full) is one line, exit 1.
     """
+    try:
+        return _update_variant(path, name, changes)
+    except OSError as exc:
+        raise ZooError(f"cannot update the catalog {path}: {os_reason(exc)}; it was left unchanged") from None
+
+
+def _update_variant(path: Path, name: str, changes: dict[str, Any]) -> Catalog:
     with FileLock(str(path) + ".lock"):
         raw = _read_raw(path)
         entry = next((v for v in raw.get("variants", []) if isinstance(v, dict) and v.get("name") == name), None)

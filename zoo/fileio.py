@@ -1,6 +1,8 @@
-"""Small file helpers: atomic writes, an atomic directory swap, streaming and cached sha256."""
+"""Small file helpers: atomic writes, an atomic directory swap, streaming and cached sha256, and
+OS errors as short phrases."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -88,3 +90,14 @@ def swap_dir(new: Path, dest: Path, scratch: Path) -> None:
     os.replace(new, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def os_reason(exc: OSError) -> str:
+    """``exc`` as a short phrase: ``No space left on device``, ``Read-only file system: /x`` ...
+
+    A full device is named by the caller: the file an ENOSPC carries may be the copy's source.
+    """
+    text = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return text
+    return f"{text}: {exc.filename}" if exc.filename else text

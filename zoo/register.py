@@ -9,6 +9,8 @@ from pathlib import Path
 
 from zoo.catalog import Catalog, update_variant
 from zoo.checkpoints import match_state_dict, read_checkpoint
+from zoo.errors import ZooError
+from zoo.fileio import atomic_write_bytes, os_reason, sha256_file
 from zoo.figures import recount
 from zoo.fileio import atomic_write_bytes, sha256_file
 from zoo.models import build_model
@@ -39,7 +41,11 @@ def register_checkpoint(catalog: Catalog, name: str, checkpoint: Path, descripti
     sha = hashlib.sha256(data).hexdigest()
     file_name = f"{name}.safetensors"
     path = weights_path(sha, file_name)
-    atomic_write_bytes(path, data)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ZooError(f"cannot store the weights in the cache ({path.parents[2]}): {os_reason(exc)}; "
+                       "nothing was registered") from None
     weights = {
         "file": file_name,
         "format": "safetensors",

@@ -18,7 +18,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save
 
 from zoo.errors import WeightsError, ZooError
-from zoo.fileio import atomic_write_bytes, verified_file
+from zoo.fileio import atomic_write_bytes, os_reason, sha256_file, verified_file
 from zoo.hub.fetch import fetch_weights
 from zoo.hub.resolve import HubConfig, resolve_hub
 from zoo.models import TrackerNet, build_model
@@ -65,6 +65,14 @@ def weights_status(variant: Variant) -> str:
     return "regenerable" if variant.weights.provenance.kind == "reference" else "missing"
 
 
+def _readable_and_verified(path: Path, sha256: str) -> bool:
+    """``path`` hashes to ``sha256`` (without the lock, deleting nothing)."""
+    try:
+        return path.is_file() and sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
 def ensure_weights(variant: Variant, hub: HubConfig | None = None) -> Path:
     """Return the verified local path of ``variant``'s weights.
 
@@ -72,7 +80,21 @@ def ensure_weights(variant: Variant, hub: HubConfig | None = None) -> Path:
     settings of the catalog in use, e.g. ``resolve_hub(catalog_hub=catalog.hub)``; None: the
     environment's ``$ZOO_HUB`` / ``$ZOO_OFFLINE`` only); reference weights the hub does not serve (or that fail to
     download) are regenerated instead. Everything is checked against the pinned sha256.
+    A cache that cannot be written (full, read-only) is a :class:`WeightsError` naming it; a
+    read-only cache that already holds verified weights still serves them.
     """
+    spec = variant.weights
+    path = weights_path(spec.sha256, spec.file)
+    try:
+        return _ensure_weights(variant, hub)
+    except OSError as exc:
+        if _readable_and_verified(path, spec.sha256):
+            return path  # verified: only the lock file could not be created
+        raise WeightsError(f"weights of {variant.name!r}: cannot write the cache ({path.parent.parent}): "
+                           f"{os_reason(exc)}") from None
+
+
+def _ensure_weights(variant: Variant, hub: HubConfig | None) -> Path:
     spec = variant.weights
     path = weights_path(spec.sha256, spec.file)
     lock = FileLock(str(path.parent) + ".lock")

@@ -6,13 +6,17 @@ httpx does the HTTP; tenacity retries transient failures (connection errors, tim
 ``Range: bytes=N-`` and appends only when the server answers 206 with a matching
 ``Content-Range`` (a 200 restarts from byte 0). The file is renamed into place only once its
 size and sha256 match the index; a mismatch deletes the download. HTML served in place of a
-file (``text/html`` or a body starting ``<!doctype`` / ``<html``) is refused.
+file (``text/html`` or a body starting ``<!doctype`` / ``<html``) is refused. A size mismatch is
+final, never retried: an index declaring more than :data:`MAX_FILE_BYTES` for a file, a
+``Content-Length`` / ``Content-Range`` total that disagrees with the index, or more bytes than
+declared. A download that cannot fit in the cache's free space is refused before it starts.
 """
 from __future__ import annotations
 
 import itertools
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +26,21 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from zoo import __version__
 from zoo.errors import ZooError
-from zoo.fileio import sha256_file, verified_file
+from zoo.fileio import os_reason, sha256_file, verified_file
 from zoo.hub.resolve import HubConfig, check_url
 from zoo.hub.store import file_lock, part_path
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+#: No single file of a release is larger (an index declaring more is refused before any request).
+MAX_FILE_BYTES = 64 << 30
 
 
 class DownloadError(ZooError):
     """A transfer failed for good (HTTP error, refused content, gave up retrying): exit 1."""
+
+
+class CacheWriteError(DownloadError):
+    """The cache refused the bytes (full, read-only): retrying or regenerating cannot help."""
 
 
 class IntegrityError(DownloadError):
@@ -151,18 +161,21 @@ class Transfer:
         finds it installed. A verified ``dest`` is not fetched again (``cached``).
         """
         reporter = reporter or Reporter()
-        lock = file_lock(dest)
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            reporter.note(f"{label}: another zoo process is fetching it; waiting for it")
-            lock.acquire()
+            lock = file_lock(dest)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                reporter.note(f"{label}: another zoo process is fetching it; waiting for it")
+                lock.acquire()
+        except OSError as exc:
+            raise CacheWriteError(f"{label}: cannot write the cache: {os_reason(exc)}") from None
         try:
             outcome = self._fetch_locked(url, dest, sha256, size, label, reporter)
         except BaseException as exc:
             reporter.finish(label, "failed")
             if isinstance(exc, OSError):
-                raise DownloadError(f"{label}: cannot write the cache: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+                raise CacheWriteError(f"{label}: cannot write the cache: {os_reason(exc)}") from None
             raise
         finally:
             lock.release()
@@ -172,8 +185,16 @@ class Transfer:
     def _fetch_locked(self, url: str, dest: Path, sha256: str, size: int, label: str, reporter: Reporter) -> Outcome:
         if verified_file(dest, sha256):
             return Outcome("cached")
+        if size > MAX_FILE_BYTES:
+            raise IntegrityError(f"{label}: the index declares {size:,} bytes, more than the {MAX_FILE_BYTES:,} "
+                                 "zoo accepts for one file: refused (is the index corrupt?)")
         part = part_path(sha256)
         part.parent.mkdir(parents=True, exist_ok=True)
+        have = part.stat().st_size if part.exists() else 0
+        free = shutil.disk_usage(part.parent).free
+        if size - have > free:
+            raise CacheWriteError(f"{label}: needs {size - have:,} bytes in the cache ({part.parent.parent}), "
+                                  f"only {free:,} free")
         outcome = Outcome("downloaded")
         try:
             for attempt in self._retrying(label, reporter):
@@ -205,7 +226,11 @@ class Transfer:
                 self._check_status(response, url, label)
                 if offset and response.status_code == 206:
                     m = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
-                    if not m or int(m.group(1)) != offset or (m.group(3) != "*" and int(m.group(3)) != size):
+                    if m and m.group(3) != "*" and int(m.group(3)) != size:
+                        part.unlink(missing_ok=True)
+                        raise IntegrityError(f"{label}: the server's file has {int(m.group(3)):,} bytes (Content-Range), "
+                                             f"the index declares {size:,}: size mismatch, not retried; the download was deleted")
+                    if not m or int(m.group(1)) != offset:
                         part.unlink(missing_ok=True)
                         raise _Transient(f"server answered Range bytes={offset}- with Content-Range "
                                          f"{response.headers.get('content-range')!r}; restarting from byte 0")
@@ -227,6 +252,11 @@ class Transfer:
         why = self._html_reason(response, head if offset == 0 else b"")
         if why:
             raise DownloadError(f"{label}: {response.url} served an HTML page ({why}) instead of the file: refused")
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) != size - offset:
+            part.unlink(missing_ok=True)
+            raise IntegrityError(f"{label}: the server sends {int(length) + offset:,} bytes (Content-Length), the index "
+                                 f"declares {size:,}: size mismatch, not retried; the download was deleted")
         reporter.start(label, label, size, offset)
         received = offset
         with open(part, "ab" if offset else "wb") as f:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo.fileio import atomic_write_bytes
+from zoo.errors import ZooError
+from zoo.fileio import atomic_write_bytes, os_reason
 from zoo.hub.download import Reporter, Transfer
 from zoo.hub.index import Index, parse_index
 from zoo.hub.resolve import HubConfig, base_url, check_url, file_url
@@ -18,7 +19,10 @@ def fetch_index(cfg: HubConfig, transfer: Transfer, reporter: Reporter | None = 
     url = cfg.index_url
     data = transfer.get_bytes(url, "index.json", reporter)
     index = parse_index(data, url)
-    atomic_write_bytes(hub_index_path(url), data)
+    try:
+        atomic_write_bytes(hub_index_path(url), data)
+    except OSError as exc:
+        raise ZooError(f"cannot save the hub index in the cache: {os_reason(exc)}") from None
     return index
 
 

@@ -25,7 +25,7 @@ from zoo import __version__
 from zoo.artifacts import MANIFEST_NAME, check_bindings, check_files, read_manifest
 from zoo.backends import artifact_dirname, offered
 from zoo.errors import UsageError, ZooError
-from zoo.fileio import sha256_file
+from zoo.fileio import os_reason, sha256_file
 from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef
 from zoo.hub.resolve import INDEX_NAME, HubConfig, check_url
 from zoo.hub.store import swap_in
@@ -43,11 +43,47 @@ class Published:
     bytes: int
 
 
+def _release_files(dest: Path) -> set[str] | None:
+    """The files (relative paths) of the release whose ``index.json`` is in ``dest``, or None
+    when that index does not validate."""
+    from zoo.hub.index import parse_index
+
+    try:
+        index = parse_index((dest / INDEX_NAME).read_bytes(), str(dest / INDEX_NAME))
+    except (ZooError, OSError):
+        return None
+    listed = {INDEX_NAME}
+    for vref in index.variants.values():
+        if vref.weights is not None:
+            listed.add(vref.weights.url)
+        listed.update(f.url for art in vref.artifacts for f in art.files)
+    return listed
+
+
 def _check_dest(dest: Path) -> None:
+    """``dest`` may be replaced: absent, empty, or exactly a previous zoo release.
+
+    A release is a directory whose ``index.json`` validates and whose every file (and folder)
+    is one that index lists; anything else there (a stray file, a symlink, a source tree that
+    happens to hold an ``index.json``) means ``dest`` is not ours to delete: one line, exit 2.
+    """
+    if dest.is_symlink():
+        raise UsageError(f"--to {dest}: is a symbolic link; name the directory itself")
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--to {dest}: exists and is not a directory")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / INDEX_NAME).is_file():
-        raise UsageError(f"--to {dest}: not empty and not a zoo release (no {INDEX_NAME}); refusing to overwrite it")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not (dest / INDEX_NAME).is_file():
+            raise UsageError(f"--to {dest}: not empty and not a zoo release (no {INDEX_NAME}); refusing to overwrite it")
+        listed = _release_files(dest)
+        if listed is None:
+            raise UsageError(f"--to {dest}: its {INDEX_NAME} is not a valid zoo release index; refusing to overwrite it")
+        folders = {str(p) for rel in listed for p in Path(rel).parents if str(p) != "."}
+        for p in sorted(dest.rglob("*")):
+            rel = p.relative_to(dest).as_posix()
+            ok = rel in folders if p.is_dir() and not p.is_symlink() else (rel in listed and p.is_file() and not p.is_symlink())
+            if not ok:
+                raise UsageError(f"--to {dest}: {rel} is not part of the zoo release there; "
+                                 "refusing to overwrite it (publish into an empty or new directory)")
     parent = dest.absolute().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UsageError(f"--to {dest}: cannot create it ({parent} is not a writable directory)")
@@ -144,12 +180,17 @@ def publish(variants: list[Variant], formats: list[str], precisions: list[str], 
     targets = [(*t, _verified_artifact(*t)) for t in plan(variants, formats, precisions, src)]  # refuse before writing
     weights_paths = {t[0].name: ensure_weights(t[0], hub) for t in targets}
     dest = dest.absolute()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.publish-", dir=dest.parent))
     try:
-        rows = _write_tree(tmp, targets, weights_paths, base_url)
-        swap_in(tmp, dest, dest.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.publish-", dir=dest.parent))
+        try:
+            rows = _write_tree(tmp, targets, weights_paths, base_url)
+            _check_dest(dest)  # again: something may have been added while the tree was written
+            swap_in(tmp, dest, dest.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise ZooError(f"cannot write the release beside {dest}: {os_reason(exc)}; "
+                       "the partial tree was removed") from None
     data = (dest / INDEX_NAME).read_bytes()
     n_files = sum(r["files"] for r in rows)
     return Published(rows, hashlib.sha256(data).hexdigest(), n_files + 1, sum(r["bytes"] for r in rows) + len(data))

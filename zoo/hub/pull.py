@@ -16,7 +16,7 @@ from pathlib import Path
 from zoo.artifacts import MANIFEST_NAME, Manifest, check_files, read_manifest
 from zoo.backends import FORMATS, PRECISIONS, artifact_dirname, offered
 from zoo.errors import ZooError
-from zoo.fileio import verified_file
+from zoo.fileio import os_reason, verified_file
 from zoo.hub.download import Outcome, Reporter, Transfer
 from zoo.hub.fetch import fetch_index
 from zoo.hub.index import ArtifactRef, Index, VariantRef, parse_index
@@ -91,6 +91,13 @@ def _artifact_jobs(v: Variant, art: ArtifactRef, base: str) -> tuple[list[FileJo
 
 
 def _install(v: Variant, art: ArtifactRef, blobs: dict[str, Path], out: Path | None) -> Path:
+    try:
+        return _install_checked(v, art, blobs, out)
+    except OSError as exc:
+        raise ZooError(f"{v.name} {art.dirname}: cannot install it: {os_reason(exc)}") from None
+
+
+def _install_checked(v: Variant, art: ArtifactRef, blobs: dict[str, Path], out: Path | None) -> Path:
     manifest = Manifest.model_validate(json.loads(blobs[MANIFEST_NAME].read_bytes()))
     if manifest != art.manifest:
         raise ZooError(f"{v.name} {art.dirname}: manifest.json differs from the index's copy: refused")

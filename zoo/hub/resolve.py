@@ -8,6 +8,7 @@ come from options or ``ZOO_HUB_TIMEOUT`` / ``ZOO_HUB_RETRIES`` / ``ZOO_HUB_BACKO
 """
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 from dataclasses import dataclass
@@ -27,7 +28,12 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
 
 
-def _env_number(name: str, default: float, kind=float) -> float:
+def _env_number(name: str, default: float, kind=float, limit: float = 86400) -> float:
+    """A positive, finite number from the environment (at most ``limit``), else ``default``.
+
+    ``nan`` and ``inf`` are refused: they pass a ``> 0`` check (or fail it silently) and end in
+    an overflow deep inside the HTTP client.
+    """
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -35,8 +41,12 @@ def _env_number(name: str, default: float, kind=float) -> float:
         value = kind(raw)
     except ValueError:
         raise UsageError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{name}={raw!r} is not a finite number")
     if value <= 0:
         raise UsageError(f"{name}={raw!r} must be positive")
+    if value > limit:
+        raise UsageError(f"{name}={raw!r} is too large (at most {limit:g})")
     return value
 
 
@@ -71,10 +81,17 @@ def resolve_hub(hub: str | None = None, catalog_hub: str | None = None, offline:
         check_url(url, allow, what="hub URL", error=UsageError)
     return HubConfig(
         url=url, offline=offline or env_flag("ZOO_OFFLINE"), allow_http=allow,
-        timeout=timeout or _env_number("ZOO_HUB_TIMEOUT", 30.0),
-        retries=retries or int(_env_number("ZOO_HUB_RETRIES", 5, int)),
-        backoff=_env_number("ZOO_HUB_BACKOFF", 0.5),
+        timeout=_checked("timeout", timeout) or _env_number("ZOO_HUB_TIMEOUT", 30.0),
+        retries=retries or int(_env_number("ZOO_HUB_RETRIES", 5, int, limit=100)),
+        backoff=_env_number("ZOO_HUB_BACKOFF", 0.5, limit=60),
     )
+
+
+def _checked(what: str, value: float | None) -> float | None:
+    """``value`` unless it is NaN, infinite or not positive (callers other than the CLI)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{what} must be a positive finite number, got {value!r}")
+    return value
 
 
 def check_url(url: str, allow_http: bool, what: str = "URL", error: type[ZooError] = ZooError) -> str:
