@@ -99,16 +99,16 @@ def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, 
     A bare command name is looked up with :func:`find_tool`; a missing executable is a
     :class:`MissingPackage` naming the pip extra.
     """
-    exe = argv[0]
+    exe, where, command = argv[0], "", list(argv)
     if os.sep not in exe:
         found = find_tool(exe)
         if found is None:
             raise MissingPackage(f"{what} ({exe}) is not installed: pip install 'zoo[{extra}]'")
-        argv = [found, *argv[1:]]
+        where, command[0] = f"# {exe}: {found}\n", found
     with open(log_path, "ab") as log:
-        log.write(("$ " + " ".join(argv) + "\n").encode())
+        log.write(("$ " + " ".join(argv) + "\n" + where).encode())  # the recorded command, then which binary ran
         log.flush()
-        proc = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise ConversionError(f"{what} failed (exit {proc.returncode})")
 
