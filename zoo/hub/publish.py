@@ -89,7 +89,7 @@ def _check_dest(dest: Path) -> None:
         raise UsageError(f"--to {dest}: cannot create it ({parent} is not a writable directory)")
 
 
-def plan(variants: list[Variant], formats: list[str], precisions: list[str], src: Path) -> list[tuple[Variant, str, str, Path]]:
+def release_targets(variants: list[Variant], formats: list[str], precisions: list[str], src: Path) -> list[tuple[Variant, str, str, Path]]:
     """Every (variant, format, precision, artifact dir) to publish; missing ones are one error."""
     targets, missing = [], {}
     for v in variants:
@@ -177,7 +177,7 @@ def publish(variants: list[Variant], formats: list[str], precisions: list[str], 
         check_url(base_url, allow_http, what="--base-url", error=UsageError)
         base_url = base_url.rstrip("/") + "/"
     _check_dest(dest)
-    targets = [(*t, _verified_artifact(*t)) for t in plan(variants, formats, precisions, src)]  # refuse before writing
+    targets = [(*t, _verified_artifact(*t)) for t in release_targets(variants, formats, precisions, src)]  # refuse before writing
     weights_paths = {t[0].name: ensure_weights(t[0], hub) for t in targets}
     dest = dest.absolute()
     try:
