@@ -43,7 +43,7 @@ def assert_artifact_valid(artifact_dir: Path, variant, scene: int = 1) -> dict:
     with PytorchRunner(variant) as ref:
         expected = ref.infer(inputs)
     tol = variant.tolerances[manifest.format][manifest.precision]
-    with open_artifact(artifact_dir) as runner:
+    with open_artifact(artifact_dir, variant) as runner:
         actual = runner.infer(inputs)
         assert runner.last_inference_time is not None and runner.last_inference_time > 0
     figures = {}

@@ -11,7 +11,8 @@ import pytest
 from compare.bench import fill_ratios, run_cell, speed_column
 from compare.worker import RunnerSpec, Task, measure
 from export_fixtures import zoo
-from exporters.pipeline import Pipeline, plan
+from compare.verify import Verifier
+from exporters.pipeline import Pipeline, build_order
 from zoo.catalog import Catalog
 from zoo.sample_inputs import sample_pairs
 
@@ -23,8 +24,8 @@ PAIR = sample_pairs(VARIANT, 1)[0]
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench-artifacts")
-    targets, _ = plan([VARIANT], ["onnx", "ncnn"], ["fp32"])
-    rows = Pipeline(out).run(targets)
+    targets, _ = build_order([VARIANT], ["onnx", "ncnn"], ["fp32"])
+    rows = Pipeline(out, Verifier()).run(targets)
     assert all(r.status == "built" for r in rows), [(r.format, r.note) for r in rows]
     return out
 
@@ -86,27 +87,35 @@ def test_cli_scaling_and_concurrency_tables(artifacts, tmp_path) -> None:
 
 
 def test_cli_sustained_run_writes_windows_and_a_plot(artifacts, tmp_path) -> None:
+    """One instance, and two at once (issue 11: --duration with --concurrency): windows per
+    instance and an aggregate ("all") whose runs are every instance's."""
     out = tmp_path / "sustained.json"
     proc = zoo("bench", "base-c128", "--runtime", "ncnn", "--duration", "3", "--window", "1", "--warmup", "1",
-               "--out", str(artifacts), "--json", str(out))
+               "--concurrency", "1", "2", "--out", str(artifacts), "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
-    (run,) = report["sustained"]
-    assert [w["index"] for w in run["windows"]] == [0, 1, 2]
-    assert all(w["runs"] > 0 and w["fps"] == pytest.approx(w["runs"] / 1.0) for w in run["windows"])
-    first, last = run["windows"][0]["fps"], run["windows"][-1]["fps"]
-    assert run["drop_pct"] == pytest.approx((first - last) / first * 100)
-    assert sum(w["runs"] for w in run["windows"]) <= run["runs"]
+    runs = {(r["concurrency"], r["instance"]): r for r in report["sustained"]}
+    assert set(runs) == {(1, "1"), (2, "1"), (2, "2"), (2, "all")}
+    for (conc, instance), run in runs.items():
+        assert run["error"] is None, run
+        assert all(w["runs"] > 0 and w["fps"] == pytest.approx(w["runs"] / 1.0) for w in run["windows"])
+        assert sum(w["runs"] for w in run["windows"]) <= run["runs"]
+        if instance == "all":
+            continue
+        assert [w["index"] for w in run["windows"]] == [0, 1, 2]
+        first, last = run["windows"][0]["fps"], run["windows"][-1]["fps"]
+        assert run["drop_pct"] == pytest.approx((first - last) / first * 100)
+    assert runs[(2, "1")]["pid"] != runs[(2, "2")]["pid"]
+    assert runs[(2, "all")]["runs"] == runs[(2, "1")]["runs"] + runs[(2, "2")]["runs"]
     plot = Path(report["plot"])
     assert plot == out.with_suffix(".png") and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("args, message", [
-    (["base-c128", "--runtime", "tflitee"], "did you mean 'tflite'"),
+    (["base-c128", "--runtime", "tflitee", "--threads", "1", "--concurrency", "1"], "did you mean 'tflite'"),
     (["base-c12", "--runtime", "ncnn"], "did you mean"),
     (["base-c128", "--runtime", "ncnn", "--duration", "2", "--window", "5"], "longer than --duration"),
     (["base-c128", "--runtime", "ncnn", "--threads", "0"], "must be >= 1"),
-    (["base-c128", "--runtime", "ncnn", "--duration", "2", "--concurrency", "2"], "drop --concurrency"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path) -> None:
     proc = zoo("bench", *args, "--out", str(tmp_path))

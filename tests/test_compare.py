@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from compare.artifacts import choose_runtimes, runtime_formats
+from compare.artifacts import choose_runtimes
 from compare.inputs import pairs_from_arrays
 from compare.parity import cosine_similarity, diff_output
 from compare.run import Options, run
@@ -23,24 +23,25 @@ from compare.runners import open_artifact
 from compare.timing import time_spec
 from compare.worker import RunnerSpec
 from export_fixtures import zoo
-from exporters import FORMATS
+from compare.verify import Verifier
+from zoo.backends import FORMATS, RUNTIMES as BACKEND_RUNTIMES
 from zoo.artifacts import file_entry, read_manifest, write_manifest
-from exporters.pipeline import Pipeline, plan
+from exporters.pipeline import Pipeline, build_order
 from zoo.catalog import Catalog
 from zoo.errors import UsageError
 from zoo.sample_inputs import sample_pairs
 
 CATALOG = Catalog.load()
 DEFAULT_VARIANTS = ["base-c128", "fgaf3"]
-RUNTIMES = list(runtime_formats())  # onnxruntime mnn tflite ncnn
+RUNTIMES = list(BACKEND_RUNTIMES)  # onnxruntime mnn tflite ncnn
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> Path:
     """Every format and precision of the default variants, exported once through the pipeline."""
     out = tmp_path_factory.mktemp("compare-artifacts")
-    targets, _ = plan(CATALOG.select(DEFAULT_VARIANTS), list(FORMATS), ["fp32", "fp16"])
-    rows = Pipeline(out).run(targets)
+    targets, _ = build_order(CATALOG.select(DEFAULT_VARIANTS), list(FORMATS), ["fp32", "fp16"])
+    rows = Pipeline(out, Verifier()).run(targets)
     assert all(r.status == "built" for r in rows), [(r.variant, r.format, r.precision, r.note) for r in rows]
     return out
 
@@ -160,7 +161,7 @@ def test_thread_setting_takes_effect(artifacts) -> None:
     process = psutil.Process()
     main_id = threading.get_native_id()
     for threads in (1, 2):
-        runner = open_artifact(artifacts / "fgaf3" / "onnx", threads=threads)
+        runner = open_artifact(artifacts / "fgaf3" / "onnx", variant, threads=threads)
         before = set(_thread_cpu(process))
         runner.load()
         runner.infer(pair)

@@ -15,7 +15,8 @@ import pytest
 from compare.profile import Profile, profile_variant
 from compare.profile_parts import Graph, Node, PartMapper
 from export_fixtures import zoo
-from exporters.pipeline import Pipeline, plan
+from compare.verify import Verifier
+from exporters.pipeline import Pipeline, build_order
 from zoo.catalog import Catalog
 from zoo.errors import UsageError
 from zoo.figures import part_rows
@@ -28,8 +29,8 @@ RUNS, WARMUP = 40, 5  # medians over 40 interleaved runs: stable on a busy 2-cor
 
 
 def _export(out: Path, names: list[str]) -> Path:
-    targets, _ = plan(CATALOG.select(names), ["onnx", "mnn"], ["fp32"])
-    rows = Pipeline(out).run(targets)
+    targets, _ = build_order(CATALOG.select(names), ["onnx", "mnn"], ["fp32"])
+    rows = Pipeline(out, Verifier()).run(targets)
     assert all(r.status == "built" for r in rows), [(r.variant, r.format, r.note) for r in rows]
     return out
 
@@ -191,7 +192,7 @@ def test_graph_rules(mapper) -> None:
 
 def test_library_rejects_bad_requests(tmp_path) -> None:
     v = CATALOG.get("fgaf3")
-    with pytest.raises(UsageError, match="choose from mnn, onnxruntime"):
+    with pytest.raises(UsageError, match="choose from onnxruntime, mnn"):
         profile_variant(v, "tflite", out=tmp_path)
     with pytest.raises(UsageError, match="fp32"):
         profile_variant(v, "onnxruntime", precision="fp16", out=tmp_path)
@@ -219,7 +220,7 @@ def test_cli_exports_missing_artifact_and_writes_rows(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["fgaf3", "--runtime", "tflite"], "unknown runtime 'tflite'; choose from mnn, onnxruntime"),
+    (["fgaf3", "--runtime", "tflite"], "unknown runtime 'tflite'; choose from onnxruntime, mnn"),
     (["fgaf33", "--runtime", "mnn"], "unknown variant 'fgaf33' (did you mean 'fgaf3'"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args: list[str], message: str) -> None:
