@@ -6,28 +6,23 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from compare.bench import fill_ratios, run_cell, speed_column
+from compare.bench import Cell, fill_ratios, run_cell, scaling_rows, speed_column
 from compare.worker import RunnerSpec, Task, measure
-from export_fixtures import zoo
-from compare.verify import Verifier
-from exporters.pipeline import Pipeline, build_order
-from zoo.catalog import Catalog
+from tests.helpers.catalog import CATALOG
+from tests.helpers.export import zoo
 from zoo.sample_inputs import sample_pairs
 
-CATALOG = Catalog.load()
 VARIANT = CATALOG.get("base-c128")
 PAIR = sample_pairs(VARIANT, 1)[0]
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bench-artifacts")
-    targets, _ = build_order([VARIANT], ["onnx", "ncnn"], ["fp32"])
-    rows = Pipeline(out, Verifier()).run(targets)
-    assert all(r.status == "built" for r in rows), [(r.format, r.note) for r in rows]
-    return out
+def artifacts(exported) -> Path:
+    """The session's shared artifacts (read-only: base-c128 onnx and ncnn are used here)."""
+    return exported.out
 
 
 def test_concurrent_instances_are_separate_processes_running_at_once(artifacts) -> None:
@@ -50,17 +45,35 @@ def test_measure_reports_a_failing_instance_instead_of_raising(tmp_path) -> None
     assert m.pid != os.getpid()
 
 
-def test_ratios_and_speed_column(artifacts) -> None:
-    spec = RunnerSpec("onnxruntime", "fp32", VARIANT, artifacts / "base-c128" / "onnx")
-    one = run_cell(spec, PAIR, threads=1, concurrency=1, seconds=0.3, warmup=1)
-    two = run_cell(spec, PAIR, threads=1, concurrency=2, seconds=0.3, warmup=1)
-    fill_ratios([one, two])
-    assert one.slowdown_median == pytest.approx(1.0) and one.thread_speedup == pytest.approx(1.0)
-    assert two.single_fps == one.instance_fps_median
-    assert two.slowdown_median == pytest.approx(one.instance_fps_median / two.instance_fps_median)
-    (row,) = speed_column([one, two], {"base-c128": 65})
-    assert row["measured_fps"] == one.instance_fps_median and row["reported_fps"] == 65
-    assert row["measured_vs_base"] == pytest.approx(1.0) and row["reported_vs_base"] == pytest.approx(1.0)
+def _cell(variant: str, threads: int, concurrency: int, fps: list[float]) -> Cell:
+    """A cell as run_cell leaves it, with instance speeds chosen by hand."""
+    return Cell(variant, "ncnn", "fp32", threads, concurrency, False, aggregate_fps=sum(fps),
+                instance_fps_median=float(np.median(fps)), instance_fps_worst=min(fps))
+
+
+def test_ratios_and_speed_column_on_known_figures() -> None:
+    """Slowdowns, thread speedup, efficiency and the speed column on figures worked out by hand."""
+    one, two_threads, busy = _cell("base-c128", 1, 1, [50.0]), _cell("base-c128", 2, 1, [80.0]), _cell("base-c128", 1, 2, [30.0, 20.0])
+    other = _cell("fgaf3", 1, 1, [20.0])
+    broken = Cell("fgaf3", "ncnn", "fp32", 1, 2, False, error="instance 1 failed")
+    cells = [one, two_threads, busy, other, broken]
+    fill_ratios(cells)
+    assert busy.single_fps == 50.0 and busy.slowdown_median == pytest.approx(2.0) and busy.slowdown_worst == pytest.approx(2.5)
+    assert two_threads.thread_speedup == pytest.approx(1.6) and two_threads.single_fps == 80.0
+    assert busy.thread_speedup is None  # a speedup is per instance at concurrency 1 only
+    assert broken.single_fps is None and broken.slowdown_median is None
+    (row, _) = scaling_rows(cells, {"base-c128": 40.0, "fgaf3": 60.0})
+    assert (row["fps_1t"], row["fps_2t"], row["speedup_2t"]) == (50.0, 80.0, pytest.approx(1.6))
+    assert row["aggregate_fps_c2"] == 50.0 and row["efficiency_c2"] == pytest.approx(0.5)  # 50 fps from 2 x 50
+    rows = {r["variant"]: r for r in speed_column(cells, {"base-c128": 65, "fgaf3": 37})}
+    assert set(rows) == {"base-c128", "fgaf3"}
+    assert (rows["fgaf3"]["measured_fps"], rows["fgaf3"]["reported_fps"]) == (20.0, 37)
+    assert rows["fgaf3"]["measured_vs_base"] == pytest.approx(0.4)  # 20 / 50
+    assert rows["fgaf3"]["reported_vs_base"] == pytest.approx(37 / 65)
+    assert rows["fgaf3"]["ratio_agreement"] == pytest.approx(0.4 * 65 / 37)
+    # without the baseline measured there is nothing to relate to
+    (alone,) = speed_column([other], {"base-c128": 65, "fgaf3": 37})
+    assert alone["measured_vs_base"] is None and "ratio_agreement" not in alone
 
 
 def test_cli_scaling_and_concurrency_tables(artifacts, tmp_path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CATALOG
+from tests.helpers.catalog import CATALOG
 
 ZOO = shutil.which("zoo")
 pytestmark = pytest.mark.skipif(ZOO is None, reason="zoo console script not installed")

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from export_fixtures import assert_artifact_valid, json_rows, zoo
+from tests.helpers.catalog import CATALOG
+from tests.helpers.export import assert_artifact_valid, json_rows, zoo
 from zoo.backends import FORMATS, offered
-from zoo.catalog import Catalog
 
-CATALOG = Catalog.load()
 OFFERED = [(f, p) for f in FORMATS for p in offered(f)]
 
 

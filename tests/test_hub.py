@@ -1,7 +1,7 @@
 """zoo publish / pull / cache against a real HTTP server on 127.0.0.1 with injected faults.
 
-A module fixture exports base-c128 (ONNX and ncnn fp32/fp16: one- and two-file artifacts) once,
-publishes it and serves the tree (tests/hub_server.py). Each test gets a fresh cache. The CLI
+A module fixture publishes base-c128 (ONNX and ncnn fp32/fp16: one- and two-file artifacts) from
+the session's shared export and serves the tree (tests/helpers/hub_server.py). Each test gets a fresh cache. The CLI
 runs in-process through ``zoo.cli.main`` (its real one-line errors and exit codes) except where
 separate processes are the point.
 """
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CATALOG
-from export_fixtures import ZOO, assert_artifact_valid
-from zoo.artifacts import check_files, read_manifest
 from compare.verify import Verifier
 from exporters.pipeline import Pipeline, build_order
-from hub_server import HubServer
+from tests.helpers.catalog import CATALOG
+from tests.helpers.export import ZOO, assert_artifact_valid
+from tests.helpers.hub_server import HubServer
+from zoo.artifacts import check_files, read_manifest
 from zoo.errors import UsageError, WeightsError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import parse_index
@@ -40,15 +40,10 @@ HUB_ENV = ("ZOO_HUB", "ZOO_OFFLINE", "ZOO_ALLOW_HTTP", "ZOO_HUB_TIMEOUT", "ZOO_H
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    """base-c128 exported to ONNX and ncnn (fp32, fp16) once for this module."""
-    saved = {k: os.environ.pop(k) for k in HUB_ENV if k in os.environ}
-    out = tmp_path_factory.mktemp("hub-artifacts")
-    targets, _ = build_order([CATALOG.get(VARIANT)], FORMATS, ["fp32", "fp16"])
-    rows = Pipeline(out, Verifier()).run(targets)
-    assert all(r.status == "built" for r in rows), [r.note for r in rows]
-    yield out
-    os.environ.update(saved)
+def exported(exported) -> Path:
+    """base-c128's artifacts: the session's shared export (read-only; ONNX and ncnn fp32/fp16
+    -- one- and two-file artifacts -- are published here)."""
+    return exported.out
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +156,13 @@ def test_publish_refuses_a_corrupt_artifact(exported, tmp_path, run) -> None:
 
 
 def test_publish_names_the_export_command_for_missing_artifacts(exported, tmp_path, run) -> None:
+    partial = tmp_path / "partial"  # ONNX and ncnn only: tflite is missing
+    for dirname in ("onnx", "ncnn", "ncnn-fp16"):
+        shutil.copytree(exported / VARIANT / dirname, partial / VARIANT / dirname)
     code, _, err = run("publish", VARIANT, "--formats", "onnx", "tflite", "--precision", "fp16",
-                       "--artifacts", str(exported), "--to", str(tmp_path / "rel"))
+                       "--artifacts", str(partial), "--to", str(tmp_path / "rel"))
     line = one_error_line(err)
-    assert code == 2 and f"zoo export {VARIANT} --to tflite --precision fp16 --out {exported}" in line
+    assert code == 2 and f"zoo export {VARIANT} --to tflite --precision fp16 --out {partial}" in line
     (tmp_path / "file").write_text("x")
     for bad in (["--to", str(tmp_path / "file")], ["--to", str(tmp_path / "rel"), "--base-url", "ftp://host/x"]):
         code, _, err = run("publish", VARIANT, "--formats", "onnx", "--artifacts", str(exported), *bad)
