@@ -1,4 +1,9 @@
-"""Shared test set-up: an isolated weights/artifact cache and the catalog."""
+"""Shared test set-up: an isolated weights/artifact cache, a writable catalog copy, and the
+session's one export of the default-tier variants (:mod:`tests.helpers.artifacts`).
+
+Helpers live in the package ``tests.helpers``; constants such as the catalog are imported from
+:mod:`tests.helpers.catalog`, never from this file.
+"""
 from __future__ import annotations
 
 import os
@@ -7,13 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo.catalog import Catalog
+from tests.helpers.artifacts import SharedExport, export_default_set
 from zoo.paths import catalog_path
-
-REPO = Path(__file__).resolve().parent.parent
-CATALOG = Catalog.load()
-VARIANTS = CATALOG.names
-REPORTED = [v.name for v in CATALOG if v.reported is not None]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,6 +27,18 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop("ZOO_CACHE_DIR", None)
     else:
         os.environ["ZOO_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def exported(isolated_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> SharedExport:
+    """base-c128 and fgaf3 in every format and precision, exported once per session through the
+    real CLI into one shared directory. Read-only: copy what you change (``exported.copy``).
+    Checked at the end of the session: a test that changed an installed file fails here."""
+    shared = export_default_set(tmp_path_factory.mktemp("shared-artifacts"))
+    yield shared
+    changed = sorted(k for k, v in shared.snapshot().items() if shared.files.get(k) != v)
+    changed += sorted(set(shared.files) - set(shared.snapshot()))
+    assert not changed, f"tests changed the shared artifacts (copy them first): {changed}"
 
 
 @pytest.fixture

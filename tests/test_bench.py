@@ -6,27 +6,23 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from compare.bench import fill_ratios, run_cell, speed_column
+from compare.bench import Cell, fill_ratios, run_cell, scaling_rows, speed_column
 from compare.worker import RunnerSpec, Task, measure
-from export_fixtures import zoo
-from exporters.pipeline import Pipeline, plan
-from zoo.catalog import Catalog
+from tests.helpers.catalog import CATALOG
+from tests.helpers.export import zoo
 from zoo.sample_inputs import sample_pairs
 
-CATALOG = Catalog.load()
 VARIANT = CATALOG.get("base-c128")
 PAIR = sample_pairs(VARIANT, 1)[0]
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bench-artifacts")
-    targets, _ = plan([VARIANT], ["onnx", "ncnn"], ["fp32"])
-    rows = Pipeline(out).run(targets)
-    assert all(r.status == "built" for r in rows), [(r.format, r.note) for r in rows]
-    return out
+def artifacts(exported) -> Path:
+    """The session's shared artifacts (read-only: base-c128 onnx and ncnn are used here)."""
+    return exported.out
 
 
 def test_concurrent_instances_are_separate_processes_running_at_once(artifacts) -> None:
@@ -49,17 +45,35 @@ def test_measure_reports_a_failing_instance_instead_of_raising(tmp_path) -> None
     assert m.pid != os.getpid()
 
 
-def test_ratios_and_speed_column(artifacts) -> None:
-    spec = RunnerSpec("onnxruntime", "fp32", VARIANT, artifacts / "base-c128" / "onnx")
-    one = run_cell(spec, PAIR, threads=1, concurrency=1, seconds=0.3, warmup=1)
-    two = run_cell(spec, PAIR, threads=1, concurrency=2, seconds=0.3, warmup=1)
-    fill_ratios([one, two])
-    assert one.slowdown_median == pytest.approx(1.0) and one.thread_speedup == pytest.approx(1.0)
-    assert two.single_fps == one.instance_fps_median
-    assert two.slowdown_median == pytest.approx(one.instance_fps_median / two.instance_fps_median)
-    (row,) = speed_column([one, two], {"base-c128": 65})
-    assert row["measured_fps"] == one.instance_fps_median and row["reported_fps"] == 65
-    assert row["measured_vs_base"] == pytest.approx(1.0) and row["reported_vs_base"] == pytest.approx(1.0)
+def _cell(variant: str, threads: int, concurrency: int, fps: list[float]) -> Cell:
+    """A cell as run_cell leaves it, with instance speeds chosen by hand."""
+    return Cell(variant, "ncnn", "fp32", threads, concurrency, False, aggregate_fps=sum(fps),
+                instance_fps_median=float(np.median(fps)), instance_fps_worst=min(fps))
+
+
+def test_ratios_and_speed_column_on_known_figures() -> None:
+    """Slowdowns, thread speedup, efficiency and the speed column on figures worked out by hand."""
+    one, two_threads, busy = _cell("base-c128", 1, 1, [50.0]), _cell("base-c128", 2, 1, [80.0]), _cell("base-c128", 1, 2, [30.0, 20.0])
+    other = _cell("fgaf3", 1, 1, [20.0])
+    broken = Cell("fgaf3", "ncnn", "fp32", 1, 2, False, error="instance 1 failed")
+    cells = [one, two_threads, busy, other, broken]
+    fill_ratios(cells)
+    assert busy.single_fps == 50.0 and busy.slowdown_median == pytest.approx(2.0) and busy.slowdown_worst == pytest.approx(2.5)
+    assert two_threads.thread_speedup == pytest.approx(1.6) and two_threads.single_fps == 80.0
+    assert busy.thread_speedup is None  # a speedup is per instance at concurrency 1 only
+    assert broken.single_fps is None and broken.slowdown_median is None
+    (row, _) = scaling_rows(cells, {"base-c128": 40.0, "fgaf3": 60.0})
+    assert (row["fps_1t"], row["fps_2t"], row["speedup_2t"]) == (50.0, 80.0, pytest.approx(1.6))
+    assert row["aggregate_fps_c2"] == 50.0 and row["efficiency_c2"] == pytest.approx(0.5)  # 50 fps from 2 x 50
+    rows = {r["variant"]: r for r in speed_column(cells, {"base-c128": 65, "fgaf3": 37})}
+    assert set(rows) == {"base-c128", "fgaf3"}
+    assert (rows["fgaf3"]["measured_fps"], rows["fgaf3"]["reported_fps"]) == (20.0, 37)
+    assert rows["fgaf3"]["measured_vs_base"] == pytest.approx(0.4)  # 20 / 50
+    assert rows["fgaf3"]["reported_vs_base"] == pytest.approx(37 / 65)
+    assert rows["fgaf3"]["ratio_agreement"] == pytest.approx(0.4 * 65 / 37)
+    # without the baseline measured there is nothing to relate to
+    (alone,) = speed_column([other], {"base-c128": 65, "fgaf3": 37})
+    assert alone["measured_vs_base"] is None and "ratio_agreement" not in alone
 
 
 def test_cli_scaling_and_concurrency_tables(artifacts, tmp_path) -> None:
@@ -86,27 +100,35 @@ def test_cli_scaling_and_concurrency_tables(artifacts, tmp_path) -> None:
 
 
 def test_cli_sustained_run_writes_windows_and_a_plot(artifacts, tmp_path) -> None:
+    """One instance, and two at once (issue 11: --duration with --concurrency): windows per
+    instance and an aggregate ("all") whose runs are every instance's."""
     out = tmp_path / "sustained.json"
     proc = zoo("bench", "base-c128", "--runtime", "ncnn", "--duration", "3", "--window", "1", "--warmup", "1",
-               "--out", str(artifacts), "--json", str(out))
+               "--concurrency", "1", "2", "--out", str(artifacts), "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
-    (run,) = report["sustained"]
-    assert [w["index"] for w in run["windows"]] == [0, 1, 2]
-    assert all(w["runs"] > 0 and w["fps"] == pytest.approx(w["runs"] / 1.0) for w in run["windows"])
-    first, last = run["windows"][0]["fps"], run["windows"][-1]["fps"]
-    assert run["drop_pct"] == pytest.approx((first - last) / first * 100)
-    assert sum(w["runs"] for w in run["windows"]) <= run["runs"]
+    runs = {(r["concurrency"], r["instance"]): r for r in report["sustained"]}
+    assert set(runs) == {(1, "1"), (2, "1"), (2, "2"), (2, "all")}
+    for (conc, instance), run in runs.items():
+        assert run["error"] is None, run
+        assert all(w["runs"] > 0 and w["fps"] == pytest.approx(w["runs"] / 1.0) for w in run["windows"])
+        assert sum(w["runs"] for w in run["windows"]) <= run["runs"]
+        if instance == "all":
+            continue
+        assert [w["index"] for w in run["windows"]] == [0, 1, 2]
+        first, last = run["windows"][0]["fps"], run["windows"][-1]["fps"]
+        assert run["drop_pct"] == pytest.approx((first - last) / first * 100)
+    assert runs[(2, "1")]["pid"] != runs[(2, "2")]["pid"]
+    assert runs[(2, "all")]["runs"] == runs[(2, "1")]["runs"] + runs[(2, "2")]["runs"]
     plot = Path(report["plot"])
     assert plot == out.with_suffix(".png") and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("args, message", [
-    (["base-c128", "--runtime", "tflitee"], "did you mean 'tflite'"),
+    (["base-c128", "--runtime", "tflitee", "--threads", "1", "--concurrency", "1"], "did you mean 'tflite'"),
     (["base-c12", "--runtime", "ncnn"], "did you mean"),
     (["base-c128", "--runtime", "ncnn", "--duration", "2", "--window", "5"], "longer than --duration"),
     (["base-c128", "--runtime", "ncnn", "--threads", "0"], "must be >= 1"),
-    (["base-c128", "--runtime", "ncnn", "--duration", "2", "--concurrency", "2"], "drop --concurrency"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path) -> None:
     proc = zoo("bench", *args, "--out", str(tmp_path))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CATALOG
+from tests.helpers.catalog import CATALOG
 
 ZOO = shutil.which("zoo")
 pytestmark = pytest.mark.skipif(ZOO is None, reason="zoo console script not installed")
@@ -22,7 +22,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_list_json_has_measured_and_reported() -> None:
-    proc = run("list", "--json")
+    proc = run("list", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["name"] for r in rows] == CATALOG.names
@@ -38,11 +38,11 @@ def test_list_json_has_measured_and_reported() -> None:
 
 
 def test_list_wildcard_csv_and_markdown() -> None:
-    proc = run("list", "fgaf*", "--csv")
+    proc = run("list", "fgaf*", "--csv", "-")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["name"] for r in rows] == ["fgaf3", "fgaf4", "fgaf2", "fgaf5", "fgaf3-bn-c128"]
-    md = run("list", "af3", "--markdown").stdout.splitlines()
+    md = run("list", "af3", "--markdown", "-").stdout.splitlines()
     assert md[0].startswith("| variant |") and md[2].startswith("| af3 |") and len(md) == 3
 
 
@@ -53,7 +53,7 @@ def test_list_table_shows_budget_verdict() -> None:
 
 
 def test_info_json_breaks_down_parts() -> None:
-    proc = run("info", "fgaf3", "--json")
+    proc = run("info", "fgaf3", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     parts = {p["part"]: p for p in info["parts"]}
@@ -93,19 +93,19 @@ def test_schema_error_is_one_line(catalog_copy: Path) -> None:
 
 
 def test_catalog_check_detects_drift(catalog_copy: Path) -> None:
-    ok = run("catalog", "check", "fgaf2", "--json", "--catalog", str(catalog_copy))
+    ok = run("catalog", "check", "fgaf2", "--json", "-", "--catalog", str(catalog_copy))
     assert ok.returncode == 0 and json.loads(ok.stdout)[0]["ok"] is True
     text = catalog_copy.read_text()
     old = f"      params: {CATALOG.get('fgaf2').measured.params}\n"
     catalog_copy.write_text(text.replace(old, "      params: 123\n", 1))
-    bad = run("catalog", "check", "fgaf2", "--json", "--catalog", str(catalog_copy))
+    bad = run("catalog", "check", "fgaf2", "--json", "-", "--catalog", str(catalog_copy))
     assert bad.returncode == 1 and json.loads(bad.stdout)[0]["ok"] is False
     fixed = run("catalog", "refresh", "fgaf2", "--catalog", str(catalog_copy))
     assert fixed.returncode == 0 and catalog_copy.read_text() == text
 
 
 def test_weights_command_verifies(tmp_path: Path) -> None:
-    proc = run("weights", "base-c128", "--json")
+    proc = run("weights", "base-c128", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)[0]
     assert Path(row["path"]).is_file() and row["sha256"] == CATALOG.get("base-c128").weights.sha256

@@ -1,6 +1,7 @@
-"""zoo compare: parity of every runtime with PyTorch (default tier: base-c128 and fgaf3; slow tier:
-every variant against ONNX), a corrupted artifact caught, thread settings taking effect, the
-JSON/CSV/Markdown writers agreeing, and bad input as one-line usage errors."""
+"""zoo compare: parity of every runtime with PyTorch (default tier: base-c128 and fgaf3, on the
+session's shared export; slow tier: every variant against ONNX), a corrupted artifact caught,
+thread settings taking effect, the JSON/CSV/Markdown writers agreeing, and bad input as one-line
+usage errors."""
 from __future__ import annotations
 
 import csv
@@ -15,34 +16,27 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from compare.artifacts import choose_runtimes, runtime_formats
+from compare.artifacts import choose_runtimes
 from compare.inputs import pairs_from_arrays
 from compare.parity import cosine_similarity, diff_output
 from compare.run import Options, run
 from compare.runners import open_artifact
 from compare.timing import time_spec
 from compare.worker import RunnerSpec
-from export_fixtures import zoo
-from exporters import FORMATS
+from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
+from tests.helpers.export import zoo
 from zoo.artifacts import file_entry, read_manifest, write_manifest
-from exporters.pipeline import Pipeline, plan
-from zoo.catalog import Catalog
+from zoo.backends import RUNTIMES as BACKEND_RUNTIMES
 from zoo.errors import UsageError
 from zoo.sample_inputs import sample_pairs
 
-CATALOG = Catalog.load()
-DEFAULT_VARIANTS = ["base-c128", "fgaf3"]
-RUNTIMES = list(runtime_formats())  # onnxruntime mnn tflite ncnn
+RUNTIMES = list(BACKEND_RUNTIMES)  # onnxruntime mnn tflite ncnn
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    """Every format and precision of the default variants, exported once through the pipeline."""
-    out = tmp_path_factory.mktemp("compare-artifacts")
-    targets, _ = plan(CATALOG.select(DEFAULT_VARIANTS), list(FORMATS), ["fp32", "fp16"])
-    rows = Pipeline(out).run(targets)
-    assert all(r.status == "built" for r in rows), [(r.variant, r.format, r.precision, r.note) for r in rows]
-    return out
+def artifacts(exported) -> Path:
+    """Every format and precision of the default variants: the session's shared export (read-only)."""
+    return exported.out
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +61,7 @@ def cli_run(artifacts, tmp_path_factory) -> dict:
 
 # -- parity, default tier ------------------------------------------------------------------------
 @pytest.mark.parametrize("name", DEFAULT_VARIANTS)
-def test_every_runtime_matches_pytorch(report, name: str) -> None:
+def test_every_runtime_matches_pytorch(report, artifacts, name: str) -> None:
     results = {(r.runtime, r.precision): r for r in report.parity if r.variant == name}
     expected = {(rt, p) for rt in RUNTIMES for p in ("fp32", "fp16") if not (rt == "onnxruntime" and p == "fp16")}
     assert set(results) == expected
@@ -75,15 +69,33 @@ def test_every_runtime_matches_pytorch(report, name: str) -> None:
     for (runtime, precision), r in results.items():
         assert r.passed and r.error is None, (runtime, precision, r.outputs)
         assert [o.output for o in r.outputs] == [s.name for s in CATALOG.get(name).io.outputs]
+        # every figure recomputed here, in numpy, from the outputs the run kept
+        got, ref = report.outputs[(name, runtime, precision)], report.outputs[(name, "pytorch", "fp32")]
         for o in r.outputs:
             assert o.samples == 3 and o.nan_count == 0 and o.inf_count == 0
-            assert 0 < o.max_abs_err <= o.atol + o.rtol * 10 and o.mean_abs_err <= o.max_abs_err
-            assert o.min_cosine > 0.9999 and o.worst_ratio <= 1
+            a = np.stack([s[o.output] for s in got]).astype(np.float64)
+            b = np.stack([s[o.output] for s in ref]).astype(np.float64)
+            diff = np.abs(a - b)
+            cosines = [float(x.ravel() @ y.ravel() / np.linalg.norm(x) / np.linalg.norm(y)) for x, y in zip(a, b)]
+            assert o.max_abs_err == pytest.approx(float(diff.max()), rel=1e-9, abs=1e-12), (runtime, precision, o)
+            assert o.mean_abs_err == pytest.approx(float(diff.mean()), rel=1e-9, abs=1e-12), (runtime, precision, o)
+            assert o.worst_ratio == pytest.approx(float((diff / (o.atol + o.rtol * np.abs(b))).max()), rel=1e-9)
+            assert o.min_cosine == pytest.approx(min(cosines), abs=1e-6) and o.min_cosine > 0.9999
+            assert o.worst_ratio <= 1
         assert len(r.tracking) == 3
         for t in r.tracking:
             assert t.same_cell and t.iou > 0.99 and t.center_px < 0.5, (runtime, precision, t)
-    # fp16 artifacts really differ from fp32 ones (they are not the same model run twice)
-    assert results[("mnn", "fp16")].outputs[0].max_abs_err > 10 * results[("mnn", "fp32")].outputs[0].max_abs_err
+    # each precision ran its own artifact: the kept outputs are those of the installed artifact of
+    # that precision, run here, and not those of the other precision's
+    variant, pair = CATALOG.get(name), report.inputs[name][0]
+    direct = {}
+    for p in ("fp32", "fp16"):
+        with open_artifact(artifacts / name / ("mnn" if p == "fp32" else "mnn-fp16"), variant) as runner:
+            direct[p] = runner.infer(pair)
+    for p, other in (("fp32", "fp16"), ("fp16", "fp32")):
+        kept = report.outputs[(name, "mnn", p)][0]
+        for key in kept:
+            assert np.abs(kept[key] - direct[p][key]).max() < np.abs(kept[key] - direct[other][key]).max(), (p, key)
 
 
 def test_outputs_kept_per_runtime(report) -> None:
@@ -160,7 +172,7 @@ def test_thread_setting_takes_effect(artifacts) -> None:
     process = psutil.Process()
     main_id = threading.get_native_id()
     for threads in (1, 2):
-        runner = open_artifact(artifacts / "fgaf3" / "onnx", threads=threads)
+        runner = open_artifact(artifacts / "fgaf3" / "onnx", variant, threads=threads)
         before = set(_thread_cpu(process))
         runner.load()
         runner.infer(pair)
@@ -204,8 +216,10 @@ def test_timing_table_from_cli(cli_run) -> None:
         assert r["first_ms"] > 0 and r["gflops"] > 0 and r["sgemm_gflops"] > 0 and r["peak_mem_mb"] is not None
         assert r["pct_of_sgemm"] == pytest.approx(100 * r["gflops"] / r["sgemm_gflops"]) and r["sgemm_library"]
         assert r["peak_mem_mb"] > 1, "a runtime instance that loaded a model grew its process by more than 1 MB"
-        if r["runtime"] == "pytorch":
-            assert r["speedup_vs_pytorch"] == 1.0
+        # against the PyTorch row of the same variant and thread count, and the catalog's MAC count
+        ref = next(p for p in rows if (p["variant"], p["runtime"], p["threads"]) == (r["variant"], "pytorch", r["threads"]))
+        assert r["speedup_vs_pytorch"] == pytest.approx(ref["median_ms"] / r["median_ms"])
+        assert r["gflops"] == pytest.approx(2 * CATALOG.get(r["variant"]).measured.macs_total / r["median_ms"] / 1e6)
         if r["threads"] == 1:  # a 1-thread run must not use more cores, in any runtime
             assert r["cpu_per_wall"] < 1.2, r
     pids = [r["pid"] for r in rows]

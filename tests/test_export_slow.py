@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from export_fixtures import assert_artifact_valid, json_rows, zoo
-from exporters import FORMATS, get_exporter
-from zoo.catalog import Catalog
+from tests.helpers.catalog import CATALOG
+from tests.helpers.export import assert_artifact_valid, json_rows, zoo
+from zoo.backends import FORMATS, offered
 
-CATALOG = Catalog.load()
-OFFERED = [(f, p) for f in FORMATS for p in get_exporter(f).precisions]
+OFFERED = [(f, p) for f in FORMATS for p in offered(f)]
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """zoo publish / pull / cache against a real HTTP server on 127.0.0.1 with injected faults.
 
-A module fixture exports base-c128 (ONNX and ncnn fp32/fp16: one- and two-file artifacts) once,
-publishes it and serves the tree (tests/hub_server.py). Each test gets a fresh cache. The CLI
+A module fixture publishes base-c128 (ONNX and ncnn fp32/fp16: one- and two-file artifacts) from
+the session's shared export and serves the tree (tests/helpers/hub_server.py). Each test gets a fresh cache. The CLI
 runs in-process through ``zoo.cli.main`` (its real one-line errors and exit codes) except where
 separate processes are the point.
 """
@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CATALOG
-from export_fixtures import ZOO, assert_artifact_valid
+from compare.verify import Verifier
+from exporters.pipeline import Pipeline, build_order
+from tests.helpers.catalog import CATALOG
+from tests.helpers.export import ZOO, assert_artifact_valid
+from tests.helpers.hub_server import HubServer
 from zoo.artifacts import check_files, read_manifest
-from exporters.pipeline import Pipeline, plan
-from hub_server import HubServer
-from mounts import tmpfs  # noqa: F401 (fixture)
+from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.errors import UsageError, WeightsError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import parse_index
@@ -40,15 +41,10 @@ HUB_ENV = ("ZOO_HUB", "ZOO_OFFLINE", "ZOO_ALLOW_HTTP", "ZOO_HUB_TIMEOUT", "ZOO_H
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    """base-c128 exported to ONNX and ncnn (fp32, fp16) once for this module."""
-    saved = {k: os.environ.pop(k) for k in HUB_ENV if k in os.environ}
-    out = tmp_path_factory.mktemp("hub-artifacts")
-    targets, _ = plan([CATALOG.get(VARIANT)], FORMATS, ["fp32", "fp16"])
-    rows = Pipeline(out).run(targets)
-    assert all(r.status == "built" for r in rows), [r.note for r in rows]
-    yield out
-    os.environ.update(saved)
+def exported(exported) -> Path:
+    """base-c128's artifacts: the session's shared export (read-only; ONNX and ncnn fp32/fp16
+    -- one- and two-file artifacts -- are published here)."""
+    return exported.out
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +96,7 @@ def cache() -> Path:
 
 
 def one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    lines = [ln for ln in err.splitlines() if ln.lower().startswith("error:")]  # ours, or click's "Error:"
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 
@@ -161,10 +157,13 @@ def test_publish_refuses_a_corrupt_artifact(exported, tmp_path, run) -> None:
 
 
 def test_publish_names_the_export_command_for_missing_artifacts(exported, tmp_path, run) -> None:
+    partial = tmp_path / "partial"  # ONNX and ncnn only: tflite is missing
+    for dirname in ("onnx", "ncnn", "ncnn-fp16"):
+        shutil.copytree(exported / VARIANT / dirname, partial / VARIANT / dirname)
     code, _, err = run("publish", VARIANT, "--formats", "onnx", "tflite", "--precision", "fp16",
-                       "--artifacts", str(exported), "--to", str(tmp_path / "rel"))
+                       "--artifacts", str(partial), "--to", str(tmp_path / "rel"))
     line = one_error_line(err)
-    assert code == 2 and f"zoo export {VARIANT} --to tflite --precision fp16 --out {exported}" in line
+    assert code == 2 and f"zoo export {VARIANT} --to tflite --precision fp16 --out {partial}" in line
     (tmp_path / "file").write_text("x")
     for bad in (["--to", str(tmp_path / "file")], ["--to", str(tmp_path / "rel"), "--base-url", "ftp://host/x"]):
         code, _, err = run("publish", VARIANT, "--formats", "onnx", "--artifacts", str(exported), *bad)
@@ -178,7 +177,7 @@ def test_publish_names_the_export_command_for_missing_artifacts(exported, tmp_pa
 
 def test_pull_installs_verified_artifacts_usable_by_export(hub, tmp_path, run) -> None:
     out = tmp_path / "artifacts"
-    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--out", str(out), "--json")
+    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--out", str(out), "--json", "-")
     assert code == 0, err
     rows = {r["item"]: r for r in json.loads(stdout)}
     assert set(rows) == {"weights", "onnx", "ncnn", "ncnn-fp16"}
@@ -192,16 +191,16 @@ def test_pull_installs_verified_artifacts_usable_by_export(hub, tmp_path, run) -
     # identical files (the ncnn .param of both precisions) are fetched once
     assert len({h.path for h in hub.hits()}) == len(hub.hits())
     assert_artifact_valid(out / VARIANT / "ncnn", CATALOG.get(VARIANT))
-    targets, _ = plan([CATALOG.get(VARIANT)], FORMATS, ["fp32", "fp16"])
-    assert {r.status for r in Pipeline(out).run(targets)} == {"reused"}  # zoo export finds them as its own
+    targets, _ = build_order([CATALOG.get(VARIANT)], FORMATS, ["fp32", "fp16"])
+    assert {r.status for r in Pipeline(out, Verifier()).run(targets)} == {"reused"}  # zoo export finds them as its own
     hub.reset()
-    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--json")
+    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--json", "-")
     assert code == 0 and {r["status"] for r in json.loads(stdout)} == {"cached"}
     assert [h.path for h in hub.hits()] == ["index.json"]
 
 
 def test_format_and_precision_selection(hub, run) -> None:
-    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "ncnn", "--precision", "fp16", "--json")
+    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "ncnn", "--precision", "fp16", "--json", "-")
     assert code == 0, err
     assert [r["item"] for r in json.loads(stdout)] == ["weights", "ncnn-fp16"]
     code, _, err = run("pull", VARIANT, "--hub", hub.url, "--format", "tflite")
@@ -218,7 +217,7 @@ def test_format_and_precision_selection(hub, run) -> None:
 
 def test_dropped_connection_resumes_with_range(hub, run) -> None:
     hub.fault(ONNX, "drop")
-    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json")
+    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json", "-")
     assert code == 0, err
     assert {r["item"]: r["status"] for r in json.loads(stdout)}["onnx"] == "resumed"
     first, second = hub.hits(ONNX)
@@ -388,7 +387,7 @@ def test_offline_uses_only_the_cache_and_names_what_is_missing(hub, run, monkeyp
     line = one_error_line(err)
     assert code == 1 and f"{VARIANT} ncnn model.ncnn.bin (sha256 {entry['sha256']}, {entry['bytes']:,} bytes)" in line
     assert hub.hits() == []  # offline: no request at all
-    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json")
+    code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json", "-")
     assert code == 0 and {r["status"] for r in json.loads(stdout)} == {"cached"}, err
 
 
@@ -419,7 +418,7 @@ def test_weights_resolution_falls_back_or_fails_clearly(hub, monkeypatch) -> Non
 def test_concurrent_pulls_from_two_processes(hub) -> None:
     hub.fault(ONNX, "slow:3", repeat=True)  # long enough for the two pulls to overlap
     env = {**os.environ, "COLUMNS": "200"}
-    cmd = [*ZOO, "pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json"]
+    cmd = [*ZOO, "pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json", "-"]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
@@ -435,25 +434,25 @@ def test_concurrent_pulls_from_two_processes(hub) -> None:
 
 def test_cache_list_and_remove(hub, run) -> None:
     assert run("pull", VARIANT, "--hub", hub.url)[0] == 0
-    code, stdout, _ = run("cache", "list", "--json")
+    code, stdout, _ = run("cache", "list", "--json", "-")
     info = json.loads(stdout)
     (entry,) = info["variants"]
     assert entry["variant"] == VARIANT and [a["dir"] for a in entry["artifacts"]] == ["ncnn", "ncnn-fp16", "onnx"]
     assert entry["weights"]["file"] == f"{VARIANT}.safetensors"
     size = sum(p.stat().st_size for p in (cache() / "files").rglob("*") if p.is_file())
     assert entry["bytes"] == size + entry["weights"]["bytes"]  # hard links counted once
-    code, stdout, _ = run("cache", "list", "--csv")
+    code, stdout, _ = run("cache", "list", "--csv", "-")
     assert code == 0 and stdout.splitlines()[0] == "variant,weights,formats,size_mb"
     code, _, err = run("cache", "remove", "base-c12")
     assert code == 2 and "did you mean 'base-c128'" in one_error_line(err)
     assert run("cache", "remove")[0] == 2
     code, stdout, _ = run("cache", "remove", VARIANT)
     assert code == 0 and f"removed {VARIANT}" in stdout
-    assert json.loads(run("cache", "list", "--json")[1])["variants"] == []
+    assert json.loads(run("cache", "list", "--json", "-")[1])["variants"] == []
     assert not any((cache() / "files").iterdir())
     assert run("pull", VARIANT, "--hub", hub.url, "--format", "onnx")[0] == 0
     code, stdout, _ = run("cache", "remove", "--all")
-    assert code == 0 and json.loads(run("cache", "list", "--json")[1])["total_bytes"] == 0
+    assert code == 0 and json.loads(run("cache", "list", "--json", "-")[1])["total_bytes"] == 0
 
 
 @pytest.mark.slow
@@ -462,13 +461,13 @@ def test_every_format_round_trips(tmp_path, monkeypatch, run) -> None:
     for key in HUB_ENV:
         monkeypatch.delenv(key, raising=False)
     src = tmp_path / "artifacts"
-    targets, _ = plan([CATALOG.get(VARIANT)], ["onnx", "mnn", "tflite", "ncnn"], ["fp32", "fp16"])
-    assert all(r.status == "built" for r in Pipeline(src).run(targets))
+    targets, _ = build_order([CATALOG.get(VARIANT)], ["onnx", "mnn", "tflite", "ncnn"], ["fp32", "fp16"])
+    assert all(r.status == "built" for r in Pipeline(src, Verifier()).run(targets))
     publish([CATALOG.get(VARIANT)], ["onnx", "mnn", "tflite", "ncnn"], ["fp32", "fp16"], src, tmp_path / "rel")
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
     with HubServer(tmp_path / "rel") as srv:
         srv.fault("artifacts/base-c128/tflite/model_float32.tflite", "drop")
-        code, stdout, err = run("pull", VARIANT, "--hub", srv.url, "--out", str(tmp_path / "pulled"), "--json")
+        code, stdout, err = run("pull", VARIANT, "--hub", srv.url, "--out", str(tmp_path / "pulled"), "--json", "-")
     assert code == 0, err
     rows = json.loads(stdout)
     assert len(rows) == 8 and {r["item"]: r["status"] for r in rows}["tflite"] == "resumed"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import CATALOG, REPORTED, VARIANTS
+from tests.helpers.catalog import CATALOG, REPORTED, VARIANTS
 from zoo.figures import MACS_TOLERANCE, PARAMS_TOLERANCE, example_inputs, recount
 from zoo.models import build_model
 from zoo.models.fold import fold_batchnorm

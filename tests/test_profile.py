@@ -14,36 +14,38 @@ import pytest
 
 from compare.profile import Profile, profile_variant
 from compare.profile_parts import Graph, Node, PartMapper
-from export_fixtures import zoo
-from exporters.pipeline import Pipeline, plan
-from zoo.catalog import Catalog
+from compare.verify import Verifier
+from exporters.pipeline import Pipeline, build_order
+from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
+from tests.helpers.export import zoo
+from zoo.backends import PROFILED_RUNTIMES
 from zoo.errors import UsageError
 from zoo.figures import part_rows
 from zoo.models import PARTS
 
-CATALOG = Catalog.load()
-DEFAULT_VARIANTS = ["base-c128", "fgaf3"]
 RUNTIMES = ["mnn", "onnxruntime"]
 RUNS, WARMUP = 40, 5  # medians over 40 interleaved runs: stable on a busy 2-core machine
 
 
 def _export(out: Path, names: list[str]) -> Path:
-    targets, _ = plan(CATALOG.select(names), ["onnx", "mnn"], ["fp32"])
-    rows = Pipeline(out).run(targets)
+    targets, _ = build_order(CATALOG.select(names), ["onnx", "mnn"], ["fp32"])
+    rows = Pipeline(out, Verifier()).run(targets)
     assert all(r.status == "built" for r in rows), [(r.variant, r.format, r.note) for r in rows]
     return out
 
 
 @pytest.fixture(scope="module")
-def profiles(tmp_path_factory):
-    """``get(variant, runtime)``: the variant profiled once per module at 1 thread (artifacts built on first use)."""
-    out = tmp_path_factory.mktemp("profile-artifacts")
+def profiles(exported, tmp_path_factory):
+    """``get(variant, runtime)``: the variant profiled once per module at 1 thread, on the session's
+    shared artifacts (default-tier variants) or on artifacts built here on first use (others)."""
+    own = tmp_path_factory.mktemp("profile-artifacts")
     built: set[str] = set()
     cache: dict[tuple[str, str], Profile] = {}
 
     def get(name: str, runtime: str) -> Profile:
-        if name not in built:
-            _export(out, [name])
+        out = exported.out if name in DEFAULT_VARIANTS else own
+        if out == own and name not in built:
+            _export(own, [name])
             built.add(name)
         if (name, runtime) not in cache:
             cache[(name, runtime)] = profile_variant(CATALOG.get(name), runtime, threads=1, runs=RUNS, warmup=WARMUP, out=out)
@@ -191,7 +193,7 @@ def test_graph_rules(mapper) -> None:
 
 def test_library_rejects_bad_requests(tmp_path) -> None:
     v = CATALOG.get("fgaf3")
-    with pytest.raises(UsageError, match="choose from mnn, onnxruntime"):
+    with pytest.raises(UsageError, match=f"choose from {', '.join(PROFILED_RUNTIMES)}"):
         profile_variant(v, "tflite", out=tmp_path)
     with pytest.raises(UsageError, match="fp32"):
         profile_variant(v, "onnxruntime", precision="fp16", out=tmp_path)
@@ -219,7 +221,7 @@ def test_cli_exports_missing_artifact_and_writes_rows(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["fgaf3", "--runtime", "tflite"], "unknown runtime 'tflite'; choose from mnn, onnxruntime"),
+    (["fgaf3", "--runtime", "tflite"], f"unknown runtime 'tflite'; choose from {', '.join(PROFILED_RUNTIMES)}"),
     (["fgaf33", "--runtime", "mnn"], "unknown variant 'fgaf33' (did you mean 'fgaf3'"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, args: list[str], message: str) -> None:

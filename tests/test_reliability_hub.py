@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import CATALOG, REPO
+from tests.helpers.catalog import CATALOG, REPO
 from exporters.base import MissingPackage, run_tool
-from mounts import tmpfs  # noqa: F401 (fixture)
+from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.errors import UsageError
 from zoo.hub.resolve import resolve_hub
 from zoo.paths import catalog_path, weights_path

@@ -1,7 +1,10 @@
 """exporters.tflite_convert: onnx2tf offline, builtin ops only, signature bindings, parity vs PyTorch.
 
-Two real variants are converted once per session (base-c128 and fgaf3; fp16 comes from the same
-onnx2tf run through the converter cache), plus two tiny graphs for the failure paths.
+Two real variants: the ONNX models of the session's shared export (base-c128 and fgaf3), whose
+onnx2tf run the export already made and left in the session's converter cache -- so onnx2tf runs
+once per variant and session, and fp16 comes from the same run. The checks here (builtin ops only,
+signature bindings, parity with PyTorch computed here on other inputs) apply to that conversion.
+Two tiny graphs take the failure paths with the cache off (a real, offline onnx2tf run each).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from onnxsim import simplify  # noqa: E402
 
 from exporters import tflite_convert as tc  # noqa: E402
-from conftest import CATALOG  # noqa: E402
+from tests.helpers.catalog import CATALOG  # noqa: E402
 from zoo.models import build_model  # noqa: E402
 from zoo.models.fold import fold_batchnorm  # noqa: E402
 from zoo.reference_weights import reference_state_dict  # noqa: E402
@@ -56,8 +59,8 @@ def _export(model: torch.nn.Module, args: tuple[torch.Tensor, ...], ins: list[st
 
 
 @pytest.fixture(scope="module")
-def variant_case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """ONNX file, PyTorch reference outputs and NCHW inputs of one catalog variant."""
+def variant_case(request: pytest.FixtureRequest, exported) -> dict:
+    """The exported ONNX file, PyTorch reference outputs and NCHW inputs of one catalog variant."""
     v = CATALOG.get(request.param)
     model = build_model(v.arch)  # reference weights drawn directly: parity does not need the sha256 pin
 
@@ -67,8 +70,8 @@ def variant_case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     feed = {s.name: tc.imagenet_like(s.shape, seed=100 + i) for i, s in enumerate(v.io.inputs)}
     with torch.no_grad():
         ref = model(*(torch.from_numpy(feed[n]) for n in ins))
-    tmp = tmp_path_factory.mktemp(request.param)
-    onnx_path = _export(model, tuple(torch.zeros(s.shape) for s in v.io.inputs), ins, outs, tmp / "model.onnx")
+    onnx_path = exported.path(v.name, "onnx") / "model.onnx"
+    assert onnx_path.is_file()
     return {"name": v.name, "onnx": onnx_path, "ins": ins, "outs": outs, "feed": feed,
             "ref": {n: r.numpy() for n, r in zip(outs, ref)},
             "specs": {s.name: s for s in [*v.io.inputs, *v.io.outputs]}}

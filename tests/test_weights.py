@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import CATALOG, VARIANTS
+from tests.helpers.catalog import CATALOG, VARIANTS
 from zoo.errors import WeightsError
 from zoo.paths import weights_path
 from zoo.weights import ensure_weights, reference_weights_bytes

@@ -105,6 +105,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     catalog = Catalog.load()
     selected = catalog.select(variants)
     (precision,) = choose((precision,), PRECISIONS, "precision")
+    choose_runtimes([r for r in runtimes if r != REFERENCE_RUNTIME])  # a misspelled runtime first, with a suggestion
     thread_list = counts(threads, "--threads", ("1",) if duration else ("1", "2", "4"), allow_oversubscribe)
     conc_list = counts(concurrency, "--concurrency", ("1",) if duration else ("1", "2", "4"), allow_oversubscribe)
     busiest = max(thread_list) * max(conc_list)

@@ -9,7 +9,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from zoo.artifacts import default_out_dir
-from zoo.backends import FORMATS, PRECISIONS
+from zoo.backends import FORMATS, PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, Finite, MultiValueOption, choose, report_options
 from zoo.cli.output import Column, err, out, rich_table, write_reports
@@ -108,9 +108,9 @@ def target_options(default: str):
     """VARIANT... --format/--formats FORMAT... --precision PRECISION... (``default``: what omitting means)."""
     def decorate(func):
         func = click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
-                            help=f"fp32 fp16 [default: {default}].")(func)
+                            help=f"{describe(PRECISIONS)} [default: {default}].")(func)
         func = click.option("--formats", "--format", "formats", cls=MultiValueOption, metavar="FORMAT...",
-                            help=f"onnx mnn tflite ncnn [default: {default}].")(func)
+                            help=f"{describe(FORMATS)} [default: {default}].")(func)
         return click.argument("variants", nargs=-1, required=True)(func)
     return decorate
 

@@ -143,7 +143,7 @@ def report_options(what: str = "the rows"):
 
 
 #: how many threads x instances per CPU a request may ask for without --allow-oversubscribe
-OVERSUBSCRIBE = 4
+OVERSUBSCRIBE = 8
 
 
 def resource_limit() -> int:
@@ -180,4 +180,4 @@ def counts(values: tuple[str, ...] | list[str], what: str, default: tuple[str, .
 def oversubscribe_option(func):
     """``--allow-oversubscribe``: lift the bound on threads and instances."""
     return click.option("--allow-oversubscribe", is_flag=True,
-                        help="Allow more threads/instances than 4 x the CPUs (risks exhausting memory and stalling the machine).")(func)
+                        help="Allow more threads/instances than 8 x the CPUs (risks exhausting memory and stalling the machine).")(func)

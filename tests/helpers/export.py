@@ -1,4 +1,5 @@
-"""Helpers shared by the export tests (kept out of conftest.py, which the catalog tests own)."""
+"""Helpers shared by the export, compare, bench, profile and hub tests: the real CLI in a subprocess,
+report rows, and the check that an installed artifact is intact and still matches PyTorch."""
 from __future__ import annotations
 
 import json
@@ -17,9 +18,10 @@ from zoo.sample_inputs import sample_pairs
 ZOO = [sys.executable, "-c", "from zoo.cli import main; main()"]
 
 
-def zoo(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real ``zoo`` CLI in a subprocess."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+def zoo(*args: str, timeout: float = 600, env: dict | None = None, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run the real ``zoo`` CLI in a subprocess (``env`` added to this process's, ``unset`` removed)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in unset}
+    full_env.update({"COLUMNS": "200", **(env or {})})
     return subprocess.run([*ZOO, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
@@ -43,7 +45,7 @@ def assert_artifact_valid(artifact_dir: Path, variant, scene: int = 1) -> dict:
     with PytorchRunner(variant) as ref:
         expected = ref.infer(inputs)
     tol = variant.tolerances[manifest.format][manifest.precision]
-    with open_artifact(artifact_dir) as runner:
+    with open_artifact(artifact_dir, variant) as runner:
         actual = runner.infer(inputs)
         assert runner.last_inference_time is not None and runner.last_inference_time > 0
     figures = {}

@@ -14,7 +14,7 @@ the next one; ``repeat=True`` makes a fault stick. Kinds:
 ``slow[:S]``   send the body in 64 pieces over S seconds (default 1)
 ``redirect:URL``  answer 302 with ``Location: URL``
 
-Standalone: ``python tests/hub_server.py ROOT [--port N] [--fault PATH=KIND[,KIND...]]...``
+Standalone: ``python -m tests.helpers.hub_server ROOT [--port N] [--fault PATH=KIND[,KIND...]]...``
 prints the URL and serves until interrupted, logging each request on stderr.
 """
 from __future__ import annotations
