@@ -38,19 +38,9 @@ ALLOWED = {
 #: (importing module, function, imported module) -> why it is function-local. Found when this test
 #: was written (issue 11); remove an entry when the import moves to module level.
 FUNCTION_LOCAL_ALLOWED: dict[tuple[str, str, str], str] = {
-    # exporters.onnx imports zoo core at module level already: these two only delay loading the
-    # model code (torch) until an export runs
-    ("exporters.onnx", "OnnxExporter.convert", "zoo.models.fold"): "defers the model code to export time",
-    ("exporters.onnx", "OnnxExporter.convert", "zoo.weights"): "defers the model code to export time",
     # optional dependency: exporters.tflite_convert imports onnx2tf / tensorflow / ai_edge_litert at
     # module level; the adapter turns their absence into "pip install 'zoo[tflite]'"
     ("exporters.tflite", "_backend", "exporters.tflite_convert"): "optional converter (zoo[tflite]) imported on use",
-    # compare.worker imports compare.runners (and so every runtime's runner module); runner_specs is
-    # the only user of RunnerSpec in compare.artifacts
-    ("compare.artifacts", "runner_specs", "compare.worker"): "defers compare.worker (multiprocessing, runners)",
-    ("compare.profile_parts", "PartMapper.for_variant", "zoo.models"): "defers the model code (torch)",
-    ("compare.runners.pytorch", "PytorchRunner._load", "zoo.models.fold"): "defers the model code (torch) to load()",
-    ("compare.runners.pytorch", "PytorchRunner._load", "zoo.weights"): "defers the model code (torch) to load()",
 }
 
 

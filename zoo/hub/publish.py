@@ -26,7 +26,7 @@ from zoo.artifacts import MANIFEST_NAME, check_bindings, check_files, read_manif
 from zoo.backends import artifact_dirname, offered
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import os_reason, sha256_file
-from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef
+from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef, parse_index
 from zoo.hub.resolve import INDEX_NAME, HubConfig, check_url
 from zoo.hub.store import swap_in
 from zoo.schema import Variant
@@ -46,8 +46,6 @@ class Published:
 def _release_files(dest: Path) -> set[str] | None:
     """The files (relative paths) of the release whose ``index.json`` is in ``dest``, or None
     when that index does not validate."""
-    from zoo.hub.index import parse_index
-
     try:
         index = parse_index((dest / INDEX_NAME).read_bytes(), str(dest / INDEX_NAME))
     except (ZooError, OSError):
