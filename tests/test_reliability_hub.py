@@ -99,7 +99,7 @@ def test_catalog_with_ordinary_anchors_still_loads() -> None:
 # -- register ----------------------------------------------------------------------------------------
 
 def _state() -> dict[str, torch.Tensor]:
-    from test_register import _trained_state
+    from tests.test_register import _trained_state
 
     return _trained_state()
 
