@@ -24,6 +24,7 @@ from typing import ClassVar
 from zoo.artifacts import Converter, TensorBinding
 from zoo.backends import Backend, by_format
 from zoo.errors import ZooError
+from zoo.procs import run_group
 from zoo.schema import TensorSpec, Variant
 
 
@@ -86,7 +87,9 @@ def nchw_bindings(specs: list[TensorSpec], runtime_names: list[str] | None = Non
 def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, env: dict | None = None) -> None:
     """Run a converter command, appending its output to ``log_path``; failure -> ConversionError.
 
-    A missing executable is a :class:`MissingPackage` naming the pip extra.
+    A missing executable is a :class:`MissingPackage` naming the pip extra. The tool runs in a
+    process group of its own that is killed when ``zoo`` is interrupted (Ctrl-C, SIGTERM) or
+    dies, so no converter outlives the command.
     """
     exe = argv[0]
     if os.sep not in exe:
@@ -97,7 +100,7 @@ def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, 
     with open(log_path, "ab") as log:
         log.write(("$ " + " ".join(argv) + "\n").encode())
         log.flush()
-        proc = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        proc = run_group(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise ConversionError(f"{what} failed (exit {proc.returncode})")
 

@@ -32,6 +32,7 @@ from ai_edge_litert.interpreter import Interpreter
 from filelock import FileLock
 
 from zoo.errors import ZooError
+from zoo.procs import run_group
 from zoo.paths import cache_dir
 
 if importlib.util.find_spec("onnx2tf") is None:  # the adapter maps this ImportError to "pip install zoo[tflite]"
@@ -156,8 +157,9 @@ def _run_onnx2tf(onnx_path: Path, work: Path, argv: list[str], log_path: Path, t
         log.write(f"$ onnx2tf {' '.join(argv)}   (cwd {work})\n")
         log.flush()
         try:
-            proc = subprocess.run([sys.executable, "-c", _BOOTSTRAP, *argv], cwd=work, env=env, check=False,
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+            # its own process group, killed with everything onnx2tf started if zoo is interrupted
+            proc = run_group([sys.executable, "-c", _BOOTSTRAP, *argv], cwd=work, env=env,
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise TfliteConversionError(f"onnx2tf timed out after {timeout:.0f} s; log: {log_path}") from None
     text = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(encoding="utf-8", errors="replace"))
