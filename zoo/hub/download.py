@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,10 @@ class DownloadError(ZooError):
 
 class IntegrityError(DownloadError):
     """The bytes received are not the bytes the index pins."""
+
+
+class Cancelled(DownloadError):
+    """The pull was interrupted: :meth:`Transfer.cancel` stops every transfer at its next chunk."""
 
 
 class _Transient(Exception):
@@ -78,6 +83,7 @@ class Transfer:
 
     def __init__(self, cfg: HubConfig):
         self.cfg = cfg
+        self.cancelled = threading.Event()
         self.client = httpx.Client(
             timeout=httpx.Timeout(cfg.timeout), follow_redirects=True,
             headers={"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"},
@@ -89,6 +95,14 @@ class Transfer:
 
     def __exit__(self, *exc) -> None:
         self.client.close()
+
+    def cancel(self) -> None:
+        """Stop every transfer of this client at its next chunk (the .part files stay for a resume)."""
+        self.cancelled.set()
+
+    def _check_cancelled(self, label: str) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled(f"{label}: cancelled")
 
     def _check_request(self, request: httpx.Request) -> None:  # every hop of a redirect too
         check_url(str(request.url), self.cfg.allow_http, what="URL", error=DownloadError)
@@ -152,6 +166,7 @@ class Transfer:
         finds it installed. A verified ``dest`` is not fetched again (``cached``).
         """
         reporter = reporter or Reporter()
+        self._check_cancelled(label)
         lock = file_lock(dest)
         try:
             lock.acquire(timeout=0)
@@ -232,6 +247,7 @@ class Transfer:
         received = offset
         with open(part, "ab" if offset else "wb") as f:
             for chunk in itertools.chain([head], chunks):
+                self._check_cancelled(label)
                 received += len(chunk)
                 if received > size:
                     f.close()

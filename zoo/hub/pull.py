@@ -125,9 +125,16 @@ def pull(variants: list[Variant], formats: list[str] | None, precisions: list[st
             plan.append((v, "weights", None, [wjob] if wjob else [], {}))
             plan.extend((v, art.dirname, art, *_artifact_jobs(v, art, base)) for art in arts)
         unique = list({j.dest: j for _, _, _, js, _ in plan for j in js}.values())
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
+        pool = ThreadPoolExecutor(max(1, jobs))
+        try:
             done = dict(zip([j.dest for j in unique], pool.map(
                 lambda j: transfer.fetch(j.url, j.dest, j.sha256, j.bytes, j.label, reporter), unique)))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM: in-flight transfers stop at their next chunk
+                transfer.cancel()
+            pool.shutdown(wait=True, cancel_futures=not isinstance(exc, Exception))
+            raise
+        pool.shutdown()
     rows = []
     for v, item, art, file_jobs, blobs in plan:
         outcomes = [done[j.dest] for j in file_jobs]
