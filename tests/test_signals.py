@@ -113,16 +113,17 @@ def signal_and_check(proc: subprocess.Popen, sig: int, group: bool, code: int, l
 
 # -- zoo bench: measurement children --------------------------------------------------------------
 
-def _busy_workers(parent: psutil.Process, n: int):
+def _busy_workers(parent: psutil.Process, n: int = 1):
     def ready() -> bool:
-        workers = [p for p in descendants(parent) if "spawn_main" in " ".join(p.cmdline())]
-        try:  # loaded and running: well into their timed loop
-            return len(workers) >= n and all(p.cpu_times().user > 2.0 for p in workers)
+        try:  # loaded and running: well into the timed loop
+            workers = [p for p in descendants(parent) if "spawn_main" in " ".join(p.cmdline())]
+            return len(workers) >= n and all(p.cpu_times().user > 1.5 for p in workers)
         except psutil.NoSuchProcess:
             return False
     return ready
 
 
+#: the concurrency-1 cell (always measured first) runs 30 s: the signal arrives in the middle of it
 BENCH = ("bench", VARIANT, "--runtime", "pytorch", "--threads", "1", "--concurrency", "2", "--seconds", "30")
 
 
@@ -132,7 +133,7 @@ BENCH = ("bench", VARIANT, "--runtime", "pytorch", "--threads", "1", "--concurre
 ], ids=["ctrl-c", "sigterm"])
 def test_bench_interrupted_stops_its_workers(sig, group, code, line) -> None:
     proc, parent = start(*BENCH)
-    wait_for(_busy_workers(parent, 2), 90, proc, "two busy measurement workers")
+    wait_for(_busy_workers(parent), 60, proc, "a busy measurement worker")
     kids = descendants(parent)
     elapsed, _ = signal_and_check(proc, sig, group, code, line, kids)
     assert elapsed < 6, f"took {elapsed:.1f} s to stop"
@@ -140,7 +141,7 @@ def test_bench_interrupted_stops_its_workers(sig, group, code, line) -> None:
 
 def test_bench_workers_die_with_a_killed_parent() -> None:
     proc, parent = start(*BENCH)
-    wait_for(_busy_workers(parent, 2), 90, proc, "two busy measurement workers")
+    wait_for(_busy_workers(parent), 60, proc, "a busy measurement worker")
     kids = descendants(parent)
     os.kill(proc.pid, signal.SIGKILL)  # no handler runs: only the kernel's parent-death signal
     proc.communicate(timeout=10)
