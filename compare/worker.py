@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.machine import cpu_busy_seconds
 from compare.runners import PytorchRunner, open_artifact
 from zoo.procs import die_with_parent, ignore_sigint, sigint_blocked
 from zoo.schema import Variant
@@ -142,19 +143,13 @@ class Measurement:
     cpu_s: float = float("nan")  # process CPU time over the timed phase
     wall_s: float = float("nan")
     peak_mem_bytes: int | None = None  # peak RSS increase over load + runs
-    os_threads: int = 0  # threads in the child process after the runs
+    #: CPU seconds the whole machine was busy during the timed phase (ours included; None: unknown)
+    machine_busy_s: float | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None and bool(self.times_s)
-
-
-def _os_threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
 
 
 def run_task(task: Task, barrier=None) -> Measurement:
@@ -175,13 +170,15 @@ def run_task(task: Task, barrier=None) -> Measurement:
                 barrier.wait(timeout=600)
             result.start = time.time()
             deadline = time.perf_counter() + task.duration_s
-            cpu0, wall0 = time.process_time(), time.perf_counter()
+            busy0, cpu0, wall0 = cpu_busy_seconds(), time.process_time(), time.perf_counter()
             while len(result.times_s) < task.runs or time.perf_counter() < deadline:
                 runner.infer(task.inputs)
                 result.times_s.append(runner.last_inference_time)
                 result.ends.append(time.time())
             result.cpu_s, result.wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
-            result.os_threads = _os_threads()
+            busy1 = cpu_busy_seconds()
+            if busy0 is not None and busy1 is not None:
+                result.machine_busy_s = busy1 - busy0
         result.peak_mem_bytes = memory.peak_bytes
         runner.close()
     except Exception as exc:  # noqa: BLE001 - sent to the parent as the row's error
