@@ -68,7 +68,6 @@ class Outcome:
     """How a file got into the cache."""
 
     status: str  # cached | downloaded | resumed
-    attempts: int = 0
     resumed_at: int = 0
 
 
@@ -194,7 +193,6 @@ class Transfer:
         try:
             for attempt in self._retrying(label, reporter):
                 with attempt:
-                    outcome.attempts = attempt.retry_state.attempt_number
                     self._attempt(url, part, size, label, reporter, outcome)
         except _Transient as exc:
             raise self._gave_up(label, url, exc) from None
