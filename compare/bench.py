@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from compare.inputs import Pair
-from compare.machine import sample_clock
+from compare.machine import contention, sample_clock
 from compare.worker import Measurement, RunnerSpec, Task, measure
 from zoo.fileio import atomic_path
 
@@ -65,6 +65,9 @@ class Cell:
     slowdown_worst: float | None = None
     thread_speedup: float | None = None  # concurrency-1 fps / 1-thread concurrency-1 fps
     instances: list[Instance] = field(default_factory=list)
+    other_cores: float | None = None  # CPUs other processes kept busy during the timed phase
+    reliable: bool = True  # False: other processes competed for the CPUs (see ``contention``)
+    contention: str | None = None
     error: str | None = None
 
     @property
@@ -84,9 +87,11 @@ def run_cell(spec: RunnerSpec, pair: Pair, threads: int, concurrency: int, secon
              warmup: int = 5, min_runs: int = 5) -> Cell:
     """``concurrency`` instances of ``spec`` at ``threads`` threads, started together."""
     tasks = [Task(spec, pair, threads, warmup, min_runs, seconds) for _ in range(concurrency)]
-    instances = [_instance(m) for m in measure(tasks, concurrent=True)]
+    ms = measure(tasks, concurrent=True)
+    instances = [_instance(m) for m in ms]
     cell = Cell(spec.variant.name, spec.runtime, spec.precision, threads, concurrency,
                 threads * concurrency > (os.cpu_count() or 1), instances=instances)
+    _flag_contention(cell, ms)
     errors = [i.error for i in instances if i.error]
     if errors:
         cell.error = errors[0]
@@ -95,6 +100,19 @@ def run_cell(spec: RunnerSpec, pair: Pair, threads: int, concurrency: int, secon
     cell.aggregate_fps = float(sum(fps))
     cell.instance_fps_median, cell.instance_fps_worst = float(np.median(fps)), float(min(fps))
     return cell
+
+
+def _flag_contention(cell: Cell, ms: list[Measurement]) -> None:
+    """Other processes' CPU use over the cell's timed phase: the instances run side by side behind
+    a barrier, so the machine's busy time (mean of what each instance saw) minus every instance's
+    own CPU time is what the rest of the machine used."""
+    ok = [m for m in ms if m.ok and m.machine_busy_s is not None]
+    if not ok or len(ok) != len(ms):
+        return
+    load = contention(float(np.mean([m.machine_busy_s for m in ok])), sum(m.cpu_s for m in ok),
+                      float(np.mean([m.wall_s for m in ok])), cell.threads * cell.concurrency)
+    if load is not None:
+        cell.other_cores, cell.reliable, cell.contention = load.other_cores, not load.contended, load.reason
 
 
 def fill_ratios(cells: list[Cell]) -> None:

@@ -20,11 +20,6 @@ from zoo.schema import Variant
 Pair = dict[str, np.ndarray]
 
 
-def default_pairs(variant: Variant, samples: int) -> list[Pair]:
-    """``samples`` deterministic template/search pairs cut from scikit-image's photographs."""
-    return sample_pairs(variant, samples)
-
-
 def read_npz(path: Path | str) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file; a missing or unreadable file is a usage error."""
     path = Path(path)
@@ -69,9 +64,10 @@ def pairs_from_arrays(arrays: dict[str, np.ndarray], variant: Variant, source: s
 
 
 def load_pairs(variant: Variant, samples: int, inputs_file: Path | str | None = None) -> list[Pair]:
-    """The pairs to compare on: ``inputs_file`` when given (all its samples), else the defaults."""
+    """The pairs to compare on: ``inputs_file`` when given (all its samples), else ``samples``
+    deterministic pairs cut from the bundled photographs (:func:`zoo.sample_inputs.sample_pairs`)."""
     if inputs_file is None:
-        return default_pairs(variant, samples)
+        return sample_pairs(variant, samples)
     return pairs_from_arrays(read_npz(inputs_file), variant, source=str(inputs_file))
 
 

@@ -1,4 +1,5 @@
-"""What the machine says about itself: CPU clock and temperature (where exposed), for reports.
+"""What the machine says about itself: CPU clock and temperature (where exposed), for reports,
+and how busy it was while something was timed (:func:`cpu_busy_seconds`, :func:`contention`).
 
 The clock comes from cpufreq (``scaling_cur_freq``, the real current frequency) when the kernel
 exposes it, else from ``/proc/cpuinfo``'s ``cpu MHz`` -- under a hypervisor without cpufreq that
@@ -8,9 +9,11 @@ says. Temperature comes from ``/sys/class/thermal`` zones; many VMs expose none 
 from __future__ import annotations
 
 import glob
+import math
 import os
 import platform
 import re
+from dataclasses import dataclass
 
 _CPUFREQ = "/sys/devices/system/cpu/cpu*/cpufreq/scaling_cur_freq"
 _THERMAL = "/sys/class/thermal/thermal_zone*/temp"
@@ -72,3 +75,60 @@ def _cpu_model() -> str:
     except OSError:
         found = None
     return found.group(1).strip() if found else platform.processor()
+
+
+# -- contention: other processes competing for the CPUs during a timed phase ------------------------
+#: /proc/stat columns counted as busy: user nice system idle iowait irq softirq steal (guest is in
+#: user already). Steal is time the hypervisor gave to other machines: taken from us as well.
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+#: cores of other processes' work tolerated beyond the cores the measurement leaves free
+TOLERANCE_CORES = 0.25
+
+
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds all CPUs of the machine have spent busy (or stolen) since boot; ``None`` when
+    the machine does not say (no ``/proc/stat`` and no psutil)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(x) for x in fields[1:9]]
+            return sum(ticks[i] for i in _BUSY_FIELDS if i < len(ticks)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        pass
+    try:
+        import psutil
+
+        t = psutil.cpu_times()
+    except Exception:  # noqa: BLE001 - no way to tell
+        return None
+    return sum(getattr(t, k, 0.0) for k in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
+@dataclass(frozen=True)
+class Contention:
+    """How much of the machine other processes used while a measurement ran."""
+
+    other_cores: float  # CPU seconds of everything but the measurement, per wall second
+    free_cores: float  # CPUs the measurement left free (CPU count - threads x instances, at least 0)
+    contended: bool  # other_cores > free_cores + TOLERANCE_CORES
+
+    @property
+    def reason(self) -> str | None:
+        """One phrase for the report, or None when the measurement had the CPUs it asked for."""
+        if not self.contended:
+            return None
+        return f"other processes used {self.other_cores:.1f} CPUs while {self.free_cores:g} were free"
+
+
+def contention(machine_busy_s: float | None, own_cpu_s: float, wall_s: float, cores_used: int,
+               cpu_count: int | None = None, tolerance: float = TOLERANCE_CORES) -> Contention | None:
+    """Contention over a timed phase of ``wall_s`` seconds during which the machine was busy for
+    ``machine_busy_s`` CPU seconds, ``own_cpu_s`` of them the measurement's own (every instance's),
+    which asked for ``cores_used`` CPUs. ``None`` when the inputs do not allow a verdict."""
+    cpus = cpu_count or os.cpu_count() or 1
+    if machine_busy_s is None or not all(math.isfinite(x) for x in (machine_busy_s, own_cpu_s, wall_s)) or wall_s <= 0:
+        return None
+    other = max(0.0, machine_busy_s - own_cpu_s) / wall_s
+    free = float(max(0, cpus - cores_used))
+    return Contention(other, free, other > free + tolerance)

@@ -9,6 +9,12 @@ over load and runs, speedup vs PyTorch eager at the same thread count, and effec
 (``macs_total * 2 / median``) beside the best float32 matrix multiply of several BLAS
 libraries at the same thread count, measured in the same run. Thread counts above
 ``os.cpu_count()`` run but are flagged.
+
+A row is flagged unreliable (``reliable`` False, ``contention`` says why) when other processes
+used more CPUs during its timed runs than the measurement left free (the machine's busy CPU
+time from ``/proc/stat`` minus the child's own: :func:`compare.machine.contention`), when it
+beats the sgemm ceiling (> 100 %: the ceiling or the row was measured under load), or when its
+speedup is relative to an unreliable PyTorch row.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from compare.inputs import Pair
+from compare.machine import contention
 from compare.worker import Measurement, RunnerSpec, Task, measure
 
 
@@ -106,7 +113,15 @@ class Timing:
     sgemm_gflops: float | None = None  # best library at this thread count
     sgemm_library: str | None = None
     pct_of_sgemm: float | None = None  # gflops / sgemm_gflops x 100: how close to the machine
+    other_cores: float | None = None  # CPUs other processes kept busy during the timed runs
+    reliable: bool = True  # False: measured under contention (see ``contention``)
+    contention: str | None = None  # why the row is unreliable
     error: str | None = None
+
+    def flag(self, reason: str) -> None:
+        """Mark the row unreliable for ``reason`` (reasons accumulate)."""
+        self.reliable = False
+        self.contention = reason if not self.contention else f"{self.contention}; {reason}"
 
 
 def oversubscribed(threads: int) -> bool:
@@ -123,12 +138,18 @@ def timing_from(m: Measurement, spec: RunnerSpec, warmup: int) -> Timing:
                       min_ms=nan, fps=nan, cpu_per_wall=nan, peak_mem_mb=None, error=m.error or "no timed run")
     ms = np.asarray(m.times_s) * 1e3
     median = float(np.median(ms))
-    return Timing(
+    row = Timing(
         **base, runs=len(ms), load_s=m.load_s, first_ms=m.first_s * 1e3, median_ms=median,
         p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)), min_ms=float(ms.min()),
         fps=1e3 / median, cpu_per_wall=m.cpu_s / m.wall_s if m.wall_s > 0 else nan,
         peak_mem_mb=None if m.peak_mem_bytes is None else m.peak_mem_bytes / 2**20,
     )
+    load = contention(m.machine_busy_s, m.cpu_s, m.wall_s, m.threads)
+    if load is not None:
+        row.other_cores = load.other_cores
+        if load.reason:
+            row.flag(load.reason)
+    return row
 
 
 def time_spec(spec: RunnerSpec, pair: Pair, threads: int, warmup: int, runs: int) -> Timing:
@@ -173,8 +194,12 @@ def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
                     row.gflops = 2.0 * job.macs_total / (row.median_ms / 1e3) / 1e9
                     if row.sgemm_gflops:
                         row.pct_of_sgemm = 100.0 * row.gflops / row.sgemm_gflops
+                        if row.pct_of_sgemm > 100:
+                            row.flag(f"{row.pct_of_sgemm:.0f}% of the sgemm ceiling is impossible: measured under load")
                     if ref.error is None:
                         row.speedup_vs_pytorch = ref.median_ms / row.median_ms
+                        if not ref.reliable and row is not ref:
+                            row.flag("speedup relative to an unreliable PyTorch row")
             rows.extend(batch)
     return rows
 

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.machine import cpu_busy_seconds
 from compare.runners import PytorchRunner, open_artifact
+from zoo.procs import die_with_parent, ignore_sigint, sigint_blocked
 from zoo.schema import Variant
 
 _CLEAR_REFS = "/proc/self/clear_refs"
@@ -141,19 +143,13 @@ class Measurement:
     cpu_s: float = float("nan")  # process CPU time over the timed phase
     wall_s: float = float("nan")
     peak_mem_bytes: int | None = None  # peak RSS increase over load + runs
-    os_threads: int = 0  # threads in the child process after the runs
+    #: CPU seconds the whole machine was busy during the timed phase (ours included; None: unknown)
+    machine_busy_s: float | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None and bool(self.times_s)
-
-
-def _os_threads() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
 
 
 def run_task(task: Task, barrier=None) -> Measurement:
@@ -174,13 +170,15 @@ def run_task(task: Task, barrier=None) -> Measurement:
                 barrier.wait(timeout=600)
             result.start = time.time()
             deadline = time.perf_counter() + task.duration_s
-            cpu0, wall0 = time.process_time(), time.perf_counter()
+            busy0, cpu0, wall0 = cpu_busy_seconds(), time.process_time(), time.perf_counter()
             while len(result.times_s) < task.runs or time.perf_counter() < deadline:
                 runner.infer(task.inputs)
                 result.times_s.append(runner.last_inference_time)
                 result.ends.append(time.time())
             result.cpu_s, result.wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
-            result.os_threads = _os_threads()
+            busy1 = cpu_busy_seconds()
+            if busy0 is not None and busy1 is not None:
+                result.machine_busy_s = busy1 - busy0
         result.peak_mem_bytes = memory.peak_bytes
         runner.close()
     except Exception as exc:  # noqa: BLE001 - sent to the parent as the row's error
@@ -194,7 +192,53 @@ def run_task(task: Task, barrier=None) -> Measurement:
 
 
 def _child(task: Task, barrier, results) -> None:
+    # Ctrl-C reaches the whole foreground process group: the parent stops the children (no
+    # traceback from each of them), and a parent that dies takes them along.
+    ignore_sigint()
+    die_with_parent()
     results.put(run_task(task, barrier))
+
+
+def _stop(procs: list) -> None:
+    """Terminate every child still running and reap them all (kill what ignores SIGTERM)."""
+    for _, p in procs:
+        if p.pid is not None and p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 3
+    for _, p in procs:
+        if p.pid is None:
+            continue
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def _collect(procs: list, results, out: list, tasks: list[Task], timeout_s: float) -> None:
+    """Start ``procs``, gather their measurements into ``out`` and reap them."""
+    with sigint_blocked():  # the children start with SIGINT blocked, then ignore it
+        for _, p in procs:
+            p.start()
+    by_pid = {p.pid: i for i, p in procs}
+    deadline = time.monotonic() + timeout_s
+    pending = len(procs)
+    while pending and time.monotonic() < deadline:
+        try:
+            m = results.get(timeout=0.5)
+        except queue_mod.Empty:
+            if all(not p.is_alive() for _, p in procs) and results.empty():
+                break
+            continue
+        out[by_pid[m.pid]] = m
+        pending -= 1
+    for i, p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+            p.join()
+        if out[i] is None:
+            why = f"timed out after {timeout_s:.0f} s" if p.exitcode is None or p.exitcode == -9 else f"exit code {p.exitcode}"
+            out[i] = Measurement(pid=p.pid or 0, threads=tasks[i].threads, error=f"child process died ({why})")
 
 
 def measure(tasks: list[Task], concurrent: bool = False, timeout_s: float = 900.0) -> list[Measurement]:
@@ -212,26 +256,12 @@ def measure(tasks: list[Task], concurrent: bool = False, timeout_s: float = 900.
         results = ctx.Queue()
         barrier = ctx.Barrier(len(batch)) if concurrent and len(batch) > 1 else None
         procs = [(i, ctx.Process(target=_child, args=(t, barrier, results), daemon=True)) for i, t in batch]
-        for _, p in procs:
-            p.start()
-        by_pid = {p.pid: i for i, p in procs}
-        deadline = time.monotonic() + timeout_s
-        pending = len(procs)
-        while pending and time.monotonic() < deadline:
-            try:
-                m = results.get(timeout=0.5)
-            except queue_mod.Empty:
-                if all(not p.is_alive() for _, p in procs) and results.empty():
-                    break
-                continue
-            out[by_pid[m.pid]] = m
-            pending -= 1
-        for i, p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-                p.join()
-            if out[i] is None:
-                why = f"timed out after {timeout_s:.0f} s" if p.exitcode is None or p.exitcode == -9 else f"exit code {p.exitcode}"
-                out[i] = Measurement(pid=p.pid or 0, threads=tasks[i].threads, error=f"child process died ({why})")
+        try:
+            _collect(procs, results, out, tasks, timeout_s)
+        except BaseException:  # Ctrl-C, SIGTERM (zoo.procs.Interrupted), a bug: no child outlives us
+            _stop(procs)
+            raise
+        finally:
+            results.close()
+            results.join_thread()
     return out  # type: ignore[return-value]

@@ -24,6 +24,7 @@ from typing import ClassVar
 from zoo.artifacts import Converter, TensorBinding
 from zoo.backends import Backend, by_format
 from zoo.errors import ZooError
+from zoo.procs import run_group
 from zoo.schema import TensorSpec, Variant
 
 
@@ -97,7 +98,9 @@ def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, 
     """Run a converter command, appending its output to ``log_path``; failure -> ConversionError.
 
     A bare command name is looked up with :func:`find_tool`; a missing executable is a
-    :class:`MissingPackage` naming the pip extra.
+    :class:`MissingPackage` naming the pip extra. The tool runs in a process group of its own that
+    is killed when ``zoo`` is interrupted (Ctrl-C, SIGTERM) or dies, so no converter outlives the
+    command.
     """
     exe, where, command = argv[0], "", list(argv)
     if os.sep not in exe:
@@ -108,7 +111,7 @@ def run_tool(argv: list[str], log_path: Path, cwd: Path, what: str, extra: str, 
     with open(log_path, "ab") as log:
         log.write(("$ " + " ".join(argv) + "\n" + where).encode())  # the recorded command, then which binary ran
         log.flush()
-        proc = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        proc = run_group(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise ConversionError(f"{what} failed (exit {proc.returncode})")
 

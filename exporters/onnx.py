@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 import warnings
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from zoo.weights import load_model
 
 OPSET = 17
 MODEL_FILE = "model.onnx"
+
+
+#: serialises torch.onnx.export within the process (see OnnxExporter.convert)
+_TORCH_EXPORT = threading.Lock()
 
 
 def _log(log_path: Path, text: str) -> None:
@@ -66,7 +71,9 @@ class OnnxExporter(Exporter):
         raw_path = ctx.build_dir / "raw.onnx"
         kwargs = dict(input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=False, do_constant_folding=True)
         buf = io.StringIO()
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+        # torch.onnx.export keeps global state and redirect_stdout swaps sys.stdout for the whole
+        # process: with variants exported in parallel (--jobs) one export at a time
+        with _TORCH_EXPORT, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(model, dummies, str(raw_path), **kwargs)

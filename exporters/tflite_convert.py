@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as dist_version
@@ -32,7 +31,9 @@ from ai_edge_litert.interpreter import Interpreter
 from filelock import FileLock
 
 from zoo.errors import ZooError
+from zoo.native import native_quiet
 from zoo.paths import cache_dir
+from zoo.procs import run_group
 
 if importlib.util.find_spec("onnx2tf") is None:  # the adapter maps this ImportError to "pip install zoo[tflite]"
     raise ModuleNotFoundError("No module named 'onnx2tf'", name="onnx2tf")
@@ -100,7 +101,6 @@ class TfliteResult:
     versions: dict[str, str]  # onnx2tf, tensorflow, ai-edge-litert
     bindings: dict[str, TfliteBinding]  # inputs and outputs by catalog name
     max_abs_diff: dict[str, float]  # per output, vs ONNX Runtime on image-like inputs
-    seconds: float
     reused: bool = False  # True when the onnx2tf run was taken from the cache
 
 
@@ -156,8 +156,9 @@ def _run_onnx2tf(onnx_path: Path, work: Path, argv: list[str], log_path: Path, t
         log.write(f"$ onnx2tf {' '.join(argv)}   (cwd {work})\n")
         log.flush()
         try:
-            proc = subprocess.run([sys.executable, "-c", _BOOTSTRAP, *argv], cwd=work, env=env, check=False,
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+            # its own process group, killed with everything onnx2tf started if zoo is interrupted
+            proc = run_group([sys.executable, "-c", _BOOTSTRAP, *argv], cwd=work, env=env,
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise TfliteConversionError(f"onnx2tf timed out after {timeout:.0f} s; log: {log_path}") from None
     text = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(encoding="utf-8", errors="replace"))
@@ -255,7 +256,9 @@ def _layout(perm: tuple[int, ...]) -> str:
 def _invoke(tflite_path: Path, inputs: list[TfliteBinding], feed: dict[str, np.ndarray],
             num_threads: int) -> dict[str, np.ndarray]:
     """Raw signature outputs (model layout) for NCHW ``feed`` keyed by catalog name."""
-    interpreter = Interpreter(model_path=str(tflite_path), num_threads=num_threads)
+    with native_quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
+        interpreter = Interpreter(model_path=str(tflite_path), num_threads=num_threads)
+        interpreter.allocate_tensors()
     runner = interpreter.get_signature_runner(inputs[0].signature_key)
     return dict(runner(**{b.signature_name: np.ascontiguousarray(np.asarray(feed[b.name]).transpose(b.perm),
                                                                  dtype=b.dtype) for b in inputs}))
@@ -284,8 +287,9 @@ def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO
     input_names, output_names = list(onnx_in), list(onnx_out)
     _check_builtin_only(target, precision)
     try:
-        interpreter = Interpreter(model_path=str(target), num_threads=1)
-        interpreter.allocate_tensors()
+        with native_quiet():  # the XNNPACK delegate's INFO line
+            interpreter = Interpreter(model_path=str(target), num_threads=1)
+            interpreter.allocate_tensors()
         signatures = interpreter.get_signature_list()
     except (RuntimeError, ValueError) as exc:
         raise TfliteConversionError(f"{target.name} does not load without the Flex delegate: {exc}") from None
@@ -353,10 +357,8 @@ def convert_onnx_to_tflite(onnx_path: Path, out_dir: Path, precision: str, log_p
     log_path.parent.mkdir(parents=True, exist_ok=True)
     versions = {d: dist_version(d) for d in ("onnx2tf", "tensorflow", "ai-edge-litert")}
     argv = ["-i", "model.onnx", "-o", "out", *FLAGS]
-    start = time.perf_counter()
     target = out_dir / MODEL_FILES[precision]
     reused = _convert(onnx_path, argv, versions, log_path, target, use_cache, timeout)
-    seconds = time.perf_counter() - start
 
     try:
         bindings, diffs = _bind_and_verify(onnx_path, target, precision, onnx_in, onnx_out, log_path)
@@ -364,4 +366,4 @@ def convert_onnx_to_tflite(onnx_path: Path, out_dir: Path, precision: str, log_p
         target.unlink(missing_ok=True)  # never leave an unusable model behind
         raise
     return TfliteResult(tflite_path=target, precision=precision, flags=argv, version=versions["onnx2tf"],
-                        versions=versions, bindings=bindings, max_abs_diff=diffs, seconds=seconds, reused=reused)
+                        versions=versions, bindings=bindings, max_abs_diff=diffs, reused=reused)

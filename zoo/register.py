@@ -10,8 +10,8 @@ from pathlib import Path
 from zoo.catalog import Catalog, update_variant
 from zoo.checkpoints import match_state_dict, read_checkpoint
 from zoo.errors import ZooError
-from zoo.fileio import atomic_write_bytes, os_reason, sha256_file
 from zoo.figures import recount
+from zoo.fileio import atomic_write_bytes, os_reason, sha256_file
 from zoo.models import build_model
 from zoo.paths import weights_path
 from zoo.schema import Variant

@@ -11,9 +11,6 @@ runtime's tensor name, NCHW <-> the runtime's layout), never by position.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -25,6 +22,7 @@ from exporters.base import MissingPackage, require  # noqa: F401  (re-exported f
 from zoo.artifacts import Manifest, TensorBinding, read_manifest
 from zoo.backends import by_format
 from zoo.errors import UsageError, ZooError
+from zoo.native import native_quiet  # noqa: F401  (re-exported for runners)
 
 
 class OpRecord(NamedTuple):
@@ -174,22 +172,3 @@ class ArtifactRunner(BaseRunner):
 
     @abstractmethod
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-
-@contextlib.contextmanager
-def native_quiet(fds: tuple[int, ...] = (1, 2)):
-    """Send the process's C-level stdout/stderr to /dev/null for the block (runtimes that print
-    banners on import or load). File descriptors are process-wide: keep the block short."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(fd) for fd in fds]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for fd in fds:
-            os.dup2(devnull, fd)
-        yield
-    finally:
-        for fd, copy in zip(fds, saved):
-            os.dup2(copy, fd)
-            os.close(copy)
-        os.close(devnull)

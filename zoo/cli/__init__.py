@@ -17,6 +17,7 @@ from zoo.cli.hub_cmds import cache_group, publish_cmd, pull_cmd
 from zoo.cli.output import err
 from zoo.cli.profile_cmd import profile_cmd
 from zoo.errors import ZooError
+from zoo.procs import Interrupted, interrupt_handlers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,10 +38,20 @@ cli.add_command(eval_group)
 
 
 def main() -> None:
-    """Console entry point: ZooError -> 'error: ...' on stderr and its exit code."""
+    """Console entry point: ZooError -> 'error: ...' on stderr and its exit code.
+
+    SIGINT (Ctrl-C) and SIGTERM unwind the command (children are stopped on the way out) and end
+    it with one line: "interrupted", exit 130, or "terminated", exit 143.
+    """
     output.reset()
     try:
-        sys.exit(cli.main(prog_name="zoo", standalone_mode=False) or 0)
+        with interrupt_handlers():
+            code = cli.main(prog_name="zoo", standalone_mode=False) or 0
+        sys.exit(code)
+    except Interrupted as exc:
+        _stop_live_display()
+        err().print(exc.message)
+        sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err().print("aborted")
         sys.exit(130)
@@ -62,3 +73,13 @@ def main() -> None:
             raise
         err().print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set ZOO_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _stop_live_display() -> None:
+    """A progress display interrupted mid-refresh may not have stopped: end it before the last line."""
+    live = getattr(err(), "_live_stack", None)
+    for display in list(live or ()):
+        try:
+            display.stop()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass

@@ -29,6 +29,7 @@ CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"),
                 Column("aggregate_fps", "aggregate fps", ".1f"), Column("instance_fps_median", "fps/instance med", ".1f"),
                 Column("instance_fps_worst", "worst", ".1f"), Column("slowdown_median", "slowdown med", ".2f"),
                 Column("slowdown_worst", "worst", ".2f"), Column("thread_speedup", "×1 thread", ".2f"),
+                Column("other_cores", "other CPUs", ".1f"), Column("contention", "unreliable", justify="left"),
                 Column("pids", "pids", justify="left"), Column("error", "error", justify="left")]
 SPEED_COLUMNS = [*_KEY, Column("measured_fps", "measured fps", ".1f"), Column("reported_fps", "reported fps", "g"),
                  Column("measured_vs_base", "measured / base-c128", ".3f"),

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from zoo.catalog import Catalog
 from zoo.cli.options import report_options
-from zoo.cli.output import Column, out, rich_table, write_reports
+from zoo.cli.output import Column, out, progress_bar, rich_table, write_reports
 from zoo.figures import part_rows, reported_dict, summary_row, within_budget
 from zoo.hub.resolve import resolve_hub
 from zoo.register import check_rows, refresh_catalog, register_checkpoint
@@ -158,7 +158,14 @@ CHECK_COLUMNS = [
 @catalog_option
 def catalog_check(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path | None, markdown_file: Path | None, catalog_file: Path | None) -> None:
     """Rebuild every model, recount it and regenerate reference weights; exit 1 on any drift."""
-    rows = check_rows(Catalog.load(catalog_file).select(patterns or ["all"]))
+    variants = Catalog.load(catalog_file).select(patterns or ["all"])
+    rows = []
+    with progress_bar(counted=True) as progress:  # tens of seconds per variant: say which one
+        task = progress.add_task("catalog check", total=len(variants))
+        for v in variants:
+            progress.update(task, description=f"check {v.name}: rebuild, recount, regenerate weights")
+            rows += check_rows([v])
+            progress.advance(task)
     _emit(rows, CHECK_COLUMNS, "zoo.yaml vs recomputed", (json_file, csv_file, markdown_file))
     if not all(r["ok"] for r in rows):
         raise click.exceptions.Exit(1)

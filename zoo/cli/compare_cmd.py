@@ -64,12 +64,14 @@ TIMING_COLUMNS = [
     Column("gflops", "GFLOP/s", ".0f"),
     Column("sgemm_gflops", "sgemm", ".0f"),
     Column("pct_of_sgemm", "% sgemm", ".0f"),
+    Column("other_cores", "other CPUs", ".1f"),
+    Column("contention", "unreliable", justify="left"),
     Column("error", "error", justify="left"),
 ]
 SKIPPED_COLUMNS = [*KEY_COLUMNS, Column("note", "note", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed"}
+OPTIONAL = {"note", "error", "oversubscribed", "contention"}
 TABLES = {"parity": PARITY_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
 

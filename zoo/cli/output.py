@@ -7,6 +7,8 @@ import io
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,13 +164,101 @@ def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Pa
 
 
 def progress_bar(*, counted: bool = False):
-    """The CLI's rich progress display on stderr (transient); ``counted`` adds a bar and N/M."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """The CLI's progress display on stderr: rich's (transient) on a terminal; elsewhere (a pipe,
+    a CI log) plain lines, since rich draws nothing there (:class:`LineProgress`). ``counted``
+    adds a bar and N/M."""
+    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if counted:
         columns += [BarColumn(), MofNCompleteColumn()]
-    return Progress(*columns, TimeElapsedColumn(), console=err(), transient=True)
+    return _progress_class()(*columns, TimeElapsedColumn(), console=err(), transient=True)
+
+
+_PROGRESS_CLASS = None
+
+
+def _progress_class():
+    """:class:`LineProgress`, defined on first use (rich.progress is imported lazily)."""
+    global _PROGRESS_CLASS
+    if _PROGRESS_CLASS is None:
+        from rich.progress import Progress
+
+        class LineProgress(Progress):
+            """A rich Progress that, when its console is not a terminal, prints plain lines instead:
+            ``[  12s] description (3/10)`` when a description changes (at most one line per
+            ``interval`` seconds, the latest one wins), a reminder every ``heartbeat`` seconds of
+            silence, and a line when a counted task completes."""
+
+            interval = 2.0
+            heartbeat = 15.0
+
+            def __init__(self, *columns, console=None, **kwargs):
+                console = console or err()
+                self._plain = not console.is_terminal
+                super().__init__(*columns, console=console, disable=self._plain or kwargs.pop("disable", False), **kwargs)
+                self._t0 = time.monotonic()
+                self._last_line = float("-inf")
+                self._printed: dict = {}  # task id -> last line printed for it
+                self._stop_ticker = threading.Event()
+                self._ticker = threading.Thread(target=self._tick, daemon=True) if self._plain else None
+
+            def start(self) -> None:
+                super().start()
+                if self._ticker is not None and not self._ticker.is_alive():
+                    self._ticker.start()
+
+            def stop(self) -> None:
+                self._stop_ticker.set()
+                if self._ticker is not None and self._ticker.is_alive() and self._ticker is not threading.current_thread():
+                    self._ticker.join(timeout=1)
+                super().stop()
+
+            def _line(self, task) -> str:
+                count = f" ({task.completed:g}/{task.total:g})" if task.total else ""
+                return f"{task.description}{count}"
+
+            def _emit(self, force: bool = False) -> None:
+                now = time.monotonic()
+                if not force and now - self._last_line < self.interval:
+                    return
+                with self._lock:
+                    tasks = [t for t in self._tasks.values() if t.visible]
+                for task in tasks:
+                    line = self._line(task)
+                    stale = now - self._last_line >= self.heartbeat
+                    if line != self._printed.get(task.id) or stale:
+                        self._printed[task.id] = line
+                        self._last_line = now
+                        self.console.print(f"[{now - self._t0:5.0f}s] {line}", markup=False, highlight=False,
+                                           soft_wrap=True)
+
+            def _tick(self) -> None:
+                while not self._stop_ticker.wait(0.5):
+                    self._emit()
+
+            def add_task(self, *args, **kwargs):
+                task_id = super().add_task(*args, **kwargs)
+                if self._plain:
+                    self._emit(force=True)
+                return task_id
+
+            def update(self, task_id, **kwargs) -> None:
+                super().update(task_id, **kwargs)
+                if self._plain:
+                    self._emit(force=self._finished(task_id))
+
+            def advance(self, task_id, advance: float = 1) -> None:
+                super().advance(task_id, advance)
+                if self._plain:
+                    self._emit(force=self._finished(task_id))
+
+            def _finished(self, task_id) -> bool:
+                task = self._tasks.get(task_id)
+                return bool(task and task.total and task.completed >= task.total)
+
+        _PROGRESS_CLASS = LineProgress
+    return _PROGRESS_CLASS
 
 
 def export_reporter(progress, task, lock=None):

@@ -19,7 +19,8 @@ Annotation-only layouts (``--annotations DIR``):
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Sequence as Seq
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from pathlib import Path
 
 import numpy as np

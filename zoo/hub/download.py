@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,10 @@ class IntegrityError(DownloadError):
     """The bytes received are not the bytes the index pins."""
 
 
+class Cancelled(DownloadError):
+    """The pull was interrupted: :meth:`Transfer.cancel` stops every transfer at its next chunk."""
+
+
 class _Transient(Exception):
     """A failure worth another attempt (the .part file keeps what arrived)."""
 
@@ -72,7 +77,6 @@ class Outcome:
     """How a file got into the cache."""
 
     status: str  # cached | downloaded | resumed
-    attempts: int = 0
     resumed_at: int = 0
 
 
@@ -87,6 +91,7 @@ class Transfer:
 
     def __init__(self, cfg: HubConfig):
         self.cfg = cfg
+        self.cancelled = threading.Event()
         self.client = httpx.Client(
             timeout=httpx.Timeout(cfg.timeout), follow_redirects=True,
             headers={"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"},
@@ -98,6 +103,14 @@ class Transfer:
 
     def __exit__(self, *exc) -> None:
         self.client.close()
+
+    def cancel(self) -> None:
+        """Stop every transfer of this client at its next chunk (the .part files stay for a resume)."""
+        self.cancelled.set()
+
+    def _check_cancelled(self, label: str) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled(f"{label}: cancelled")
 
     def _check_request(self, request: httpx.Request) -> None:  # every hop of a redirect too
         check_url(str(request.url), self.cfg.allow_http, what="URL", error=DownloadError)
@@ -161,6 +174,7 @@ class Transfer:
         finds it installed. A verified ``dest`` is not fetched again (``cached``).
         """
         reporter = reporter or Reporter()
+        self._check_cancelled(label)
         try:
             lock = file_lock(dest)
             try:
@@ -199,7 +213,6 @@ class Transfer:
         try:
             for attempt in self._retrying(label, reporter):
                 with attempt:
-                    outcome.attempts = attempt.retry_state.attempt_number
                     self._attempt(url, part, size, label, reporter, outcome)
         except _Transient as exc:
             raise self._gave_up(label, url, exc) from None
@@ -261,6 +274,7 @@ class Transfer:
         received = offset
         with open(part, "ab" if offset else "wb") as f:
             for chunk in itertools.chain([head], chunks):
+                self._check_cancelled(label)
                 received += len(chunk)
                 if received > size:
                     f.close()

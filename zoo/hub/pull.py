@@ -36,6 +36,17 @@ class FileJob:
     bytes: int
 
 
+@dataclass(frozen=True)
+class PullItem:
+    """One row of a pull: a variant's weights (``artifact`` None) or one of its artifacts."""
+
+    variant: Variant
+    item: str  # "weights" or the artifact's directory name
+    artifact: ArtifactRef | None
+    files: list[FileJob]
+    blobs: dict[str, Path]  # cache path of every artifact file, by its path in the artifact
+
+
 def cached_index(cfg: HubConfig) -> Index | None:
     """The index last fetched from ``cfg``'s hub, if any (no network)."""
     if cfg.url is None or not hub_index_path(cfg.index_url).is_file():
@@ -123,28 +134,35 @@ def pull(variants: list[Variant], formats: list[str] | None, precisions: list[st
     with Transfer(cfg) as transfer:
         index = fetch_index(cfg, transfer, reporter)
         base = base_url(cfg, index.base_url)
-        plan: list[tuple[Variant, str, ArtifactRef | None, list[FileJob], dict[str, Path]]] = []
+        items: list[PullItem] = []
         for v in variants:
             vref = index.variants.get(v.name)
             if vref is None:
                 raise ZooError(f"hub {cfg.url} does not publish {v.name} (it has: {', '.join(index.variants) or 'nothing'})")
             arts = select_artifacts(v.name, vref, formats, precisions, cfg.url)
             wjob = _weights_job(v, vref, base)
-            plan.append((v, "weights", None, [wjob] if wjob else [], {}))
-            plan.extend((v, art.dirname, art, *_artifact_jobs(v, art, base)) for art in arts)
-        unique = list({j.dest: j for _, _, _, js, _ in plan for j in js}.values())
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            items.append(PullItem(v, "weights", None, [wjob] if wjob else [], {}))
+            items.extend(PullItem(v, art.dirname, art, *_artifact_jobs(v, art, base)) for art in arts)
+        unique = list({j.dest: j for it in items for j in it.files}.values())
+        pool = ThreadPoolExecutor(max(1, jobs))
+        try:
             done = dict(zip([j.dest for j in unique], pool.map(
                 lambda j: transfer.fetch(j.url, j.dest, j.sha256, j.bytes, j.label, reporter), unique)))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM: in-flight transfers stop at their next chunk
+                transfer.cancel()
+            pool.shutdown(wait=True, cancel_futures=not isinstance(exc, Exception))
+            raise
+        pool.shutdown()
     rows = []
-    for v, item, art, file_jobs, blobs in plan:
-        outcomes = [done[j.dest] for j in file_jobs]
-        if art is None:
-            rows.append(_weights_row(v, outcomes))
+    for it in items:
+        outcomes = [done[j.dest] for j in it.files]
+        if it.artifact is None:
+            rows.append(_weights_row(it.variant, outcomes))
         else:
-            path = _install(v, art, blobs, out)
-            rows.append({"variant": v.name, "item": item, "files": len(file_jobs), "bytes": art.size_bytes,
-                         "status": _status(outcomes), "path": str(path)})
+            path = _install(it.variant, it.artifact, it.blobs, out)
+            rows.append({"variant": it.variant.name, "item": it.item, "files": len(it.files),
+                         "bytes": it.artifact.size_bytes, "status": _status(outcomes), "path": str(path)})
     return rows
 
 

@@ -1,12 +1,14 @@
 """Benchmark: cold ``zoo export VARIANT --to onnx mnn tflite ncnn`` wall time (one subprocess).
 
-``python -m exporters.bench [VARIANT] [--precision fp32 ...]`` exports into a fresh temporary
-directory with a fresh cache (``ZOO_CACHE_DIR``: no converter cache, weights regenerated, nothing
-reused) and prints the wall time of the whole command, the per-target
-seconds from its ``--json`` rows, and the machine's CPU count.
+``python benchmarks/export_cold.py [VARIANT] [--precision fp32 ...]`` exports into a fresh
+temporary directory with a fresh cache (``ZOO_CACHE_DIR``: no converter cache, weights
+regenerated, nothing reused) and prints the wall time of the whole command, the per-target
+seconds from its ``--json`` rows, and the machine's CPU count. A developer script, not part of
+the ``zoo`` package (``zoo bench`` measures inference, this measures exporting).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -15,17 +17,23 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout whose zoo is measured
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    variant = args.pop(0) if args and not args[0].startswith("-") else "fgaf3"
+    parser = argparse.ArgumentParser(prog="python benchmarks/export_cold.py",
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument("variant", nargs="?", default="fgaf3", help="catalog variant (default: fgaf3)")
+    parser.add_argument("--precision", nargs="+", metavar="PRECISION", help="passed to zoo export (fp32 fp16)")
+    ns = parser.parse_args(argv)
+    variant, args = ns.variant, (["--precision", *ns.precision] if ns.precision else [])
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         report = Path(tmp) / "rows.json"
-        cmd = [sys.executable, "-c", "from zoo.cli import main; main()", "export", variant,
+        cmd = [sys.executable, "-m", "zoo", "export", variant,
                "--to", "onnx", "mnn", "tflite", "ncnn", *args, "--out", str(Path(tmp) / "artifacts"), "--json", str(report)]
         start = time.perf_counter()
         env = {**os.environ, "ZOO_CACHE_DIR": str(Path(tmp) / "cache")}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout + proc.stderr)

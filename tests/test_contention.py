@@ -1,0 +1,144 @@
+"""Timing under contention (issue 10 item 12): rows measured while other processes compete for
+the CPUs are flagged unreliable, in the row (table) and in its JSON fields.
+
+The detector is tested on synthetic figures, then on real measurements: one while a burner
+process (a bounded busy loop started here) keeps a CPU busy, one without it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import pytest
+
+from compare import bench, timing
+from compare.machine import TOLERANCE_CORES, contention, cpu_busy_seconds
+from compare.timing import Timing, TimingJob, time_jobs, time_spec
+from compare.worker import RunnerSpec
+from zoo.catalog import Catalog
+from zoo.sample_inputs import sample_pairs
+
+VARIANT = "base-c128"
+BURN = "import time\nend = time.time() + {s}\nwhile time.time() < end:\n    pass\n"
+
+
+@contextmanager
+def burner(seconds: float = 40.0, n: int = 1):
+    """``n`` busy-loop processes, each stopping by itself after ``seconds`` (killed on exit)."""
+    procs = [subprocess.Popen([sys.executable, "-c", BURN.format(s=seconds)]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+# -- the detector on synthetic figures -------------------------------------------------------------
+
+def test_other_processes_beyond_the_free_cpus_are_contention() -> None:
+    # 2 CPUs, a 2-thread measurement used 2 CPU-s per wall second; the machine was busy 3.5 CPU-s/s.
+    c = contention(machine_busy_s=7.0, own_cpu_s=4.0, wall_s=2.0, cores_used=2, cpu_count=2)
+    assert c.other_cores == pytest.approx(1.5) and c.free_cores == 0 and c.contended
+    assert "1.5 CPUs" in c.reason
+
+
+def test_an_idle_machine_or_work_on_free_cpus_is_not_contention() -> None:
+    idle = contention(machine_busy_s=2.05, own_cpu_s=2.0, wall_s=2.0, cores_used=1, cpu_count=2)
+    assert idle.other_cores == pytest.approx(0.025) and not idle.contended and idle.reason is None
+    # a 1-thread measurement on 8 CPUs while others keep 3 busy: 7 were free
+    assert not contention(8.0, 2.0, 2.0, cores_used=1, cpu_count=8).contended
+    # ... but 7.5 busy ones on those 7 free CPUs is contention
+    assert contention(17.0, 2.0, 2.0, cores_used=1, cpu_count=8).contended
+
+
+def test_no_verdict_without_figures() -> None:
+    assert contention(None, 1.0, 1.0, 1, 2) is None
+    assert contention(1.0, 1.0, 0.0, 1, 2) is None
+    assert contention(float("nan"), 1.0, 1.0, 1, 2) is None
+
+
+def test_machine_busy_time_grows_with_a_burner() -> None:
+    import time
+
+    before = cpu_busy_seconds()
+    assert before is not None
+    with burner(3):
+        t0 = time.perf_counter()
+        time.sleep(1.0)
+        busy = cpu_busy_seconds() - before
+        wall = time.perf_counter() - t0
+    assert busy / wall > 0.7  # the burner's core at least
+
+
+def _row(runtime: str, median_ms: float) -> Timing:
+    return Timing(variant=VARIANT, runtime=runtime, precision="fp32", threads=2, oversubscribed=False, warmup=1, runs=5,
+                  load_s=0.1, first_ms=median_ms, median_ms=median_ms, p90_ms=median_ms, p99_ms=median_ms,
+                  min_ms=median_ms, fps=1e3 / median_ms, cpu_per_wall=2.0, peak_mem_mb=1.0)
+
+
+def test_rows_beyond_the_sgemm_ceiling_are_flagged(monkeypatch) -> None:
+    """The issue's row: PyTorch slowed down by load, a runtime at 186% of sgemm and 250x PyTorch."""
+    rows = iter([_row("pytorch", 1736.0), _row("mnn", 7.0)])
+    monkeypatch.setattr(timing, "sgemm_gflops", lambda n: {"torch (MKL)": 100.0})
+    monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(rows))
+    dummy = RunnerSpec("pytorch", "fp32", Catalog.load().get(VARIANT))
+    ref, mnn = time_jobs([TimingJob(VARIANT, 651_000_000, {}, dummy, [dummy])], [2], 1, 5)
+    assert mnn.pct_of_sgemm == pytest.approx(186, abs=1) and not mnn.reliable and "sgemm" in mnn.contention
+    assert ref.reliable and ref.contention is None  # 0.75% of sgemm: nothing says it was disturbed here
+    honest_rows = iter([_row("pytorch", 40.0), _row("mnn", 20.0)])
+    monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(honest_rows))
+    assert all(r.reliable for r in time_jobs([TimingJob(VARIANT, 651_000_000, {}, dummy, [dummy])], [2], 1, 5))
+
+
+def test_speedup_against_an_unreliable_reference_is_flagged(monkeypatch) -> None:
+    ref_row = _row("pytorch", 40.0)
+    ref_row.flag("other processes used 1.0 CPUs while 0 were free")
+    rows = iter([ref_row, _row("mnn", 20.0)])
+    monkeypatch.setattr(timing, "sgemm_gflops", lambda n: {})
+    monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(rows))
+    dummy = RunnerSpec("pytorch", "fp32", Catalog.load().get(VARIANT))
+    _, mnn = time_jobs([TimingJob(VARIANT, 1, {}, dummy, [dummy])], [2], 1, 5)
+    assert not mnn.reliable and "unreliable PyTorch" in mnn.contention
+
+
+# -- real measurements -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spec_pair():
+    v = Catalog.load().get(VARIANT)
+    return RunnerSpec("pytorch", "fp32", v), sample_pairs(v, 1)[0]
+
+
+def test_a_timing_row_measured_beside_a_burner_is_flagged(spec_pair) -> None:
+    spec, pair = spec_pair
+    with burner():  # 2 threads want every CPU of a 2-CPU machine; PyTorch's lock-step threads suffer most
+        loaded = time_spec(spec, pair, threads=2, warmup=0, runs=3)
+    assert loaded.error is None, loaded.error
+    assert not loaded.reliable and loaded.other_cores > 0.5, (loaded.other_cores, loaded.contention)
+    assert "other processes used" in loaded.contention
+
+
+def test_without_a_burner_the_verdict_follows_the_figure(spec_pair) -> None:
+    """Tolerant on a shared machine: other sessions may really load it. The verdict must agree
+    with the measured figure, and on a machine that was quiet beforehand the row is reliable."""
+    spec, pair = spec_pair
+    quiet_before = os.getloadavg()[0] < 0.3
+    quiet = time_spec(spec, pair, threads=1, warmup=0, runs=5)
+    assert quiet.error is None and quiet.other_cores is not None and quiet.other_cores >= 0
+    free = max(0, (os.cpu_count() or 1) - 1)
+    assert quiet.reliable == (quiet.other_cores <= free + TOLERANCE_CORES), quiet
+    if quiet_before and os.getloadavg()[0] < 1.0:
+        assert quiet.reliable, quiet.contention
+
+
+def test_a_bench_cell_measured_beside_a_burner_is_flagged(spec_pair) -> None:
+    spec, pair = spec_pair
+    with burner():
+        cell = bench.run_cell(spec, pair, threads=1, concurrency=2, seconds=2.0, warmup=2)
+    assert cell.error is None, cell.error
+    assert not cell.reliable and cell.other_cores > 0.3 and cell.contention, cell
+    row = bench.cell_rows([cell])[0]  # what --json writes
+    assert row["reliable"] is False and row["contention"] == cell.contention
