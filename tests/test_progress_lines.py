@@ -18,13 +18,13 @@ LINE = re.compile(r"^\[\s*\d+s\] ")
 
 def test_catalog_check_shows_progress_on_a_piped_stderr() -> None:
     env = {k: v for k, v in os.environ.items() if k != "ZOO_DEBUG"}
-    done = subprocess.run([sys.executable, "-m", "zoo", "catalog", "check", "base-c128"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "zoo", "catalog", "check", "fgaf*"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert any(LINE.match(ln) and "check base-c128" in ln for ln in lines), done.stderr
+    assert any(LINE.match(ln) and "check fgaf" in ln for ln in lines), done.stderr
     assert all(LINE.match(ln) for ln in lines), done.stderr  # nothing else, no blank lines from rich
-    assert "base-c128" in done.stdout  # the table itself is unchanged, on stdout
+    assert "fgaf3" in done.stdout  # the table itself is unchanged, on stdout
 
 
 def test_plain_progress_is_throttled_and_reports_completion(monkeypatch) -> None:
@@ -32,6 +32,7 @@ def test_plain_progress_is_throttled_and_reports_completion(monkeypatch) -> None
     console = Console(file=buf, force_terminal=False, width=120)
     monkeypatch.setattr(output, "err", lambda: console)
     with output.progress_bar(counted=True) as progress:
+        progress.quiet_start = 0  # report from the first moment (the default waits 2 s)
         task = progress.add_task("start", total=100)
         for i in range(100):  # a hundred changes in well under the throttle interval
             progress.update(task, description=f"item {i}")
@@ -40,6 +41,18 @@ def test_plain_progress_is_throttled_and_reports_completion(monkeypatch) -> None
     assert 2 <= len(lines) <= 4, lines
     assert all(LINE.match(ln) for ln in lines), lines
     assert lines[0].endswith("start (0/100)") and lines[-1].endswith("item 99 (100/100)"), lines
+
+
+def test_work_that_ends_quickly_prints_no_progress(monkeypatch) -> None:
+    """A command that fails at once says its one error line and nothing else."""
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=120)
+    monkeypatch.setattr(output, "err", lambda: console)
+    with output.progress_bar(counted=True) as progress:
+        task = progress.add_task("start", total=3)
+        for _ in range(3):
+            progress.advance(task)
+    assert buf.getvalue() == ""
 
 
 def test_terminal_progress_stays_rich(monkeypatch) -> None:

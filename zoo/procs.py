@@ -103,11 +103,13 @@ def _preexec() -> None:  # runs in the child between fork and exec: no imports, 
 
 @contextlib.contextmanager
 def sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread for the block (children started inside inherit the block)."""
+    """Block SIGINT and SIGTERM in this thread for the block (children started inside inherit the
+    block). A signal that arrived while a spawned child was being started would otherwise cut the
+    child's pickled arguments short, and the child would print a traceback of its own."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
@@ -119,7 +121,7 @@ def ignore_sigint() -> None:
     the mask :func:`sigint_blocked` left so grandchildren start with a normal one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -188,10 +188,13 @@ def _progress_class():
             """A rich Progress that, when its console is not a terminal, prints plain lines instead:
             ``[  12s] description (3/10)`` when a description changes (at most one line per
             ``interval`` seconds, the latest one wins), a reminder every ``heartbeat`` seconds of
-            silence, and a line when a counted task completes."""
+            silence, and a line when a counted task completes. Nothing is printed in the first
+            ``quiet_start`` seconds, so work that ends (or fails with its one-line error) sooner
+            prints no progress at all."""
 
             interval = 2.0
             heartbeat = 15.0
+            quiet_start = 2.0
 
             def __init__(self, *columns, console=None, **kwargs):
                 console = console or err()
@@ -220,7 +223,7 @@ def _progress_class():
 
             def _emit(self, force: bool = False) -> None:
                 now = time.monotonic()
-                if not force and now - self._last_line < self.interval:
+                if now - self._t0 < self.quiet_start or (not force and now - self._last_line < self.interval):
                     return
                 with self._lock:
                     tasks = [t for t in self._tasks.values() if t.visible]
