@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +20,11 @@ import pytest
 from compare.verify import Verifier
 from exporters.pipeline import Pipeline, build_order
 from tests.helpers.catalog import CATALOG
+from tests.helpers.cli import run_main
 from tests.helpers.export import ZOO, assert_artifact_valid
 from tests.helpers.hub_server import HubServer
-from zoo.artifacts import check_files, read_manifest
 from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
+from zoo.artifacts import check_files, read_manifest
 from zoo.errors import UsageError, WeightsError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import parse_index
@@ -76,19 +76,7 @@ def hub(server, tmp_path, monkeypatch) -> HubServer:
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run ``zoo ARGS...`` in-process: (exit code, stdout, stderr)."""
-    from zoo.cli import main
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["zoo", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
+    return lambda *args: run_main(capsys, monkeypatch, *args)
 
 
 def cache() -> Path:

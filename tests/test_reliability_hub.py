@@ -17,8 +17,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.helpers.catalog import CATALOG, REPO
 from exporters.base import MissingPackage, run_tool
+from tests.helpers.catalog import CATALOG, REPO
+from tests.helpers.cli import run_main
 from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.errors import UsageError
 from zoo.hub.resolve import resolve_hub
@@ -31,22 +32,9 @@ HUB_ENV = ("ZOO_HUB", "ZOO_OFFLINE", "ZOO_ALLOW_HTTP", "ZOO_HUB_TIMEOUT", "ZOO_H
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run ``zoo ARGS...`` in-process through the real entry point: (exit code, stdout, stderr)."""
-    from zoo.cli import main
-
     for key in HUB_ENV:
         monkeypatch.delenv(key, raising=False)
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["zoo", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _run
+    return lambda *args: run_main(capsys, monkeypatch, *args)
 
 
 def one_line(err: str) -> str:
