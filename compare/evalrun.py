@@ -298,6 +298,8 @@ class EvalRun:
 
     summaries: dict[str, TrackerSummary]
     errors: list[str] = field(default_factory=list)
+    #: some failure was bad input (an unreadable frame, ...), not the runtime
+    usage_error: bool = False
     wall_s: float = 0.0
     tasks: int = 0
     pids: set[int] = field(default_factory=set)
@@ -339,6 +341,7 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
         if result.run is None:
             summary.failed += 1
             outcome.errors.append(result.error or "unknown error")
+            outcome.usage_error = outcome.usage_error or result.usage_error
         else:
             write_run(results, dataset.name, result.run)
             summary.sequences += 1
