@@ -1,0 +1,1 @@
+"""Test helpers (a package: imported as ``helpers.<module>``)."""
