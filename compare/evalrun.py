@@ -313,15 +313,18 @@ def check_frames(dataset: Dataset) -> None:
 
 def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jobs: int = 1, ray_address: str | None = None,
                    threads: int = 1, on_start: Callable[[int, int], None] | None = None,
-                   on_result: Callable[[Task, TaskResult], None] | None = None) -> EvalRun:
+                   on_result: Callable[[Task, TaskResult], None] | None = None,
+                   summaries: dict[str, TrackerSummary] | None = None) -> EvalRun:
     """Run every tracker on every sequence not finished yet and write the results.
 
     ``on_start(tasks, frames)`` is called once with the work to do; ``on_result(task, result)``
-    after each sequence's files are written (or it failed).
+    after each sequence's files are written (or it failed). ``summaries``, when given, is filled
+    with the per-tracker :class:`TrackerSummary` as the run goes (the same objects the result holds).
     """
     check_frames(dataset)
     results = Path(results)
-    summaries = {spec.name: TrackerSummary(spec.name) for spec in specs}
+    summaries = {} if summaries is None else summaries
+    summaries.update({spec.name: TrackerSummary(spec.name) for spec in specs})
     tasks: list[Task] = []
     for spec in specs:
         folder = result_folder(results, spec.name, dataset.name)

@@ -18,7 +18,7 @@ import numpy as np
 
 from compare.runners import BaseRunner, PytorchRunner, open_artifact
 from zoo.backends import REFERENCE_RUNTIME
-from zoo.sample_inputs import _input_roles
+from zoo.sample_inputs import input_roles
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import XYWH, TrackerLoop, check_box
 
@@ -75,7 +75,7 @@ class Tracker:
         self.variant = variant
         self.preset = preset
         self.name = name or runner.name
-        roles = {role: input_name for input_name, role in _input_roles(variant).items()}
+        roles = {role: input_name for input_name, role in input_roles(variant).items()}
         pre = variant.preprocessing
         self.loop = TrackerLoop(preset, self._infer, pre.template_size, pre.search_size, roles["template"], roles["search"])
         self.network_times: list[float] = []

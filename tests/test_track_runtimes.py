@@ -7,6 +7,10 @@ weights the score maps are flat and fp16 may pick another cell), and the real OT
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
@@ -103,3 +107,23 @@ def test_zoo_track_runs_real_otb_sequences_on_every_runtime(sequence_name, capsy
     for runtime in FP32_RUNTIMES:
         ious = iou_xywh(boxes[runtime], boxes["pytorch"])
         assert ious.mean() >= 0.95, f"{sequence_name} {runtime}: mean IoU to PyTorch {ious.mean():.3f}"
+
+
+def readme_tracking_example() -> str:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("## Tracking: `zoo track`", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_tracking_example_runs_as_written(sequence, fp32_artifacts, tmp_path, monkeypatch, capsys) -> None:
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for frame in sequence.frames[:6]:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZOO_ARTIFACTS", str(fp32_artifacts))
+    namespace: dict = {}
+    exec(compile(readme_tracking_example(), "README.md", "exec"), namespace)
+    tracker = namespace["tracker"]
+    assert len(tracker.network_times) == len(tracker.loop_times) == 5 and not tracker.runner.is_loaded
+    assert "ms/frame, whole loop" in capsys.readouterr().out

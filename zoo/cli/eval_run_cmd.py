@@ -90,6 +90,9 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
 
         def on_start(n_tasks: int, n_frames: int) -> None:
             plan.update(tasks=n_tasks, frames=n_frames)
+            skipped = sum(s.skipped for s in summaries.values())
+            progress.console.print(f"plan: {len(specs)} tracker{'s' if len(specs) > 1 else ''} x {len(ds.sequences)} sequences: "
+                                   f"{n_tasks} runs to do, {n_frames} frames ({skipped} runs already finished)", highlight=False)
             progress.update(task, total=max(1, n_frames), description=f"eval run on {where}: 0/{n_tasks} sequences")
 
         def on_result(t, result) -> None:
@@ -103,8 +106,9 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
             if result.run is None:
                 progress.console.print(f"failed: {result.error}", highlight=False, soft_wrap=True)
 
+        summaries = {}
         outcome = run_evaluation(specs, ds, results_dir, jobs=jobs_n, ray_address=ray_address, threads=threads_n,
-                                 on_start=on_start, on_result=on_result)
+                                 on_start=on_start, on_result=on_result, summaries=summaries)
     rows = [s.row() for s in outcome.summaries.values()]
     ran = len(ds.sequences)
     title = (f"zoo eval run: {ds.spec.title}, {ran} sequences" + (f" of the {split_total}-sequence test split" if ds.missing else "")
