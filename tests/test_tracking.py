@@ -219,3 +219,15 @@ def test_catalog_refuses_unknown_presets(catalog_copy) -> None:
         Catalog.load(catalog_copy)
     with pytest.raises(UsageError, match="unknown tracking preset 'ostrak'.*did you mean"):
         CATALOG.preset("fgaf3", "ostrak")
+
+
+@pytest.mark.parametrize("rule", [OSTRACK.input, TrackingPreset.model_validate(
+    {"description": "x", "crop": {"template_factor": 2, "search_factor": 4},
+     "input": {"color": "BGR", "scale": 1.0, "mean": [1, 2, 3], "std": [2, 3, -4]}}).input])
+def test_normalisation_lookup_equals_the_arithmetic(rule) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    fast = to_input(pixels, rule)
+    x = pixels.astype(np.float32)[..., ::-1] if rule.color == "BGR" else pixels.astype(np.float32)
+    slow = ((x * np.float32(rule.scale) - np.float32(rule.mean)) / np.float32(rule.std)).transpose(2, 0, 1)[None]
+    assert fast.shape == (1, 3, 32, 48) and fast.dtype == np.float32 and np.array_equal(fast, slow)
+    assert np.array_equal(fast, to_input(pixels.astype(np.float32), rule))

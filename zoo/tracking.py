@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -120,13 +121,36 @@ def cut(frame: np.ndarray, x1: int, y1: int, side: int, out_size: int, *, exclus
     return cv2.resize(padded, (out_size, out_size), interpolation=_INTERPOLATION[interpolation])
 
 
+def _affine(x: np.ndarray, rule: InputRule | Preprocessing) -> np.ndarray:
+    return (x * np.float32(rule.scale) - np.asarray(rule.mean, np.float32)) / np.asarray(rule.std, np.float32)
+
+
+@lru_cache(maxsize=16)
+def _lookup(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: the normalised value of every uint8 level per channel, computed with the
+    same float32 operations as the arithmetic path (so both give identical bits)."""
+    levels = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+    x = (levels * np.float32(scale) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.T, dtype=np.float32)
+
+
 def to_input(crop_hwc: np.ndarray, rule: InputRule | Preprocessing) -> np.ndarray:
-    """An RGB crop (HWC, 0..255) -> ``1x3xHxW`` float32: channel order, ``(px * scale - mean) / std``."""
+    """An RGB crop (HWC, 0..255) -> ``1x3xHxW`` float32: channel order, ``(px * scale - mean) / std``.
+
+    uint8 crops go through a per-channel lookup table (same values, ~10x faster than the arithmetic)."""
+    bgr = getattr(rule, "color", "RGB") == "BGR"
+    if crop_hwc.dtype == np.uint8:
+        lut = _lookup(float(rule.scale), tuple(rule.mean), tuple(rule.std))
+        h, w, _ = crop_hwc.shape
+        out = np.empty((1, 3, h, w), np.float32)
+        for c in range(3):  # the network's channel c is the crop's channel c (RGB) or 2 - c (BGR)
+            src = 2 - c if bgr else c
+            np.take(lut[c], crop_hwc[:, :, src], out=out[0, c])
+        return out
     x = np.asarray(crop_hwc, dtype=np.float32)
-    if getattr(rule, "color", "RGB") == "BGR":
+    if bgr:
         x = x[..., ::-1]
-    x = (x * np.float32(rule.scale) - np.asarray(rule.mean, np.float32)) / np.asarray(rule.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+    return np.ascontiguousarray(_affine(x, rule).transpose(2, 0, 1)[None], dtype=np.float32)
 
 
 def hann(n: int) -> np.ndarray:
