@@ -200,15 +200,15 @@ def _run_local(tasks: list[Task], on_result: Callable[[Task, TaskResult], None])
 
 def _run_pool(tasks: list[Task], jobs: int, threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
     ctx = mp.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pool_init, initargs=(threads,)) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pool_init, initargs=(threads,))
+    finished = False
+    try:
         futures = {pool.submit(_pool_run, task): task for task in tasks}
-        try:
-            for future in cf.as_completed(futures):
-                on_result(futures[future], future.result())
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        for future in cf.as_completed(futures):
+            on_result(futures[future], future.result())
+        finished = True
+    finally:  # interrupted: drop queued tasks and do not wait for the running ones (nothing is half-written)
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _ray_actor_class(ray):
