@@ -64,6 +64,8 @@ def test_synthetic_sequences_in_every_layout_read_back_exactly(layout, tmp_path)
         assert read_frame(frames[0]).shape == (240, 320, 3)
         if layout in ("lasot", "lasot_ext"):
             assert np.array_equal(seq.visible, truth.visible)
+        if layout != "otb":
+            assert seq.language == "the textured patch moving over the photograph"
     gt, visible = written[0].ground_truth, written[0].visible
     assert not visible.all() and visible[0] and visible[-1]  # leaves the frame and comes back
     assert gt[:, 2].max() > 1.3 * gt[visible][:, 2].min()  # changes scale

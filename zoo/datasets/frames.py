@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from zoo.datasets.layouts import read_language
 from zoo.datasets.sequence import Sequence
 from zoo.datasets.textio import read_flags, read_table
 from zoo.errors import UsageError
@@ -120,7 +121,7 @@ def open_sequence_folder(folder: Path) -> Sequence:
                 raise UsageError(f"{f}:1: {v.shape[0]} flags for {len(gt)} ground-truth frames")
             values.append(v)
         visible = (values[0] == 0) & (values[1] == 0)
-    seq = Sequence(folder.name, gt, visible, frames_folder(folder), None, gt_file)
+    seq = Sequence(folder.name, gt, visible, frames_folder(folder), None, gt_file, read_language(folder))
     sequence_frames(seq)  # fewer frames than ground truth: an error now, not mid-run
     return seq
 

@@ -59,7 +59,19 @@ def _root_sequence(spec: DatasetSpec, name: str, folder: Path, gt_file: Path) ->
                 raise UsageError(f"{flag_file}: missing (LaSOT sequences need full_occlusion.txt and out_of_view.txt)")
         visible = (_flags_for(occ, len(gt), "full-occlusion") == 0) & (_flags_for(oov, len(gt), "out-of-view") == 0)
     frames = folder / _FRAMES[spec.name]
-    return Sequence(name, gt, visible, frames if frames.is_dir() else None, None, gt_file)
+    return Sequence(name, gt, visible, frames if frames.is_dir() else None, None, gt_file, read_language(folder))
+
+
+def read_language(folder: Path) -> str | None:
+    """The sequence's description: LaSOT's ``nlp.txt`` or TNL2K's ``language.txt`` (None if absent)."""
+    for name in ("nlp.txt", "language.txt"):
+        path = folder / name
+        if path.is_file():
+            try:
+                return path.read_text(encoding="utf-8", errors="replace").strip() or None
+            except OSError:
+                return None
+    return None
 
 
 def _scan_root(spec: DatasetSpec, root: Path) -> dict[str, tuple[Path, Path]]:

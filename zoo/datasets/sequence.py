@@ -43,6 +43,8 @@ class Sequence:
     frames_dir: Path | None = None
     attributes: np.ndarray | None = None
     annotation: Path | None = None
+    #: the target described in words (LaSOT ``nlp.txt``, TNL2K ``language.txt``), when present
+    language: str | None = None
 
     def __len__(self) -> int:
         return int(self.ground_truth.shape[0])
