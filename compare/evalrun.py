@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from compare.artifacts import ensure_artifacts
@@ -177,6 +178,7 @@ def _pool_init(threads: int) -> None:
     global _WORKER_CACHE
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
+    cv2.setNumThreads(threads)  # OpenCV's own pool (JPEG decoding, resize) also stays within the job's threads
     _WORKER_CACHE = TrackerCache()
 
 
@@ -185,8 +187,10 @@ def _pool_run(task: Task) -> TaskResult:
     return run_task(task, _WORKER_CACHE)
 
 
-def _run_local(tasks: list[Task], on_result: Callable[[Task, TaskResult], None]) -> None:
+def _run_local(tasks: list[Task], threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
     cache = TrackerCache()
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
     try:
         current = None
         for task in tasks:
@@ -196,6 +200,7 @@ def _run_local(tasks: list[Task], on_result: Callable[[Task, TaskResult], None])
             on_result(task, run_task(task, cache))
     finally:
         cache.close()
+        cv2.setNumThreads(previous)
 
 
 def _run_pool(tasks: list[Task], jobs: int, threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
@@ -363,7 +368,7 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
         elif jobs > 1 and len(tasks) > 1:
             _run_pool(tasks, min(jobs, len(tasks)), threads, done)
         else:
-            _run_local(tasks, done)
+            _run_local(tasks, threads, done)
     outcome.wall_s = time.perf_counter() - start
     return outcome
 

@@ -129,7 +129,8 @@ class Tracker(_tracker.Tracker):
     ``cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)`` (or ``frame[..., ::-1]``). Boxes are ``(x, y, w, h)``
     in frame pixels with ``(x, y)`` the top-left corner. Per :meth:`track` call the network time (the
     runtime call itself) goes to ``network_times`` and the whole loop (crop, resize, normalise,
-    network, window, decode) to ``loop_times``.
+    network, window, decode) to ``loop_times``. ``threads`` is the runtime's; OpenCV's own pool (the
+    crop's resize) follows ``cv2.setNumThreads`` (``zoo track`` and ``zoo eval run`` set it to the same).
     """
 
     def __init__(self, variant: str, runtime: str = "tflite", precision: str = "fp32", threads: int = 1,

@@ -160,6 +160,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     """
     (runtime,) = choose([runtime], (REFERENCE_RUNTIME, *RUNTIMES), "runtime")
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
+    cv2.setNumThreads(threads_n)  # OpenCV's pool (decoding, crop resize) within the same thread budget as the runtime
     src = _Source(source, init)
     tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir)
     video = _VideoOut(video_file, src.fps) if video_file is not None else None
