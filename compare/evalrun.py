@@ -13,7 +13,7 @@ Where the work runs:
 - ``jobs=N``: a pool of N ``spawn`` processes; each loads a tracker (its runtime) once and keeps
   it for every sequence of that tracker it is given; 1 thread each by default;
 - ``ray``: the same per-sequence tasks on Ray actors (one CPU each, a loaded tracker cached per
-  actor); the frames are read by the actors, so every node must see the dataset at the same path.
+  actor); the frames are read by the actors, so every node must see the dataset and the artifacts at the same paths.
 
 The driver (this process) writes every result file, whichever executor ran the sequence.
 """
