@@ -1,6 +1,7 @@
 """The tracker loop as data: geometry, decoding, presets, and agreement with OSTrack's own code."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from ruamel.yaml import YAML
 
 from conftest import CATALOG
-from helpers.tracking import OSTrackReference, ostrack_sample_target
+from helpers.tracking import OSTrackReference, ostrack_sample_target, run_cli
 from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import CatalogError, UsageError
@@ -231,3 +232,10 @@ def test_normalisation_lookup_equals_the_arithmetic(rule) -> None:
     slow = ((x * np.float32(rule.scale) - np.float32(rule.mean)) / np.float32(rule.std)).transpose(2, 0, 1)[None]
     assert fast.shape == (1, 3, 32, 48) and fast.dtype == np.float32 and np.array_equal(fast, slow)
     assert np.array_equal(fast, to_input(pixels.astype(np.float32), rule))
+
+
+def test_info_shows_the_variants_preset(capsys) -> None:
+    code, stdout, stderr = run_cli(capsys, "info", "fgaf3", "--json", "-")
+    assert code == 0, stderr
+    tracking = json.loads(stdout)["tracking"]
+    assert tracking["preset"] == "ostrack" and tracking["crop"]["search_factor"] == 4.0 and tracking["state"]["clip_margin"] == 10
