@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from compare.evalrun import run_evaluation, tracker_specs
 from conftest import CATALOG
 from helpers.tracking import run_cli
+
+from compare.evalrun import run_evaluation, tracker_specs
 from zoo.datasets import load_dataset
 from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.synthetic import make_sequence, write_dataset, write_sequence

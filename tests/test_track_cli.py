@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from helpers.tracking import run_cli
+
 from zoo.datasets.synthetic import make_sequence, write_sequence
 
 FRAMES = 10

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.tracking import OTB_ROOT, needs_otb, run_cli
 
 import zoo
-from helpers.tracking import OTB_ROOT, needs_otb, run_cli
 from zoo.backends import BACKENDS
 from zoo.datasets.synthetic import make_sequence
 from zoo.tracking import iou_xywh

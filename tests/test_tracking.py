@@ -7,16 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from ruamel.yaml import YAML
-
 from conftest import CATALOG
 from helpers.tracking import OSTrackReference, ostrack_sample_target, run_cli
+from ruamel.yaml import YAML
+
 from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import CatalogError, UsageError
 from zoo.schema import TrackingPreset
-from zoo.tracking import (Box, TrackerLoop, clip_box, crop_origin, crop_side, cut, decode, hann, hann2d, iou_xywh,
-                          to_input)
+from zoo.tracking import Box, TrackerLoop, clip_box, crop_origin, crop_side, cut, decode, hann, hann2d, iou_xywh, to_input
 from zoo.weights import load_model
 
 OSTRACK = CATALOG.preset("base-c128")
