@@ -68,6 +68,10 @@ class Tracker:
 
     ``network_times`` and ``loop_times`` hold the seconds of every :meth:`track` call (the runtime
     call alone / the whole loop); ``init_time`` the seconds of the last :meth:`initialize`.
+
+    The runner gets ``{template, search}`` every frame, the template being the same array object
+    from one :meth:`initialize` to the next: a runner of a split artifact (an init graph and a
+    track graph) can run its init graph when that object changes and only the track graph otherwise.
     """
 
     def __init__(self, runner: BaseRunner, variant: Variant, preset: TrackingPreset, name: str | None = None):
