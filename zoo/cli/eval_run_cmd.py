@@ -36,13 +36,13 @@ SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("sequenc
               help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)} or all (default: tflite).")
 @click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
               help=f"{describe(PRECISIONS)} (default fp32; each runtime runs those it offers).")
-@click.option("--threads", default="1", show_default=True, help="Threads per tracker.")
+@click.option("--threads", default="1", show_default=True, metavar="N", help="Threads per tracker.")
 @click.option("--preset", default=None, metavar="NAME", help="Tracking preset of zoo.yaml (default: each variant's own).")
 @click.option("--sequences", "patterns", cls=MultiValueOption, metavar="PATTERN...", help="Only sequences matching these shell patterns.")
 @click.option("--all-sequences", is_flag=True, help="Every sequence under the root, not only the official test split.")
 @click.option("--results", "results_dir", type=DIR, default=Path("results"), show_default=True,
               help="Results root: <results>/<tracker>/<dataset>/<seq>.txt (+ _time.txt, _score.txt).")
-@click.option("--jobs", default="1", show_default=True, help="Processes (one loaded runtime each); with --ray the number of actors.")
+@click.option("--jobs", default="1", show_default=True, metavar="N", help="Processes (one loaded runtime each); with --ray the number of actors.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run on Ray: a cluster address, 'auto' (the running cluster) or 'local' (start one on this machine).")
 @click.option("--artifacts", "artifacts_dir", type=DIR, default=None, help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")

@@ -141,7 +141,7 @@ def summary_row(tracker: Tracker, frames: int, ious: list[float] | None) -> dict
 @click.option("--init", "init", metavar="X,Y,W,H", help="The target in the first frame (pixels; default: a sequence folder's first ground-truth box).")
 @click.option("--runtime", default="tflite", show_default=True, metavar="RUNTIME", help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)}.")
 @click.option("--precision", default="fp32", show_default=True, metavar="PRECISION", help=f"{describe(PRECISIONS)} (as the runtime offers).")
-@click.option("--threads", default="1", show_default=True, help="Threads of the runtime.")
+@click.option("--threads", default="1", show_default=True, metavar="N", help="Threads of the runtime.")
 @click.option("--preset", default=None, metavar="NAME", help="Tracking preset of zoo.yaml (default: the variant's own).")
 @click.option("--out", "boxes_file", type=REPORT_FILE, default=None, help="Write the boxes (x,y,w,h per frame, comma separated) to FILE.")
 @click.option("--video", "video_file", type=REPORT_FILE, default=None, help="Write the frames with the box and score drawn (mp4).")
