@@ -201,3 +201,16 @@ def test_bad_input_is_one_line_and_writes_nothing(lasot, tmp_path, capsys) -> No
     folder = results / "base-c128@pytorch-fp32" / "lasot"
     assert (folder / "airplane-1.txt").is_file() and not (folder / "airplane-9.txt").exists()
     assert not list(folder.glob("airplane-9*"))
+
+
+def test_otb_david_starts_at_frame_300(tmp_path) -> None:
+    seq = make_sequence("David", frames=4)
+    folder = write_sequence(seq, tmp_path, "otb")
+    for k in reversed(range(1, 5)):  # OTB's David folder holds frames 0001-0770; its boxes start at 0300
+        (folder / "img" / f"{k:04d}.jpg").rename(folder / "img" / f"{k + 299:04d}.jpg")
+    for k in range(1, 300):
+        (folder / "img" / f"{k:04d}.jpg").write_bytes(b"")
+    ds = load_dataset("otb", root=tmp_path)
+    frames = sequence_frames(ds.sequences[0])
+    assert [f.name for f in frames] == ["0300.jpg", "0301.jpg", "0302.jpg", "0303.jpg"]
+    assert np.array_equal(read_frame(frames[0]), read_frame(folder / "img" / "0300.jpg"))

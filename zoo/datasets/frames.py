@@ -71,14 +71,16 @@ def frames_folder(folder: Path) -> Path:
 
 
 def sequence_frames(seq: Sequence) -> list[Path]:
-    """One frame file per ground-truth line of ``seq`` (extra frames after the last annotated one
-    are left out); no frame folder, or fewer frames than ground-truth lines, is a :class:`UsageError`."""
+    """One frame file per ground-truth line of ``seq``, from its ``frame_offset`` (extra frames after
+    the last annotated one are left out); no frame folder, or fewer frames than ground-truth lines,
+    is a :class:`UsageError`."""
     if seq.frames_dir is None:
         where = seq.annotation.parent if seq.annotation else seq.name
         raise UsageError(f"{where}: no frames for sequence {seq.name} (expected img/ or imgs/ beside the ground truth)")
-    frames = list_frames(seq.frames_dir)
+    frames = list_frames(seq.frames_dir)[seq.frame_offset:]
     if len(frames) < len(seq):
-        raise UsageError(f"{seq.frames_dir}: {len(frames)} frames for {len(seq)} ground-truth lines"
+        start = f" from frame {seq.frame_offset + 1}" if seq.frame_offset else ""
+        raise UsageError(f"{seq.frames_dir}: {len(frames)} frames{start} for {len(seq)} ground-truth lines"
                          f"{f' in {seq.annotation}' if seq.annotation else ''}")
     return frames[:len(seq)]
 

@@ -31,6 +31,10 @@ from zoo.datasets.textio import read_flags, read_table
 from zoo.errors import UsageError
 
 _FRAMES = {"lasot": "img", "lasot_ext": "img", "tnl2k": "imgs", "otb": "img"}
+#: OTB sequences whose ground truth starts after the folder's first frame (as OTB-2015 ships them:
+#: David's 471 boxes are frames 0300-0770 of 770). Where boxes end early (Diving, Football1,
+#: Freeman3, Freeman4) the extra frames at the end are left out by the frame readers.
+OTB_FIRST_FRAME = {"David": 300}
 
 
 def _flags_for(path: Path, n: int, what: str) -> np.ndarray:
@@ -59,7 +63,9 @@ def _root_sequence(spec: DatasetSpec, name: str, folder: Path, gt_file: Path) ->
                 raise UsageError(f"{flag_file}: missing (LaSOT sequences need full_occlusion.txt and out_of_view.txt)")
         visible = (_flags_for(occ, len(gt), "full-occlusion") == 0) & (_flags_for(oov, len(gt), "out-of-view") == 0)
     frames = folder / _FRAMES[spec.name]
-    return Sequence(name, gt, visible, frames if frames.is_dir() else None, None, gt_file, read_language(folder))
+    offset = OTB_FIRST_FRAME.get(name, 1) - 1 if spec.name == "otb" else 0
+    return Sequence(name, gt, visible, frames if frames.is_dir() else None, None, gt_file, read_language(folder),
+                    frame_offset=offset)
 
 
 def read_language(folder: Path) -> str | None:
