@@ -260,7 +260,7 @@ def _run_ray(tasks: list[Task], actors: int, threads: int, on_result: Callable[[
     from ray.util import ActorPool
 
     cls = _ray_actor_class(ray)
-    pool_actors = [cls.remote(threads) for _ in range(actors)]
+    pool_actors = [cls.options(num_cpus=threads).remote(threads) for _ in range(actors)]  # a CPU per thread
     try:
         pool = ActorPool(pool_actors)
         for task in tasks:
