@@ -17,18 +17,7 @@ from exporters import get_exporter
 from exporters.base import Exporter
 from tests.helpers.catalog import CATALOG, REPO
 from zoo import backends
-from zoo.backends import (
-    BACKENDS,
-    FORMATS,
-    PRECISIONS,
-    PROFILED_RUNTIMES,
-    REFERENCE_RUNTIME,
-    RUNTIMES,
-    artifact_dirname,
-    by_format,
-    by_runtime,
-    offered,
-)
+from zoo.backends import BACKENDS, FORMATS, PRECISIONS, PROFILED_RUNTIMES, REFERENCE_RUNTIME, RUNTIMES, artifact_dirname, by_format, by_runtime, offered
 from zoo.cli import cli
 from zoo.errors import UsageError
 from zoo.schema import Format, Precision, Variant

@@ -24,13 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-try:  # the test-helper package of the test refactor, or the top-level module before it
-    from tests.helpers.hub_server import HubServer
-except ImportError:
-    try:
-        from helpers.hub_server import HubServer
-    except ImportError:
-        from hub_server import HubServer
+from tests.helpers.hub_server import HubServer
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANT = "base-c128"

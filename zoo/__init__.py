@@ -7,6 +7,7 @@ The Python API (:mod:`zoo.api`) is available from the package itself::
     model = zoo.get_model("fgaf3")
     zoo.export("fgaf3", ["onnx", "tflite"], ["fp32", "fp16"])
     runner = zoo.load_runner("fgaf3", "tflite", "fp16", threads=2)
+    tracker = zoo.Tracker("fgaf3", runtime="tflite")   # initialize(frame, box), track(frame) -> (box, score)
 
 It is imported on first use, so ``import zoo`` stays light (no torch, no runtimes).
 """
@@ -19,7 +20,7 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+source"
 
 #: the public API, served lazily from zoo.api (PEP 562)
-__all__ = ["list_variants", "get_model", "export", "load_runner", "sample_pair", "__version__"]
+__all__ = ["list_variants", "get_model", "export", "load_runner", "sample_pair", "Tracker", "__version__"]
 
 
 def __getattr__(name: str):

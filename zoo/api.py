@@ -8,6 +8,9 @@ In the spirit of torchvision's ``list_models``/``get_model`` and timm's ``create
     manifests = zoo.export("fgaf3", ["onnx", "tflite"], ["fp32", "fp16"], out="artifacts")
     runner = zoo.load_runner("fgaf3", "tflite", "fp16", threads=2)
     outputs = runner.infer(zoo.sample_pair("fgaf3"))  # {'score': ..., 'size': ..., 'offset': ...}
+    tracker = zoo.Tracker("fgaf3", runtime="tflite", precision="fp16")
+    tracker.initialize(first_rgb_frame, (x, y, w, h))
+    box, score = tracker.track(next_rgb_frame)
 
 This module sits at the top of the layers (it drives exporters and compare) beside the CLI.
 """
@@ -19,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.runners import ArtifactRunner, open_artifact
+from compare import tracker as _tracker
+from compare.runners import ArtifactRunner, PytorchRunner, open_artifact
 from compare.verify import Verifier
 from exporters import get_exporter
 from exporters.pipeline import Pipeline, build_order
 from zoo.artifacts import Manifest, artifact_dir, default_out_dir, read_manifest
-from zoo.backends import FORMATS, PRECISIONS, RUNTIMES, by_runtime
+from zoo.backends import FORMATS, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import ExportError, UsageError
 from zoo.hub.resolve import resolve_hub
@@ -103,3 +107,47 @@ def sample_pair(name: str, index: int = 0, catalog: Catalog | str | Path | None 
     """A realistic template/search pair for variant ``name`` (crops of bundled photographs),
     catalog-named NCHW float32 arrays, preprocessed as the network expects."""
     return sample_pairs(_catalog(catalog).get(name), index + 1)[index]
+
+
+class Tracker(_tracker.Tracker):
+    """A single-object tracker: variant ``variant``'s network in ``runtime`` at ``precision``, driven
+    by the catalog's tracking loop (``preset``: a name under ``tracking.presets`` in ``zoo.yaml``;
+    default the variant's own, OSTrack's conventions).
+
+    ``runtime`` is ``pytorch`` (eager, fp32) or one of ``onnxruntime``, ``mnn``, ``tflite``, ``ncnn``;
+    the artifact is exported first when missing (under ``out``, default ``$ZOO_ARTIFACTS`` or
+    ``./artifacts``) and checked against its manifest. Use it as::
+
+        tracker = zoo.Tracker("fgaf3", runtime="tflite", precision="fp32", threads=1)
+        tracker.initialize(frame, (x, y, w, h))       # the target in the first frame
+        for frame in frames:
+            (x, y, w, h), score = tracker.track(frame)
+        tracker.network_times, tracker.loop_times       # seconds per track() call
+        tracker.close()
+
+    Frames are ``H x W x 3`` uint8 **RGB** arrays. OpenCV gives BGR: pass
+    ``cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)`` (or ``frame[..., ::-1]``). Boxes are ``(x, y, w, h)``
+    in frame pixels with ``(x, y)`` the top-left corner. Per :meth:`track` call the network time (the
+    runtime call itself) goes to ``network_times`` and the whole loop (crop, resize, normalise,
+    network, window, decode) to ``loop_times``. ``threads`` is the runtime's; OpenCV's own pool (the
+    crop's resize) follows ``cv2.setNumThreads`` (``zoo track`` and ``zoo eval run`` set it to the same).
+    """
+
+    def __init__(self, variant: str, runtime: str = "tflite", precision: str = "fp32", threads: int = 1,
+                 preset: str | None = None, out: str | Path | None = None, catalog: Catalog | str | Path | None = None):
+        cat = _catalog(catalog)
+        v = cat.get(variant)
+        preset_name = cat.preset_name(v, preset)
+        if runtime == REFERENCE_RUNTIME:
+            if precision != "fp32":
+                raise UsageError(f"pytorch runs fp32 only, not {precision!r}")
+            if threads < 1:
+                raise UsageError(f"threads must be >= 1, got {threads}")
+            runner = PytorchRunner(v)
+            runner.set_threads(threads)
+            runner.load()
+        else:
+            runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat)
+        own = v.tracking or cat.tracking.default
+        name = _tracker.tracker_name(v.name, runtime, precision, preset_name if preset_name != own else None)
+        super().__init__(runner, v, cat.tracking.presets[preset_name], name=name)

@@ -21,7 +21,7 @@ from zoo.errors import CatalogError, UsageError, ZooError
 from zoo.fileio import atomic_write_bytes, os_reason
 from zoo.names import did_you_mean  # noqa: F401  (re-exported)
 from zoo.paths import catalog_path
-from zoo.schema import CatalogFile, Variant
+from zoo.schema import CatalogFile, TrackingPreset, Variant
 
 
 def _yaml() -> YAML:
@@ -133,6 +133,7 @@ class Catalog:
     def __init__(self, data: CatalogFile, path: Path):
         self.path = path
         self.hub = data.hub
+        self.tracking = data.tracking
         self._variants = {v.name: v for v in data.variants}
 
     @classmethod
@@ -159,6 +160,19 @@ class Catalog:
             return self._variants[name]
         except KeyError:
             raise UsageError(f"unknown variant {name!r}{did_you_mean(name, self._variants)}") from None
+
+    def preset_name(self, variant: str | Variant, preset: str | None = None) -> str:
+        """The tracking preset of ``variant``: ``preset`` when given, else the variant's own, else the default."""
+        v = self.get(variant) if isinstance(variant, str) else variant
+        name = preset or v.tracking or self.tracking.default
+        if name not in self.tracking.presets:
+            raise UsageError(f"unknown tracking preset {name!r}{did_you_mean(name, self.tracking.presets)}; "
+                             f"the catalog defines {', '.join(self.tracking.presets)}")
+        return name
+
+    def preset(self, variant: str | Variant, preset: str | None = None) -> TrackingPreset:
+        """The :class:`zoo.schema.TrackingPreset` of ``variant`` (see :meth:`preset_name`)."""
+        return self.tracking.presets[self.preset_name(variant, preset)]
 
     def select(self, patterns: Iterable[str]) -> list[Variant]:
         """Variants matching names, wildcards (``fgaf*``) or ``all``, in catalog order, once each."""

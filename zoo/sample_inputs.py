@@ -94,7 +94,7 @@ def scene_pair(scene: Scene, pre: Preprocessing) -> dict[str, np.ndarray]:
     }
 
 
-def _input_roles(variant: Variant) -> dict[str, str]:
+def input_roles(variant: Variant) -> dict[str, str]:
     """Catalog input name -> ``template``/``search``, matched by the input's spatial size."""
     pre = variant.preprocessing
     sizes = {"template": pre.template_size, "search": pre.search_size}
@@ -112,6 +112,9 @@ def _input_roles(variant: Variant) -> dict[str, str]:
     return roles
 
 
+_input_roles = input_roles  # the earlier private name
+
+
 def sample_pairs(source: Variant | Preprocessing, n: int = 1) -> list[dict[str, np.ndarray]]:
     """``n`` deterministic input pairs (cycling through :data:`SCENES`).
 
@@ -123,7 +126,7 @@ def sample_pairs(source: Variant | Preprocessing, n: int = 1) -> list[dict[str, 
     pre = source.preprocessing if isinstance(source, Variant) else source
     pairs = [scene_pair(SCENES[i % len(SCENES)], pre) for i in range(n)]
     if isinstance(source, Variant):
-        roles = _input_roles(source)
+        roles = input_roles(source)
         batch = {spec.name: spec.shape[0] for spec in source.io.inputs}
         pairs = [{name: np.repeat(p[role], batch[name], axis=0) for name, role in roles.items()} for p in pairs]
     return pairs

@@ -148,6 +148,102 @@ class WeightsSpec(Strict):
         return v
 
 
+class CropRule(Strict):
+    """How a square crop is cut around a box and brought to the network's input size.
+
+    ``side``: ``ceil`` = ``ceil(sqrt(w*h) * factor)`` (OSTrack's ``sample_target``, OpenCV's ``crop_image``).
+    ``origin``: the crop's integer top-left: ``center_round`` = ``round(cx - side/2)`` with Python's
+    round-half-to-even (OSTrack); ``box_trunc`` = ``x + trunc((w - side) / 2)`` (C++ integer division,
+    OpenCV's TrackerVit). ``exclusive_edge``: a crop reaching the frame's right/bottom edge pads the
+    last column/row instead of copying it (``max(x2 - W + 1, 0)`` in both implementations).
+    ``padding``: outside the frame, ``zero`` (OSTrack) or the frame's ``mean`` colour.
+    ``interpolation``: resize of the padded crop to the network's size (``linear`` = cv2.INTER_LINEAR).
+    """
+
+    template_factor: float = Field(gt=0)
+    search_factor: float = Field(gt=0)
+    side: Literal["ceil"] = "ceil"
+    origin: Literal["center_round", "box_trunc"] = "center_round"
+    exclusive_edge: bool = True
+    padding: Literal["zero", "mean"] = "zero"
+    interpolation: Literal["linear", "nearest", "area", "cubic"] = "linear"
+
+
+class InputRule(Strict):
+    """What the network is fed: channel order, then ``(pixel * scale - mean) / std`` per channel."""
+
+    color: Literal["RGB", "BGR"] = "RGB"
+    scale: float = Field(gt=0)
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, v: list[float]) -> list[float]:
+        if any(s == 0 for s in v):
+            raise ValueError("std must not be 0")
+        return v
+
+
+class DecodeRule(Strict):
+    """Score map -> box.
+
+    ``window``: ``hann`` multiplies the score map by the outer product of two n-point windows
+    ``0.5*(1 - cos(2*pi*k/(n+1)))``, k = 1..n, before the argmax; ``none`` leaves it.
+    ``rule``: ``peak_offset`` = at the peak cell (row, col): centre ``((col + offset_x)/n, (row + offset_y)/n)``
+    and size ``(size_w, size_h)``, as fractions of the search crop.
+    ``map_origin``: the crop's top-left used to map back to the frame: ``previous_center`` =
+    previous centre minus half the mapping side (OSTrack's ``map_box_back``), ``crop_rule`` = the
+    crop's origin rule applied to the mapping side (the integer top-left the crop was cut at when
+    the sides agree; OpenCV). ``map_side``: ``crop`` = the crop's side,
+    ``factor_floor_sqrt`` = ``factor * floor(sqrt(w*h))`` (OpenCV's ``returnfromcrop``).
+    ``score``: the score reported per frame: the network's at the peak (``raw``) or after the window.
+    """
+
+    window: Literal["hann", "none"] = "hann"
+    rule: Literal["peak_offset"] = "peak_offset"
+    map_origin: Literal["previous_center", "crop_rule"] = "previous_center"
+    map_side: Literal["crop", "factor_floor_sqrt"] = "crop"
+    score: Literal["raw", "windowed"] = "raw"
+
+
+class StateRule(Strict):
+    """What the tracker keeps between frames.
+
+    ``clip_margin``: clip the box to the frame keeping at least this many pixels (OSTrack's
+    ``clip_box(..., margin=10)``); ``null`` = no clipping. ``rounding``: ``none`` keeps float boxes
+    (OSTrack), ``floor`` integer boxes (OpenCV's ``Rect``). ``score_threshold``: below it the
+    frame's answer is dropped and the previous box kept (``null``: always accept).
+    """
+
+    clip_margin: Annotated[float, Field(ge=0)] | None = 10
+    rounding: Literal["none", "floor"] = "none"
+    score_threshold: float | None = None
+
+
+class TrackingPreset(Strict):
+    """Every rule of the tracker loop for one family of checkpoints (see ``zoo.tracking``)."""
+
+    description: str
+    crop: CropRule
+    input: InputRule
+    decode: DecodeRule = DecodeRule()
+    state: StateRule = StateRule()
+
+
+class TrackingSpec(Strict):
+    """``tracking:`` in ``zoo.yaml``: named presets and the one every variant uses by default."""
+
+    default: str
+    presets: dict[str, TrackingPreset] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> "TrackingSpec":
+        if self.default not in self.presets:
+            raise ValueError(f"default preset {self.default!r} is not among the presets ({', '.join(self.presets)})")
+        return self
+
+
 class Variant(Strict):
     name: str
     description: str
@@ -159,6 +255,8 @@ class Variant(Strict):
     io: IOSpec
     weights: WeightsSpec
     tolerances: dict[Format, dict[Precision, Tolerance]]
+    #: the tracking preset this variant's checkpoint was trained with (``null``: the catalog's default)
+    tracking: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -179,4 +277,13 @@ class Variant(Strict):
 class CatalogFile(Strict):
     schema_version: Literal[1]
     hub: str | None = None
+    tracking: TrackingSpec
     variants: list[Variant] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_presets(self) -> "CatalogFile":
+        for v in self.variants:
+            if v.tracking is not None and v.tracking not in self.tracking.presets:
+                raise ValueError(f"variant {v.name!r}: tracking preset {v.tracking!r} is not defined under tracking.presets "
+                                 f"({', '.join(self.tracking.presets)})")
+        return self

@@ -12,10 +12,12 @@ from zoo.cli.bench_cmd import bench_cmd
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
 from zoo.cli.compare_cmd import compare_cmd
 from zoo.cli.eval_cmd import eval_group
+from zoo.cli.eval_run_cmd import run_cmd
 from zoo.cli.export_cmd import export_cmd
 from zoo.cli.hub_cmds import cache_group, publish_cmd, pull_cmd
 from zoo.cli.output import err
 from zoo.cli.profile_cmd import profile_cmd
+from zoo.cli.track_cmd import track_cmd
 from zoo.errors import ZooError
 from zoo.procs import Interrupted, interrupt_handlers
 
@@ -34,7 +36,9 @@ for command in (publish_cmd, pull_cmd, cache_group):
     cli.add_command(command)
 cli.add_command(bench_cmd)
 cli.add_command(profile_cmd)
+eval_group.add_command(run_cmd)
 cli.add_command(eval_group)
+cli.add_command(track_cmd)
 
 
 def main() -> None:

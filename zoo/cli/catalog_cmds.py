@@ -76,7 +76,9 @@ def list_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path |
 @catalog_option
 def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdown_file: Path | None, catalog_file: Path | None) -> None:
     """Architecture, reported figures, weights and a per-part breakdown of one VARIANT."""
-    v = Catalog.load(catalog_file).get(variant)
+    catalog = Catalog.load(catalog_file)
+    v = catalog.get(variant)
+    preset_name = catalog.preset_name(v)
     parts = part_rows(v)
     if json_file or csv_file or markdown_file:
         payload = {
@@ -84,6 +86,7 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
             "training": v.training.model_dump(), "reported": reported_dict(v), "measured": v.measured.model_dump(),
             "parts": parts, "weights": v.weights.model_dump(), "preprocessing": v.preprocessing.model_dump(),
             "io": v.io.model_dump(), "tolerances": {k: {p: t.model_dump() for p, t in d.items()} for k, d in v.tolerances.items()},
+            "tracking": {"preset": preset_name, **catalog.tracking.presets[preset_name].model_dump()},
         }
         write_reports(parts, PART_COLUMNS, json_file, csv_file, markdown_file, payload=payload)
     a = v.arch
@@ -100,6 +103,7 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
                      f"{r.speed_fps:g} fps GPU, {r.speed_1thread_fps:g} fps 1 CPU thread" + (f" — {r.note}" if r.note else ""))
     else:
         head.add_row("reported", "not trained in the study")
+    head.add_row("tracking", f"preset {preset_name} — {catalog.tracking.presets[preset_name].description}")
     w = v.weights
     head.add_row("weights", f"{w.file} ({w.bytes / 1e6:.2f} MB, sha256 {w.sha256[:16]}…) — {w.provenance.description}")
     out().print(head)

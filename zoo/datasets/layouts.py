@@ -32,6 +32,10 @@ from zoo.datasets.textio import read_flags, read_table
 from zoo.errors import UsageError
 
 _FRAMES = {"lasot": "img", "lasot_ext": "img", "tnl2k": "imgs", "otb": "img"}
+#: OTB sequences whose ground truth starts after the folder's first frame (as OTB-2015 ships them:
+#: David's 471 boxes are frames 0300-0770 of 770). Where boxes end early (Diving, Football1,
+#: Freeman3, Freeman4) the extra frames at the end are left out by the frame readers.
+OTB_FIRST_FRAME = {"David": 300}
 
 
 def _flags_for(path: Path, n: int, what: str) -> np.ndarray:
@@ -60,7 +64,21 @@ def _root_sequence(spec: DatasetSpec, name: str, folder: Path, gt_file: Path) ->
                 raise UsageError(f"{flag_file}: missing (LaSOT sequences need full_occlusion.txt and out_of_view.txt)")
         visible = (_flags_for(occ, len(gt), "full-occlusion") == 0) & (_flags_for(oov, len(gt), "out-of-view") == 0)
     frames = folder / _FRAMES[spec.name]
-    return Sequence(name, gt, visible, frames if frames.is_dir() else None, None, gt_file)
+    offset = OTB_FIRST_FRAME.get(name, 1) - 1 if spec.name == "otb" else 0
+    return Sequence(name, gt, visible, frames if frames.is_dir() else None, None, gt_file, read_language(folder),
+                    frame_offset=offset)
+
+
+def read_language(folder: Path) -> str | None:
+    """The sequence's description: LaSOT's ``nlp.txt`` or TNL2K's ``language.txt`` (None if absent)."""
+    for name in ("nlp.txt", "language.txt"):
+        path = folder / name
+        if path.is_file():
+            try:
+                return path.read_text(encoding="utf-8", errors="replace").strip() or None
+            except OSError:
+                return None
+    return None
 
 
 def _scan_root(spec: DatasetSpec, root: Path) -> dict[str, tuple[Path, Path]]:

@@ -43,6 +43,10 @@ class Sequence:
     frames_dir: Path | None = None
     attributes: np.ndarray | None = None
     annotation: Path | None = None
+    #: the target described in words (LaSOT ``nlp.txt``, TNL2K ``language.txt``), when present
+    language: str | None = None
+    #: frames of ``frames_dir`` before the first annotated one (OTB's David is annotated from 0300.jpg)
+    frame_offset: int = 0
 
     def __len__(self) -> int:
         return int(self.ground_truth.shape[0])

@@ -1,0 +1,378 @@
+"""One-Pass Evaluation runs: trackers x sequences -> raw results in pytracking's layout.
+
+Results: ``<results>/<tracker>/<dataset>/<seq>.txt`` (x, y, w, h per frame, tab separated, the
+first line the initial box), ``<seq>_time.txt`` (seconds per frame, whole loop; the first line is
+the initialisation) and ``<seq>_score.txt`` (the score per frame, 1 for the initial frame). Each
+file is written atomically and ``<seq>.txt`` last, so a sequence is either complete or absent:
+an interrupted run never leaves a partial result, and a rerun skips finished sequences (line
+count = frame count) and runs the rest.
+
+Where the work runs:
+
+- ``jobs=1``: in this process, one tracker loaded at a time;
+- ``jobs=N``: a pool of N ``spawn`` processes; each loads a tracker (its runtime) once and keeps
+  it for every sequence of that tracker it is given; 1 thread each by default;
+- ``ray``: the same per-sequence tasks on Ray actors (one CPU each, a loaded tracker cached per
+  actor); the frames are read by the actors, so every node must see the dataset and the artifacts at the same paths.
+
+The driver (this process) writes every result file, whichever executor ran the sequence.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from compare.artifacts import ensure_artifacts
+from compare.tracker import SequenceRun, Tracker, TrackerSpec, track_sequence
+from zoo.backends import REFERENCE_RUNTIME
+from zoo.catalog import Catalog
+from zoo.datasets.frames import read_frame, sequence_frames
+from zoo.datasets.sequence import Dataset, Sequence
+from zoo.errors import ExportError, UsageError, ZooError
+from zoo.fileio import atomic_write_bytes
+from zoo.schema import Variant
+
+
+# -- trackers -----------------------------------------------------------------------------------
+def tracker_specs(catalog: Catalog, variants: list[Variant], runtimes: list[str], precisions: list[str], out: Path,
+                  threads: int = 1, preset: str | None = None, on_event: Callable | None = None) -> tuple[list[TrackerSpec], list[str]]:
+    """A :class:`TrackerSpec` per variant x runtime x precision (``pytorch`` = eager, fp32 only),
+    exporting missing artifacts first. Returns the specs and notes on combinations left out (a
+    precision a runtime does not offer). A failed export raises :class:`ExportError`."""
+    artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
+    wanted = ensure_artifacts(variants, artifact_runtimes, precisions, out, on_event=on_event) if artifact_runtimes else []
+    failed = [w for w in wanted if w.status == "failed"]
+    if failed:
+        raise ExportError("; ".join(f"{w.variant.name} {w.runtime} {w.precision}: {w.note}" for w in failed))
+    paths = {(w.variant.name, w.runtime, w.precision): w.path for w in wanted if w.status in ("found", "built")}
+    specs, notes = [], []
+    for v in variants:
+        name = catalog.preset_name(v, preset)
+        suffix = name if preset and name != (v.tracking or catalog.tracking.default) else None
+        for runtime in runtimes:
+            for precision in precisions:
+                if runtime == REFERENCE_RUNTIME:
+                    if precision != "fp32":
+                        notes.append(f"{v.name}: pytorch runs fp32 only (skipped {precision})")
+                        continue
+                    specs.append(TrackerSpec(v, catalog.tracking.presets[name], runtime, "fp32", None, threads, suffix))
+                elif (v.name, runtime, precision) in paths:
+                    specs.append(TrackerSpec(v, catalog.tracking.presets[name], runtime, precision,
+                                             paths[(v.name, runtime, precision)], threads, suffix))
+                else:
+                    notes.append(f"{v.name}: {runtime} does not offer {precision} (skipped)")
+    return specs, notes
+
+
+# -- result files -------------------------------------------------------------------------------
+def result_folder(results: Path, tracker: str, dataset: str) -> Path:
+    """``<results>/<tracker>/<dataset>``."""
+    return Path(results) / tracker / dataset
+
+
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except OSError:
+        return -1
+
+
+def is_finished(results: Path, tracker: str, dataset: str, seq: Sequence) -> bool:
+    """A sequence is finished when its three files exist and ``<seq>.txt`` has one line per frame."""
+    folder = result_folder(results, tracker, dataset)
+    return (_lines(folder / f"{seq.name}.txt") == len(seq) and _lines(folder / f"{seq.name}_time.txt") == len(seq)
+            and _lines(folder / f"{seq.name}_score.txt") == len(seq))
+
+
+def write_run(results: Path, dataset: str, run: SequenceRun) -> Path:
+    """Write one sequence's result files atomically, ``<seq>.txt`` last; returns its path."""
+    folder = result_folder(results, run.tracker, dataset)
+    times = "".join(f"{t:.6f}\n" for t in run.loop_s)
+    scores = "".join(f"{s:.6f}\n" for s in run.scores)
+    boxes = "".join("\t".join(f"{v:.3f}" for v in row) + "\n" for row in run.boxes)
+    atomic_write_bytes(folder / f"{run.sequence}_time.txt", times.encode())
+    atomic_write_bytes(folder / f"{run.sequence}_score.txt", scores.encode())
+    atomic_write_bytes(folder / f"{run.sequence}.txt", boxes.encode())
+    return folder / f"{run.sequence}.txt"
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files an interrupted run left (``.<name>.*.tmp`` of the atomic writes)."""
+    removed = 0
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+# -- one task -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One tracker on one sequence."""
+
+    id: int  # position in the run's task list
+    spec: TrackerSpec
+    sequence: Sequence
+
+
+@dataclass
+class TaskResult:
+    task_id: int
+    run: SequenceRun | None
+    error: str | None = None
+    usage_error: bool = False
+    pid: int = 0
+
+
+class TrackerCache:
+    """Loaded trackers of one worker, by spec: each runtime is loaded once per process."""
+
+    def __init__(self):
+        self._trackers: dict[tuple, Tracker] = {}
+
+    def get(self, spec: TrackerSpec) -> Tracker:
+        key = (spec.name, str(spec.artifact), spec.threads)
+        if key not in self._trackers:
+            self._trackers[key] = spec.build()
+        return self._trackers[key]
+
+    def close(self) -> None:
+        for tracker in self._trackers.values():
+            tracker.close()
+        self._trackers.clear()
+
+
+def frames_of(seq: Sequence):
+    """The RGB frames of ``seq``, read one at a time (an unreadable frame is a UsageError naming it)."""
+    for path in sequence_frames(seq):
+        yield read_frame(path)
+
+
+def run_task(task: Task, cache: TrackerCache) -> TaskResult:
+    """Run one task with a tracker from ``cache``; errors come back as text (they cross processes)."""
+    try:
+        tracker = cache.get(task.spec)
+        run = track_sequence(tracker, frames_of(task.sequence), task.sequence.ground_truth[0], task.sequence.name)
+        return TaskResult(task.id, run, pid=os.getpid())
+    except UsageError as exc:
+        return TaskResult(task.id, None, str(exc), usage_error=True, pid=os.getpid())
+    except Exception as exc:  # a runtime failure on one sequence is reported, the others still run
+        return TaskResult(task.id, None, f"{task.spec.name} {task.sequence.name}: {type(exc).__name__}: {exc}", pid=os.getpid())
+
+
+# -- executors --------------------------------------------------------------------------------------
+_WORKER_CACHE: TrackerCache | None = None
+
+
+def _pool_init(threads: int) -> None:
+    global _WORKER_CACHE
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    cv2.setNumThreads(threads)  # OpenCV's own pool (JPEG decoding, resize) also stays within the job's threads
+    _WORKER_CACHE = TrackerCache()
+
+
+def _pool_run(task: Task) -> TaskResult:
+    assert _WORKER_CACHE is not None
+    return run_task(task, _WORKER_CACHE)
+
+
+def _run_local(tasks: list[Task], threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
+    cache = TrackerCache()
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        current = None
+        for task in tasks:
+            if current is not None and task.spec.name != current:  # one loaded runtime at a time
+                cache.close()
+            current = task.spec.name
+            on_result(task, run_task(task, cache))
+    finally:
+        cache.close()
+        cv2.setNumThreads(previous)
+
+
+def _run_pool(tasks: list[Task], jobs: int, threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
+    ctx = mp.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pool_init, initargs=(threads,))
+    finished = False
+    try:
+        futures = {pool.submit(_pool_run, task): task for task in tasks}
+        for future in cf.as_completed(futures):
+            on_result(futures[future], future.result())
+        finished = True
+    finally:  # interrupted: drop queued tasks and do not wait for the running ones (nothing is half-written)
+        pool.shutdown(wait=finished, cancel_futures=True)
+
+
+def _ray_actor_class(ray):
+    @ray.remote(num_cpus=1)
+    class TrackActor:
+        """A Ray actor holding loaded trackers (one runtime instance per spec) for its tasks."""
+
+        def __init__(self, threads: int):
+            _pool_init(threads)
+
+        def run(self, task: Task) -> TaskResult:
+            return _pool_run(task)
+
+    return TrackActor
+
+
+def ray_module():
+    """The ``ray`` package, or a UsageError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray: pip install 'zoo[ray]' (ray==2.60.0)") from None
+    return ray
+
+
+def connect_ray(address: str, cpus: int | None = None):
+    """Connect to a Ray cluster (``auto``, ``ray://host:port``, ``host:port``) or start a local one
+    (``local``, with ``cpus`` CPUs); an already initialised Ray in this process is used as is."""
+    ray = ray_module()
+    if ray.is_initialized():
+        return ray
+    try:
+        if address == "local":
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ZooError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return ray
+
+
+def _run_ray(tasks: list[Task], actors: int, threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
+    ray = ray_module()
+    from ray.util import ActorPool
+
+    cls = _ray_actor_class(ray)
+    pool_actors = [cls.options(num_cpus=threads).remote(threads) for _ in range(actors)]  # a CPU per thread
+    try:
+        pool = ActorPool(pool_actors)
+        for task in tasks:
+            pool.submit(lambda actor, t: actor.run.remote(t), task)
+        while pool.has_next():
+            result: TaskResult = pool.get_next_unordered()
+            on_result(tasks[result.task_id], result)
+    finally:
+        for actor in pool_actors:
+            ray.kill(actor)
+
+
+
+# -- the run ----------------------------------------------------------------------------------------
+@dataclass
+class TrackerSummary:
+    """Per tracker: sequences run now / already done, frames, network and whole-loop fps."""
+
+    tracker: str
+    sequences: int = 0
+    skipped: int = 0
+    failed: int = 0
+    frames: int = 0
+    network_s: float = 0.0
+    loop_s: float = 0.0
+
+    def row(self) -> dict:
+        tracked = max(0, self.frames - self.sequences)  # the first frame of each sequence is not tracked
+        return {"tracker": self.tracker, "sequences": self.sequences, "skipped": self.skipped, "failed": self.failed,
+                "frames": self.frames,
+                "network_fps": tracked / self.network_s if self.network_s > 0 else None,
+                "loop_fps": tracked / self.loop_s if self.loop_s > 0 else None,
+                "network_ms": 1000 * self.network_s / tracked if tracked else None,
+                "loop_ms": 1000 * self.loop_s / tracked if tracked else None}
+
+
+@dataclass
+class EvalRun:
+    """What a run did: per tracker summaries, errors, wall time."""
+
+    summaries: dict[str, TrackerSummary]
+    errors: list[str] = field(default_factory=list)
+    #: some failure was bad input (an unreadable frame, ...), not the runtime
+    usage_error: bool = False
+    wall_s: float = 0.0
+    tasks: int = 0
+    pids: set[int] = field(default_factory=set)
+
+
+def check_frames(dataset: Dataset) -> None:
+    """Every sequence has its frames (at least one per ground-truth line): checked before any run."""
+    for seq in dataset.sequences:
+        sequence_frames(seq)
+
+
+def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jobs: int = 1, ray_address: str | None = None,
+                   threads: int = 1, on_start: Callable[[int, int], None] | None = None,
+                   on_result: Callable[[Task, TaskResult], None] | None = None,
+                   summaries: dict[str, TrackerSummary] | None = None) -> EvalRun:
+    """Run every tracker on every sequence not finished yet and write the results.
+
+    ``on_start(tasks, frames)`` is called once with the work to do; ``on_result(task, result)``
+    after each sequence's files are written (or it failed). ``summaries``, when given, is filled
+    with the per-tracker :class:`TrackerSummary` as the run goes (the same objects the result holds).
+    """
+    check_frames(dataset)
+    results = Path(results)
+    summaries = {} if summaries is None else summaries
+    summaries.update({spec.name: TrackerSummary(spec.name) for spec in specs})
+    tasks: list[Task] = []
+    for spec in specs:
+        folder = result_folder(results, spec.name, dataset.name)
+        remove_stale_temporaries(folder)
+        for seq in dataset.sequences:
+            if is_finished(results, spec.name, dataset.name, seq):
+                summaries[spec.name].skipped += 1
+            else:
+                tasks.append(Task(len(tasks), spec, seq))
+    outcome = EvalRun(summaries, tasks=len(tasks))
+    if on_start is not None:
+        on_start(len(tasks), sum(len(t.sequence) for t in tasks))
+
+    def done(task: Task, result: TaskResult) -> None:
+        summary = summaries[task.spec.name]
+        outcome.pids.add(result.pid)
+        if result.run is None:
+            summary.failed += 1
+            outcome.errors.append(result.error or "unknown error")
+            outcome.usage_error = outcome.usage_error or result.usage_error
+        else:
+            write_run(results, dataset.name, result.run)
+            summary.sequences += 1
+            summary.frames += result.run.frames
+            summary.network_s += float(result.run.network_s[1:].sum())
+            summary.loop_s += float(result.run.loop_s[1:].sum())
+        if on_result is not None:
+            on_result(task, result)
+
+    start = time.perf_counter()
+    if tasks:
+        if ray_address is not None:
+            ray = connect_ray(ray_address, cpus=jobs)
+            actors = jobs if jobs > 1 else max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, threads))
+            _run_ray(tasks, min(actors, len(tasks)), threads, done)
+        elif jobs > 1 and len(tasks) > 1:
+            _run_pool(tasks, min(jobs, len(tasks)), threads, done)
+        else:
+            _run_local(tasks, threads, done)
+    outcome.wall_s = time.perf_counter() - start
+    return outcome
+
+
+def read_run(results: Path, tracker: str, dataset: str, sequence: str) -> np.ndarray:
+    """The boxes of a written result (``(N, 4)``)."""
+    return np.loadtxt(result_folder(results, tracker, dataset) / f"{sequence}.txt", ndmin=2)

@@ -1,0 +1,216 @@
+"""``zoo eval run`` and the dataset readers with frames, on synthetic sequences in every layout.
+
+Self-contained: the sequences are built from scikit-image's bundled photographs with exact
+ground truth (:mod:`zoo.datasets.synthetic`). PyTorch eager keeps these tests free of exports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compare.evalrun import run_evaluation, tracker_specs
+from tests.helpers.catalog import CATALOG
+from tests.helpers.tracking import run_cli
+from zoo.datasets import load_dataset
+from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames
+from zoo.datasets.synthetic import make_sequence, write_dataset, write_sequence
+from zoo.errors import UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def lasot(tmp_path_factory) -> Path:
+    """Three 12-frame LaSOT-layout sequences (names from the official test split)."""
+    root = tmp_path_factory.mktemp("lasot")
+    write_dataset(root, "lasot", count=3, frames=FRAMES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference_run(lasot, tmp_path_factory) -> Path:
+    """The --jobs 1 results of base-c128 on PyTorch: what every other executor must reproduce."""
+    results = tmp_path_factory.mktemp("results-jobs1")
+    ds = load_dataset("lasot", root=lasot)
+    specs, _ = tracker_specs(CATALOG, [CATALOG.get("base-c128")], ["pytorch"], ["fp32"], results / "artifacts")
+    outcome = run_evaluation(specs, ds, results, jobs=1)
+    assert outcome.tasks == 3 and not outcome.errors
+    return results
+
+
+def result_files(results: Path) -> dict[str, str]:
+    """Boxes and scores of every sequence (times differ from run to run)."""
+    return {str(p.relative_to(results)): p.read_text() for p in sorted(results.rglob("*.txt")) if not p.name.endswith("_time.txt")}
+
+
+@pytest.mark.parametrize("layout", ["lasot", "lasot_ext", "tnl2k", "otb"])
+def test_synthetic_sequences_in_every_layout_read_back_exactly(layout, tmp_path) -> None:
+    written = write_dataset(tmp_path, layout, count=2, frames=30)
+    ds = load_dataset(layout, root=tmp_path)
+    assert ds.names() == [s.name for s in written]
+    for seq, truth in zip(ds.sequences, written, strict=True):
+        assert np.array_equal(seq.ground_truth, truth.ground_truth)
+        frames = sequence_frames(seq)
+        assert len(frames) == 30 and frames == sorted(frames)
+        assert read_frame(frames[0]).shape == (240, 320, 3)
+        if layout in ("lasot", "lasot_ext"):
+            assert np.array_equal(seq.visible, truth.visible)
+        if layout != "otb":
+            assert seq.language == "the textured patch moving over the photograph"
+    gt, visible = written[0].ground_truth, written[0].visible
+    assert not visible.all() and visible[0] and visible[-1]  # leaves the frame and comes back
+    assert gt[:, 2].max() > 1.3 * gt[visible][:, 2].min()  # changes scale
+    assert (gt[visible][:, 0] + gt[visible][:, 2] <= 320).all() and (gt[visible][:, :2] >= 0).all()
+
+
+def test_ground_truth_is_where_the_target_is() -> None:
+    seq = make_sequence(frames=8)
+    background = make_sequence(frames=8, target=0.0001)  # the same background with a negligible target
+    for frame, box, bg in zip(seq.frames, seq.ground_truth, background.frames, strict=True):
+        x, y, w, h = (int(v) for v in box)
+        changed = np.argwhere(np.any(frame != bg, axis=2))
+        if w:
+            ys, xs = changed[:, 0], changed[:, 1]
+            inside = (xs >= x) & (xs < x + w) & (ys >= y) & (ys < y + h)
+            assert inside.mean() > 0.97 and xs.min() <= x + 2 and xs.max() >= x + w - 3
+
+
+def test_plain_folder_and_sequence_folder(tmp_path) -> None:
+    seq = make_sequence("clip", frames=5)
+    folder = write_sequence(seq, tmp_path, "plain")
+    opened = open_sequence_folder(folder)
+    assert len(sequence_frames(opened)) == 5 and np.array_equal(opened.ground_truth, seq.ground_truth)
+    assert np.array_equal(read_frame(sequence_frames(opened)[2]), seq.frames[2])  # PNG: lossless
+    (folder / "0005.png").unlink()
+    with pytest.raises(UsageError, match="4 frames for 5 ground-truth lines"):
+        open_sequence_folder(folder)
+
+
+def test_eval_run_writes_pytracking_layout(lasot, reference_run, capsys) -> None:
+    folder = reference_run / "base-c128@pytorch-fp32" / "lasot"
+    ds = load_dataset("lasot", root=lasot)
+    for seq in ds.sequences:
+        boxes = np.loadtxt(folder / f"{seq.name}.txt", delimiter="\t")
+        assert boxes.shape == (FRAMES, 4) and np.allclose(boxes[0], seq.ground_truth[0])
+        times = np.loadtxt(folder / f"{seq.name}_time.txt")
+        scores = np.loadtxt(folder / f"{seq.name}_score.txt")
+        assert times.shape == scores.shape == (FRAMES,) and (times > 0).all() and scores[0] == 1.0
+    # the analysis reads them as they are
+    code, stdout, stderr = run_cli(capsys, "eval", "analyze", str(reference_run / "base-c128@pytorch-fp32"),
+                                   "--dataset", "lasot", "--root", str(lasot), "--json", "-")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["rows"][0]["tracker"] == "base-c128@pytorch-fp32" and report["rows"][0]["sequences"] == 3
+
+
+def test_cli_run_resumes_and_summarises(lasot, reference_run, tmp_path, capsys) -> None:
+    results = tmp_path / "results"
+    args = ["eval", "run", "base-c128", "--dataset", "lasot", "--root", str(lasot), "--runtime", "pytorch",
+            "--results", str(results), "--sequences", "airplane-1", "airplane-9"]
+    code, stdout, stderr = run_cli(capsys, *args, "--json", str(tmp_path / "first.json"))
+    assert code == 0, stderr
+    first = json.loads((tmp_path / "first.json").read_text())
+    row = first["trackers"][0]
+    assert row["tracker"] == "base-c128@pytorch-fp32" and row["sequences"] == 2 and row["frames"] == 2 * FRAMES
+    assert row["network_fps"] > row["loop_fps"] > 0 and first["split_total"] == 2
+    code, stdout, stderr = run_cli(capsys, *args[:-3], "--json", str(tmp_path / "second.json"))  # all 3 now
+    assert code == 0, stderr
+    second = json.loads((tmp_path / "second.json").read_text())
+    assert second["trackers"][0]["skipped"] == 2 and second["trackers"][0]["sequences"] == 1
+    assert "3 sequences of the 280-sequence test split" in stdout.replace("\n", " ")
+    assert result_files(results) == result_files(reference_run)
+
+
+def test_killed_run_leaves_only_whole_results_and_resumes(lasot, reference_run, tmp_path, capsys) -> None:
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-c", "from zoo.cli import main; main()", "eval", "run", "base-c128", "--dataset", "lasot",
+           "--root", str(lasot), "--runtime", "pytorch", "--results", str(results)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    folder = results / "base-c128@pytorch-fp32" / "lasot"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(folder.glob("*_score.txt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [p for p in folder.glob("*.txt") if not p.stem.endswith(("_time", "_score"))]
+    assert len(done) < 3, "the run finished before it could be killed"
+    for path in done:  # whatever is there is whole
+        assert len(path.read_text().splitlines()) == FRAMES
+    code, _, stderr = run_cli(capsys, *cmd[3:])  # the rerun, in this process
+    assert code == 0, stderr
+    assert not list(folder.glob(".*.tmp"))
+    assert result_files(results) == result_files(reference_run)
+
+
+def test_two_jobs_give_the_same_results(lasot, reference_run, tmp_path) -> None:
+    ds = load_dataset("lasot", root=lasot)
+    specs, _ = tracker_specs(CATALOG, [CATALOG.get("base-c128")], ["pytorch"], ["fp32"], tmp_path / "artifacts")
+    outcome = run_evaluation(specs, ds, tmp_path, jobs=2)
+    assert not outcome.errors and len(outcome.pids) == 2 and os.getpid() not in outcome.pids
+    assert result_files(tmp_path) == {k: v for k, v in result_files(reference_run).items()}
+
+
+def test_ray_gives_the_same_results(lasot, reference_run, tmp_path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'zoo[ray]')")
+    ds = load_dataset("lasot", root=lasot)
+    specs, _ = tracker_specs(CATALOG, [CATALOG.get("base-c128")], ["pytorch"], ["fp32"], tmp_path / "artifacts")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        outcome = run_evaluation(specs, ds, tmp_path / "ray", jobs=2, ray_address="auto")
+    finally:
+        ray.shutdown()
+    assert not outcome.errors and outcome.tasks == 3 and os.getpid() not in outcome.pids
+    assert result_files(tmp_path / "ray") == result_files(reference_run)
+
+
+def test_bad_input_is_one_line_and_writes_nothing(lasot, tmp_path, capsys) -> None:
+    results = tmp_path / "results"
+    base = ["eval", "run", "base-c128", "--runtime", "pytorch", "--results", str(results)]
+    code, _, stderr = run_cli(capsys, *base, "--dataset", "lasott", "--root", str(lasot))
+    assert code == 2 and "unknown dataset 'lasott'" in stderr and "did you mean" in stderr
+    code, _, stderr = run_cli(capsys, *base, "--dataset", "lasot", "--root", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere" in stderr and len(stderr.strip().splitlines()) == 1
+    # fewer frames than ground-truth lines: refused before anything runs
+    broken = tmp_path / "broken"
+    write_dataset(broken, "lasot", count=2, frames=6)
+    (broken / "airplane" / "airplane-9" / "img" / "00000006.jpg").unlink()
+    code, _, stderr = run_cli(capsys, *base, "--dataset", "lasot", "--root", str(broken))
+    assert code == 2 and "5 frames for 6 ground-truth lines" in stderr and "airplane-9" in stderr
+    assert not results.exists() or not list(results.rglob("*.txt"))
+    # a malformed ground-truth line: file and line
+    (broken / "airplane" / "airplane-9" / "img" / "00000006.jpg").write_bytes(b"not a jpeg")
+    gt = broken / "airplane" / "airplane-1" / "groundtruth.txt"
+    good = gt.read_text()
+    gt.write_text(good.replace("\n", "\n1,2,x,4\n", 1))
+    code, _, stderr = run_cli(capsys, *base, "--dataset", "lasot", "--root", str(broken))
+    assert code == 2 and f"{gt}:2" in stderr.replace("\n", "")
+    # an unreadable frame: that sequence fails naming the file, the others are written
+    gt.write_text(good)
+    code, _, stderr = run_cli(capsys, *base, "--dataset", "lasot", "--root", str(broken))
+    assert code == 2 and "00000006.jpg: not a readable image" in stderr.replace("\n", "")
+    folder = results / "base-c128@pytorch-fp32" / "lasot"
+    assert (folder / "airplane-1.txt").is_file() and not (folder / "airplane-9.txt").exists()
+    assert not list(folder.glob("airplane-9*"))
+
+
+def test_otb_david_starts_at_frame_300(tmp_path) -> None:
+    seq = make_sequence("David", frames=4)
+    folder = write_sequence(seq, tmp_path, "otb")
+    for k in reversed(range(1, 5)):  # OTB's David folder holds frames 0001-0770; its boxes start at 0300
+        (folder / "img" / f"{k:04d}.jpg").rename(folder / "img" / f"{k + 299:04d}.jpg")
+    for k in range(1, 300):
+        (folder / "img" / f"{k:04d}.jpg").write_bytes(b"")
+    ds = load_dataset("otb", root=tmp_path)
+    frames = sequence_frames(ds.sequences[0])
+    assert [f.name for f in frames] == ["0300.jpg", "0301.jpg", "0302.jpg", "0303.jpg"]
+    assert np.array_equal(read_frame(frames[0]), read_frame(folder / "img" / "0300.jpg"))

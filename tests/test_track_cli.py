@@ -1,0 +1,103 @@
+"""``zoo track``: a dataset sequence folder, a folder of frames, a video file; outputs and errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers.tracking import run_cli
+from zoo.datasets.synthetic import make_sequence, write_sequence
+
+FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_sequence("Clip", frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def otb_folder(clip, tmp_path_factory) -> Path:
+    return write_sequence(clip, tmp_path_factory.mktemp("otb"), "otb")
+
+
+def test_sequence_folder_prints_iou_and_writes_boxes_video_json(otb_folder, clip, tmp_path, capsys) -> None:
+    boxes, video, report = tmp_path / "boxes.txt", tmp_path / "out" / "tracked.mp4", tmp_path / "track.json"
+    code, stdout, stderr = run_cli(capsys, "track", "base-c128", str(otb_folder), "--runtime", "pytorch", "--out", str(boxes),
+                                   "--video", str(video), "--json", str(report))
+    assert code == 0, stderr
+    text = stdout.replace("\n", " ")
+    assert "base-c128@pytorch-fp32" in text and "IoU to the ground truth: mean" in text and "untrained" in text
+    lines = boxes.read_text().splitlines()
+    assert len(lines) == FRAMES and [float(v) for v in lines[0].split(",")] == clip.ground_truth[0].tolist()
+    data = json.loads(report.read_text())
+    assert data["kind"] == "sequence" and len(data["frames"]) == FRAMES
+    assert all("iou" in f for f in data["frames"][1:] if clip.visible[f["frame"]])
+    summary = data["summary"]
+    assert summary["frames"] == FRAMES and summary["loop_ms_median"] >= summary["network_ms_median"] > 0
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    ok, first = capture.read()
+    capture.release()
+    assert ok and first.shape == (240, 320, 3)
+    x, y, w, h = (int(v) for v in clip.ground_truth[0])
+    drawn = first[y, x + w // 2].astype(int)  # on the box's top edge: green
+    assert drawn[1] > 150 and drawn[0] < 100 and drawn[2] < 100
+    assert not list(video.parent.glob(".*"))  # no temporary left beside it
+
+
+def test_folder_of_frames_and_video_need_init(clip, tmp_path, capsys) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(clip.frames):
+        cv2.imwrite(str(folder / f"frame{k + 1}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))  # frame10 after frame9
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch")
+    assert code == 2 and "--init" in stderr and len(stderr.strip().splitlines()) == 1
+    init = ",".join(str(int(v)) for v in clip.ground_truth[0])
+    out_frames = tmp_path / "frames.json"
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch", "--init", init,
+                              "--json", str(out_frames))
+    assert code == 0, stderr
+    movie = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(movie), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for frame in clip.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out_video = tmp_path / "video.json"
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(movie), "--runtime", "pytorch", "--init", init,
+                              "--json", str(out_video))
+    assert code == 0, stderr
+    from_frames = json.loads(out_frames.read_text())
+    from_video = json.loads(out_video.read_text())
+    assert from_frames["kind"] == "frames" and from_video["kind"] == "video"
+    assert len(from_frames["frames"]) == len(from_video["frames"]) == FRAMES
+    # mp4v is lossy: the trajectories are close, not equal; the lossless PNGs match the sequence exactly
+    a = np.asarray([f["box"] for f in from_frames["frames"]])
+    b = np.asarray([f["box"] for f in from_video["frames"]])
+    assert np.abs(a[:3] - b[:3]).max() < 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--init", "1,2,3"], "expected four numbers"),
+    (["--init", "1,2,0,4"], "width and height must be > 0"),
+    (["--runtime", "tflit"], "unknown runtime 'tflit'"),
+    (["--threads", "0"], "--threads must be >= 1"),
+])
+def test_bad_arguments_are_one_line(otb_folder, args, message, capsys) -> None:
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(otb_folder), "--runtime", "pytorch", *args)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_missing_source_and_unreadable_frame(otb_folder, tmp_path, capsys) -> None:
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(tmp_path / "nope.mp4"), "--runtime", "pytorch")
+    assert code == 2 and "nope.mp4: no such file or folder" in stderr
+    broken = tmp_path / "Broken"
+    write_sequence(make_sequence("Broken", frames=4), tmp_path, "otb")
+    (broken / "img" / "0003.jpg").write_bytes(b"garbage")
+    video = tmp_path / "never.mp4"
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(broken), "--runtime", "pytorch", "--video", str(video))
+    assert code == 2 and "0003.jpg: not a readable image" in stderr.replace("\n", "")
+    assert not video.exists() and not list(tmp_path.glob(".never*"))

@@ -1,0 +1,130 @@
+"""``zoo eval run``: One-Pass Evaluation of trackers on a benchmark, locally or on a Ray cluster.
+
+The library (:mod:`compare.evalrun`) plans, runs and writes; this module parses, shows progress
+and draws the summary.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from compare.evalrun import run_evaluation, tracker_specs
+from zoo.artifacts import default_out_dir
+from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
+from zoo.catalog import Catalog
+from zoo.cli.options import DIR, MultiValueOption, counts, oversubscribe_option, report_options
+from zoo.cli.output import Column, err, out, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.datasets import load_dataset
+from zoo.errors import UsageError, ZooError
+from zoo.names import choose
+
+SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("sequences", "seqs run"),
+                   Column("skipped", "already done"), Column("failed", "failed"), Column("frames", "frames"),
+                   Column("network_fps", "network fps", ".1f"), Column("loop_fps", "loop fps", ".1f"),
+                   Column("network_ms", "net ms/frame", ".2f", drop=1), Column("loop_ms", "loop ms/frame", ".2f", drop=1)]
+
+
+@click.command("run")
+@click.argument("variants", nargs=-1, required=True)
+@click.option("--dataset", "dataset", required=True, metavar="NAME", help="lasot, lasot_ext, tnl2k or otb.")
+@click.option("--root", type=DIR, required=True,
+              help="Dataset root with frames (LaSOT <class>/<seq>/img/, TNL2K <seq>/imgs/, OTB <Seq>/img/).")
+@click.option("--runtime", "runtimes", cls=MultiValueOption, metavar="RUNTIME...",
+              help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)} or all (default: tflite).")
+@click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
+              help=f"{describe(PRECISIONS)} (default fp32; each runtime runs those it offers).")
+@click.option("--threads", default="1", show_default=True, metavar="N", help="Threads per tracker.")
+@click.option("--preset", default=None, metavar="NAME", help="Tracking preset of zoo.yaml (default: each variant's own).")
+@click.option("--sequences", "patterns", cls=MultiValueOption, metavar="PATTERN...", help="Only sequences matching these shell patterns.")
+@click.option("--all-sequences", is_flag=True, help="Every sequence under the root, not only the official test split.")
+@click.option("--results", "results_dir", type=DIR, default=Path("results"), show_default=True,
+              help="Results root: <results>/<tracker>/<dataset>/<seq>.txt (+ _time.txt, _score.txt).")
+@click.option("--jobs", default="1", show_default=True, metavar="N", help="Processes (one loaded runtime each); with --ray the number of actors.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run on Ray: a cluster address, 'auto' (the running cluster) or 'local' (start one on this machine).")
+@click.option("--artifacts", "artifacts_dir", type=DIR, default=None, help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@report_options("the per-tracker summary")
+@oversubscribe_option
+def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patterns, all_sequences, results_dir, jobs,
+            ray_address, artifacts_dir, json_file, csv_file, markdown_file, allow_oversubscribe) -> None:
+    """One-Pass Evaluation: each VARIANT in each runtime and precision tracks every sequence from
+    its first ground-truth box; raw results go to <results>/<variant>@<runtime>-<precision>/<dataset>/
+    in pytracking's layout (finished sequences are skipped on a rerun). Example:
+
+      zoo eval run fgaf3 base-c128 --dataset lasot --root ~/data/LaSOT --runtime tflite mnn --jobs 2
+
+    Then: zoo eval analyze results/* --dataset lasot --root ~/data/LaSOT
+    """
+    catalog = Catalog.load()
+    chosen = catalog.select(variants)
+    runtime_names = choose(list(runtimes or ()), (REFERENCE_RUNTIME, *RUNTIMES), "runtime", default=("tflite",))
+    precision_names = choose(list(precisions or ()), PRECISIONS, "precision", default=("fp32",))
+    (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
+    (jobs_n,) = counts([jobs], "--jobs", allow_oversubscribe=allow_oversubscribe)
+    counts([str(jobs_n * threads_n)], "--jobs x --threads", allow_oversubscribe=allow_oversubscribe)
+    if preset is not None:
+        for v in chosen:
+            catalog.preset_name(v, preset)
+    ds = load_dataset(dataset, root=root, patterns=list(patterns or ()), all_sequences=all_sequences)
+    split_total = len(ds.sequences) + len(ds.missing)
+    if ds.missing:
+        err().print(f"note: {len(ds.sequences)} of the {split_total} {ds.spec.title} test sequences are under {ds.source}; "
+                    "running those", highlight=False, soft_wrap=True)
+    out_dir = Path(artifacts_dir) if artifacts_dir else default_out_dir()
+    specs, notes = tracker_specs(catalog, chosen, runtime_names, precision_names, out_dir, threads=threads_n, preset=preset,
+                                 on_event=lambda target, stage: err().print(f"export {target.label}: {stage}", highlight=False)
+                                 if stage in ("built", "failed") else None)
+    for note in notes:
+        err().print(f"note: {note}", highlight=False)
+    if not specs:
+        raise UsageError("no tracker to run (every runtime x precision combination was skipped)")
+    where = f"Ray ({ray_address})" if ray_address else (f"{jobs_n} processes" if jobs_n > 1 else "this process")
+    state = {"done": 0, "frames": 0, "start": time.perf_counter()}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(), console=err(), transient=True) as progress:
+        task = progress.add_task("eval run", total=None, info="")
+        plan = {}
+
+        def on_start(n_tasks: int, n_frames: int) -> None:
+            plan.update(tasks=n_tasks, frames=n_frames)
+            skipped = sum(s.skipped for s in summaries.values())
+            progress.console.print(f"plan: {len(specs)} tracker{'s' if len(specs) > 1 else ''} x {len(ds.sequences)} sequences: "
+                                   f"{n_tasks} runs to do, {n_frames} frames ({skipped} runs already finished)", highlight=False)
+            progress.update(task, total=max(1, n_frames), description=f"eval run on {where}: 0/{n_tasks} sequences")
+
+        def on_result(t, result) -> None:
+            state["done"] += 1
+            state["frames"] += len(t.sequence)
+            elapsed = time.perf_counter() - state["start"]
+            status = "" if result.run is not None else " (failed)"
+            progress.update(task, advance=len(t.sequence),
+                            description=f"eval run on {where}: {state['done']}/{plan['tasks']} sequences",
+                            info=f"{state['frames'] / elapsed:.1f} frames/s, last {t.spec.name} {t.sequence.name}{status}")
+            if result.run is None:
+                progress.console.print(f"failed: {result.error}", highlight=False, soft_wrap=True)
+
+        summaries = {}
+        outcome = run_evaluation(specs, ds, results_dir, jobs=jobs_n, ray_address=ray_address, threads=threads_n,
+                                 on_start=on_start, on_result=on_result, summaries=summaries)
+    rows = [s.row() for s in outcome.summaries.values()]
+    ran = len(ds.sequences)
+    title = (f"zoo eval run: {ds.spec.title}, {ran} sequences" + (f" of the {split_total}-sequence test split" if ds.missing else "")
+             + f", {outcome.tasks} tracker x sequence runs on {where} in {outcome.wall_s:.1f} s; results in {results_dir}")
+    out().print(rich_table(rows, SUMMARY_COLUMNS, title=title))
+    if not outcome.tasks:
+        out().print("every sequence was already finished (delete its <seq>.txt to run it again)", highlight=False)
+    report = {"dataset": ds.name, "root": str(ds.source), "results": str(results_dir), "sequences": ds.names(),
+              "split_total": split_total, "missing": ds.missing, "executor": where, "wall_s": outcome.wall_s,
+              "trackers": rows, "errors": outcome.errors}
+    if json_file is not None:
+        write_text(json_file, to_json(report))
+    if csv_file is not None:
+        write_text(csv_file, to_csv(rows, SUMMARY_COLUMNS))
+    if markdown_file is not None:
+        write_text(markdown_file, f"## {title}\n\n{to_markdown(rows, SUMMARY_COLUMNS)}")
+    if outcome.errors:
+        more = f" (+{len(outcome.errors) - 1} more)" if len(outcome.errors) > 1 else ""
+        raise (UsageError if outcome.usage_error else ZooError)(f"{outcome.errors[0]}{more}")

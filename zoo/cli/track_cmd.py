@@ -1,0 +1,217 @@
+"""``zoo track``: run one tracker over a video, a folder of frames or a dataset sequence."""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from compare.tracker import Tracker
+from zoo.api import Tracker as ApiTracker
+from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
+from zoo.cli.options import DIR, REPORT_FILE, counts, oversubscribe_option
+from zoo.cli.output import Column, err, out, rich_table, to_json, write_text
+from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
+from zoo.errors import UsageError, ZooError
+from zoo.names import choose
+from zoo.tracking import check_box, iou_xywh
+
+SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("frames", "frames"),
+                   Column("network_ms_mean", "net ms mean", ".2f"), Column("network_ms_median", "net ms median", ".2f"),
+                   Column("loop_ms_mean", "loop ms mean", ".2f"), Column("loop_ms_median", "loop ms median", ".2f"),
+                   Column("fps", "fps", ".1f"), Column("mean_iou", "mean IoU", ".3f"),
+                   Column("iou_ge_0.5", "IoU≥0.5 %", ".1f")]
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``x,y,w,h`` (commas or spaces) -> four floats; a usage error otherwise."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--init {text!r}: expected four numbers x,y,w,h") from None
+    if len(values) != 4:
+        raise UsageError(f"--init {text!r}: expected four numbers x,y,w,h, got {len(values)}")
+    try:
+        return check_box(values)
+    except UsageError as exc:
+        raise UsageError(f"--init {text!r}: {exc}") from None
+
+
+class _Source:
+    """Frames to track, their count, an initial box and optional ground truth."""
+
+    def __init__(self, path: Path, init: str | None):
+        self.ground_truth: np.ndarray | None = None
+        self.fps = 30.0
+        init_box = parse_box(init) if init else None
+        if path.is_file():
+            video = VideoFrames(path)
+            self.kind, self.count, self._frames = "video", len(video), video
+            self.fps = video.fps or 30.0
+        elif path.is_dir() and is_sequence_folder(path):
+            seq = open_sequence_folder(path)
+            files = sequence_frames(seq)
+            self.kind, self.count, self._frames = "sequence", len(files), (read_frame(f) for f in files)
+            self.ground_truth = seq.ground_truth
+            if init_box is None:
+                init_box = check_box(seq.ground_truth[0]) if seq.ground_truth[0][2] > 0 else None
+                if init_box is None:
+                    raise UsageError(f"{seq.annotation}:1: the first ground-truth box is empty; give --init x,y,w,h")
+        elif path.is_dir():
+            files = list_frames(frames_folder(path))
+            if not files:
+                raise UsageError(f"{path}: no frames (.jpg, .png, ...) in this folder, in img/ or in imgs/")
+            self.kind, self.count, self._frames = "frames", len(files), (read_frame(f) for f in files)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+        if init_box is None:
+            raise UsageError(f"{path}: give the target in the first frame with --init x,y,w,h "
+                             "(only a sequence folder with ground truth initialises itself)")
+        self.init_box = init_box
+
+    def __iter__(self):
+        return iter(self._frames)
+
+
+class _VideoOut:
+    """An annotated mp4 written beside its destination and renamed onto it when complete."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".mp4", dir=path.parent)
+        os.close(fd)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; the video should look like any written file
+        self.tmp = Path(tmp)
+        self.fps = fps
+        self.writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray, box, score: float, index: int, truth=None) -> None:
+        if self.writer is None:
+            h, w = frame.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise ZooError(f"cannot write video {self.path} (cv2.VideoWriter, mp4v)")
+        image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        if truth is not None and truth[2] > 0 and truth[3] > 0:
+            x, y, w, h = (int(round(v)) for v in truth)
+            cv2.rectangle(image, (x, y), (x + w, y + h), (255, 160, 0), 1)
+        x, y, w, h = (int(round(v)) for v in box)
+        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 220, 0), 2)
+        label = f"#{index}  score {score:.3f}"
+        cv2.putText(image, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        self.writer.write(image)
+
+    def finish(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        os.replace(self.tmp, self.path)
+
+    def abandon(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        self.tmp.unlink(missing_ok=True)
+
+
+def summary_row(tracker: Tracker, frames: int, ious: list[float] | None) -> dict:
+    net = [t * 1000 for t in tracker.network_times]
+    loop = [t * 1000 for t in tracker.loop_times]
+    row = {"tracker": tracker.name, "frames": frames,
+           "network_ms_mean": statistics.fmean(net) if net else None, "network_ms_median": statistics.median(net) if net else None,
+           "loop_ms_mean": statistics.fmean(loop) if loop else None, "loop_ms_median": statistics.median(loop) if loop else None,
+           "fps": 1000 * len(loop) / sum(loop) if loop and sum(loop) > 0 else None, "mean_iou": None, "iou_ge_0.5": None}
+    if ious:
+        row["mean_iou"] = float(np.mean(ious))
+        row["iou_ge_0.5"] = 100.0 * float(np.mean(np.asarray(ious) >= 0.5))
+    return row
+
+
+@click.command("track")
+@click.argument("variant")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--init", "init", metavar="X,Y,W,H", help="The target in the first frame (pixels; default: a sequence folder's first ground-truth box).")
+@click.option("--runtime", default="tflite", show_default=True, metavar="RUNTIME", help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)}.")
+@click.option("--precision", default="fp32", show_default=True, metavar="PRECISION", help=f"{describe(PRECISIONS)} (as the runtime offers).")
+@click.option("--threads", default="1", show_default=True, metavar="N", help="Threads of the runtime.")
+@click.option("--preset", default=None, metavar="NAME", help="Tracking preset of zoo.yaml (default: the variant's own).")
+@click.option("--out", "boxes_file", type=REPORT_FILE, default=None, help="Write the boxes (x,y,w,h per frame, comma separated) to FILE.")
+@click.option("--video", "video_file", type=REPORT_FILE, default=None, help="Write the frames with the box and score drawn (mp4).")
+@click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Per-frame boxes, scores, times (and IoU) and the summary as JSON ('-': stdout).")
+@click.option("--artifacts", "artifacts_dir", type=DIR, default=None, help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@oversubscribe_option
+def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_file, video_file, json_file, artifacts_dir,
+              allow_oversubscribe) -> None:
+    """Track the target of SOURCE with VARIANT's network in one runtime: a video file, a folder of
+    frames, or a dataset sequence folder (LaSOT/TNL2K/OTB layout or frames beside one ground-truth
+    file: the first box initialises, and the IoU to the ground truth is printed). Examples:
+
+      zoo track fgaf3 clip.mp4 --init 120,80,60,90 --video tracked.mp4
+
+      zoo track base-c128 ~/data/OTB/Crossing --runtime mnn --out boxes.txt
+    """
+    (runtime,) = choose([runtime], (REFERENCE_RUNTIME, *RUNTIMES), "runtime")
+    (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
+    cv2.setNumThreads(threads_n)  # OpenCV's pool (decoding, crop resize) within the same thread budget as the runtime
+    src = _Source(source, init)
+    tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir)
+    video = _VideoOut(video_file, src.fps) if video_file is not None else None
+    rows, ious = [], []
+    gt = src.ground_truth
+    try:
+        with tracker, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                               TimeElapsedColumn(), console=err(), transient=True) as progress:
+            task = progress.add_task(f"track {tracker.name}", total=src.count or None, info="")
+            for k, frame in enumerate(src):
+                if k == 0:
+                    tracker.initialize(frame, src.init_box)
+                    box, score, net_ms, loop_ms = src.init_box, 1.0, None, tracker.init_time * 1000
+                else:
+                    box, score = tracker.track(frame)
+                    net_ms, loop_ms = tracker.network_times[-1] * 1000, tracker.loop_times[-1] * 1000
+                row = {"frame": k, "box": [float(v) for v in box], "score": float(score), "network_ms": net_ms, "loop_ms": loop_ms}
+                truth = None
+                if gt is not None and k < len(gt):
+                    truth = gt[k]
+                    if k > 0 and truth[2] > 0 and truth[3] > 0:
+                        iou = float(iou_xywh(np.asarray(box), truth)[0])
+                        row["iou"] = iou
+                        ious.append(iou)
+                rows.append(row)
+                if video is not None:
+                    video.write(frame, box, score, k, truth)
+                loops = tracker.loop_times
+                fps = len(loops) / sum(loops) if loops and sum(loops) > 0 else 0.0
+                info = f"{fps:.1f} fps" + (f", IoU {ious[-1]:.2f}" if ious and "iou" in row else "")
+                progress.update(task, advance=1, info=info)
+    except BaseException:
+        if video is not None:
+            video.abandon()
+        raise
+    if not rows:
+        raise UsageError(f"{source}: no frames could be read")
+    if video is not None:
+        video.finish()
+    if boxes_file is not None:
+        write_text(boxes_file, "".join(",".join(f"{v:.3f}" for v in r["box"]) + "\n" for r in rows))
+    summary = summary_row(tracker, len(rows), ious)
+    console = out()
+    title = f"zoo track {tracker.name} on {source} ({src.kind}, {len(rows)} frames, {threads_n} thread{'s' if threads_n > 1 else ''})"
+    console.print(rich_table([summary], SUMMARY_COLUMNS, title=title))
+    if ious:
+        console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5 "
+                      f"(the catalog's reference weights are untrained unless registered: this checks the pipeline, not skill)",
+                      highlight=False, soft_wrap=True)
+    if video is not None:
+        console.print(f"video: {video_file}", highlight=False)
+    if json_file is not None:
+        write_text(json_file, to_json({"tracker": tracker.name, "source": str(source), "kind": src.kind,
+                                       "init": list(src.init_box), "summary": summary, "frames": rows}))
