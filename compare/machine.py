@@ -2,9 +2,9 @@
 and how busy it was while something was timed (:func:`cpu_busy_seconds`, :func:`contention`).
 
 The clock comes from cpufreq (``scaling_cur_freq``, the real current frequency) when the kernel
-exposes it, else from ``/proc/cpuinfo``'s ``cpu MHz`` -- under a hypervisor without cpufreq that
-is the nominal clock and does not move with boost or throttling, which :func:`clock_source`
-says. Temperature comes from ``/sys/class/thermal`` zones; many VMs expose none (``None``).
+exposes it, else from ``/proc/cpuinfo``'s ``cpu MHz`` on bare metal. Under a hypervisor without
+cpufreq that figure is the nominal clock and does not move with boost or throttling, so no clock
+is reported there (:func:`clock_source` says why). Temperature comes from ``/sys/class/thermal`` zones; many VMs expose none (``None``).
 """
 from __future__ import annotations
 
@@ -30,16 +30,28 @@ def _read_numbers(pattern: str) -> list[float]:
     return values
 
 
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def under_hypervisor() -> bool:
+    """The CPU flags say a hypervisor runs this machine (its /proc/cpuinfo MHz is then nominal)."""
+    return bool(re.search(r"^flags\s*:.*\bhypervisor\b", _cpuinfo(), re.M))
+
+
 def cpu_mhz() -> float | None:
-    """Mean current clock over the CPUs in MHz, or ``None`` when the machine does not say."""
+    """Mean current clock over the CPUs in MHz, or ``None`` when the machine does not say: cpufreq
+    first; /proc/cpuinfo only on bare metal (under a hypervisor it repeats the nominal clock)."""
     khz = _read_numbers(_CPUFREQ)
     if khz:
         return sum(khz) / len(khz) / 1e3
-    try:
-        with open("/proc/cpuinfo") as fh:
-            mhz = [float(m) for m in re.findall(r"^cpu MHz\s*:\s*([0-9.]+)", fh.read(), re.M)]
-    except OSError:
+    if under_hypervisor():
         return None
+    mhz = [float(m) for m in re.findall(r"^cpu MHz\s*:\s*([0-9.]+)", _cpuinfo(), re.M)]
     return sum(mhz) / len(mhz) if mhz else None
 
 
@@ -58,7 +70,9 @@ def clock_source() -> str:
     """Where :func:`cpu_mhz` reads from, and what that is worth."""
     if glob.glob(_CPUFREQ):
         return "cpufreq scaling_cur_freq"
-    return "/proc/cpuinfo cpu MHz (no cpufreq: nominal clock under a hypervisor)"
+    if under_hypervisor():
+        return "not exposed (no cpufreq; a hypervisor's /proc/cpuinfo MHz is nominal, not measured)"
+    return "/proc/cpuinfo cpu MHz (no cpufreq)"
 
 
 def machine_info() -> dict:
@@ -69,11 +83,7 @@ def machine_info() -> dict:
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            found = re.search(r"^model name\s*:\s*(.+)$", fh.read(), re.M)
-    except OSError:
-        found = None
+    found = re.search(r"^model name\s*:\s*(.+)$", _cpuinfo(), re.M)
     return found.group(1).strip() if found else platform.processor()
 
 
