@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -262,23 +262,6 @@ def _invoke(tflite_path: Path, inputs: list[TfliteBinding], feed: dict[str, np.n
     runner = interpreter.get_signature_runner(inputs[0].signature_key)
     return dict(runner(**{b.signature_name: np.ascontiguousarray(np.asarray(feed[b.name]).transpose(b.perm),
                                                                  dtype=b.dtype) for b in inputs}))
-
-
-def run_tflite(tflite_path: Path, bindings: TfliteResult | Mapping[str, TfliteBinding],
-               inputs: dict[str, np.ndarray], num_threads: int = 1) -> dict[str, np.ndarray]:
-    """Run the model on NCHW inputs keyed by catalog name; NCHW outputs keyed by catalog name.
-
-    Inputs are transposed into the model's layout and fed through the signature runner by
-    signature name (never by tensor index); ``num_threads`` sets the interpreter's threads.
-    """
-    table = bindings.bindings if isinstance(bindings, TfliteResult) else bindings
-    ins = [b for b in table.values() if b.role == "input"]
-    missing = sorted({b.name for b in ins} - set(inputs))
-    if missing:
-        raise ValueError(f"missing inputs {missing} for {Path(tflite_path).name}")
-    raw = _invoke(Path(tflite_path), ins, inputs, num_threads)
-    return {b.name: np.ascontiguousarray(raw[b.signature_name].transpose(np.argsort(b.perm)))
-            for b in table.values() if b.role == "output"}
 
 
 def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO, onnx_out: _IO,

@@ -26,6 +26,7 @@ from onnxsim import simplify  # noqa: E402
 
 from exporters import tflite_convert as tc  # noqa: E402
 from tests.helpers.catalog import CATALOG  # noqa: E402
+from tests.helpers.tflite import run_tflite
 from zoo.models import build_model  # noqa: E402
 from zoo.models.fold import fold_batchnorm  # noqa: E402
 from zoo.reference_weights import reference_state_dict  # noqa: E402
@@ -108,7 +109,7 @@ def _check(case: dict, precision: str, tmp_path: Path, no_network: list[object])
         assert b.signature_name in signature["inputs" if b.role == "input" else "outputs"]
         assert b.layout == "NHWC" and b.shape == [spec.shape[i] for i in (0, 2, 3, 1)] and b.dtype == "float32"
 
-    got = tc.run_tflite(result.tflite_path, result.bindings, case["feed"], num_threads=2)
+    got = run_tflite(result.tflite_path, result.bindings, case["feed"], num_threads=2)
     for name, ref in case["ref"].items():
         assert got[name].shape == ref.shape
         err = float(np.abs(got[name] - ref).max())
