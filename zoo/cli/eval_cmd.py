@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from zoo.cli.options import DIR, MultiValueOption, report_options
-from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_csv, to_json, to_markdown, write_reports, write_text
 from zoo.datasets import load_dataset, open_results
 from zoo.evaluation.analyze import evaluate
 from zoo.evaluation.drift import drift
@@ -169,9 +169,4 @@ def drift_cmd(results_a, results_b, dataset, root, annotations, patterns, all_se
         out.print(f"plot: {plots[0]}", highlight=False)
     report = {"dataset": ds.name, "protocol": protocol, "a": d.a, "b": d.b, "sequences": d.evaluation.sequences,
               "missing_results": d.evaluation.missing, "rows": rows, "plots": plots}
-    if json_file is not None:
-        write_text(json_file, to_json(report))
-    if csv_file is not None:
-        write_text(csv_file, to_csv(rows, DRIFT_COLUMNS))
-    if markdown_file is not None:
-        write_text(markdown_file, f"## {title}\n\n{to_markdown(rows, DRIFT_COLUMNS)}")
+    write_reports(rows, DRIFT_COLUMNS, json_file, csv_file, markdown_file, payload=report, title=title)

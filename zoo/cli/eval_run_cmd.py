@@ -16,7 +16,7 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, MultiValueOption, counts, oversubscribe_option, report_options
-from zoo.cli.output import Column, err, out, rich_table, to_csv, to_json, to_markdown, write_text
+from zoo.cli.output import Column, err, out, rich_table, write_reports
 from zoo.datasets import load_dataset
 from zoo.errors import UsageError, ZooError
 from zoo.names import choose
@@ -119,12 +119,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
     report = {"dataset": ds.name, "root": str(ds.source), "results": str(results_dir), "sequences": ds.names(),
               "split_total": split_total, "missing": ds.missing, "executor": where, "wall_s": outcome.wall_s,
               "trackers": rows, "errors": outcome.errors}
-    if json_file is not None:
-        write_text(json_file, to_json(report))
-    if csv_file is not None:
-        write_text(csv_file, to_csv(rows, SUMMARY_COLUMNS))
-    if markdown_file is not None:
-        write_text(markdown_file, f"## {title}\n\n{to_markdown(rows, SUMMARY_COLUMNS)}")
+    write_reports(rows, SUMMARY_COLUMNS, json_file, csv_file, markdown_file, payload=report, title=title)
     if outcome.errors:
         more = f" (+{len(outcome.errors) - 1} more)" if len(outcome.errors) > 1 else ""
         raise (UsageError if outcome.usage_error else ZooError)(f"{outcome.errors[0]}{more}")

@@ -153,14 +153,16 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Path | None = None,
-                  csv_file: Path | None = None, markdown_file: Path | None = None, payload: Any = None) -> None:
-    """Write the reports asked for: JSON (``payload`` or the rows), CSV and Markdown of the rows."""
+                  csv_file: Path | None = None, markdown_file: Path | None = None, payload: Any = None,
+                  title: str | None = None) -> None:
+    """Write the reports asked for: JSON (``payload`` or the rows), CSV and Markdown of the rows
+    (under a ``## title`` heading when given)."""
     if json_file is not None:
         write_text(json_file, to_json(rows if payload is None else payload))
     if csv_file is not None:
         write_text(csv_file, to_csv(rows, columns))
     if markdown_file is not None:
-        write_text(markdown_file, to_markdown(rows, columns))
+        write_text(markdown_file, (f"## {title}\n\n" if title else "") + to_markdown(rows, columns))
 
 
 def progress_bar(*, counted: bool = False):
