@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.cli import run_main
+
 REPO = Path(__file__).resolve().parent.parent
 VARIANT = "base-c128"
 
@@ -23,26 +25,13 @@ def zoo(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess
                           env={**os.environ, **(env or {})}, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def zoo_here(capsys, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+@pytest.fixture
+def zoo_here(capsys, monkeypatch):
     """Run the CLI's entry point in this process (fast: no interpreter start-up and imports) for
     errors raised before any work starts; returns what a subprocess run would."""
-    from zoo.cli import main
-
-    saved_argv, saved_env = sys.argv, dict(os.environ)
-    sys.argv = ["zoo", *args]
-    os.environ.update(env or {})
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(args, *run_main(capsys, monkeypatch, *args))
+    return run
 
 
 def one_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -116,8 +105,8 @@ def test_a_manifest_edited_away_from_the_catalog_is_refused_or_rebuilt(exported,
     (("bench", VARIANT, "--runtime", "pytorch", "--threads", "8", "--concurrency", "8"), "= 64 threads"),
     (("profile", VARIANT, "--runtime", "onnxruntime", "--threads", "5000"), "--threads 5000"),
 ])
-def test_threads_and_instances_are_bounded_by_the_machine(capsys, args, needle):
-    one_line(zoo_here(capsys, *args), 2, needle, "--allow-oversubscribe")
+def test_threads_and_instances_are_bounded_by_the_machine(zoo_here, args, needle):
+    one_line(zoo_here(*args), 2, needle, "--allow-oversubscribe")
 
 
 @pytest.mark.parametrize("args, option", [
@@ -127,8 +116,8 @@ def test_threads_and_instances_are_bounded_by_the_machine(capsys, args, needle):
     (("pull", VARIANT, "--timeout", "nan", "--offline"), "--timeout"),
     (("pull", VARIANT, "--timeout", "-inf", "--offline"), "--timeout"),
 ])
-def test_float_options_refuse_nan_and_infinity(capsys, args, option):
-    one_line(zoo_here(capsys, *args), 2, option)
+def test_float_options_refuse_nan_and_infinity(zoo_here, args, option):
+    one_line(zoo_here(*args), 2, option)
 
 
 @pytest.mark.parametrize("args", [
@@ -140,26 +129,26 @@ def test_float_options_refuse_nan_and_infinity(capsys, args, option):
     ("pull", VARIANT, "--out", "", "--offline"),
     ("list", "--json", ""),
 ])
-def test_an_empty_path_is_a_usage_error(capsys, args):
-    one_line(zoo_here(capsys, *args), 2, "empty path")
+def test_an_empty_path_is_a_usage_error(zoo_here, args):
+    one_line(zoo_here(*args), 2, "empty path")
 
 
-def test_a_npy_given_to_inputs_is_one_line(capsys, tmp_path):
+def test_a_npy_given_to_inputs_is_one_line(zoo_here, tmp_path):
     bad = tmp_path / "pair.npy"
     np.save(bad, np.zeros((1, 3, 128, 128), np.float32))
-    one_line(zoo_here(capsys, "compare", VARIANT, "--runtimes", "onnxruntime", "--inputs", str(bad),
+    one_line(zoo_here("compare", VARIANT, "--runtimes", "onnxruntime", "--inputs", str(bad),
                       "--out", str(tmp_path / "a")), 2, "pair.npy", ".npz")
 
 
-def test_a_report_path_that_cannot_be_created_fails_before_the_run(capsys):
-    one_line(zoo_here(capsys, "bench", VARIANT, "--runtime", "pytorch", "--json", "/proc/zoo-report.json"), 2,
+def test_a_report_path_that_cannot_be_created_fails_before_the_run(zoo_here):
+    one_line(zoo_here("bench", VARIANT, "--runtime", "pytorch", "--json", "/proc/zoo-report.json"), 2,
              "/proc/zoo-report.json")
 
 
-def test_click_usage_errors_are_one_line(capsys):
-    one_line(zoo_here(capsys, "export", "--to", "onnx"), 2, "Missing argument", "zoo export --help")
-    one_line(zoo_here(capsys, "expor"), 2, "export")
-    one_line(zoo_here(capsys, "list", "--bogus"), 2, "--bogus")
+def test_click_usage_errors_are_one_line(zoo_here):
+    one_line(zoo_here("export", "--to", "onnx"), 2, "Missing argument", "zoo export --help")
+    one_line(zoo_here("expor"), 2, "export")
+    one_line(zoo_here("list", "--bogus"), 2, "--bogus")
 
 
 def test_tables_stay_readable_at_80_columns():
