@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.runners import BaseRunner, PytorchRunner, open_artifact
-from zoo.backends import REFERENCE_RUNTIME
+from compare.runners import BaseRunner, open_artifact
+from zoo.backends import REFERENCE_RUNTIME, reference_runner_class
 from zoo.sample_inputs import input_roles
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import XYWH, TrackerLoop, check_box
@@ -52,7 +52,7 @@ class TrackerSpec:
     def runner(self) -> BaseRunner:
         """The (unloaded) runner: PyTorch eager, or the artifact checked against its manifest."""
         if self.runtime == REFERENCE_RUNTIME or self.artifact is None:
-            runner: BaseRunner = PytorchRunner(self.variant)
+            runner: BaseRunner = reference_runner_class()(self.variant)
             runner.set_threads(self.threads)
             return runner
         return open_artifact(self.artifact, self.variant, threads=self.threads)

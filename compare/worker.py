@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from compare.machine import cpu_busy_seconds
-from compare.runners import PytorchRunner, open_artifact
+from compare.runners import open_artifact
+from zoo.backends import reference_runner_class
 from zoo.procs import die_with_parent, ignore_sigint, sigint_blocked
 from zoo.schema import Variant
 
@@ -109,7 +110,7 @@ class RunnerSpec:
     def build(self):
         """The (unloaded) runner this spec describes."""
         if self.artifact is None:
-            return PytorchRunner(self.variant)
+            return reference_runner_class()(self.variant)
         return open_artifact(self.artifact, self.variant)
 
     @property

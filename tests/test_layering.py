@@ -159,3 +159,18 @@ def test_the_checker_catches_violations(tmp_path) -> None:
         ("zoo.schema", None), ("compare.run", None), ("exporters.pipeline", "f"), ("zoo.cli", "C.m")]
     assert [layer(i.module, i.function) for i in found] == ["core"] * 4
     assert [_target_layer(i.target) in ALLOWED["core"] for i in found] == [True, False, False, False]
+
+
+def test_a_runtime_measurement_process_does_not_import_torch() -> None:
+    """Every timing, bench and tracking child of a non-PyTorch runtime starts from these imports;
+    torch (about 2 s per process) is loaded only by the PyTorch reference runner."""
+    import subprocess
+    import sys
+
+    from zoo.backends import BACKENDS
+
+    runners = [b.runner.split(":")[0] for b in BACKENDS]
+    code = f"import sys, compare.worker, compare.tracker, {', '.join(runners)}; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

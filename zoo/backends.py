@@ -17,6 +17,9 @@ from typing import Any
 
 #: PyTorch eager: the reference every artifact is compared with (not an artifact format)
 REFERENCE_RUNTIME = "pytorch"
+#: the reference runner (PyTorch eager), named like the table's runners so that a process timing
+#: another runtime never imports torch (about 2 s of every measurement child's start-up)
+REFERENCE_RUNNER = "compare.runners.pytorch:PytorchRunner"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class Backend:
     def runner_class(self) -> type:
         """The runner class (imports the runner module; not the runtime itself)."""
         return _load(self.runner)
+
+
+def reference_runner_class() -> type:
+    """The PyTorch eager runner class (imports torch)."""
+    return _load(REFERENCE_RUNNER)
 
 
 def _load(ref: str) -> Any:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from compare.runners.base import ArtifactRunner, BaseRunner, native_quiet, to_layout
-from compare.runners.pytorch import PytorchRunner
 from zoo.artifacts import Manifest, read_manifest, verified_manifest
-from zoo.backends import by_format
+from zoo.backends import by_format, reference_runner_class
 from zoo.schema import Variant
 
 
@@ -29,6 +28,13 @@ def open_artifact(artifact_dir: Path | str, variant: Variant, threads: int = 1) 
     catalog: a corrupt or stale artifact is a one-line error naming the file and how to rebuild."""
     manifest = verified_manifest(Path(artifact_dir), variant)
     return runner_for(artifact_dir, manifest, threads)
+
+
+def __getattr__(name: str):
+    # PyTorch is imported on first use of the reference runner, not by every runtime's process
+    if name == "PytorchRunner":
+        return reference_runner_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ArtifactRunner", "BaseRunner", "PytorchRunner", "open_artifact", "runner_for", "native_quiet", "to_layout"]
