@@ -26,6 +26,12 @@ class MnnRunner(ArtifactRunner):
         """A session of the same model and configuration, timed op by op through MNN's callbacks."""
         return MnnOpProfiler(self)
 
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        from compare.runners.taps import MnnTap
+
+        return MnnTap(self)
+
     def _load(self) -> None:
         with native_quiet():
             mnn = require("MNN", self.extra, "MNN")

@@ -14,6 +14,12 @@ from compare.runners.base import ArtifactRunner, require
 class NcnnRunner(ArtifactRunner):
     format = "ncnn"
 
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        from compare.runners.taps import NcnnTap
+
+        return NcnnTap(self)
+
     def _load(self) -> None:
         ncnn = require("ncnn", self.extra, "ncnn")
         net = ncnn.Net()

@@ -34,6 +34,12 @@ class OnnxRuntimeRunner(ArtifactRunner):
         """A session of the same model and options with ONNX Runtime's profiler on."""
         return OrtOpProfiler(self)
 
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        from compare.runners.taps import OrtTap
+
+        return OrtTap(self)
+
     def _load(self) -> None:
         self._session = self.session()
         self._output_names = [b.runtime_name for b in self.manifest.outputs]

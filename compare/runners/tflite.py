@@ -16,6 +16,12 @@ SIGNATURE = "serving_default"
 class TfliteRunner(ArtifactRunner):
     format = "tflite"
 
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        from compare.runners.taps import TfliteTap
+
+        return TfliteTap(self)
+
     def _load(self) -> None:
         litert = require("ai_edge_litert.interpreter", self.extra, "ai-edge-litert")
         with native_quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on stderr
