@@ -182,7 +182,7 @@ class TensorMap:
     """Runtime tensor name -> [(source tensor, layout rule)]; what could not be named, and why."""
 
     links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    inserted: list[str] = field(default_factory=list)  # layout copies a runtime adds (values of an input)
+    inserted: list[str] = field(default_factory=list)  # layout copies of an input, weights converted at run time
     unmatched: list[str] = field(default_factory=list)
 
 
@@ -191,7 +191,7 @@ def map_by_names(taps: Iterable[Tapped], source: SourceGraph) -> TensorMap:
     result, shapes = TensorMap(), source.shapes
     taps = list(taps)
     for t in taps:
-        if any(mark in t.name for mark in _INSERTED):
+        if t.constant or any(mark in t.name for mark in _INSERTED):
             result.inserted.append(t.name)
             continue
         key = next((k for k in (t.name, _SUFFIX.sub("", t.name)) if k in source.position), None)
@@ -217,6 +217,9 @@ def map_by_values(taps: Iterable[Tapped], values: dict[str, np.ndarray], toleran
         by_size.setdefault(v.size, []).append(name)
     result = TensorMap()
     for t in taps:
+        if t.constant:
+            result.inserted.append(t.name)
+            continue
         links = []
         for name in by_size.get(t.array.size, ()):
             for rule in layouts(t.array.shape, values[name].shape):
@@ -239,7 +242,7 @@ def apply_map(taps: list[Tapped], calibrated: TensorMap, source: SourceGraph) ->
                  if src in source.shapes and rule in layouts(t.array.shape, source.shapes[src])]
         if links:
             result.links[t.name] = links
-        elif t.name in calibrated.inserted:
+        elif t.constant or t.name in calibrated.inserted:
             result.inserted.append(t.name)
         else:
             result.unmatched.append(t.name)

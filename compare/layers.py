@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,10 @@ from compare.runners import open_artifact
 from zoo.artifacts import artifact_dir, read_manifest
 from zoo.backends import by_runtime
 from zoo.errors import UsageError, ZooError
+from zoo.fileio import atomic_path
+from zoo.models.fold import fold_batchnorm
 from zoo.schema import Variant
+from zoo.weights import load_model
 
 #: the precision whose artifact calibrates a value-named runtime's map
 CALIBRATION_PRECISION = "fp32"
@@ -84,8 +87,10 @@ class LayerReport:
     missing: list[str] = field(default_factory=list)  # computed by the runtime, not found among its tensors
     unmatched_tensors: list[str] = field(default_factory=list)
     inserted_tensors: list[str] = field(default_factory=list)
-    tensors: int = 0
+    tensors: int = 0  # float tensors the runtime computed
+    named_tensors: int = 0  # of those, named after a source-graph tensor
     error: str | None = None
+    skipped: bool = False  # the format does not offer the precision
 
     @property
     def computed(self) -> int:
@@ -105,7 +110,7 @@ class LayerReport:
         return {
             "variant": self.variant, "runtime": self.runtime, "precision": self.precision, "naming": self.naming,
             "atol": self.atol, "rtol": self.rtol, "tolerance": self.tolerance, "samples": self.samples,
-            "tensors": self.tensors, "in_graph": self.in_graph, "fused_away": len(self.fused_away), "computed": self.computed,
+            "tensors": self.tensors, "named_tensors": self.named_tensors, "in_graph": self.in_graph, "fused_away": len(self.fused_away), "computed": self.computed,
             "matched": len(self.layers), "coverage_pct": self.coverage_pct, "unmatched_tensors": len(self.unmatched_tensors),
             "inserted_tensors": len(self.inserted_tensors),
             "first_divergent": first.module if first else None, "first_ratio": first.ratio if first else None,
@@ -116,8 +121,6 @@ class LayerReport:
         }
 
     def as_json(self) -> dict:
-        from dataclasses import asdict
-
         return {**self.summary(), "layers": [asdict(d) for d in self.layers], "fused_away_modules": self.fused_away,
                 "not_in_graph_modules": self.not_in_graph, "missing_modules": self.missing,
                 "unmatched_tensor_names": self.unmatched_tensors, "inserted_tensor_names": self.inserted_tensors}
@@ -128,9 +131,6 @@ def reference_calls(variant: Variant, pairs: list[Pair]) -> list[dict[str, list[
     """Per pair: module path -> per call, the tensors it returned (forward hooks on every module of
     the BatchNorm-folded model, fp32, eval mode)."""
     import torch
-
-    from zoo.models.fold import fold_batchnorm
-    from zoo.weights import load_model
 
     model = fold_batchnorm(load_model(variant)).eval()
     record: dict[str, list[list[np.ndarray]]] = {}
@@ -204,7 +204,7 @@ def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair]
         return report
     else:
         tmap = apply_map(taps[0], calibration, source)
-    report.unmatched_tensors, report.inserted_tensors = tmap.unmatched, tmap.inserted
+    report.unmatched_tensors, report.inserted_tensors, report.named_tensors = tmap.unmatched, tmap.inserted, len(tmap.links)
     found = [located(t, tmap, source) for t in taps]
     calls = {m: [[tuple(x.shape) for x in call] for call in c] for m, c in reference[0].items()}
     for site in source.sites(calls):
@@ -280,7 +280,8 @@ def layers_variant(variant: Variant, runtimes: list[str], precisions: list[str],
     reports = []
     for w in wanted:
         if w.status in ("skipped", "failed"):
-            reports.append(LayerReport(variant.name, w.runtime, w.format, w.precision, str(w.path), naming(w.runtime), error=w.note))
+            reports.append(LayerReport(variant.name, w.runtime, w.format, w.precision, str(w.path), naming(w.runtime), error=w.note,
+                                       skipped=w.status == "skipped"))
             continue
         calibration = None
         if naming(w.runtime) == "values":
@@ -335,8 +336,6 @@ def plot_layers(reports: list[LayerReport], path, title: str | None = None) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zoo.fileio import atomic_path
-
     fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
     ticks: dict[str, int] = {}
     for r in reports:
@@ -345,8 +344,10 @@ def plot_layers(reports: list[LayerReport], path, title: str | None = None) -> N
         by_tensor: dict[int, float] = {}
         for d in r.layers:
             by_tensor[d.graph_order] = max(by_tensor.get(d.graph_order, 0.0), d.rel_err)
-            part = ".".join(d.module.split(".")[:3]) if d.module.startswith("fusion.blocks") else d.module.split(".")[0].split("#")[0]
-            ticks[part] = min(ticks.get(part, d.graph_order), d.graph_order)
+            head, _, call = d.module.partition("#")
+            part = ".".join(head.split(".")[:3]) if head.startswith("fusion.blocks") else head.split(".")[0] + (f"#{call}" if call else "")
+            if part != "fusion":  # the blocks mark it
+                ticks[part] = min(ticks.get(part, d.graph_order), d.graph_order)
         xs = sorted(by_tensor)
         line = ax.plot(xs, [max(by_tensor[x], 1e-12) for x in xs], marker=".", linewidth=1, label=f"{r.runtime} {r.precision}")[0]
         first = r.first_divergent

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, OpRecord, native_quiet, require, to_layout
+from compare.runners.taps import MnnTap
 
 RUNTIME_PRECISION = {"fp32": "high", "fp16": "low"}
 
@@ -28,8 +29,6 @@ class MnnRunner(ArtifactRunner):
 
     def tensor_tap(self):
         """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
-        from compare.runners.taps import MnnTap
-
         return MnnTap(self)
 
     def _load(self) -> None:

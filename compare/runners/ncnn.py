@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, require
+from compare.runners.taps import NcnnTap
 
 
 class NcnnRunner(ArtifactRunner):
@@ -16,8 +17,6 @@ class NcnnRunner(ArtifactRunner):
 
     def tensor_tap(self):
         """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
-        from compare.runners.taps import NcnnTap
-
         return NcnnTap(self)
 
     def _load(self) -> None:

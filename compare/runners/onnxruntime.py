@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, OpRecord, require, to_layout
+from compare.runners.taps import OrtTap
 
 
 class OnnxRuntimeRunner(ArtifactRunner):
@@ -36,8 +37,6 @@ class OnnxRuntimeRunner(ArtifactRunner):
 
     def tensor_tap(self):
         """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
-        from compare.runners.taps import OrtTap
-
         return OrtTap(self)
 
     def _load(self) -> None:

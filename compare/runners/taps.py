@@ -16,6 +16,7 @@ is :mod:`compare.layer_map`'s job.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ class Tapped(NamedTuple):
 
     name: str
     array: np.ndarray
+    constant: bool = False  # computed from weights only (TFLite's dequantized fp16 weights)
 
 
 def _float(array) -> np.ndarray | None:
@@ -70,8 +72,8 @@ class MnnTap:
         self.runner = runner
 
     def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
-        mnn = require("MNN", self.runner.extra, "MNN")
-        with native_quiet():
+        with native_quiet():  # MNN prints the CPU's features on stdout when it first starts
+            mnn = require("MNN", self.runner.extra, "MNN")
             interpreter = mnn.Interpreter(str(self.runner.model_file(".mnn")))
             session = interpreter.createSession(self.runner.config())
         for b in self.runner.manifest.inputs:
@@ -102,14 +104,11 @@ class MnnTap:
 class TfliteTap:
     """Every float tensor an op writes, read after one run of an interpreter that keeps them all."""
 
-    def __init__(self, runner):
+    def __init__(self, runner, signature: str):
         self.runner = runner
+        self.signature = signature
 
     def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
-        import warnings
-
-        from compare.runners.tflite import SIGNATURE
-
         litert = require("ai_edge_litert.interpreter", self.runner.extra, "ai-edge-litert")
         with native_quiet(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "intended for debugging purposes only": this is debugging
@@ -117,12 +116,15 @@ class TfliteTap:
                                              experimental_preserve_all_tensors=True)
             interpreter.allocate_tensors()
         signatures = interpreter.get_signature_list()
-        key = SIGNATURE if SIGNATURE in signatures else next(iter(signatures))
+        key = self.signature if self.signature in signatures else next(iter(signatures))
         runner = interpreter.get_signature_runner(key)
         runner(**{b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs})
         details = {d["index"]: d for d in interpreter.get_tensor_details()}
+        ops = interpreter._get_ops_details()  # the op table, in execution order
+        produced = {int(i) for op in ops for i in op["outputs"]} | {d["index"] for d in interpreter.get_input_details()}
         out, seen = [], set()
-        for op in interpreter._get_ops_details():  # the op table, in execution order
+        for op in ops:
+            constant = all(int(i) not in produced for i in op["inputs"] if i >= 0)
             for i in op["outputs"]:
                 if i < 0 or i in seen:
                     continue
@@ -132,7 +134,7 @@ class TfliteTap:
                 except ValueError:  # a tensor the runtime did not keep
                     continue
                 if array is not None and array.size:
-                    out.append(Tapped(details[int(i)]["name"], array))
+                    out.append(Tapped(details[int(i)]["name"], array, constant))
         return out
 
 

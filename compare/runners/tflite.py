@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, native_quiet, require
+from compare.runners.taps import TfliteTap
 
 SIGNATURE = "serving_default"
 
@@ -18,9 +19,7 @@ class TfliteRunner(ArtifactRunner):
 
     def tensor_tap(self):
         """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
-        from compare.runners.taps import TfliteTap
-
-        return TfliteTap(self)
+        return TfliteTap(self, SIGNATURE)
 
     def _load(self) -> None:
         litert = require("ai_edge_litert.interpreter", self.extra, "ai-edge-litert")
