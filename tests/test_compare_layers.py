@@ -35,14 +35,14 @@ MIN_COVERAGE_PCT = 90.0
 
 @pytest.fixture(scope="module")
 def layer_reports(exported):
-    """``get(variant, precision)``: every runtime's report on the shared artifacts (2 input pairs), computed once."""
+    """``get(variant, precision)``: every runtime's report on the shared artifacts (one input pair), computed once."""
     cache: dict[tuple[str, str], dict[str, LayerReport]] = {}
 
     def get(name: str, precision: str) -> dict[str, LayerReport]:
         if (name, precision) not in cache:
             v = CATALOG.get(name)
             runtimes = [r for r in RUNTIMES if precision in _precisions(r)]
-            reports = layers_variant(v, runtimes, [precision], sample_pairs(v, 2), exported.out)
+            reports = layers_variant(v, runtimes, [precision], sample_pairs(v, 1), exported.out)
             cache[(name, precision)] = {r.runtime: r for r in reports}
         return cache[(name, precision)]
 
@@ -148,8 +148,8 @@ def test_perturbed_weight_is_the_first_divergent_layer(exported, tmp_path: Path)
         assert first.ratio > 10
         before = [d for d in r.layers if d.index < first.index]
         assert len(before) > 50 and all(d.ratio <= 1 for d in before), runtime
-        # downstream of the block the error stays: the outputs are off too
-        assert max(r.layers, key=lambda d: d.graph_order).ratio > 1
+        # downstream of the block the error stays: the outputs are off by far more than fp32 rounding
+        assert max(r.layers, key=lambda d: d.graph_order).rel_err > 1e-3
 
 
 # -- CLI ----------------------------------------------------------------------------------------
