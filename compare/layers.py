@@ -185,6 +185,10 @@ def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair]
     value-named runtime (:func:`calibrate`), ignored for name-keeping runtimes. A runtime that cannot
     load or run the artifact gives a report with ``error`` set.
     """
+    names = sorted(b.name for b in read_manifest(path).inputs)
+    if not set(names) <= set(pairs[0]):  # e.g. a split graph fed by another graph's output
+        return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), naming(runtime),
+                           error=f"its inputs {names} are not all catalog inputs {sorted(pairs[0])}: --layers feeds catalog inputs only")
     try:
         manifest, taps = _tap(path, variant, pairs)
     except ZooError as exc:

@@ -18,7 +18,7 @@ import pytest
 from onnx import numpy_helper
 
 from compare.layer_map import layouts, to_source_layout
-from compare.layers import LayerReport, layers_variant
+from compare.layers import LayerReport, _tolerance, layers_variant
 from exporters.base import BuildContext
 from exporters.mnn import MnnExporter
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
@@ -107,6 +107,17 @@ def test_layouts() -> None:
     assert layouts((3, 4, 5), (1, 3, 4, 5)) == ["reshape"]  # ncnn drops the batch axis
     assert layouts((320, 384, 1, 1), (1, 320, 384)) == ["reshape"]  # MNN's matmul as 1x1 conv
     assert layouts((3, 4), (1, 5, 3)) == []
+
+
+def test_allowance_from_catalog_options_or_none() -> None:
+    """The catalog's tolerance of the artifact's format and precision; --atol/--rtol override it; a
+    precision the catalog has none for (int8 before its row exists) gets figures without a verdict."""
+    v = CATALOG.get("fgaf3")
+    tol = v.tolerances["mnn"]["fp16"]
+    assert _tolerance(v, "mnn", "fp16", None, None) == (tol.atol, tol.rtol, "catalog")
+    assert _tolerance(v, "mnn", "fp16", 0.5, None) == (0.5, tol.rtol, "options")
+    assert _tolerance(v, "mnn", "int8-unknown", None, None) == (None, None, "none")
+    assert _tolerance(v, "mnn", "int8-unknown", None, 0.2) == (0.0, 0.2, "options")
 
 
 # -- a perturbed weight -------------------------------------------------------------------------
