@@ -43,8 +43,10 @@ class OrtTap:
 
     def __init__(self, runner):
         self.runner = runner
+        self._session = None
+        self._order: dict[str, int] = {}
 
-    def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
+    def _load(self):
         import onnx
 
         ort = require("onnxruntime", self.runner.extra, "ONNX Runtime")
@@ -53,16 +55,20 @@ class OrtTap:
         order = [t for n in model.graph.node for t in n.output if t and t not in declared]
         model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in order)
         order += [o.name for o in model.graph.output if o.name in declared]
-        with tempfile.TemporaryDirectory(prefix="zoo-layers-") as tmp:  # > 2 GB protobuf limit aside, a file is simplest
+        with tempfile.TemporaryDirectory(prefix="zoo-layers-") as tmp:  # a file: no 2 GB in-memory protobuf limit
             path = Path(tmp) / "all_outputs.onnx"
             onnx.save(model, str(path))
-            session = ort.InferenceSession(str(path), self.runner.session_options(), providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(path), self.runner.session_options(), providers=["CPUExecutionProvider"])
+        self._order = {t: i for i, t in enumerate(order)}
+
+    def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
+        if self._session is None:
+            self._load()
         feed = {b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs}
-        names = [o.name for o in session.get_outputs()]
-        values = dict(zip(names, session.run(names, feed), strict=True))
-        index = {t: i for i, t in enumerate(order)}
-        out = [Tapped(n, a) for n in sorted(values, key=lambda n: index.get(n, len(index))) if (a := _float(values[n])) is not None]
-        return out
+        names = [o.name for o in self._session.get_outputs()]
+        values = dict(zip(names, self._session.run(names, feed), strict=True))
+        ordered = sorted(values, key=lambda n: self._order.get(n, len(self._order)))
+        return [Tapped(n, a) for n in ordered if (a := _float(values[n])) is not None]
 
 
 class MnnTap:
