@@ -146,6 +146,11 @@ class ArtifactRunner(BaseRunner):
         ``finish() -> [[OpRecord]]``, ``optimized_model``); runtimes without one say so."""
         raise UsageError(f"{self.name}: {self.format} has no per-op profiler in zoo")
 
+    def tensor_tap(self):
+        """A tap of every intermediate tensor (``run(pair) -> [Tapped]``, :mod:`compare.runners.taps`);
+        runtimes without one say so."""
+        raise UsageError(f"{self.name}: {self.format} has no tensor tap in zoo")
+
     def model_file(self, suffix: str) -> Path:
         """The manifest's (single) file ending in ``suffix``."""
         hits = [f.path for f in self.manifest.files if f.path.endswith(suffix)]

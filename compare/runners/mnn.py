@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, OpRecord, native_quiet, require, to_layout
+from compare.runners.taps import MnnTap
 
 RUNTIME_PRECISION = {"fp32": "high", "fp16": "low"}
 
@@ -25,6 +26,10 @@ class MnnRunner(ArtifactRunner):
     def profiler(self) -> "MnnOpProfiler":
         """A session of the same model and configuration, timed op by op through MNN's callbacks."""
         return MnnOpProfiler(self)
+
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        return MnnTap(self)
 
     def _load(self) -> None:
         with native_quiet():

@@ -9,10 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, require
+from compare.runners.taps import NcnnTap
 
 
 class NcnnRunner(ArtifactRunner):
     format = "ncnn"
+
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        return NcnnTap(self)
 
     def _load(self) -> None:
         ncnn = require("ncnn", self.extra, "ncnn")

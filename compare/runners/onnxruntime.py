@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, OpRecord, require, to_layout
+from compare.runners.taps import OrtTap
 
 
 class OnnxRuntimeRunner(ArtifactRunner):
@@ -33,6 +34,10 @@ class OnnxRuntimeRunner(ArtifactRunner):
     def profiler(self) -> "OrtOpProfiler":
         """A session of the same model and options with ONNX Runtime's profiler on."""
         return OrtOpProfiler(self)
+
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        return OrtTap(self)
 
     def _load(self) -> None:
         self._session = self.session()

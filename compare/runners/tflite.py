@@ -9,12 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, native_quiet, require
+from compare.runners.taps import TfliteTap
 
 SIGNATURE = "serving_default"
 
 
 class TfliteRunner(ArtifactRunner):
     format = "tflite"
+
+    def tensor_tap(self):
+        """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
+        return TfliteTap(self, SIGNATURE)
 
     def _load(self) -> None:
         litert = require("ai_edge_litert.interpreter", self.extra, "ai-edge-litert")

@@ -17,7 +17,8 @@ from compare.run import save_outputs as write_outputs
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import REPORT_FILE, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options
+from zoo.cli.compare_layers import run_layers
+from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.hub.resolve import resolve_hub
@@ -112,16 +113,36 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @out_option
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @oversubscribe_option
+@click.option("--layers", is_flag=True,
+              help="Compare every module's output (PyTorch hooks vs each runtime's intermediate tensors); name the first "
+                   "layer above its allowance. No timing.")
+@click.option("--plot", type=REPORT_FILE, default=None, help="With --layers: PNG of the error per layer, one line per runtime/precision.")
+@click.option("--atol", type=Finite(0.0), default=None, help="With --layers: absolute allowance (default: the catalog's tolerance).")
+@click.option("--rtol", type=Finite(0.0), default=None, help="With --layers: allowance relative to each tensor's max |value| (default: the catalog's).")
 @report_options("the tables")
 def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file, save_inputs, save_outputs, threads,
-                runs, warmup, out_dir, jobs, allow_oversubscribe, json_file, csv_file, markdown_file) -> None:
+                runs, warmup, out_dir, jobs, allow_oversubscribe, layers, plot, atol, rtol, json_file, csv_file, markdown_file) -> None:
     """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).
 
     Artifacts come from OUT/<variant>/<format>[-<precision>]/ and are exported where missing.
-    Exit 1 when any output is above its catalog tolerance, has NaN/Inf, or a runtime fails.
+    Exit 1 when any output is above its catalog tolerance, has NaN/Inf, or a runtime fails
+    (with --layers: when any module output is above its allowance).
     """
     catalog = Catalog.load()
+    if not layers and (plot is not None or atol is not None or rtol is not None):
+        raise UsageError("--plot, --atol and --rtol go with --layers")
+    if layers and (onnx_only or threads or save_inputs or save_outputs):
+        raise UsageError("--layers compares tensors only: drop --pytorch-vs-onnx/--threads/--save-inputs/--save-outputs")
     selected = catalog.select(variants or ("all",))
+    if layers:
+        if inputs_file is not None and not inputs_file.is_file():
+            raise UsageError(f"--inputs file not found: {inputs_file}")
+        hub = resolve_hub(catalog_hub=catalog.hub)
+        for v in selected:
+            ensure_weights(v, hub)
+        run_layers(selected, choose_runtimes(runtimes or ("all",)), choose(precisions, PRECISIONS, "precision", default=("fp32",)),
+                   samples, inputs_file, out_dir or default_out_dir(), atol, rtol, plot, json_file, csv_file, markdown_file)
+        return
     if onnx_only:
         if runtimes or precisions or threads:
             raise UsageError("--pytorch-vs-onnx compares ONNX Runtime fp32 only: drop --runtimes/--precision/--threads")

@@ -1,0 +1,183 @@
+"""Tensor taps: every intermediate tensor one runtime computes for one input pair, in execution order.
+
+A tap works over "a graph file + its runtime": it reads the runner's model file and session
+settings (threads, precision mode), never the variant, so split graphs and other precisions plug
+in unchanged. ``run(pair)`` takes catalog-named NCHW arrays and returns :class:`Tapped` records
+(runtime tensor name, array in the runtime's own layout and shape); naming them after module paths
+is :mod:`compare.layer_map`'s job.
+
+- ONNX Runtime: a copy of the model with every node output made a graph output.
+- MNN: ``Interpreter.runSessionWithCallBackInfo``; the end callback copies each op's output
+  tensors to host (``Tensor_DimensionType_Caffe``, i.e. NCHW whatever MNN keeps inside).
+- TFLite: ``experimental_preserve_all_tensors=True`` and the interpreter's tensor table; the
+  order is the op table's (its execution order).
+- ncnn: ``Extractor.extract`` of every blob of the ``.param`` file, in layer order.
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from compare.runners.base import native_quiet, require, to_layout
+
+
+class Tapped(NamedTuple):
+    """One tensor a runtime computed: its name in that runtime and its value (runtime layout)."""
+
+    name: str
+    array: np.ndarray
+    constant: bool = False  # computed from weights only (TFLite's dequantized fp16 weights)
+
+
+def _float(array) -> np.ndarray | None:
+    a = np.asarray(array)
+    return np.array(a, dtype=np.float32, copy=True) if np.issubdtype(a.dtype, np.floating) else None
+
+
+class OrtTap:
+    """Every node output of the runner's ONNX model, as graph outputs of a copy of it."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self._session = None
+        self._order: dict[str, int] = {}
+
+    def _load(self):
+        import onnx
+
+        ort = require("onnxruntime", self.runner.extra, "ONNX Runtime")
+        model = onnx.load(str(self.runner.model_file(".onnx")))
+        declared = {o.name for o in model.graph.output}
+        order = [t for n in model.graph.node for t in n.output if t and t not in declared]
+        model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in order)
+        order += [o.name for o in model.graph.output if o.name in declared]
+        with tempfile.TemporaryDirectory(prefix="zoo-layers-") as tmp:  # a file: no 2 GB in-memory protobuf limit
+            path = Path(tmp) / "all_outputs.onnx"
+            onnx.save(model, str(path))
+            self._session = ort.InferenceSession(str(path), self.runner.session_options(), providers=["CPUExecutionProvider"])
+        self._order = {t: i for i, t in enumerate(order)}
+
+    def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
+        if self._session is None:
+            self._load()
+        feed = {b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs}
+        names = [o.name for o in self._session.get_outputs()]
+        values = dict(zip(names, self._session.run(names, feed), strict=True))
+        ordered = sorted(values, key=lambda n: self._order.get(n, len(self._order)))
+        return [Tapped(n, a) for n in ordered if (a := _float(values[n])) is not None]
+
+
+class MnnTap:
+    """Each op's output tensors, copied to host in the end callback of a profiled session."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
+        with native_quiet():  # MNN prints the CPU's features on stdout when it first starts
+            mnn = require("MNN", self.runner.extra, "MNN")
+            interpreter = mnn.Interpreter(str(self.runner.model_file(".mnn")))
+            session = interpreter.createSession(self.runner.config())
+        for b in self.runner.manifest.inputs:
+            array = np.ascontiguousarray(to_layout(pair[b.name], "NCHW", b.layout), dtype=np.float32)
+            dim = mnn.Tensor_DimensionType_Caffe if b.layout == "NCHW" else mnn.Tensor_DimensionType_Tensorflow
+            interpreter.getSessionInput(session, b.runtime_name).copyFrom(mnn.Tensor(list(array.shape), mnn.Halide_Type_Float, array, dim))
+        out: list[Tapped] = []
+
+        def begin(_tensors, _info):
+            return True
+
+        def end(tensors, info):
+            name = info.getName()
+            for k, t in enumerate(tensors):
+                shape = list(t.getShape())
+                if t.getDataType() != mnn.Halide_Type_Float or not shape or 0 in shape:
+                    continue
+                host = mnn.Tensor(shape, mnn.Halide_Type_Float, np.zeros(shape, np.float32), mnn.Tensor_DimensionType_Caffe)
+                t.copyToHostTensor(host)
+                out.append(Tapped(name if k == 0 else f"{name}:{k}", np.array(host.getNumpyData(), np.float32, copy=True).reshape(shape)))
+            return True
+
+        with native_quiet():
+            interpreter.runSessionWithCallBackInfo(session, begin, end)
+        return out
+
+
+class TfliteTap:
+    """Every float tensor an op writes, read after one run of an interpreter that keeps them all."""
+
+    def __init__(self, runner, signature: str):
+        self.runner = runner
+        self.signature = signature
+
+    def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
+        litert = require("ai_edge_litert.interpreter", self.runner.extra, "ai-edge-litert")
+        with native_quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "intended for debugging purposes only": this is debugging
+            interpreter = litert.Interpreter(model_path=str(self.runner.model_file(".tflite")), num_threads=self.runner.threads,
+                                             experimental_preserve_all_tensors=True)
+            interpreter.allocate_tensors()
+        signatures = interpreter.get_signature_list()
+        key = self.signature if self.signature in signatures else next(iter(signatures))
+        runner = interpreter.get_signature_runner(key)
+        runner(**{b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs})
+        details = {d["index"]: d for d in interpreter.get_tensor_details()}
+        ops = interpreter._get_ops_details()  # the op table, in execution order
+        produced = {int(i) for op in ops for i in op["outputs"]} | {d["index"] for d in interpreter.get_input_details()}
+        out, seen = [], set()
+        for op in ops:
+            constant = all(int(i) not in produced for i in op["inputs"] if i >= 0)
+            for i in op["outputs"]:
+                if i < 0 or i in seen:
+                    continue
+                seen.add(i)
+                try:
+                    array = _float(interpreter.get_tensor(int(i)))
+                except ValueError:  # a tensor the runtime did not keep
+                    continue
+                if array is not None and array.size:
+                    out.append(Tapped(details[int(i)]["name"], array, constant))
+        return out
+
+
+def ncnn_blobs(param: Path) -> list[str]:
+    """The blob names of an ncnn ``.param`` file in layer order (each layer's tops)."""
+    lines = Path(param).read_text().split("\n")
+    blobs = []
+    for line in lines[2:]:
+        f = line.split()
+        if len(f) < 4:
+            continue
+        bottoms, tops = int(f[2]), int(f[3])
+        blobs += f[4 + bottoms:4 + bottoms + tops]
+    return blobs
+
+
+class NcnnTap:
+    """Every blob of the ``.param`` file, extracted by name after feeding the inputs."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
+        runner = self.runner
+        if not runner.is_loaded:
+            runner.load()
+        ncnn = runner._ncnn
+        inputs = {b.runtime_name for b in runner.manifest.inputs}
+        out = []
+        with runner._net.create_extractor() as ex:
+            for b in runner.manifest.inputs:
+                ex.input(b.runtime_name, ncnn.Mat(np.ascontiguousarray(to_layout(pair[b.name], "NCHW", b.layout), np.float32),
+                                                  batch_index=0).clone())
+            for blob in ncnn_blobs(runner.model_file(".param")):
+                if blob in inputs:
+                    continue
+                ret, mat = ex.extract(blob)
+                if ret == 0:
+                    out.append(Tapped(blob, np.array(mat.numpy(), dtype=np.float32, copy=True)))
+        return out

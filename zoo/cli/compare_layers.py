@@ -1,0 +1,95 @@
+"""``zoo compare VARIANT --layers``: the tables and files of :mod:`compare.layers` (drawing only)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from compare.inputs import load_pairs
+from compare.layers import depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
+from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
+from zoo.errors import ZooError
+
+SUMMARY_COLUMNS = [
+    Column("variant", "variant", justify="left"),
+    Column("runtime", "runtime", justify="left"),
+    Column("precision", "precision", justify="left"),
+    Column("naming", "named by", justify="left"),
+    Column("tensors", "tensors"),
+    Column("computed", "module outputs computed"),
+    Column("matched", "matched"),
+    Column("coverage_pct", "% matched", ".1f"),
+    Column("fused_away", "fused away"),
+    Column("unmatched_tensors", "unnamed tensors"),
+    Column("first_divergent", "first above allowance", justify="left"),
+    Column("first_ratio", "err/allowed", ".2f"),
+    Column("last_rel_err", "last layer rel err", ".2e"),
+    Column("max_ratio", "max err/allowed", ".3f"),
+    Column("note", "note", justify="left"),
+]
+#: summary columns left to the files (the terminal table stays readable)
+TERMINAL_HIDDEN = ("naming", "tensors", "fused_away", "last_rel_err")
+LAYER_COLUMNS = [
+    Column("variant", "variant", justify="left"),
+    Column("runtime", "runtime", justify="left"),
+    Column("precision", "precision", justify="left"),
+    Column("index", "#"),
+    Column("module", "module", justify="left"),
+    Column("shape", "shape", justify="left"),
+    Column("max_abs_err", "max abs", ".2e"),
+    Column("mean_abs_err", "mean abs", ".2e"),
+    Column("cosine", "cosine", ".6f"),
+    Column("scale", "scale", ".3g"),
+    Column("rel_err", "rel err", ".2e"),
+    Column("allowed", "allowed", ".2e"),
+    Column("ratio", "err/allowed", ".3f"),
+    Column("status", "status", justify="left"),
+]
+
+
+def depth_columns(rows: list[dict]) -> list[Column]:
+    """``module`` then one relative-error column per runtime/precision present."""
+    labels = list(dict.fromkeys(k for r in rows for k in r if k not in ("module", "graph_order")))
+    return [Column("module", "module (depth order)", justify="left"), *(Column(k, k, ".2e") for k in labels)]
+
+
+def run_layers(selected, runtimes: list[str], precisions: list[str], samples: int, inputs_file: Path | None, out_dir: Path,
+               atol: float | None, rtol: float | None, plot: Path | None, json_file, csv_file, markdown_file) -> None:
+    """Compare every layer of each selected variant, draw the tables, write the files asked for."""
+    reports = []
+    lock = threading.Lock()
+    with progress_bar() as progress:
+        task = progress.add_task("preparing", total=None)
+        on_export = export_reporter(progress, task, lock)
+        for v in selected:
+            pairs = load_pairs(v, samples, inputs_file)
+            reports += layers_variant(v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export,
+                                      on_progress=lambda stage, text: progress.update(task, description=f"{stage}: {text}"))
+    summary = summary_rows([r for r in reports if not r.skipped])
+    skipped = [r for r in reports if r.skipped]
+    depth = depth_rows(reports)
+    out().print(rich_table(depth, depth_columns(depth), title="zoo compare --layers: max abs error / max |PyTorch|, largest over each module's layers (exported graph's order)"))
+    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN and (c.key != "note" or any(r.get("note") for r in summary))]
+    out().print(rich_table(summary, shown, title="per runtime: module outputs matched and the first above its allowance (atol + rtol x scale)"))
+    for r in skipped:
+        err().print(f"skipped: {r.variant} {r.runtime} {r.precision}: {r.error}", highlight=False, soft_wrap=True)
+    for r in reports:
+        first = r.first_divergent
+        if first is not None:
+            err().print(f"{r.variant} {r.runtime} {r.precision}: first above its allowance: {first.module} "
+                        f"(op #{first.index}, {first.runtime_tensor}): max abs {first.max_abs_err:.3g}, "
+                        f"{first.ratio:.3g}x the allowance", highlight=False, soft_wrap=True)
+        if r.unmatched_tensors:
+            names = ", ".join(r.unmatched_tensors[:6]) + (", ..." if len(r.unmatched_tensors) > 6 else "")
+            err().print(f"{r.variant} {r.runtime} {r.precision}: {len(r.unmatched_tensors)} tensor(s) named after no module: {names}",
+                        highlight=False, soft_wrap=True)
+    if plot is not None:
+        plot_layers(reports, plot, title=f"zoo compare --layers {' '.join(v.name for v in selected)}")
+    write_reports(layer_rows(reports), LAYER_COLUMNS, json_file, csv_file, markdown_file,
+                  payload={"summary": summary, "depth": depth, "reports": [r.as_json() for r in reports]},
+                  title="zoo compare --layers: every matched module output")
+    failed = [f"{r.variant} {r.runtime} {r.precision}: {r.error}" for r in reports if r.error and not r.layers and not r.skipped]
+    for line in failed:
+        err().print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+    diverged = [r for r in reports if r.first_divergent is not None]
+    if failed or diverged:
+        raise ZooError(f"{len(failed)} runtime(s) failed, {len(diverged)} departed from PyTorch above the allowance")
