@@ -106,7 +106,9 @@ class Agreement:
 
     @property
     def ious(self) -> np.ndarray:
-        return iou_xywh(self.opencv_boxes, self.zoo_boxes)
+        """Per-frame IoU; identical boxes count 1 (also when degenerate, e.g. a box shrunk to 0 x 0)."""
+        same = (self.opencv_boxes == self.zoo_boxes).all(axis=1)
+        return np.where(same, 1.0, iou_xywh(self.opencv_boxes, self.zoo_boxes))
 
     @property
     def score_diffs(self) -> np.ndarray:
@@ -124,7 +126,10 @@ class Agreement:
 
 def agreement(cv_tracker, zoo_tracker: Tracker, frames_rgb, init_box, sequence: str = "") -> Agreement:
     """Run ``cv_tracker`` (``cv2.TrackerVit``, fed BGR frames as cv2 gives them) and ``zoo_tracker``
-    (fed the same frames as RGB) from ``init_box`` (integer x, y, w, h) over ``frames_rgb``."""
+    (fed the same frames as RGB) from ``init_box`` (integer x, y, w, h) over ``frames_rgb``.
+
+    Stops early when TrackerVit's box has shrunk below 1 pixel (it cannot crop around it any more:
+    untrained weights do shrink it); ``frames`` then says how many were compared."""
     import time
 
     box0 = tuple(int(v) for v in init_box)
@@ -149,6 +154,8 @@ def agreement(cv_tracker, zoo_tracker: Tracker, frames_rgb, init_box, sequence: 
         rows["zb"].append(zbox)
         rows["zs"].append(float(zscore))
         rows["zok"].append(bool(zoo_tracker.loop.last.accepted))
+        if min(cv_box[2:]) < 1:
+            break
 
     def arr(key, dtype=np.float64, shape=(-1,)):
         return np.asarray(rows[key], dtype).reshape(shape)
