@@ -29,15 +29,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
-import cv2  # noqa: E402
+import cv2
 
-from compare.opencv import agreement, load_trackervit  # noqa: E402
-from compare.runners import open_artifact  # noqa: E402
-from compare.tracker import Tracker  # noqa: E402
-from exporters.opencv_probe import write_probes  # noqa: E402
-from zoo.catalog import Catalog  # noqa: E402
-from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames  # noqa: E402
-from zoo.datasets.synthetic import make_sequence  # noqa: E402
+from compare.opencv import agreement, load_trackervit
+from compare.runners import open_artifact
+from compare.tracker import Tracker
+from exporters.opencv_probe import write_probes
+from zoo.catalog import Catalog
+from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames
+from zoo.datasets.synthetic import make_sequence
 
 OTB = REPO.parent / "shared" / "data" / "otb"
 WARMUP = 3
@@ -50,7 +50,7 @@ def normalisation_rows(cv_dirs: list[str]) -> list[dict]:
         write_probes(Path(tmp))
         for where in [None, *cv_dirs]:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([p for p in (where, str(REPO)) if p])}
-            proc = subprocess.run([sys.executable, "-m", "exporters.opencv_probe", tmp], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-m", "exporters.opencv_probe", tmp], check=False, capture_output=True, text=True,
                                   env=env, cwd=REPO)
             if proc.returncode != 0:
                 rows.append({"opencv": f"{where}: failed", "note": proc.stderr.strip().splitlines()[-1]})

@@ -23,6 +23,8 @@ from compare.tracker import Tracker
 from compare.verify import REFERENCE
 from zoo.artifacts import Manifest, Parity, read_manifest
 from zoo.backends import by_flavour
+from zoo.catalog import Catalog
+from zoo.datasets.synthetic import make_sequence
 from zoo.errors import ZooError
 from zoo.parity import compare_output
 from zoo.tracking import iou_xywh
@@ -178,9 +180,6 @@ def check_trackervit(verifier, target, build_dir: Path, manifest: Manifest) -> P
     pair, in OpenCV's input space) as the returned :class:`Parity`, then ``cv2.TrackerVit`` vs
     ``zoo.Tracker`` (preset ``opencv-vit``, PyTorch eager) on a synthetic sequence, recorded in
     ``manifest.client.check``; a disagreement raises :class:`ClientCheckFailed`."""
-    from zoo.catalog import Catalog
-    from zoo.datasets.synthetic import make_sequence
-
     variant = target.variant
     inputs, expected = verifier.reference(variant)
     tol = variant.tolerances[target.format][target.precision]

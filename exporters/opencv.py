@@ -22,6 +22,7 @@ from exporters.base import BuildContext, ConversionError, ConvertResult, Exporte
 from exporters.opencv_probe import measure, write_probes
 from zoo.artifacts import Converter
 from zoo.backends import by_flavour
+from zoo.catalog import Catalog
 from zoo.schema import Preprocessing
 
 MODEL_FILE = "model.onnx"
@@ -99,7 +100,10 @@ class OpencvOnnxExporter(Exporter):
         return {"onnx": package_version("onnx", self.extra), "opencv": importlib.import_module("cv2").__version__}
 
     def options(self, precision: str) -> dict:
-        return {"precision": precision, "flavour": self.flavour, "outputs": OUTPUT_NAMES, "frame_order": FRAME_ORDER}
+        # the client check runs zoo's tracker with the flavour's preset: a changed preset rebuilds (and rechecks)
+        preset = by_flavour(self.flavour).preset
+        return {"precision": precision, "flavour": self.flavour, "outputs": OUTPUT_NAMES, "frame_order": FRAME_ORDER,
+                "check_preset": {preset: Catalog.load().tracking.presets[preset].model_dump()}}
 
     def convert(self, ctx: BuildContext) -> ConvertResult:
         """Measure OpenCV's input transform, prepend the inverse 1x1 layer, rename the outputs."""

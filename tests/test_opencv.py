@@ -118,7 +118,7 @@ def test_a_different_opencv_version_warns(opencv_export: Path, tmp_path: Path) -
     (["--to", "onnx", "--precision", "fp16", "--for", "opencv"], "offers fp32 only"),
 ])
 def test_bad_for_requests_are_one_line_usage_errors(capsys, tmp_path: Path, args, message) -> None:
-    code, out, err = run_cli(capsys, "export", "fgaf3", *args, "--out", str(tmp_path))
+    code, _, err = run_cli(capsys, "export", "fgaf3", *args, "--out", str(tmp_path))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not any(tmp_path.iterdir())
