@@ -130,8 +130,9 @@ def agreement(cv_tracker, zoo_tracker: Tracker, frames_rgb, init_box, sequence: 
     """Run ``cv_tracker`` (``cv2.TrackerVit``, fed BGR frames as cv2 gives them) and ``zoo_tracker``
     (fed the same frames as RGB) from ``init_box`` (integer x, y, w, h) over ``frames_rgb``.
 
-    Stops early when TrackerVit's box has shrunk below 1 pixel (it cannot crop around it any more:
-    untrained weights do shrink it); ``frames`` then says how many were compared."""
+    Stops early when TrackerVit's box has shrunk below 1 pixel (it cannot crop around it any more)
+    or grown beyond twice the frame (its next crop would be 8 frames wide): untrained weights do
+    both, as neither tracker clips the box. ``frames`` then says how many were compared."""
     import time
 
     box0 = tuple(int(v) for v in init_box)
@@ -156,7 +157,7 @@ def agreement(cv_tracker, zoo_tracker: Tracker, frames_rgb, init_box, sequence: 
         rows["zb"].append(zbox)
         rows["zs"].append(float(zscore))
         rows["zok"].append(bool(zoo_tracker.loop.last.accepted))
-        if min(cv_box[2:]) < 1:
+        if min(cv_box[2:]) < 1 or max(cv_box[2:]) > 2 * max(rgb.shape[:2]):
             break
 
     def arr(key, dtype=np.float64, shape=(-1,)):

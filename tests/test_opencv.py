@@ -135,6 +135,7 @@ def test_trackervit_agrees_on_otb(exported, opencv_export: Path, variant: str, s
     box = (int(x) - 1, int(y) - 1, int(w), int(h))  # OTB is 1-based
     for threshold in (None, 0.0):
         result = _agree(exported, opencv_export, variant, frames, box, threshold, sequence)
-        assert result.frames >= 10
+        # untrained weights: with threshold 0 the box collapses or explodes within ~10 frames (both stop there)
+        assert result.frames >= (60 if threshold is None else 8), result.summary()
         assert result.ious.min() >= MIN_IOU and result.score_diffs.max() < MAX_SCORE_DIFF, result.summary()
         assert (result.opencv_ok == result.zoo_ok).all()
