@@ -13,6 +13,7 @@ import numpy as np
 
 from compare.runners import PytorchRunner, runner_for
 from zoo.artifacts import Manifest, Parity
+from zoo.backends import by_flavour
 from zoo.parity import compare_output
 from zoo.sample_inputs import sample_pairs
 from zoo.schema import Variant
@@ -39,6 +40,8 @@ class Verifier:
             return self._refs[variant.name]
 
     def __call__(self, target, build_dir: Path, manifest: Manifest) -> Parity:
+        if getattr(target, "flavour", None):  # a flavoured artifact: its client's check (zoo.backends.FLAVOURS)
+            return by_flavour(target.flavour).checker_function()(self, target, build_dir, manifest)
         variant = target.variant
         inputs, expected = self.reference(variant)
         tol = variant.tolerances[target.format][target.precision]

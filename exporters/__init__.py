@@ -8,9 +8,14 @@ reported when a format needs it, naming its pip extra.
 from __future__ import annotations
 
 from exporters.base import Exporter
-from zoo.backends import by_format
+from zoo.backends import by_flavour, by_format
 
 
 def get_exporter(fmt: str) -> Exporter:
     """The exporter of format ``fmt`` (one of :data:`zoo.backends.FORMATS`)."""
     return by_format(fmt).exporter_class()()
+
+
+def get_flavour_exporter(flavour: str) -> Exporter:
+    """The exporter of flavour ``flavour`` (one of :data:`zoo.backends.FLAVOUR_NAMES`)."""
+    return by_flavour(flavour).exporter_class()()

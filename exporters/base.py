@@ -67,6 +67,8 @@ class ConvertResult:
     outputs: list[TensorBinding]
     converter: Converter
     notes: list[str] = field(default_factory=list)
+    #: a flavoured artifact's client target (:class:`zoo.artifacts.ClientTarget` fields)
+    client: dict | None = None
 
 
 def package_version(dist: str, extra: str) -> str:

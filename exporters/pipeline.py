@@ -25,11 +25,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from exporters import get_exporter
+from exporters import get_exporter, get_flavour_exporter
 from exporters.base import BuildContext, Exporter
 from zoo import __version__ as zoo_version
-from zoo.artifacts import Manifest, Parity, artifact_dir, check_bindings, check_files, file_entry, read_manifest, write_manifest
-from zoo.backends import FORMATS, artifact_dirname
+from zoo.artifacts import ClientTarget, Manifest, Parity, check_bindings, check_files, file_entry, read_manifest, write_manifest
+from zoo.backends import FORMATS, by_flavour, flavour_dirname
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
 from zoo.parity import describe_failure
@@ -49,10 +49,12 @@ class Target:
     variant: Variant
     format: str
     precision: str
+    #: a flavour of zoo.backends.FLAVOURS (``zoo export --for``), None for the plain artifact
+    flavour: str | None = None
 
     @property
     def dirname(self) -> str:
-        return artifact_dirname(self.format, self.precision)
+        return flavour_dirname(self.format, self.precision, self.flavour)
 
     @property
     def label(self) -> str:
@@ -73,17 +75,21 @@ class Row:
     path: str | None = None
     note: str | None = None
     log: str | None = None
+    flavour: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def build_order(variants: list[Variant], formats: list[str], precisions: list[str]) -> tuple[list[Target], list[Row]]:
+def build_order(variants: list[Variant], formats: list[str], precisions: list[str],
+                flavour: str | None = None) -> tuple[list[Target], list[Row]]:
     """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows.
 
     A precision a format does not offer is skipped with a note; when nothing at all remains the
-    request is a usage error.
+    request is a usage error. With ``flavour`` (``--for``) the targets are that flavour of its format.
     """
+    if flavour is not None:
+        return _flavour_order(variants, formats, precisions, flavour)
     targets: list[Target] = []
     skipped: list[Row] = []
     for variant in variants:
@@ -105,6 +111,23 @@ def build_order(variants: list[Variant], formats: list[str], precisions: list[st
     if not targets:
         raise UsageError("nothing to export: " + "; ".join(sorted({r.note for r in skipped if r.note})))
     return targets, skipped
+
+
+def _flavour_order(variants: list[Variant], formats: list[str], precisions: list[str], flavour: str) -> tuple[list[Target], list[Row]]:
+    spec = by_flavour(flavour)
+    if list(formats) != [spec.format]:
+        raise UsageError(f"--for {flavour} builds {spec.format} only ({spec.title}), not {' '.join(formats)}")
+    bad = [p for p in precisions if p not in spec.precisions]
+    if bad:
+        raise UsageError(f"--for {flavour} offers {', '.join(spec.precisions)} only, not {', '.join(bad)}")
+    targets = []
+    for variant in variants:
+        targets += [Target(variant, spec.format, "fp32")] + [Target(variant, spec.format, p, flavour) for p in precisions]
+    return targets, []
+
+
+def _exporter(target: Target) -> Exporter:
+    return get_flavour_exporter(target.flavour) if target.flavour else get_exporter(target.format)
 
 
 def _prepare_out_dir(out: Path) -> None:
@@ -146,23 +169,23 @@ class Pipeline:
         else:
             with ThreadPoolExecutor(self.jobs) as pool:
                 results = list(pool.map(self._run_variant, by_variant.values()))
-        rows = {(r.variant, r.format, r.precision): r for rs in results for r in rs}
-        return [rows[(t.variant.name, t.format, t.precision)] for t in targets]
+        rows = {(r.variant, r.format, r.precision, r.flavour): r for rs in results for r in rs}
+        return [rows[(t.variant.name, t.format, t.precision, t.flavour)] for t in targets]
 
     def target_dir(self, target: Target) -> Path:
-        return artifact_dir(self.out, target.variant.name, target.format, target.precision)
+        return self.out / target.variant.name / target.dirname
 
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, targets: list[Target]) -> list[Row]:
         rows, onnx_row = [], None
         for target in targets:
-            exporter = get_exporter(target.format)
+            exporter = _exporter(target)
             if exporter.needs_onnx and (onnx_row is None or onnx_row.status == "failed"):
                 rows.append(Row(target.variant.name, target.format, target.precision, "failed",
-                                note="needs the ONNX artifact, which failed"))
+                                note="needs the ONNX artifact, which failed", flavour=target.flavour))
                 continue
             row = self._export(target, exporter)
-            if target.format == "onnx":
+            if target.format == "onnx" and target.flavour is None:
                 onnx_row = row
             rows.append(row)
         return rows
@@ -175,7 +198,9 @@ class Pipeline:
             onnx = get_exporter("onnx")
             versions = {**onnx.versions(), **versions}
             source = self._build_inputs(Target(v, "onnx", "fp32"), onnx)
+        flavoured = {"flavour": target.flavour} if target.flavour else {}  # plain targets keep their build key
         return {
+            **flavoured,
             "variant": v.name, "weights_sha256": v.weights.sha256, "format": target.format,
             "precision": target.precision, "io": v.io.model_dump(), "preprocessing": v.preprocessing.model_dump(),
             "tolerance": self._tolerance(target), "options": exporter.options(target.precision),
@@ -192,7 +217,7 @@ class Pipeline:
 
     def _export(self, target: Target, exporter: Exporter) -> Row:
         start = time.perf_counter()
-        row = Row(target.variant.name, target.format, target.precision, "failed")
+        row = Row(target.variant.name, target.format, target.precision, "failed", flavour=target.flavour)
         try:
             build_inputs = self._build_inputs(target, exporter)
             key = _digest(build_inputs)
@@ -267,6 +292,7 @@ class Pipeline:
                 export_seconds=round(export_seconds, 3), verify_seconds=0.0,
                 parity=Parity(reference="", inputs="", atol=0, rtol=0, passed=False, outputs=[]),
                 created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=result.notes,
+                client=ClientTarget(**result.client) if result.client else None,
             )
             self.on_event(target, "verifying")
             t1 = time.perf_counter()

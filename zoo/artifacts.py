@@ -89,6 +89,18 @@ class Parity(_Model):
     outputs: list[OutputParity]
 
 
+class ClientTarget(_Model):
+    """What a flavoured artifact (``zoo export --for NAME``) was built for: the client, the version
+    of it the artifact targets, the input transform measured in that version and the check of the
+    artifact in the client itself (e.g. ``cv2.TrackerVit`` against ``zoo.Tracker`` on a sequence)."""
+
+    flavour: str
+    client: str
+    version: str = Field(description="the client module's __version__ the artifact targets")
+    input_transform: dict = Field(description="what the client feeds the network, measured with probe models")
+    check: dict = Field(default_factory=dict, description="the artifact run in the client, against zoo's tracker")
+
+
 class Manifest(_Model):
     manifest_version: Literal[1] = MANIFEST_VERSION
     variant: str
@@ -108,6 +120,8 @@ class Manifest(_Model):
     parity: Parity
     created: str
     notes: list[str] = []
+    #: set for a flavoured artifact (``zoo export --for``); None for a plain one
+    client: ClientTarget | None = None
 
     def binding(self, kind: Literal["inputs", "outputs"], name: str) -> TensorBinding:
         for b in getattr(self, kind):
@@ -140,7 +154,10 @@ def read_manifest(artifact_dir: Path) -> Manifest:
 
 def write_manifest(artifact_dir: Path, manifest: Manifest) -> None:
     """Write ``manifest.json`` atomically (readable by everyone, like the model files)."""
-    text = json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"
+    data = manifest.model_dump(mode="json")
+    if data.get("client") is None:  # plain artifacts keep the manifest they always had
+        data.pop("client", None)
+    text = json.dumps(data, indent=2) + "\n"
     path = Path(artifact_dir) / MANIFEST_NAME
     atomic_write_bytes(path, text.encode("utf-8"))
     path.chmod(0o644)

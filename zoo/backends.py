@@ -107,3 +107,52 @@ def offered(fmt: str) -> tuple[str, ...]:
 def describe(names: tuple[str, ...]) -> str:
     """``a b c`` for help texts."""
     return " ".join(names)
+
+
+# -- flavours: one format's artifact adapted to a client that loads it by itself -------------------
+@dataclass(frozen=True)
+class Flavour:
+    """A variant of one backend's artifact built for a client with its own contract (``zoo export
+    --to FORMAT --for NAME``): converted from the verified plain artifact of ``format``, installed
+    as ``<format>[-<precision>]-<name>``, run by that format's runner, and additionally checked in
+    the client by ``checker`` (``"module:function"``). ``client_module`` is the module whose
+    ``__version__`` the artifact targets (recorded in the manifest: another version warns on load);
+    ``preset`` the tracking preset that mirrors the client's loop in ``zoo.Tracker``."""
+
+    name: str
+    format: str
+    precisions: tuple[str, ...]
+    exporter: str
+    checker: str
+    client: str
+    client_module: str
+    preset: str
+    title: str = ""
+
+    def exporter_class(self) -> type:
+        """The exporter class (imports the exporter module)."""
+        return _load(self.exporter)
+
+    def checker_function(self) -> Any:
+        """``checker(verifier, target, build_dir, manifest) -> Parity`` (imports its module)."""
+        return _load(self.checker)
+
+
+FLAVOURS: tuple[Flavour, ...] = (
+    Flavour("opencv", "onnx", ("fp32",), "exporters.opencv:OpencvOnnxExporter", "compare.opencv:check_trackervit",
+            client="cv2.TrackerVit", client_module="cv2", preset="opencv-vit", title="OpenCV TrackerVit"),
+)
+#: flavour names (``zoo export --for``)
+FLAVOUR_NAMES: tuple[str, ...] = tuple(f.name for f in FLAVOURS)
+_BY_FLAVOUR = {f.name: f for f in FLAVOURS}
+
+
+def by_flavour(name: str) -> Flavour:
+    """The flavour called ``name`` (KeyError when unknown)."""
+    return _BY_FLAVOUR[name]
+
+
+def flavour_dirname(fmt: str, precision: str, flavour: str | None) -> str:
+    """:func:`artifact_dirname` with ``-<flavour>`` appended (``onnx-opencv``); plain when ``flavour`` is None."""
+    base = artifact_dirname(fmt, precision)
+    return f"{base}-{flavour}" if flavour else base

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from compare.verify import Verifier
-from exporters import get_exporter
+from exporters import get_exporter, get_flavour_exporter
 from exporters.pipeline import Pipeline, build_order
 from zoo.artifacts import default_out_dir
-from zoo.backends import FORMATS, PRECISIONS, describe
+from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import MultiValueOption, choose, out_option, report_options
 from zoo.cli.output import Column, err, out, progress_bar, rich_table, write_reports
@@ -52,12 +52,15 @@ def _short(note: str | None, width: int = 60) -> str | None:
               help=f"{describe(FORMATS)} (or all); several values allowed.")
 @click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
               help=f"{describe(PRECISIONS)} (default fp32); a precision a format does not offer is skipped with a note.")
+@click.option("--for", "flavour", metavar="CLIENT",
+              help="Build for a client that loads the artifact by itself: "
+                   + "; ".join(f"{f.name} = {f.title} ({f.format}, into <variant>/{f.format}-{f.name})" for f in FLAVOURS) + ".")
 @out_option
 @click.option("--force", is_flag=True, help="Rebuild even when an identical verified artifact exists.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the converters' logs.")
 @report_options("the summary rows")
-def export_cmd(variants, formats, precisions, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file) -> None:
+def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file) -> None:
     """Export VARIANTs (names, wildcards, 'all') to each FORMAT, verified against PyTorch.
 
     Artifacts go to OUT/<variant>/<format>[-<precision>]/ with a manifest.json; formats that
@@ -67,9 +70,13 @@ def export_cmd(variants, formats, precisions, out_dir, force, jobs, verbose, jso
     selected = catalog.select(variants)
     fmt_list = choose(formats, FORMATS, "format")
     prec_list = choose(precisions, PRECISIONS, "precision", default=("fp32",))
-    targets, skipped = build_order(selected, fmt_list, prec_list)
+    if flavour is not None:
+        flavour = choose((flavour,), FLAVOUR_NAMES, "--for client")[0]
+    targets, skipped = build_order(selected, fmt_list, prec_list, flavour)
     for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
         get_exporter(fmt).versions()
+    if flavour is not None:
+        get_flavour_exporter(flavour).versions()
     hub = resolve_hub(catalog_hub=catalog.hub)
     for v in selected:
         ensure_weights(v, hub)
@@ -97,7 +104,8 @@ def export_cmd(variants, formats, precisions, out_dir, force, jobs, verbose, jso
     failed = [r for r in rows if r.status == "failed"]
     for row in failed:
         _print_log(f"{row.variant} {row.format} {row.precision} log", row.log, None if verbose else LOG_TAIL)
-    table_rows = [{**r.as_dict(), "note": _short(r.note)} for r in rows]  # full notes: below and in the reports
+    table_rows = [{**r.as_dict(), "note": _short(r.note), "format": r.format + (f" --for {r.flavour}" if r.flavour else "")}
+                  for r in rows]  # full notes: below and in the reports
     out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {pipeline.out}"))
     write_reports([r.as_dict() for r in rows], SUMMARY_COLUMNS, json_file, csv_file, markdown_file)
     for row in failed:
