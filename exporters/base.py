@@ -23,9 +23,9 @@ from typing import ClassVar
 
 from zoo.artifacts import Converter, TensorBinding
 from zoo.backends import Backend, by_format
+from zoo.calibration import CalibrationSource
 from zoo.errors import ZooError
 from zoo.procs import run_group
-from zoo.calibration import CalibrationSource
 from zoo.schema import QuantRecipe, TensorSpec, Variant
 
 
@@ -60,7 +60,7 @@ class BuildContext:
     #: --force: converters must not reuse cached intermediate results either
     force: bool = False
     #: reduced precisions: the recipe from zoo.yaml and the calibration pairs
-    quantization: "Quantization | None" = None
+    quantization: Quantization | None = None
 
 
 @dataclass

@@ -54,8 +54,8 @@ def convert(ctx: BuildContext, extra: str) -> ConvertResult:
         def get_next(self):
             return next(pairs, None)
 
-    kwargs = dict(quant_format="QDQ", activation_type=TYPES[recipe.activations], weight_type=TYPES[recipe.weights],
-                  per_channel=recipe.per_channel, calibrate_method="MinMax", nodes_to_exclude=len(exclude))
+    kwargs = {"quant_format": "QDQ", "activation_type": TYPES[recipe.activations], "weight_type": TYPES[recipe.weights],
+              "per_channel": recipe.per_channel, "calibrate_method": "MinMax"}
     out = Path(ctx.build_dir) / MODEL_FILE
     buf = io.StringIO()
     root = logging.getLogger()
@@ -85,10 +85,10 @@ def convert(ctx: BuildContext, extra: str) -> ConvertResult:
     graph_out = [o.name for o in qmodel.graph.output]
     if graph_in != [s.name for s in variant.io.inputs] or graph_out != [s.name for s in variant.io.outputs]:
         raise ConversionError(f"quantized graph I/O {graph_in} -> {graph_out} differs from the catalog's")
-    flags = [f"onnxruntime.quantization.quantize_static(model.onnx, {MODEL_FILE}, <{len(q.pairs)} calibration pairs>, "
+    flags = [(f"onnxruntime.quantization.quantize_static(model.onnx, {MODEL_FILE}, <{len(q.pairs)} calibration pairs>, "
              f"quant_format=QDQ, activation_type={TYPES[recipe.activations]}, weight_type={TYPES[recipe.weights]}, "
              f"per_channel={recipe.per_channel}, calibrate_method=MinMax, nodes_to_exclude=<{len(exclude)} nodes: "
-             f"{', '.join(recipe.keep_float)}>)"]
+             f"{', '.join(recipe.keep_float)}>)")]
     notes = [f"int8 QDQ for {recipe.hardware}; {len(exclude)} nodes kept in float ({', '.join(recipe.keep_float)})"]
     return ConvertResult(
         files=[MODEL_FILE], inputs=nchw_bindings(variant.io.inputs), outputs=nchw_bindings(variant.io.outputs),

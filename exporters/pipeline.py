@@ -36,8 +36,8 @@ from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
 from zoo.parity import describe_failure
-from zoo.tracker_parity import describe_tracker_failure
 from zoo.schema import Variant
+from zoo.tracker_parity import describe_tracker_failure
 
 #: ``verify(target, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
 #: compares it with the reference (the compare layer provides it: :mod:`compare.verify`)

@@ -74,14 +74,15 @@ class TfliteExporter(Exporter):
         try:
             path, bindings, errors, flags = tflite_quant.convert_quantized(
                 ctx.onnx_path, work, ctx.precision, q.recipe.model_dump(), q.pairs, sample_pairs(variant, 4), ctx.log_path,
-                [s.name for s in variant.io.inputs], [s.name for s in variant.io.outputs], MODEL_FILES[ctx.precision])
+                [s.name for s in variant.io.inputs], [s.name for s in variant.io.outputs], MODEL_FILES[ctx.precision],
+                use_cache=not ctx.force)
         except _backend().TfliteConversionError as exc:
             raise ConversionError(f"TFLite {ctx.precision}: {exc}") from None
         target = MODEL_FILES[ctx.precision]
         shutil.move(str(path), ctx.build_dir / target)
         shutil.rmtree(work, ignore_errors=True)
-        how = ("representative dataset of %d calibration pairs, builtin int8 ops, float I/O, deny-listed in float: %s"
-               % (len(q.pairs), ", ".join(q.recipe.keep_float))) if q.recipe.method == "static" else "dynamic-range quantization"
+        how = (f"representative dataset of {len(q.pairs)} calibration pairs, builtin int8 ops, float I/O, deny-listed in float: "
+               f"{', '.join(q.recipe.keep_float)}") if q.recipe.method == "static" else "dynamic-range quantization"
         notes = [f"onnx2tf saved model -> tf.lite.TFLiteConverter ({how})",
                  "outputs bound by verified identity vs ONNX Runtime on 4 probe pairs (relative error "
                  + ", ".join(f"{k} {v:.2g}" for k, v in errors.items()) + "), not by shape"]

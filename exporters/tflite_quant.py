@@ -15,17 +15,22 @@ against ONNX Runtime on probe pairs and the best must be clearly better than the
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+from importlib.metadata import version as dist_version
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from exporters.tflite_convert import FLAGS, TfliteBinding, TfliteConversionError, _check_builtin_only, _invoke, _layout, _match, _perms, _run_onnx2tf
 from zoo.native import native_quiet
+from zoo.paths import cache_dir
 from zoo.procs import run_group
 
 #: the best output assignment's error must be below this share of the runner-up's
@@ -58,6 +63,37 @@ else:
 open(out, "wb").write(model)
 print("zoo: wrote", out, len(model), "bytes", flush=True)
 """
+
+
+def _saved_model(onnx_path: Path, work: Path, argv: list[str], log_path: Path, timeout: float, use_cache: bool) -> Path:
+    """onnx2tf's saved model of ``onnx_path``; cached (zoo cache, keyed by the ONNX bytes, flags and
+    versions) so that int8 and int8-dynamic of one variant run onnx2tf once."""
+    if not use_cache:
+        return _checked(_run_onnx2tf(onnx_path, work, argv, log_path, timeout), log_path)
+    versions = {d: dist_version(d) for d in ("onnx2tf", "tensorflow")}
+    key = hashlib.sha256(onnx_path.read_bytes())
+    key.update(json.dumps([argv, versions, "saved_model-v1"]).encode())
+    entry = cache_dir() / "onnx2tf-saved" / key.hexdigest()[:32]
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock"):
+        if not (entry / "done").is_file():
+            shutil.rmtree(entry, ignore_errors=True)
+            out = _checked(_run_onnx2tf(onnx_path, work, argv, log_path, timeout), log_path)
+            shutil.copytree(out, entry / "saved")
+            (entry / "done").write_text("ok")
+        else:
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"reused onnx2tf saved model {entry} (same ONNX bytes, flags and versions)\n")
+        dest = work / "saved"
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(entry / "saved", dest)
+    return dest
+
+
+def _checked(saved: Path, log_path: Path) -> Path:
+    if not (saved / "saved_model.pb").is_file():
+        raise TfliteConversionError(f"onnx2tf wrote no saved model; log: {log_path}")
+    return saved
 
 
 def _quantize(saved: Path, pairs: list[dict[str, np.ndarray]], recipe: dict, out: Path, names: dict[str, str],
@@ -114,7 +150,7 @@ def bind_outputs_by_identity(raw: list[dict[str, np.ndarray]], refs: list[dict[s
 
 def convert_quantized(onnx_path: Path, work: Path, precision: str, recipe: dict, pairs: list[dict[str, np.ndarray]],
                       probes: list[dict[str, np.ndarray]], log_path: Path, input_names: list[str],
-                      output_names: list[str], target_name: str, timeout: float = 1800.0) -> tuple[Path, dict[str, TfliteBinding], dict[str, float], list[str]]:
+                      output_names: list[str], target_name: str, timeout: float = 1800.0, use_cache: bool = True) -> tuple[Path, dict[str, TfliteBinding], dict[str, float], list[str]]:
     """onnx2tf (saved model) + the TensorFlow quantizer: ``(model path, bindings, relative error per output, flags)``."""
     import onnxruntime as ort
 
@@ -122,9 +158,7 @@ def convert_quantized(onnx_path: Path, work: Path, precision: str, recipe: dict,
 
     onnx_in, onnx_out = _onnx_io(onnx_path, input_names, False), _onnx_io(onnx_path, output_names, True)
     argv = ["-i", "model.onnx", "-o", "out", *FLAGS]
-    saved = _run_onnx2tf(onnx_path, work, argv, log_path, timeout)
-    if not (saved / "saved_model.pb").is_file():
-        raise TfliteConversionError(f"onnx2tf wrote no saved model; log: {log_path}")
+    saved = _saved_model(onnx_path, work, argv, log_path, timeout, use_cache)
     target = work / target_name
     in_names = {n: n for n in input_names}
     _quantize(saved, pairs, recipe, target, in_names, log_path, timeout)
