@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from exporters import onnx_int8
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
 from zoo import __version__ as zoo_version
 from zoo.artifacts import Converter
@@ -67,8 +68,6 @@ class OnnxExporter(Exporter):
     def convert(self, ctx: BuildContext) -> ConvertResult:
         """Export, simplify, check and tag ``model.onnx`` (fp32); quantize it (int8)."""
         if ctx.precision != "fp32":
-            from exporters import onnx_int8
-
             return onnx_int8.convert(ctx, self.extra)
         onnx = require("onnx", self.extra)
         variant = ctx.variant

@@ -12,6 +12,7 @@ import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
 from zoo.artifacts import Converter, TensorBinding
+from zoo.sample_inputs import sample_pairs
 
 MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite", "int8": "model_int8.tflite",
                "int8-dynamic": "model_int8_dynamic.tflite"}
@@ -25,6 +26,14 @@ def _backend():
             raise MissingPackage(f"the TFLite converter is not installed ({exc.name}): pip install 'zoo[tflite]'") from None
         raise
     return tflite_convert
+
+
+def _quant_backend():
+    """:mod:`exporters.tflite_quant` (imports the converter: missing packages as in :func:`_backend`)."""
+    _backend()
+    from exporters import tflite_quant
+
+    return tflite_quant
 
 
 class TfliteExporter(Exporter):
@@ -67,9 +76,7 @@ class TfliteExporter(Exporter):
 
     def _convert_quantized(self, ctx: BuildContext, work) -> ConvertResult:
         """int8 / int8-dynamic: :mod:`exporters.tflite_quant` with the catalog's recipe."""
-        from exporters import tflite_quant
-        from zoo.sample_inputs import sample_pairs
-
+        tflite_quant = _quant_backend()
         variant, q = ctx.variant, ctx.quantization
         try:
             path, bindings, errors, flags = tflite_quant.convert_quantized(

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from exporters.tflite_convert import FLAGS, TfliteBinding, TfliteConversionError, _check_builtin_only, _invoke, _layout, _match, _perms, _run_onnx2tf
+from exporters.tflite_convert import (FLAGS, TfliteBinding, TfliteConversionError, _check_builtin_only, _invoke, _layout, _match,
+                                      _onnx_io, _perms, _run_onnx2tf)
 from zoo.native import native_quiet
 from zoo.paths import cache_dir
 from zoo.procs import run_group
@@ -153,8 +154,6 @@ def convert_quantized(onnx_path: Path, work: Path, precision: str, recipe: dict,
                       output_names: list[str], target_name: str, timeout: float = 1800.0, use_cache: bool = True) -> tuple[Path, dict[str, TfliteBinding], dict[str, float], list[str]]:
     """onnx2tf (saved model) + the TensorFlow quantizer: ``(model path, bindings, relative error per output, flags)``."""
     import onnxruntime as ort
-
-    from exporters.tflite_convert import _onnx_io
 
     onnx_in, onnx_out = _onnx_io(onnx_path, input_names, False), _onnx_io(onnx_path, output_names, True)
     argv = ["-i", "model.onnx", "-o", "out", *FLAGS]

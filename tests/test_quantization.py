@@ -184,7 +184,7 @@ def test_calibration_and_verification_pairs_are_disjoint(tmp_path) -> None:
         (images / p.name).write_bytes(p.read_bytes())
     first = open_source(images)
     assert first.kind == "images" and disjoint(*_pairs(first, 16))
-    (images / sorted(p.name for p in images.iterdir())[0]).write_bytes(b"changed")
+    (images / min(p.name for p in images.iterdir())).write_bytes(b"changed")
     assert open_source(images).sha256 != first.sha256
 
 
@@ -203,7 +203,7 @@ def test_tracker_parity_separates_identical_from_broken() -> None:
 
 
 def test_bad_calibration_path_is_one_line(capsys, monkeypatch, tmp_path) -> None:
-    code, out, err = run_main(capsys, monkeypatch, "export", "base-c128", "--to", "onnx", "--precision", "int8",
+    code, _, err = run_main(capsys, monkeypatch, "export", "base-c128", "--to", "onnx", "--precision", "int8",
                               "--calibration", str(tmp_path / "missing"), "--out", str(tmp_path / "art"))
     assert code == 2 and err.strip().startswith("error: --calibration") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "art" / "base-c128").exists()

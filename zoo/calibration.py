@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.datasets.frames import is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.errors import UsageError
+from zoo.sample_inputs import SCENES, _image, input_roles
 from zoo.schema import TrackingPreset, Variant
+from zoo.tracking import TrackerLoop
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STREAMS = {"calibration": 0x5A11, "verification": 0x7E51}
@@ -55,8 +58,6 @@ class CalibrationSource:
 
 
 def _bundled() -> CalibrationSource:
-    from zoo.sample_inputs import SCENES, _image
-
     digest = hashlib.sha256()
     items = []
     for scene in SCENES:
@@ -78,8 +79,6 @@ def open_source(path: str | Path | None) -> CalibrationSource:
     """The calibration source ``path`` names (None: the bundled photographs); bad paths are usage errors."""
     if path is None or str(path) == "bundled":
         return _bundled()
-    from zoo.datasets.frames import is_sequence_folder, list_frames, open_sequence_folder, sequence_frames
-
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"--calibration {path}: not a directory (a dataset root, a sequence folder or a folder of images)")
@@ -106,11 +105,7 @@ def open_source(path: str | Path | None) -> CalibrationSource:
 
 def _read(frame) -> np.ndarray:
     if isinstance(frame, str):
-        from zoo.sample_inputs import _image
-
         return _image(frame)
-    from zoo.datasets.frames import read_frame
-
     return read_frame(frame)
 
 
@@ -134,9 +129,6 @@ def _jitter(box: tuple[float, ...], rng: np.random.Generator, shift: float, scal
 def make_pairs(variant: Variant, preset: TrackingPreset, source: CalibrationSource, n: int, stream: str,
                shift: float = 0.3, scale: float = 0.2) -> list[dict[str, np.ndarray]]:
     """``n`` pairs of ``stream`` (``calibration`` or ``verification``), keyed by the catalog's input names."""
-    from zoo.sample_inputs import input_roles
-    from zoo.tracking import TrackerLoop
-
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}")
     pre = variant.preprocessing
