@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from exporters.tflite_convert import (FLAGS, TfliteBinding, TfliteConversionError, _check_builtin_only, _invoke, _layout, _match,
-                                      _onnx_io, _perms, _run_onnx2tf)
+from exporters.tflite_convert import FLAGS, TfliteBinding, TfliteConversionError, _check_builtin_only, _invoke, _layout, _match, _onnx_io, _perms, _run_onnx2tf
 from zoo.native import native_quiet
 from zoo.paths import cache_dir
 from zoo.procs import run_group
