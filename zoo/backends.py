@@ -68,7 +68,9 @@ FORMATS: tuple[str, ...] = tuple(b.format for b in BACKENDS)
 #: runtime CLI names, in the same order
 RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS)
 #: every precision any backend offers, fp32 first
-PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(p for b in BACKENDS for p in b.precisions))
+_ORDER = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")  # widest first in help texts and choices
+PRECISIONS: tuple[str, ...] = tuple(sorted(dict.fromkeys(p for b in BACKENDS for p in b.precisions),
+                                           key=lambda p: _ORDER.index(p) if p in _ORDER else len(_ORDER)))
 #: reduced precisions (issue 16): built from a recipe in zoo.yaml's ``quantization:`` block and
 #: verified at tracker level where the catalog's tolerance says so
 REDUCED_PRECISIONS: tuple[str, ...] = ("int8", "int8-dynamic", "bf16")
