@@ -261,8 +261,8 @@ def test_track_and_bench_accept_int8(quantized, tmp_path, capsys, monkeypatch) -
                             "--artifacts", str(out), "--json", str(report))
     assert code == 0, err
     assert json.loads(report.read_text())["tracker"] == "fgaf3@tflite-int8"
-    code, _, err = run_main(capsys, monkeypatch, "bench", "fgaf3", "--runtime", "onnxruntime", "--precision", "int8",
-                            "--seconds", "1", "--out", str(out), "--json", str(tmp_path / "bench.json"))
+    code, _, err = run_main(capsys, monkeypatch, "bench", "base-c128", "--runtime", "onnxruntime", "--precision", "int8",
+                            "--threads", "1", "--concurrency", "1", "--seconds", "0.5", "--warmup", "1", "--out", str(out), "--json", str(tmp_path / "bench.json"))
     assert code == 0, err
     rows = json.loads((tmp_path / "bench.json").read_text())
     assert "int8" in json.dumps(rows)
