@@ -17,6 +17,7 @@ from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_r
 from compare.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.worker import RunnerSpec, memory_method
 from zoo.schema import Variant
+from zoo.tracker_parity import describe_tracker_failure
 
 #: progress callback: (stage, text) with stage one of export | parity | timing
 OnProgress = Callable[[str, str], None]
@@ -60,6 +61,8 @@ class Report:
         for r in self.parity:
             if r.error:
                 lines.append(f"{r.variant} {r.runtime} {r.precision}: {r.error}")
+            if r.gate is not None and not r.gate.passed:
+                lines.append(f"{r.variant} {r.runtime} {r.precision}: " + describe_tracker_failure(r.gate))
             bad = [o.output for o in r.outputs if not o.passed]
             if bad:
                 lines.append(f"{r.variant} {r.runtime} {r.precision}: {', '.join(bad)} above tolerance "

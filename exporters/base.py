@@ -23,9 +23,10 @@ from typing import ClassVar
 
 from zoo.artifacts import Converter, TensorBinding
 from zoo.backends import Backend, by_format
+from zoo.calibration import CalibrationSource
 from zoo.errors import ZooError
 from zoo.procs import run_group
-from zoo.schema import TensorSpec, Variant
+from zoo.schema import QuantRecipe, TensorSpec, Variant
 
 
 class ConversionError(ZooError):
@@ -58,6 +59,25 @@ class BuildContext:
     onnx_path: Path | None = None
     #: --force: converters must not reuse cached intermediate results either
     force: bool = False
+    #: reduced precisions: the recipe from zoo.yaml and the calibration pairs
+    quantization: Quantization | None = None
+
+
+@dataclass
+class Quantization:
+    """What a reduced-precision conversion reads: the catalog's recipe (``quantization:`` in
+    zoo.yaml) for this format, precision and target, and calibration pairs cut like the tracker's."""
+
+    recipe: QuantRecipe
+    target: str
+    source: CalibrationSource
+    #: catalog-named NCHW float32 input pairs (empty for recipes without calibration)
+    pairs: list = field(default_factory=list)
+
+    def record(self) -> dict:
+        """What the manifest records (recipe, target hardware, calibration source and its sha256)."""
+        return {"recipe": self.recipe.model_dump(), "target": self.target, "hardware": self.recipe.hardware,
+                "calibration": {**self.source.describe(), "pairs": len(self.pairs)}}
 
 
 @dataclass
@@ -158,3 +178,7 @@ class Exporter(ABC):
     def options(self, precision: str) -> dict:
         """Options that determine the artifact besides the versions (part of the build key)."""
         return {"precision": precision}
+
+    def needs_onnx_for(self, precision: str) -> bool:
+        """Whether this precision converts from the verified fp32 ONNX artifact (built first)."""
+        return self.needs_onnx

@@ -5,7 +5,8 @@ order and outputs ``out0, out1, ...`` in its output order. The exporter checks t
 ``.param`` file (Input layers, output blobs) and the input shapes pnnx reports, and records
 the catalog name -> blob name map in the bindings; the verification run then checks the outputs
 numerically. fp16 stores the weights as fp16 in the ``.bin`` (``fp16=1``, half the size);
-fp32 keeps them fp32 (``fp16=0``; pnnx's default would be fp16).
+fp32 keeps them fp32 (``fp16=0``; pnnx's default would be fp16). bf16 is the fp32 pair run
+with ``use_bf16_storage`` (:class:`compare.runners.ncnn.NcnnRunner`).
 """
 from __future__ import annotations
 
@@ -83,5 +84,7 @@ class NcnnExporter(Exporter):
             inputs=nchw_bindings(variant.io.inputs, in_blobs),
             outputs=nchw_bindings(variant.io.outputs, out_blobs),
             converter=Converter(name="pnnx", version=package_version("pnnx", self.extra), flags=flags),
-            notes=["ncnn blob names are pnnx's in<i>/out<i> in the ONNX graph's declared I/O order"],
+            notes=["ncnn blob names are pnnx's in<i>/out<i> in the ONNX graph's declared I/O order"]
+            + (["bf16: fp32 .param/.bin; the runner sets net.opt.use_bf16_storage (bfloat16 weights and activations)"]
+               if ctx.precision == "bf16" else []),
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from exporters import onnx_int8
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
 from zoo import __version__ as zoo_version
 from zoo.artifacts import Converter
@@ -60,8 +61,14 @@ class OnnxExporter(Exporter):
     def options(self, precision: str) -> dict:
         return {"precision": precision, "opset": OPSET, "fold_batchnorm": True, "simplify": "onnxsim|onnxslim"}
 
+    def needs_onnx_for(self, precision: str) -> bool:
+        """int8 quantizes the verified fp32 model (:mod:`exporters.onnx_int8`)."""
+        return precision != "fp32"
+
     def convert(self, ctx: BuildContext) -> ConvertResult:
-        """Export, simplify, check and tag ``model.onnx``."""
+        """Export, simplify, check and tag ``model.onnx`` (fp32); quantize it (int8)."""
+        if ctx.precision != "fp32":
+            return onnx_int8.convert(ctx, self.extra)
         onnx = require("onnx", self.extra)
         variant = ctx.variant
         model = fold_batchnorm(load_model(variant))

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,14 +27,17 @@ from pathlib import Path
 from filelock import FileLock
 
 from exporters import get_exporter, get_flavour_exporter
-from exporters.base import BuildContext, Exporter
+from exporters.base import BuildContext, Exporter, Quantization
 from zoo import __version__ as zoo_version
 from zoo.artifacts import ClientTarget, Manifest, Parity, check_bindings, check_files, file_entry, read_manifest, write_manifest
-from zoo.backends import FORMATS, by_flavour, flavour_dirname
+from zoo.backends import FORMATS, REDUCED_PRECISIONS, by_flavour, flavour_dirname
+from zoo.calibration import make_pairs, open_source
+from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
 from zoo.parity import describe_failure
 from zoo.schema import Variant
+from zoo.tracker_parity import describe_tracker_failure
 
 #: ``verify(target, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
 #: compares it with the reference (the compare layer provides it: :mod:`compare.verify`)
@@ -104,9 +108,10 @@ def build_order(variants: list[Variant], formats: list[str], precisions: list[st
                 else:
                     skipped.append(Row(variant.name, fmt, precision, "skipped",
                                        note=f"{fmt} offers {', '.join(exporter.precisions)} only"))
-        if wanted and any(get_exporter(t.format).needs_onnx for t in wanted) and \
-                not any(t.format == "onnx" for t in wanted):
-            wanted.insert(0, Target(variant, "onnx", "fp32"))
+        source = Target(variant, "onnx", "fp32")
+        if wanted and any(get_exporter(t.format).needs_onnx_for(t.precision) for t in wanted):
+            # the fp32 ONNX artifact first: the others (ONNX int8 too) convert from it
+            wanted = [source] + [t for t in wanted if t != source]
         targets.extend(wanted)
     if not targets:
         raise UsageError("nothing to export: " + "; ".join(sorted({r.note for r in skipped if r.note})))
@@ -150,8 +155,13 @@ class Pipeline:
     ``on_event(target, stage)`` reports progress."""
 
     def __init__(self, out: Path, verify: Verifier, force: bool = False, jobs: int = 1,
-                 on_event: Callable[[Target, str], None] | None = None):
+                 on_event: Callable[[Target, str], None] | None = None, calibration: str | None = None,
+                 int8_target: str | None = None):
         self.out = Path(out).absolute()
+        #: reduced precisions: --calibration (None: the bundled photographs) and --int8-target
+        self.calibration, self.int8_target = calibration, int8_target
+        self._spec, self._source, self._pairs = None, None, {}
+        self._quant_lock = threading.Lock()
         self.verify = verify
         self.force = force
         self.jobs = max(1, int(jobs))
@@ -180,12 +190,12 @@ class Pipeline:
         rows, onnx_row = [], None
         for target in targets:
             exporter = _exporter(target)
-            if exporter.needs_onnx and (onnx_row is None or onnx_row.status == "failed"):
+            if exporter.needs_onnx_for(target.precision) and (onnx_row is None or onnx_row.status == "failed"):
                 rows.append(Row(target.variant.name, target.format, target.precision, "failed",
                                 note="needs the ONNX artifact, which failed", flavour=target.flavour))
                 continue
             row = self._export(target, exporter)
-            if target.format == "onnx" and target.flavour is None:
+            if target.format == "onnx" and target.precision == "fp32" and target.flavour is None:
                 onnx_row = row
             rows.append(row)
         return rows
@@ -194,13 +204,15 @@ class Pipeline:
         v = target.variant
         versions = exporter.versions()
         source = None
-        if exporter.needs_onnx:
+        if exporter.needs_onnx_for(target.precision):
             onnx = get_exporter("onnx")
             versions = {**onnx.versions(), **versions}
             source = self._build_inputs(Target(v, "onnx", "fp32"), onnx)
-        flavoured = {"flavour": target.flavour} if target.flavour else {}  # plain targets keep their build key
+        extra = {"flavour": target.flavour} if target.flavour else {}  # plain targets keep their build key
+        if target.precision in REDUCED_PRECISIONS:  # only then: fp32/fp16 build keys stay what they were
+            extra["quantization"] = self._quantization(target).record()
         return {
-            **flavoured,
+            **extra,
             "variant": v.name, "weights_sha256": v.weights.sha256, "format": target.format,
             "precision": target.precision, "io": v.io.model_dump(), "preprocessing": v.preprocessing.model_dump(),
             "tolerance": self._tolerance(target), "options": exporter.options(target.precision),
@@ -213,7 +225,34 @@ class Pipeline:
         tol = target.variant.tolerances.get(target.format, {}).get(target.precision)
         if tol is None:
             raise ExportFailed(f"zoo.yaml has no {target.format} {target.precision} tolerance for {target.variant.name}")
-        return tol.model_dump()
+        return tol.model_dump(exclude_none=True)
+
+    def _quantization(self, target: Target) -> Quantization:
+        """The recipe and calibration pairs of a reduced-precision target (computed once per variant/recipe)."""
+        with self._quant_lock:
+            if self._spec is None:
+                self._spec = Catalog.load().quantization
+                if self._spec is None:
+                    raise ExportFailed("zoo.yaml has no quantization: block (recipes of reduced precisions)")
+            if self._source is None:
+                self._source = open_source(self.calibration)
+            spec = self._spec
+            recipes = spec.recipes.get(target.format, {}).get(target.precision, {})
+            wanted = self.int8_target or spec.default_target
+            key = wanted if wanted in recipes else "any"
+            if key not in recipes:
+                raise ExportFailed(f"zoo.yaml has no {target.format} {target.precision} recipe for target {wanted!r} "
+                                   f"(has {', '.join(recipes) or 'none'})")
+            recipe = recipes[key]
+            cache_key = (target.variant.name, recipe.calibration_method != "none")
+            if cache_key not in self._pairs:
+                pairs = []
+                if recipe.calibration_method != "none":
+                    preset = Catalog.load().preset(target.variant)
+                    pairs = make_pairs(target.variant, preset, self._source, spec.calibration_pairs, "calibration",
+                                       spec.jitter_shift, spec.jitter_scale)
+                self._pairs[cache_key] = pairs
+            return Quantization(recipe, wanted if key != "any" else "any", self._source, self._pairs[cache_key])
 
     def _export(self, target: Target, exporter: Exporter) -> Row:
         start = time.perf_counter()
@@ -276,7 +315,9 @@ class Pipeline:
         log_path.touch()
         try:
             ctx = BuildContext(target.variant, target.precision, build_dir, log_path, force=self.force)
-            if exporter.needs_onnx:
+            if target.precision in REDUCED_PRECISIONS:
+                ctx.quantization = self._quantization(target)
+            if exporter.needs_onnx_for(target.precision):
                 ctx.onnx_path = self._copy_onnx(target, build_dir)
             t0 = time.perf_counter()
             self.on_event(target, "converting")
@@ -293,14 +334,16 @@ class Pipeline:
                 parity=Parity(reference="", inputs="", atol=0, rtol=0, passed=False, outputs=[]),
                 created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=result.notes,
                 client=ClientTarget(**result.client) if result.client else None,
+                quantization=ctx.quantization.record() if ctx.quantization else None,
             )
             self.on_event(target, "verifying")
             t1 = time.perf_counter()
             manifest.parity = self.verify(target, build_dir, manifest)
             manifest.verify_seconds = round(time.perf_counter() - t1, 3)
             if not manifest.parity.passed:
-                raise ExportFailed(f"{target.label}: verification failed: "
-                                   + describe_failure(manifest.parity.outputs, manifest.parity.atol, manifest.parity.rtol))
+                why = (describe_tracker_failure(manifest.parity.tracker) if manifest.parity.tracker is not None
+                       else describe_failure(manifest.parity.outputs, manifest.parity.atol, manifest.parity.rtol))
+                raise ExportFailed(f"{target.label}: verification failed: " + why)
             write_manifest(build_dir, manifest)
             self._install(build_dir, dest)
             return manifest

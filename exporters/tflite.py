@@ -12,8 +12,10 @@ import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
 from zoo.artifacts import Converter, TensorBinding
+from zoo.sample_inputs import sample_pairs
 
-MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite"}
+MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite", "int8": "model_int8.tflite",
+               "int8-dynamic": "model_int8_dynamic.tflite"}
 
 
 def _backend():
@@ -24,6 +26,14 @@ def _backend():
             raise MissingPackage(f"the TFLite converter is not installed ({exc.name}): pip install 'zoo[tflite]'") from None
         raise
     return tflite_convert
+
+
+def _quant_backend():
+    """:mod:`exporters.tflite_quant` (imports the converter: missing packages as in :func:`_backend`)."""
+    _backend()
+    from exporters import tflite_quant
+
+    return tflite_quant
 
 
 class TfliteExporter(Exporter):
@@ -38,6 +48,8 @@ class TfliteExporter(Exporter):
         variant = ctx.variant
         work = ctx.build_dir / "work"
         work.mkdir()
+        if ctx.quantization is not None:
+            return self._convert_quantized(ctx, work)
         try:
             result = backend.convert_onnx_to_tflite(
                 onnx_path=ctx.onnx_path, out_dir=work, precision=ctx.precision, log_path=ctx.log_path,
@@ -59,6 +71,34 @@ class TfliteExporter(Exporter):
             inputs=[self._binding(spec, result.bindings) for spec in variant.io.inputs],
             outputs=[self._binding(spec, result.bindings) for spec in variant.io.outputs],
             converter=Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags]),
+            notes=notes,
+        )
+
+    def _convert_quantized(self, ctx: BuildContext, work) -> ConvertResult:
+        """int8 / int8-dynamic: :mod:`exporters.tflite_quant` with the catalog's recipe."""
+        tflite_quant = _quant_backend()
+        variant, q = ctx.variant, ctx.quantization
+        try:
+            path, bindings, errors, flags = tflite_quant.convert_quantized(
+                ctx.onnx_path, work, ctx.precision, q.recipe.model_dump(), q.pairs, sample_pairs(variant, 4), ctx.log_path,
+                [s.name for s in variant.io.inputs], [s.name for s in variant.io.outputs], MODEL_FILES[ctx.precision],
+                use_cache=not ctx.force)
+        except _backend().TfliteConversionError as exc:
+            raise ConversionError(f"TFLite {ctx.precision}: {exc}") from None
+        target = MODEL_FILES[ctx.precision]
+        shutil.move(str(path), ctx.build_dir / target)
+        shutil.rmtree(work, ignore_errors=True)
+        how = (f"representative dataset of {len(q.pairs)} calibration pairs, builtin int8 ops, float I/O, deny-listed in float: "
+               f"{', '.join(q.recipe.keep_float)}") if q.recipe.method == "static" else "dynamic-range quantization"
+        notes = [f"onnx2tf saved model -> tf.lite.TFLiteConverter ({how})",
+                 "outputs bound by verified identity vs ONNX Runtime on 4 probe pairs (relative error "
+                 + ", ".join(f"{k} {v:.2g}" for k, v in errors.items()) + "), not by shape"]
+        return ConvertResult(
+            files=[target],
+            inputs=[self._binding(spec, bindings) for spec in variant.io.inputs],
+            outputs=[self._binding(spec, bindings) for spec in variant.io.outputs],
+            converter=Converter(name="onnx2tf+tf.lite.TFLiteConverter", version=package_version("tensorflow", self.extra),
+                                flags=[*flags, f"TFLiteConverter.from_saved_model(out, recipe={q.recipe.model_dump()})"]),
             notes=notes,
         )
 

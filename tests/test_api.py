@@ -66,7 +66,7 @@ def test_load_runner_matches_pytorch(tmp_path):
 @pytest.mark.parametrize("call, message", [
     (lambda: zoo.get_model("fgaf33"), "did you mean 'fgaf3'"),
     (lambda: zoo.load_runner("fgaf3", "tflit"), "did you mean 'tflite'"),
-    (lambda: zoo.load_runner("fgaf3", "onnxruntime", "fp16"), "offers fp32 only"),
+    (lambda: zoo.load_runner("fgaf3", "onnxruntime", "fp16"), "offers fp32, int8 only"),
     (lambda: zoo.load_runner("fgaf3", "onnxruntime", threads=0), "threads must be >= 1"),
     (lambda: zoo.export("fgaf3", "coreml"), "unknown format 'coreml'"),
 ])

@@ -20,11 +20,11 @@ from exporters.pipeline import Pipeline, build_order
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import assert_artifact_valid, json_rows, zoo
 from zoo.artifacts import check_files, read_manifest
-from zoo.backends import FORMATS, by_format, offered
+from zoo.backends import FORMATS, REDUCED_PRECISIONS, by_format, offered
 from zoo.cli import cli
 from zoo.sample_inputs import SCENES, sample_pairs
 
-OFFERED = [(f, p) for f in FORMATS for p in offered(f)]
+OFFERED = [(f, p) for f in FORMATS for p in offered(f) if p not in REDUCED_PRECISIONS]  # reduced: test_quantization.py
 
 
 @cache

@@ -5,9 +5,9 @@ import pytest
 
 from tests.helpers.catalog import CATALOG
 from tests.helpers.export import assert_artifact_valid, json_rows, zoo
-from zoo.backends import FORMATS, offered
+from zoo.backends import FORMATS, REDUCED_PRECISIONS, offered
 
-OFFERED = [(f, p) for f in FORMATS for p in offered(f)]
+OFFERED = [(f, p) for f in FORMATS for p in offered(f) if p not in REDUCED_PRECISIONS]  # reduced: test_quantization.py
 
 
 @pytest.mark.slow

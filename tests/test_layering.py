@@ -41,6 +41,8 @@ FUNCTION_LOCAL_ALLOWED: dict[tuple[str, str, str], str] = {
     # optional dependency: exporters.tflite_convert imports onnx2tf / tensorflow / ai_edge_litert at
     # module level; the adapter turns their absence into "pip install 'zoo[tflite]'"
     ("exporters.tflite", "_backend", "exporters.tflite_convert"): "optional converter (zoo[tflite]) imported on use",
+    # the int8 path imports exporters.tflite_convert (hence TensorFlow) at module level, like it
+    ("exporters.tflite", "_quant_backend", "exporters.tflite_quant"): "optional converter (zoo[tflite]) imported on use",
 }
 
 

@@ -16,12 +16,12 @@ import pytest
 
 import zoo
 from tests.helpers.tracking import OTB_ROOT, needs_otb, run_cli
-from zoo.backends import BACKENDS
+from zoo.backends import BACKENDS, REDUCED_PRECISIONS
 from zoo.datasets.synthetic import make_sequence
 from zoo.tracking import iou_xywh
 
 FP32_RUNTIMES = [b.runtime for b in BACKENDS]
-ALL = [(b.runtime, p) for b in BACKENDS for p in b.precisions]
+ALL = [(b.runtime, p) for b in BACKENDS for p in b.precisions if p not in REDUCED_PRECISIONS]  # reduced: test_quantization.py
 
 
 @pytest.fixture(scope="module")

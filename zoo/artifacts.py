@@ -80,6 +80,23 @@ class OutputParity(_Model):
     passed: bool
 
 
+class TrackerParity(_Model):
+    """Tracker-level agreement with float32 PyTorch on held-out pairs (reduced precisions; see
+    :mod:`zoo.tracker_parity`)."""
+
+    pairs: int
+    clear_pairs: int = Field(description="pairs whose float32 top-two gap is >= min_gap")
+    min_gap: float
+    peak_agreement: float | None = Field(description="share of clear pairs with the same peak cell (None: no clear pair)")
+    peak_agreement_all: float = Field(description="the same share over every pair")
+    mean_iou: float = Field(description="mean IoU of the decoded boxes over every pair")
+    median_gap: float
+    min_peak_agreement: float
+    min_peak_agreement_all: float = 0.0
+    min_mean_iou: float
+    passed: bool
+
+
 class Parity(_Model):
     reference: str
     inputs: str
@@ -87,6 +104,8 @@ class Parity(_Model):
     rtol: float
     passed: bool
     outputs: list[OutputParity]
+    #: reduced precisions: the tracker-level gate (then ``passed`` is its verdict)
+    tracker: TrackerParity | None = None
 
 
 class ClientTarget(_Model):
@@ -122,6 +141,8 @@ class Manifest(_Model):
     notes: list[str] = []
     #: set for a flavoured artifact (``zoo export --for``); None for a plain one
     client: ClientTarget | None = None
+    #: reduced precisions: recipe, target hardware, calibration source (kind, path, sha256) and pair counts
+    quantization: dict | None = None
 
     def binding(self, kind: Literal["inputs", "outputs"], name: str) -> TensorBinding:
         for b in getattr(self, kind):

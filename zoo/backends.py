@@ -61,13 +61,13 @@ def _load(ref: str) -> Any:
 
 
 BACKENDS: tuple[Backend, ...] = (
-    Backend("onnx", "onnxruntime", "onnx", ("fp32",), (".onnx",), "exporters.onnx:OnnxExporter",
+    Backend("onnx", "onnxruntime", "onnx", ("fp32", "int8"), (".onnx",), "exporters.onnx:OnnxExporter",
             "compare.runners.onnxruntime:OnnxRuntimeRunner", needs_onnx=False, profiles=True, title="ONNX Runtime"),
     Backend("mnn", "mnn", "mnn", ("fp32", "fp16"), (".mnn",), "exporters.mnn:MnnExporter",
             "compare.runners.mnn:MnnRunner", profiles=True, title="MNN"),
-    Backend("tflite", "tflite", "tflite", ("fp32", "fp16"), (".tflite",), "exporters.tflite:TfliteExporter",
+    Backend("tflite", "tflite", "tflite", ("fp32", "fp16", "int8", "int8-dynamic"), (".tflite",), "exporters.tflite:TfliteExporter",
             "compare.runners.tflite:TfliteRunner", title="TFLite (LiteRT)"),
-    Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
+    Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16", "bf16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
             "compare.runners.ncnn:NcnnRunner", title="ncnn"),
 )
 
@@ -76,7 +76,14 @@ FORMATS: tuple[str, ...] = tuple(b.format for b in BACKENDS)
 #: runtime CLI names, in the same order
 RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS)
 #: every precision any backend offers, fp32 first
-PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(p for b in BACKENDS for p in b.precisions))
+_ORDER = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")  # widest first in help texts and choices
+PRECISIONS: tuple[str, ...] = tuple(sorted(dict.fromkeys(p for b in BACKENDS for p in b.precisions),
+                                           key=lambda p: _ORDER.index(p) if p in _ORDER else len(_ORDER)))
+#: reduced precisions (issue 16): built from a recipe in zoo.yaml's ``quantization:`` block and
+#: verified at tracker level where the catalog's tolerance says so
+REDUCED_PRECISIONS: tuple[str, ...] = ("int8", "int8-dynamic", "bf16")
+#: ``--int8-target`` choices (which hardware an int8 recipe targets)
+INT8_TARGETS: tuple[str, ...] = ("x86", "arm")
 #: runtimes whose runner has a per-op profiler
 PROFILED_RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS if b.profiles)
 

@@ -134,6 +134,7 @@ class Catalog:
         self.path = path
         self.hub = data.hub
         self.tracking = data.tracking
+        self.quantization = data.quantization
         self._variants = {v.name: v for v in data.variants}
 
     @classmethod

@@ -119,9 +119,26 @@ class IOSpec(Strict):
     outputs: list[TensorSpec] = Field(min_length=1)
 
 
+class TrackerGate(Strict):
+    """Tracker-level verification of a reduced precision (int8 error is 0.05-0.2 by nature):
+    on ``pairs`` held-out pairs, the share whose score-map peak cell equals float32 PyTorch's,
+    counted over pairs where float32's top-two gap is >= ``min_gap``, and the mean IoU of the
+    decoded boxes. The export fails below ``peak_agreement`` or ``mean_iou``."""
+
+    pairs: Annotated[int, Field(ge=8)] = 64
+    min_gap: float = Field(0.05, ge=0)
+    peak_agreement: float = Field(ge=0, le=1)
+    #: the same share over every pair (flat maps included): a floor that still catches a broken model
+    #: when few pairs have a clear peak
+    peak_agreement_all: float = Field(0.0, ge=0, le=1)
+    mean_iou: float = Field(ge=0, le=1)
+
+
 class Tolerance(Strict):
     atol: float = Field(ge=0)
     rtol: float = Field(ge=0)
+    #: reduced precisions: the gate is tracker-level; atol/rtol are then reported, not enforced
+    tracker: TrackerGate | None = None
 
 
 class Provenance(Strict):
@@ -274,10 +291,44 @@ class Variant(Strict):
         return v
 
 
+class QuantRecipe(Strict):
+    """How one format reaches one reduced precision (read by its exporter; recorded in the manifest).
+
+    ``method``: ``static`` (calibrated activation ranges), ``dynamic`` (int8 weights, activations
+    quantized at run time) or ``storage`` (weights/activations stored in the type, no calibration).
+    ``keep_float``: op kinds left in float, in the format's own op names; ``MatMul:activations``
+    names matrix products between two activations (attention), as opposed to weight MatMuls.
+    ``hardware``: what the recipe targets (ONNX Runtime: U8S8 for x86 VNNI, S8S8 for ARM dot-product).
+    """
+
+    method: Literal["static", "dynamic", "storage"]
+    activations: Literal["uint8", "int8", "float32", "bfloat16"]
+    weights: Literal["int8", "bfloat16"]
+    per_channel: bool = True
+    keep_float: list[str] = []
+    io: Literal["float32"] = "float32"
+    hardware: str = ""
+    calibration_method: Literal["minmax", "none"] = "minmax"
+
+
+class QuantizationSpec(Strict):
+    """``quantization:`` in ``zoo.yaml``: calibration data and per-format recipes of reduced precisions.
+
+    ``recipes[format][precision][target]``: ``target`` is ``--int8-target`` (``x86``, ``arm``) or
+    ``any`` for a recipe that serves every target."""
+
+    calibration_pairs: Annotated[int, Field(ge=64)] = 64
+    jitter_shift: float = Field(0.3, ge=0, description="search crop centre jitter, fraction of the box's side")
+    jitter_scale: float = Field(0.2, ge=0, description="search crop log-scale jitter")
+    default_target: str = "x86"
+    recipes: dict[Format, dict[Precision, dict[str, QuantRecipe]]]
+
+
 class CatalogFile(Strict):
     schema_version: Literal[1]
     hub: str | None = None
     tracking: TrackingSpec
+    quantization: QuantizationSpec | None = None
     variants: list[Variant] = Field(min_length=1)
 
     @model_validator(mode="after")

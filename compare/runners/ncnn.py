@@ -2,7 +2,8 @@
 
 ``net.opt.num_threads`` is set before loading. fp32 artifacts run with fp16 packing, storage
 and arithmetic off (true fp32); fp16 artifacts (fp16 weights in the ``.bin``) with them on,
-which takes effect on CPUs with fp16 support.
+which takes effect on CPUs with fp16 support. bf16 artifacts (the fp32 files) run with
+``use_bf16_storage`` on.
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ class NcnnRunner(ArtifactRunner):
         net.opt.use_fp16_packed = half
         net.opt.use_fp16_storage = half
         net.opt.use_fp16_arithmetic = half
-        net.opt.use_bf16_storage = False
+        # bf16 artifacts: the same fp32 .param/.bin, weights and activations stored as bfloat16 at
+        # load/run time (AVX512-BF16 kernels where the CPU has them)
+        net.opt.use_bf16_storage = self.manifest.precision == "bf16"
         for kind, load in (("param", net.load_param), ("bin", net.load_model)):
             path = self.model_file(f".{kind}")
             if load(str(path)) != 0:

@@ -18,7 +18,11 @@ from pathlib import Path
 from tests.helpers.catalog import DEFAULT_VARIANTS
 from tests.helpers.export import json_rows, zoo
 from zoo.artifacts import artifact_dir
-from zoo.backends import FORMATS, PRECISIONS
+from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS
+
+#: what the shared export builds: every precision but the reduced ones (int8, int8-dynamic, bf16),
+#: which tests/test_quantization.py builds once in a fixture of its own
+SHARED_PRECISIONS = tuple(p for p in PRECISIONS if p not in REDUCED_PRECISIONS)
 
 #: settings that would send the export to a hub or another catalog (the tests set their own)
 FOREIGN_ENV = ("ZOO_HUB", "ZOO_OFFLINE", "ZOO_ALLOW_HTTP", "ZOO_HUB_TIMEOUT", "ZOO_HUB_RETRIES", "ZOO_HUB_BACKOFF",
@@ -58,7 +62,7 @@ def export_default_set(out: Path) -> SharedExport:
     runtime the export runs (in-process verification included) keeps its output off stdout."""
     report = out.parent / f"{out.name}-first-run.json"
     start = time.perf_counter()
-    proc = zoo("export", *DEFAULT_VARIANTS, "--to", *FORMATS, "--precision", *PRECISIONS, "--out", str(out),
+    proc = zoo("export", *DEFAULT_VARIANTS, "--to", *FORMATS, "--precision", *SHARED_PRECISIONS, "--out", str(out),
                "--jobs", "2", "--json", "-", timeout=1800, unset=FOREIGN_ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report.write_text(proc.stdout)  # json_rows() parses it: anything but JSON on stdout fails here

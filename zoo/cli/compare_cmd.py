@@ -48,6 +48,11 @@ TRACKER_COLUMNS = [
     Column("mean_iou", "mean IoU", ".4f"),
     Column("max_center_px", "max centre dist px", ".3f"),
     Column("max_score_diff", "max peak score diff", ".2e"),
+    # reduced precisions (int8 ...): the catalog's tracker-level gate over the samples
+    Column("clear_pairs", "clear peaks"),
+    Column("clear_peak_agreement", "clear-peak same cell", ".2f"),
+    Column("peak_agreement_all", "all same cell", ".2f"),
+    Column("gate", "tracker gate", justify="left"),
 ]
 TIMING_COLUMNS = [
     *KEY_COLUMNS,
@@ -72,7 +77,7 @@ TIMING_COLUMNS = [
 SKIPPED_COLUMNS = [*KEY_COLUMNS, Column("note", "note", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed", "contention"}
+OPTIONAL = {"note", "error", "oversubscribed", "contention"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
 TABLES = {"parity": PARITY_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
 

@@ -10,7 +10,8 @@ from compare.verify import Verifier
 from exporters import get_exporter, get_flavour_exporter
 from exporters.pipeline import Pipeline, build_order
 from zoo.artifacts import default_out_dir
-from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, PRECISIONS, describe
+from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, REDUCED_PRECISIONS, describe
+from zoo.calibration import open_source
 from zoo.catalog import Catalog
 from zoo.cli.options import MultiValueOption, choose, out_option, report_options
 from zoo.cli.output import Column, err, out, progress_bar, rich_table, write_reports
@@ -59,8 +60,15 @@ def _short(note: str | None, width: int = 60) -> str | None:
 @click.option("--force", is_flag=True, help="Rebuild even when an identical verified artifact exists.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the converters' logs.")
+@click.option("--calibration", metavar="PATH", default=None,
+              help="Calibration crops for int8 (and the held-out verification pairs): a dataset root, a sequence folder "
+                   "or a folder of images; default: the bundled photographs with jitter.")
+@click.option("--int8-target", type=click.Choice(INT8_TARGETS), default=None,
+              help="Hardware an int8 recipe targets where the format has several (ONNX: x86 = U8S8, arm = S8S8); "
+                   "default: zoo.yaml's quantization.default_target.")
 @report_options("the summary rows")
-def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file) -> None:
+def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file,
+               calibration=None, int8_target=None) -> None:
     """Export VARIANTs (names, wildcards, 'all') to each FORMAT, verified against PyTorch.
 
     Artifacts go to OUT/<variant>/<format>[-<precision>]/ with a manifest.json; formats that
@@ -73,6 +81,8 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     if flavour is not None:
         flavour = choose((flavour,), FLAVOUR_NAMES, "--for client")[0]
     targets, skipped = build_order(selected, fmt_list, prec_list, flavour)
+    if calibration is not None and any(t.precision in REDUCED_PRECISIONS for t in targets):
+        open_source(calibration)  # a bad --calibration: one line, exit 2, before any work
     for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
         get_exporter(fmt).versions()
     if flavour is not None:
@@ -93,7 +103,8 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
                 else:
                     progress.update(task, description=f"{target.label}: {stage}")
 
-        pipeline = Pipeline(out_dir or default_out_dir(), Verifier(), force=force, jobs=jobs, on_event=on_event)
+        pipeline = Pipeline(out_dir or default_out_dir(), Verifier(), force=force, jobs=jobs, on_event=on_event,
+                            calibration=calibration, int8_target=int8_target)
         rows = pipeline.run(targets)
 
     rows = rows + skipped

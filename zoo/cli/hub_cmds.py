@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from zoo.artifacts import default_out_dir
-from zoo.backends import FORMATS, PRECISIONS, describe
+from zoo.artifacts import MANIFEST_NAME, artifact_dir, default_out_dir
+from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, Finite, MultiValueOption, choose, report_options
 from zoo.cli.output import Column, err, out, rich_table, write_reports
@@ -116,7 +116,7 @@ def target_options(default: str):
 
 
 @click.command("publish")
-@target_options("all (every one must have been exported)")
+@target_options("all (every one must have been exported; int8/int8-dynamic/bf16 where exported)")
 @click.option("--to", "dest", required=True, type=DIR, help="Release directory to write (replaced whole).")
 @click.option("--base-url", help="Where clients will fetch the files from (recorded in index.json; default: beside index.json).")
 @click.option("--artifacts", "src", type=DIR, default=None,
@@ -133,6 +133,10 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
     selected = selected_catalog.select(variants)
     fmt_list = choose(formats, FORMATS, "format", default=("all",))
     prec_list = choose(precisions, PRECISIONS, "precision", default=("all",))
+    if not precisions:  # reduced precisions (int8, bf16) are opt-in exports: "all" takes the ones that exist
+        root = src or default_out_dir()
+        prec_list = [p for p in prec_list if p not in REDUCED_PRECISIONS
+                     or any((artifact_dir(root, v.name, f, p) / MANIFEST_NAME).is_file() for v in selected for f in fmt_list)]
     with err().status("verifying and copying"):
         result = publish(selected, fmt_list, prec_list, src or default_out_dir(), dest, base_url, allow_http,
                          hub=resolve_hub(catalog_hub=selected_catalog.hub))
