@@ -26,6 +26,7 @@ producer's own output is then *fused away*: not computed by that runtime.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ NAMING: dict[str, str] = {"onnxruntime": "names", "mnn": "names", "tflite": "val
 ACTIVATIONS = frozenset({"Relu", "Clip", "Sigmoid", "LeakyRelu", "HardSigmoid", "HardSwish", "Tanh"})
 _INSERTED = ("_raster_",)  # MNN: a layout copy of an op's input
 CALIBRATION_TOLERANCE = 1e-3
+_KERAS_MODEL = re.compile(r"(^|;)model_\d+/")
 
 
 def naming(runtime: str) -> str:
@@ -187,14 +189,21 @@ class TensorMap:
 
 
 def map_by_names(taps: Iterable[Tapped], source: SourceGraph) -> TensorMap:
-    """Names the runtime kept: verbatim, or without MNN's suffixes; fused activations applied."""
+    """Names the runtime kept: verbatim, or without MNN's suffixes; fused activations applied. A
+    QDQ model's ``DequantizeLinear`` copy of a tensor is that tensor's value (what the next op reads);
+    the quantize/dequantize tensors the quantizer inserted are listed as inserted."""
     result, shapes = TensorMap(), source.shapes
     taps = list(taps)
     for t in taps:
-        if t.constant or any(mark in t.name for mark in _INSERTED):
+        if t.constant or t.inserted or any(mark in t.name for mark in _INSERTED):
             result.inserted.append(t.name)
             continue
-        key = next((k for k in (t.name, _SUFFIX.sub("", t.name)) if k in source.position), None)
+        # a DequantizeLinear copy carries its input's value, or the graph output's name the quantizer moved onto it
+        candidates = (t.alias, t.name) if t.alias is not None else (t.name, _SUFFIX.sub("", t.name))
+        if t.alias is not None and not any(k in source.position for k in candidates):  # a dequantized graph input
+            result.inserted.append(t.name)
+            continue
+        key = next((k for k in candidates if k in source.position), None)
         rules = layouts(t.array.shape, shapes[key]) if key and key in shapes else []
         if key is None or not rules:
             result.unmatched.append(t.name)
@@ -217,7 +226,7 @@ def map_by_values(taps: Iterable[Tapped], values: dict[str, np.ndarray], toleran
         by_size.setdefault(v.size, []).append(name)
     result = TensorMap()
     for t in taps:
-        if t.constant:
+        if t.constant or t.inserted:
             result.inserted.append(t.name)
             continue
         links = []
@@ -233,16 +242,24 @@ def map_by_values(taps: Iterable[Tapped], values: dict[str, np.ndarray], toleran
     return result
 
 
+def canonical_name(name: str) -> str:
+    """A tensor name without the Keras model counter onnx2tf's names carry (``model_87/...``: the
+    number depends on how many Keras models the converting process built before)."""
+    return _KERAS_MODEL.sub(r"\1model/", name)
+
+
 def apply_map(taps: list[Tapped], calibrated: TensorMap, source: SourceGraph) -> TensorMap:
     """A calibrated map restricted to ``taps`` (another precision of the same format): names it
     does not know are unmatched; a known name whose shape changed is unmatched too."""
     result = TensorMap()
+    known = {canonical_name(k): v for k, v in calibrated.links.items()}
+    inserted = {canonical_name(k) for k in calibrated.inserted}
     for t in taps:
-        links = [(src, rule) for src, rule in calibrated.links.get(t.name, ())
-                 if src in source.shapes and rule in layouts(t.array.shape, source.shapes[src])]
+        links = [] if t.inserted else [(src, rule) for src, rule in known.get(canonical_name(t.name), ())
+                                       if src in source.shapes and rule in layouts(t.array.shape, source.shapes[src])]
         if links:
             result.links[t.name] = links
-        elif t.constant or t.name in calibrated.inserted:
+        elif t.constant or t.inserted or canonical_name(t.name) in inserted:
             result.inserted.append(t.name)
         else:
             result.unmatched.append(t.name)

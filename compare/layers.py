@@ -78,7 +78,7 @@ class LayerReport:
     naming: str = ""
     atol: float | None = None
     rtol: float | None = None
-    tolerance: str = "catalog"  # catalog | options | none
+    tolerance: str = "catalog"  # catalog | options | tracker (figures only) | none (figures only)
     samples: int = 0
     layers: list[LayerDiff] = field(default_factory=list)
     in_graph: int = 0
@@ -90,6 +90,7 @@ class LayerReport:
     tensors: int = 0  # float tensors the runtime computed
     named_tensors: int = 0  # of those, named after a source-graph tensor
     error: str | None = None
+    note: str | None = None  # why there is no per-layer verdict (the allowance's source)
     skipped: bool = False  # the format does not offer the precision
 
     @property
@@ -99,6 +100,13 @@ class LayerReport:
     @property
     def coverage_pct(self) -> float:
         return 100.0 * len(self.layers) / self.computed if self.computed else 0.0
+
+    @property
+    def allowance(self) -> str:
+        """Where the allowance comes from, as one short phrase."""
+        if self.atol is None:
+            return {"tracker": "tracker-gated"}.get(self.tolerance, "none")
+        return f"{self.tolerance}: {self.atol:g} + {self.rtol:g} x scale"
 
     @property
     def first_divergent(self) -> LayerDiff | None:
@@ -112,12 +120,12 @@ class LayerReport:
             "atol": self.atol, "rtol": self.rtol, "tolerance": self.tolerance, "samples": self.samples,
             "tensors": self.tensors, "named_tensors": self.named_tensors, "in_graph": self.in_graph, "fused_away": len(self.fused_away), "computed": self.computed,
             "matched": len(self.layers), "coverage_pct": self.coverage_pct, "unmatched_tensors": len(self.unmatched_tensors),
-            "inserted_tensors": len(self.inserted_tensors),
+            "inserted_tensors": len(self.inserted_tensors), "allowance": self.allowance,
             "first_divergent": first.module if first else None, "first_ratio": first.ratio if first else None,
             "first_rel_err": first.rel_err if first else None,
             "last_layer": last.module if last else None, "last_rel_err": last.rel_err if last else None,
             "max_ratio": max((d.ratio for d in self.layers if d.ratio is not None), default=None),
-            "note": self.error,
+            "note": "; ".join(x for x in (self.error, self.note) if x) or None,
         }
 
     def as_json(self) -> dict:
@@ -159,11 +167,16 @@ def reference_calls(variant: Variant, pairs: list[Pair]) -> list[dict[str, list[
 
 # -- one artifact -------------------------------------------------------------------------------
 def _tolerance(variant: Variant, fmt: str, precision: str, atol: float | None, rtol: float | None):
+    """(atol, rtol, source): ``options`` (``--atol/--rtol``, the other from the catalog or 0), ``catalog``,
+    ``tracker`` (the catalog gates this precision at tracker level: its atol/rtol are reported only,
+    so no per-layer verdict) or ``none`` (no tolerance)."""
     tol = variant.tolerances.get(fmt, {}).get(precision)
     if atol is not None or rtol is not None:
         return (atol if atol is not None else (tol.atol if tol else 0.0)), (rtol if rtol is not None else (tol.rtol if tol else 0.0)), "options"
     if tol is None:
         return None, None, "none"
+    if tol.tracker is not None:
+        return None, None, "tracker"
     return tol.atol, tol.rtol, "catalog"
 
 
@@ -193,14 +206,17 @@ def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair]
         manifest, taps = _tap(path, variant, pairs)
     except ZooError as exc:
         return LayerReport(variant.name, runtime, "?", "?", str(path), error=str(exc))
-    except Exception as exc:  # a runtime failure is a finding about this artifact
+    except Exception as exc:  # noqa: BLE001 - a runtime failure is a finding about this artifact
         detail = str(exc).splitlines()[0] if str(exc) else ""
         return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), error=f"{type(exc).__name__}: {detail}")
     a, r, how = _tolerance(variant, manifest.format, manifest.precision, atol, rtol)
     report = LayerReport(variant.name, runtime, manifest.format, manifest.precision, str(path), naming(runtime), a, r, how,
                          len(pairs), tensors=len(taps[0]))
     if how == "none":
-        report.error = f"zoo.yaml has no {manifest.format} {manifest.precision} tolerance: figures only (pass --atol/--rtol for a verdict)"
+        report.note = f"zoo.yaml has no {manifest.format} {manifest.precision} tolerance: figures only (pass --atol/--rtol for a verdict)"
+    elif how == "tracker":
+        report.note = (f"zoo.yaml gates {manifest.format} {manifest.precision} at tracker level (its atol/rtol are reported only): "
+                        "figures only, no per-layer verdict (pass --atol/--rtol for one)")
     if naming(runtime) == "names":
         tmap = map_by_names(taps[0], source)
     elif calibration is None:

@@ -30,12 +30,52 @@ class Tapped(NamedTuple):
 
     name: str
     array: np.ndarray
-    constant: bool = False  # computed from weights only (TFLite's dequantized fp16 weights)
+    constant: bool = False  # computed from weights only (TFLite's dequantized fp16 weights, QDQ weights)
+    #: the tensor whose value this one carries as the graph's consumers read it: a QDQ graph's
+    #: DequantizeLinear output of ``alias`` (the module's value in the quantized model)
+    alias: str | None = None
+    #: why the runtime inserted it (quantize/dequantize copies, a pre-quantization float): not a module's value
+    inserted: str | None = None
 
 
 def _float(array) -> np.ndarray | None:
     a = np.asarray(array)
     return np.array(a, dtype=np.float32, copy=True) if np.issubdtype(a.dtype, np.floating) else None
+
+
+def qdq_roles(graph) -> tuple[set[str], dict[str, str]]:
+    """Of an ONNX graph: the tensors computed from initializers only (``constant``), and each
+    ``DequantizeLinear(QuantizeLinear(x))`` output -> ``x`` (the float value the next op reads in a
+    QDQ model; ``x`` itself is the pre-quantization float, which the fused int8 kernels never hold)."""
+    constant = {i.name for i in graph.initializer}
+    producer = {}
+    for n in graph.node:
+        if all(not t or t in constant for t in n.input):
+            constant.update(t for t in n.output if t)
+        for t in n.output:
+            producer[t] = n
+    alias = {}
+    for n in graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] not in constant:
+            q = producer.get(n.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                alias[n.output[0]] = q.input[0]
+    return constant, alias
+
+
+def dequantized(array: np.ndarray, quantization: dict) -> np.ndarray | None:
+    """An integer TFLite tensor as the real values it stands for (``(q - zero_point) * scale``, per
+    axis when the scales are per channel); None without quantization parameters."""
+    scales = np.asarray(quantization.get("scales", ()), np.float64)
+    if not scales.size or not np.issubdtype(np.asarray(array).dtype, np.integer):
+        return None
+    zeros = np.asarray(quantization.get("zero_points", ()), np.float64)
+    zeros = zeros if zeros.size == scales.size else np.zeros_like(scales)
+    if scales.size > 1:
+        shape = [1] * array.ndim
+        shape[int(quantization.get("quantized_dimension", 0))] = scales.size
+        scales, zeros = scales.reshape(shape), zeros.reshape(shape)
+    return ((np.asarray(array, np.float64) - zeros) * scales).astype(np.float32)
 
 
 class OrtTap:
@@ -45,6 +85,8 @@ class OrtTap:
         self.runner = runner
         self._session = None
         self._order: dict[str, int] = {}
+        self._constant: set[str] = set()
+        self._alias: dict[str, str] = {}
 
     def _load(self):
         import onnx
@@ -55,6 +97,7 @@ class OrtTap:
         order = [t for n in model.graph.node for t in n.output if t and t not in declared]
         model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in order)
         order += [o.name for o in model.graph.output if o.name in declared]
+        self._constant, self._alias = qdq_roles(model.graph)
         with tempfile.TemporaryDirectory(prefix="zoo-layers-") as tmp:  # a file: no 2 GB in-memory protobuf limit
             path = Path(tmp) / "all_outputs.onnx"
             onnx.save(model, str(path))
@@ -68,7 +111,10 @@ class OrtTap:
         names = [o.name for o in self._session.get_outputs()]
         values = dict(zip(names, self._session.run(names, feed), strict=True))
         ordered = sorted(values, key=lambda n: self._order.get(n, len(self._order)))
-        return [Tapped(n, a) for n in ordered if (a := _float(values[n])) is not None]
+        quantized = set(self._alias.values())
+        return [Tapped(n, a, n in self._constant, self._alias.get(n),
+                       "pre-quantization float (its DequantizeLinear copy is the value read on)" if n in quantized else None)
+                for n in ordered if (a := _float(values[n])) is not None]
 
 
 class MnnTap:
@@ -126,21 +172,33 @@ class TfliteTap:
         runner = interpreter.get_signature_runner(key)
         runner(**{b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs})
         details = {d["index"]: d for d in interpreter.get_tensor_details()}
+        # the graph outputs by their catalog names: the converter numbers them (StatefulPartitionedCall:k)
+        # in an order that differs between the fp32 and the quantized models of one network
+        catalog = {b.runtime_name: b.name for b in self.runner.manifest.outputs}
+        outputs = {int(d["index"]): catalog[n] for n, d in runner.get_output_details().items() if n in catalog}
         ops = interpreter._get_ops_details()  # the op table, in execution order
         produced = {int(i) for op in ops for i in op["outputs"]} | {d["index"] for d in interpreter.get_input_details()}
         out, seen = [], set()
         for op in ops:
             constant = all(int(i) not in produced for i in op["inputs"] if i >= 0)
+            copy = op["op_name"].lower() if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") else None
             for i in op["outputs"]:
                 if i < 0 or i in seen:
                     continue
                 seen.add(i)
                 try:
-                    array = _float(interpreter.get_tensor(int(i)))
+                    raw = interpreter.get_tensor(int(i))
                 except ValueError:  # a tensor the runtime did not keep
                     continue
+                # int8 models: the integer tensor stands for (q - zero_point) * scale
+                array = _float(raw)
+                if array is None:
+                    array = dequantized(raw, details[int(i)].get("quantization_parameters", {}))
                 if array is not None and array.size:
-                    out.append(Tapped(details[int(i)]["name"], array, constant))
+                    if int(i) in outputs:
+                        out.append(Tapped(outputs[int(i)], array, constant))
+                    else:
+                        out.append(Tapped(details[int(i)]["name"], array, constant, inserted=copy and f"a {copy} copy the converter inserted"))
         return out
 
 

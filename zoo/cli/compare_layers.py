@@ -20,6 +20,7 @@ SUMMARY_COLUMNS = [
     Column("coverage_pct", "% matched", ".1f"),
     Column("fused_away", "fused away"),
     Column("unmatched_tensors", "unnamed tensors"),
+    Column("allowance", "allowance", justify="left"),
     Column("first_divergent", "first above allowance", justify="left"),
     Column("first_ratio", "err/allowed", ".2f"),
     Column("last_rel_err", "last layer rel err", ".2e"),
@@ -27,7 +28,7 @@ SUMMARY_COLUMNS = [
     Column("note", "note", justify="left"),
 ]
 #: summary columns left to the files (the terminal table stays readable)
-TERMINAL_HIDDEN = ("naming", "tensors", "fused_away", "last_rel_err")
+TERMINAL_HIDDEN = ("naming", "tensors", "fused_away", "last_rel_err", "note")
 LAYER_COLUMNS = [
     Column("variant", "variant", justify="left"),
     Column("runtime", "runtime", justify="left"),
@@ -68,8 +69,11 @@ def run_layers(selected, runtimes: list[str], precisions: list[str], samples: in
     skipped = [r for r in reports if r.skipped]
     depth = depth_rows(reports)
     out().print(rich_table(depth, depth_columns(depth), title="zoo compare --layers: max abs error / max |PyTorch|, largest over each module's layers (exported graph's order)"))
-    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN and (c.key != "note" or any(r.get("note") for r in summary))]
+    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN]
     out().print(rich_table(summary, shown, title="per runtime: module outputs matched and the first above its allowance (atol + rtol x scale)"))
+    for row in summary:
+        if row.get("note"):
+            err().print(f"{row['variant']} {row['runtime']} {row['precision']}: {row['note']}", highlight=False, soft_wrap=True)
     for r in skipped:
         err().print(f"skipped: {r.variant} {r.runtime} {r.precision}: {r.error}", highlight=False, soft_wrap=True)
     for r in reports:
