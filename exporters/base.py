@@ -67,6 +67,8 @@ class ConvertResult:
     outputs: list[TensorBinding]
     converter: Converter
     notes: list[str] = field(default_factory=list)
+    #: split artifacts (:mod:`exporters.split`): the manifest's ``graphs`` section
+    graphs: object | None = None
 
 
 def package_version(dist: str, extra: str) -> str:

@@ -28,7 +28,9 @@ from filelock import FileLock
 from exporters import get_exporter
 from exporters.base import BuildContext, Exporter
 from zoo import __version__ as zoo_version
-from zoo.artifacts import Manifest, Parity, artifact_dir, check_bindings, check_files, file_entry, read_manifest, write_manifest
+from exporters.split import build_info as split_build_info
+from exporters.split import convert_split
+from zoo.artifacts import SPLIT_SUFFIX, Manifest, Parity, artifact_dir, check_bindings, check_files, file_entry, read_manifest, write_manifest
 from zoo.backends import FORMATS, artifact_dirname
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
@@ -49,10 +51,12 @@ class Target:
     variant: Variant
     format: str
     precision: str
+    #: an init + track split artifact (exporters.split) instead of the full graph
+    split: bool = False
 
     @property
     def dirname(self) -> str:
-        return artifact_dirname(self.format, self.precision)
+        return artifact_dirname(self.format, self.precision) + (SPLIT_SUFFIX if self.split else "")
 
     @property
     def label(self) -> str:
@@ -73,13 +77,16 @@ class Row:
     path: str | None = None
     note: str | None = None
     log: str | None = None
+    split: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def build_order(variants: list[Variant], formats: list[str], precisions: list[str]) -> tuple[list[Target], list[Row]]:
-    """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows.
+def build_order(variants: list[Variant], formats: list[str], precisions: list[str],
+                split: bool = False) -> tuple[list[Target], list[Row]]:
+    """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows;
+    ``split``: init + track split artifacts (their ONNX source is the split ONNX artifact).
 
     A precision a format does not offer is skipped with a note; when nothing at all remains the
     request is a usage error.
@@ -94,13 +101,13 @@ def build_order(variants: list[Variant], formats: list[str], precisions: list[st
             exporter = get_exporter(fmt)
             for precision in precisions:
                 if precision in exporter.precisions:
-                    wanted.append(Target(variant, fmt, precision))
+                    wanted.append(Target(variant, fmt, precision, split))
                 else:
                     skipped.append(Row(variant.name, fmt, precision, "skipped",
                                        note=f"{fmt} offers {', '.join(exporter.precisions)} only"))
         if wanted and any(get_exporter(t.format).needs_onnx for t in wanted) and \
                 not any(t.format == "onnx" for t in wanted):
-            wanted.insert(0, Target(variant, "onnx", "fp32"))
+            wanted.insert(0, Target(variant, "onnx", "fp32", split))
         targets.extend(wanted)
     if not targets:
         raise UsageError("nothing to export: " + "; ".join(sorted({r.note for r in skipped if r.note})))
@@ -146,11 +153,11 @@ class Pipeline:
         else:
             with ThreadPoolExecutor(self.jobs) as pool:
                 results = list(pool.map(self._run_variant, by_variant.values()))
-        rows = {(r.variant, r.format, r.precision): r for rs in results for r in rs}
-        return [rows[(t.variant.name, t.format, t.precision)] for t in targets]
+        rows = {(r.variant, r.format, r.precision, r.split): r for rs in results for r in rs}
+        return [rows[(t.variant.name, t.format, t.precision, t.split)] for t in targets]
 
     def target_dir(self, target: Target) -> Path:
-        return artifact_dir(self.out, target.variant.name, target.format, target.precision)
+        return artifact_dir(self.out, target.variant.name, target.format, target.precision, target.split)
 
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, targets: list[Target]) -> list[Row]:
@@ -159,7 +166,7 @@ class Pipeline:
             exporter = get_exporter(target.format)
             if exporter.needs_onnx and (onnx_row is None or onnx_row.status == "failed"):
                 rows.append(Row(target.variant.name, target.format, target.precision, "failed",
-                                note="needs the ONNX artifact, which failed"))
+                                note="needs the ONNX artifact, which failed", split=target.split))
                 continue
             row = self._export(target, exporter)
             if target.format == "onnx":
@@ -174,8 +181,9 @@ class Pipeline:
         if exporter.needs_onnx:
             onnx = get_exporter("onnx")
             versions = {**onnx.versions(), **versions}
-            source = self._build_inputs(Target(v, "onnx", "fp32"), onnx)
-        return {
+            source = self._build_inputs(Target(v, "onnx", "fp32", target.split), onnx)
+        extra = {"split": split_build_info(v)} if target.split else {}  # full targets keep their keys
+        return {**extra,
             "variant": v.name, "weights_sha256": v.weights.sha256, "format": target.format,
             "precision": target.precision, "io": v.io.model_dump(), "preprocessing": v.preprocessing.model_dump(),
             "tolerance": self._tolerance(target), "options": exporter.options(target.precision),
@@ -192,7 +200,7 @@ class Pipeline:
 
     def _export(self, target: Target, exporter: Exporter) -> Row:
         start = time.perf_counter()
-        row = Row(target.variant.name, target.format, target.precision, "failed")
+        row = Row(target.variant.name, target.format, target.precision, "failed", split=target.split)
         try:
             build_inputs = self._build_inputs(target, exporter)
             key = _digest(build_inputs)
@@ -255,8 +263,10 @@ class Pipeline:
                 ctx.onnx_path = self._copy_onnx(target, build_dir)
             t0 = time.perf_counter()
             self.on_event(target, "converting")
-            result = exporter.convert(ctx)
-            if ctx.onnx_path is not None:
+            result = convert_split(exporter, ctx) if target.split else exporter.convert(ctx)
+            if ctx.onnx_path is not None and ctx.onnx_path.is_dir():
+                shutil.rmtree(ctx.onnx_path)
+            elif ctx.onnx_path is not None:
                 ctx.onnx_path.unlink(missing_ok=True)
             export_seconds = time.perf_counter() - t0
             manifest = Manifest(
@@ -267,6 +277,7 @@ class Pipeline:
                 export_seconds=round(export_seconds, 3), verify_seconds=0.0,
                 parity=Parity(reference="", inputs="", atol=0, rtol=0, passed=False, outputs=[]),
                 created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=result.notes,
+                graphs=result.graphs,
             )
             self.on_event(target, "verifying")
             t1 = time.perf_counter()
@@ -294,12 +305,24 @@ class Pipeline:
 
     def _copy_onnx(self, target: Target, build_dir: Path) -> Path:
         """Copy the installed, verified ONNX model under its lock (a concurrent --force may replace it)."""
-        onnx_dir = self.target_dir(Target(target.variant, "onnx", "fp32"))
+        onnx_dir = self.target_dir(Target(target.variant, "onnx", "fp32", target.split))
+        if target.split:
+            return self._copy_split_onnx(onnx_dir, build_dir)
         with FileLock(str(onnx_dir.parent / ".onnx.lock")):
             manifest = read_manifest(onnx_dir)
             src = onnx_dir / manifest.files[0].path
             dst = build_dir / "source.onnx"
             shutil.copyfile(src, dst)
+        return dst
+
+    def _copy_split_onnx(self, onnx_dir: Path, build_dir: Path) -> Path:
+        """Copy both graphs of the installed split ONNX artifact into ``build_dir/source/``."""
+        dst = build_dir / "source"
+        with FileLock(str(onnx_dir.parent / f".{onnx_dir.name}.lock")):
+            manifest = read_manifest(onnx_dir)
+            for entry in manifest.files:
+                (dst / entry.path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(onnx_dir / entry.path, dst / entry.path)
         return dst
 
     def _install(self, build_dir: Path, dest: Path) -> None:

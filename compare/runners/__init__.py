@@ -18,6 +18,12 @@ from zoo.schema import Variant
 def runner_for(artifact_dir: Path | str, manifest: Manifest | None = None, threads: int = 1) -> ArtifactRunner:
     """An (unloaded) runner for the artifact in ``artifact_dir``, chosen by its manifest's format."""
     manifest = manifest or read_manifest(Path(artifact_dir))
+    if manifest.graphs is not None:  # a split artifact: init + track graphs (compare.runners.split)
+        from compare.runners.split import SplitRunner
+
+        runner = SplitRunner(artifact_dir, manifest, by_format(manifest.format).runner_class())
+        runner.set_threads(threads)
+        return runner
     runner = by_format(manifest.format).runner_class()(artifact_dir, manifest)
     runner.set_threads(threads)
     return runner

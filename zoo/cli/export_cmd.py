@@ -56,18 +56,21 @@ def _short(note: str | None, width: int = 60) -> str | None:
 @click.option("--force", is_flag=True, help="Rebuild even when an identical verified artifact exists.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the converters' logs.")
+@click.option("--split", is_flag=True, help="Export split artifacts instead: an init graph (template -> cache) and a track "
+              "graph (search + cache -> maps) in OUT/<variant>/<format>[-<precision>]-split/.")
 @report_options("the summary rows")
-def export_cmd(variants, formats, precisions, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file) -> None:
+def export_cmd(variants, formats, precisions, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file, split=False) -> None:
     """Export VARIANTs (names, wildcards, 'all') to each FORMAT, verified against PyTorch.
 
     Artifacts go to OUT/<variant>/<format>[-<precision>]/ with a manifest.json; formats that
-    convert from ONNX build (or reuse) the ONNX artifact first.
+    convert from ONNX build (or reuse) the ONNX artifact first. With --split each artifact holds
+    an init and a track graph (template caching) in OUT/<variant>/<format>[-<precision>]-split/.
     """
     catalog = Catalog.load()
     selected = catalog.select(variants)
     fmt_list = choose(formats, FORMATS, "format")
     prec_list = choose(precisions, PRECISIONS, "precision", default=("fp32",))
-    targets, skipped = build_order(selected, fmt_list, prec_list)
+    targets, skipped = build_order(selected, fmt_list, prec_list, split=split)
     for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
         get_exporter(fmt).versions()
     hub = resolve_hub(catalog_hub=catalog.hub)
