@@ -134,8 +134,13 @@ def _mnn_cache(runner: ArtifactRunner, value):
     return var
 
 
+def _ncnn_cache(runner: ArtifactRunner, value):
+    # clone: the Mat must own its data (the numpy buffer is not kept alive by ncnn)
+    return runner._ncnn.Mat(np.ascontiguousarray(value, dtype=np.float32), batch_index=0).clone()
+
+
 #: format -> how the track runner keeps a cache tensor natively between calls
-NATIVE_CACHE = {"mnn": _mnn_cache}
+NATIVE_CACHE = {"mnn": _mnn_cache, "ncnn": _ncnn_cache}
 
 
 def native_cache(fmt: str, runner: ArtifactRunner, value):
