@@ -37,10 +37,11 @@ class Wanted:
     path: Path
     status: str = "found"  # found | built | failed | skipped
     note: str | None = None
+    split: bool = False  # an init + track split artifact
 
 
 def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: list[str], out: Path,
-                     on_event: Callable | None = None, jobs: int = 1) -> list[Wanted]:
+                     on_event: Callable | None = None, jobs: int = 1, split: bool = False) -> list[Wanted]:
     """The artifacts for every variant x runtime x precision, exporting those that are missing.
 
     An existing artifact is checked against its manifest (sizes, cached sha256) and the catalog
@@ -48,13 +49,14 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
     and the command that rebuilds it. Missing ones go through the export pipeline (which verifies
     them before installing); a precision a format does not offer is ``skipped``, a failed export
     ``failed`` with the pipeline's note. ``on_event(target, stage)`` is the pipeline's callback.
+    ``split``: the init + track split artifacts (``<format>[-<precision>]-split``) instead.
     """
     wanted: list[Wanted] = []
     for v in variants:
         for runtime in runtimes:
             backend = by_runtime(runtime)
             for precision in precisions:
-                w = Wanted(v, runtime, backend.format, precision, artifact_dir(out, v.name, backend.format, precision))
+                w = Wanted(v, runtime, backend.format, precision, artifact_dir(out, v.name, backend.format, precision, split), split=split)
                 if precision not in backend.precisions:
                     w.status, w.note = "skipped", f"{backend.format} offers {', '.join(backend.precisions)} only"
                 elif (w.path / MANIFEST_NAME).is_file():
@@ -70,7 +72,7 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
         mine = [w for w in missing if w.variant.name == v.name]
         if mine:
             targets += build_order([v], list(dict.fromkeys(w.format for w in mine)),
-                                   list(dict.fromkeys(w.precision for w in mine)))[0]
+                                   list(dict.fromkeys(w.precision for w in mine)), split=split)[0]
     targets = [t for t in targets if t.format == "onnx" or any(
         (w.variant.name, w.format, w.precision) == (t.variant.name, t.format, t.precision) for w in missing)]
     for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
