@@ -23,8 +23,8 @@ from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitG
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
-from zoo.schema import IOSpec, TensorSpec, Variant
 from zoo.sample_inputs import input_roles
+from zoo.schema import IOSpec, TensorSpec, Variant
 from zoo.weights import load_model
 
 #: bump when what a split artifact holds changes (part of the build key of split targets)

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, BaseRunner, to_layout
+from compare.runners.base import ArtifactRunner, BaseRunner
 from zoo.artifacts import GraphBinding, GraphSpec, Manifest
 from zoo.backends import by_format
 from zoo.errors import ZooError
