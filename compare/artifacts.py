@@ -39,6 +39,11 @@ class Wanted:
     note: str | None = None
     split: bool = False  # an init + track split artifact
 
+    @property
+    def label(self) -> str:
+        """The runtime as tables show it: ``onnxruntime``, or ``onnxruntime-split`` for a split artifact."""
+        return self.runtime + ("-split" if self.split else "")
+
 
 def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: list[str], out: Path,
                      on_event: Callable | None = None, jobs: int = 1, split: bool = False) -> list[Wanted]:
@@ -87,13 +92,18 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
 
 
 def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, out: Path,
-                 on_event: Callable | None = None) -> tuple[list, list[Wanted]]:
+                 on_event: Callable | None = None, split: bool = False) -> tuple[list, list[Wanted]]:
     """Picklable runner recipes (:class:`compare.worker.RunnerSpec`) for every variant x runtime,
     ``pytorch`` meaning the eager reference; artifacts are exported where missing. Returns the
-    specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note)."""
+    specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note).
+    ``split``: each runtime's split artifact too, right after it (runtime ``<runtime>-split``: its
+    init graph runs once, each timed call is the track graph)."""
     artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
     wanted = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event) if artifact_runtimes else []
     usable = {(w.variant.name, w.runtime): w for w in wanted if w.status in ("found", "built")}
+    wanted_split = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event, split=True) \
+        if split and artifact_runtimes else []
+    usable_split = {(w.variant.name, w.runtime): w for w in wanted_split if w.status in ("found", "built")}
     specs = []
     for v in variants:
         for runtime in runtimes:
@@ -101,4 +111,7 @@ def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, o
                 specs.append(RunnerSpec(REFERENCE_RUNTIME, "fp32", v))
             elif (v.name, runtime) in usable:
                 specs.append(RunnerSpec(runtime, precision, v, usable[(v.name, runtime)].path))
-    return specs, wanted
+            if split and (v.name, runtime) in usable_split:
+                w = usable_split[(v.name, runtime)]
+                specs.append(RunnerSpec(w.label, precision, v, w.path))
+    return specs, wanted + wanted_split

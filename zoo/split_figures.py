@@ -64,3 +64,14 @@ def split_figures(variant: Variant, model: torch.nn.Module | None = None) -> Spl
     if kv:
         _attention_products(track, track_fig)
     return SplitFigures(full, init_fig, track_fig, sum(t.bytes for t in cache_tensors(variant)), cache_kind(variant))
+
+
+def split_summary(variant: Variant) -> dict:
+    """Plain figures for ``zoo info``: MACs per frame full vs track graph, init MACs, cache bytes."""
+    f = split_figures(variant)
+    return {
+        "cache_kind": f.cache_kind, "cache_tensors": len(cache_tensors(variant)), "cache_bytes": f.cache_bytes,
+        "macs_full": f.full.macs, "macs_track": f.track.macs, "macs_init": f.init.macs,
+        "macs_total_full": f.full.macs_total, "macs_total_track": f.track.macs_total, "macs_total_init": f.init.macs_total,
+        "macs_ratio": f.full.macs / f.track.macs,
+    }
