@@ -11,6 +11,7 @@ and the cache size.
     python benchmarks/split_speed.py [--variants fgaf3 base-c128] [--runtimes tflite onnxruntime]
                                      [--out artifacts] [--rounds 40] [--warmup 5] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
-from compare.runners import open_artifact  # noqa: E402
-from zoo import api  # noqa: E402
-from zoo.artifacts import artifact_dir  # noqa: E402
-from zoo.backends import by_runtime  # noqa: E402
-from zoo.catalog import Catalog  # noqa: E402
-from zoo.models.fusion import BLOCK_DESIGNS  # noqa: E402
-from zoo.sample_inputs import sample_pairs  # noqa: E402
-from zoo.split_figures import split_figures  # noqa: E402
+from compare.runners import open_artifact
+from zoo import api
+from zoo.artifacts import artifact_dir
+from zoo.backends import by_runtime
+from zoo.catalog import Catalog
+from zoo.models.fusion import BLOCK_DESIGNS
+from zoo.sample_inputs import sample_pairs
+from zoo.split_figures import split_figures
 
 
 def measure(variant, runtime: str, out: Path, rounds: int, warmup: int) -> dict:
@@ -73,15 +74,24 @@ def main() -> None:
     rows = []
     for v in variants:
         fig = split_figures(v)
-        row = {"variant": v.name, "attention": BLOCK_DESIGNS[v.arch.fusion.kind].attention, "cache": fig.cache_kind,
-               "cache_bytes": fig.cache_bytes, "macs_full_m": fig.full.macs / 1e6, "macs_track_m": fig.track.macs / 1e6,
-               "macs_ratio": fig.full.macs / fig.track.macs}
+        row = {
+            "variant": v.name,
+            "attention": BLOCK_DESIGNS[v.arch.fusion.kind].attention,
+            "cache": fig.cache_kind,
+            "cache_bytes": fig.cache_bytes,
+            "macs_full_m": fig.full.macs / 1e6,
+            "macs_track_m": fig.track.macs / 1e6,
+            "macs_ratio": fig.full.macs / fig.track.macs,
+        }
         for runtime in args.runtimes:
             t0 = time.perf_counter()
             m = measure(v, runtime, args.out, args.rounds, args.warmup)
             row.update({f"{runtime}_{k}": val for k, val in m.items()})
-            print(f"{v.name} {runtime}: full {m['full_ms']:.2f} ms, split {m['split_ms']:.2f} ms, x{m['speedup']:.2f} "
-                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"{v.name} {runtime}: full {m['full_ms']:.2f} ms, split {m['split_ms']:.2f} ms, x{m['speedup']:.2f} ({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         rows.append(row)
     head = ["variant", "attention", "MACs/frame full M", "MACs/frame track M", "MACs ratio", "cache bytes"]
     for runtime in args.runtimes:
@@ -90,8 +100,7 @@ def main() -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        cells = [r["variant"], r["attention"], f"{r['macs_full_m']:.1f}", f"{r['macs_track_m']:.1f}", f"{r['macs_ratio']:.2f}",
-                 f"{r['cache_bytes']:,}"]
+        cells = [r["variant"], r["attention"], f"{r['macs_full_m']:.1f}", f"{r['macs_track_m']:.1f}", f"{r['macs_ratio']:.2f}", f"{r['cache_bytes']:,}"]
         for runtime in args.runtimes:
             cells += [f"{r[f'{runtime}_full_ms']:.2f}", f"{r[f'{runtime}_split_ms']:.2f}", f"{r[f'{runtime}_speedup']:.2f}x"]
         print("| " + " | ".join(cells) + " |")

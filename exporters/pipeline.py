@@ -27,9 +27,9 @@ from filelock import FileLock
 
 from exporters import get_exporter
 from exporters.base import BuildContext, Exporter
-from zoo import __version__ as zoo_version
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
+from zoo import __version__ as zoo_version
 from zoo.artifacts import SPLIT_SUFFIX, Manifest, Parity, artifact_dir, check_bindings, check_files, file_entry, read_manifest, write_manifest
 from zoo.backends import FORMATS, artifact_dirname
 from zoo.errors import UsageError, ZooError

@@ -8,6 +8,7 @@ variant whose I/O is the graph's). The bindings of both graphs and the cache ten
 the manifest's ``graphs`` section; the manifest's top-level ``inputs``/``outputs`` stay the
 catalog's (template from ``init``, search and the three maps from ``track``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,7 @@ def graph_io(variant: Variant) -> dict[str, IOSpec]:
     roles = input_roles(variant)
     template = next(s for s in variant.io.inputs if roles[s.name] == "template")
     search = next(s for s in variant.io.inputs if roles[s.name] == "search")
-    cache = [TensorSpec(name=c.name, shape=list(c.shape), dtype="float32", layout="NCHW", description=c.description)
-             for c in cache_tensors(variant)]
+    cache = [TensorSpec(name=c.name, shape=list(c.shape), dtype="float32", layout="NCHW", description=c.description) for c in cache_tensors(variant)]
     return {"init": IOSpec(inputs=[template], outputs=cache), "track": IOSpec(inputs=[search, *cache], outputs=list(variant.io.outputs))}
 
 
@@ -81,8 +81,7 @@ def _export_onnx(module: torch.nn.Module, args: tuple, io_spec: IOSpec, path, lo
     with _TORCH_EXPORT, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, args, str(raw), input_names=in_names, output_names=out_names,
-                              opset_version=OPSET, dynamo=False, do_constant_folding=True)
+            torch.onnx.export(module, args, str(raw), input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=False, do_constant_folding=True)
         except Exception as exc:  # noqa: BLE001
             _log(log_path, buf.getvalue())
             raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
@@ -115,15 +114,19 @@ def _convert_onnx(ctx: BuildContext) -> tuple[dict[str, tuple[list[str], list[Gr
         (ctx.build_dir / g).mkdir()
         module, args = modules[g]
         simplifiers.append(_export_onnx(module, args, ios[g], ctx.build_dir / g / ONNX_FILE, ctx.log_path))
-        bind = [_graph_binding(TensorBinding(name=s.name, runtime_name=s.name, shape=list(s.shape), dtype=s.dtype, layout="NCHW"), s)
-                for s in ios[g].inputs + ios[g].outputs]
+        bind = [
+            _graph_binding(TensorBinding(name=s.name, runtime_name=s.name, shape=list(s.shape), dtype=s.dtype, layout="NCHW"), s)
+            for s in ios[g].inputs + ios[g].outputs
+        ]
         n_in = len(ios[g].inputs)
         graphs[g] = ([f"{g}/{ONNX_FILE}"], bind[:n_in], bind[n_in:])
     flags = [f"torch.onnx.export(split_model(fold_batchnorm(model)).{g}, opset_version={OPSET}, dynamo=False)" for g in GRAPHS]
     return graphs, Converter(name="torch.onnx", version=package_version("torch", "onnx"), flags=flags + sorted(set(simplifiers))), []
 
 
-def _convert_tflite(exporter: Exporter, ctx: BuildContext, g: str, sub: BuildContext) -> tuple[list[str], list[GraphBinding], list[GraphBinding], Converter, list[str]]:
+def _convert_tflite(
+    exporter: Exporter, ctx: BuildContext, g: str, sub: BuildContext
+) -> tuple[list[str], list[GraphBinding], list[GraphBinding], Converter, list[str]]:
     """onnx2tf of one graph, bound through its own perms (cache tensors are 3-D: NLC or NCL)."""
     from exporters.tflite import MODEL_FILES, _backend
 
@@ -132,9 +135,15 @@ def _convert_tflite(exporter: Exporter, ctx: BuildContext, g: str, sub: BuildCon
     work.mkdir()
     io_spec = sub.variant.io
     try:
-        result = backend.convert_onnx_to_tflite(onnx_path=sub.onnx_path, out_dir=work, precision=sub.precision, log_path=sub.log_path,
-                                                input_names=[s.name for s in io_spec.inputs], output_names=[s.name for s in io_spec.outputs],
-                                                use_cache=not sub.force)
+        result = backend.convert_onnx_to_tflite(
+            onnx_path=sub.onnx_path,
+            out_dir=work,
+            precision=sub.precision,
+            log_path=sub.log_path,
+            input_names=[s.name for s in io_spec.inputs],
+            output_names=[s.name for s in io_spec.outputs],
+            use_cache=not sub.force,
+        )
     except backend.TfliteConversionError as exc:
         raise ConversionError(f"onnx2tf ({g}): {exc}") from None
     target = MODEL_FILES[sub.precision]
@@ -143,12 +152,19 @@ def _convert_tflite(exporter: Exporter, ctx: BuildContext, g: str, sub: BuildCon
 
     def bind(spec: TensorSpec) -> GraphBinding:
         b = result.bindings[spec.name]
-        return _graph_binding(TensorBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout="NCHW"),
-                              spec, tuple(b.perm))
+        return _graph_binding(
+            TensorBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout="NCHW"), spec, tuple(b.perm)
+        )
 
     converter = Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags])
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
-    return [f"{g}/{target}"], [bind(s) for s in io_spec.inputs], [bind(s) for s in io_spec.outputs], converter, [f"{g}: onnx2tf self-check vs ONNX Runtime: {diffs}"]
+    return (
+        [f"{g}/{target}"],
+        [bind(s) for s in io_spec.inputs],
+        [bind(s) for s in io_spec.outputs],
+        converter,
+        [f"{g}: onnx2tf self-check vs ONNX Runtime: {diffs}"],
+    )
 
 
 def convert_split(exporter: Exporter, ctx: BuildContext) -> ConvertResult:
@@ -167,8 +183,7 @@ def convert_split(exporter: Exporter, ctx: BuildContext) -> ConvertResult:
         for g in GRAPHS:
             sub_dir = ctx.build_dir / g
             sub_dir.mkdir()
-            sub = BuildContext(graph_variant(variant, g), ctx.precision, sub_dir, ctx.log_path,
-                               onnx_path=ctx.onnx_path / g / ONNX_FILE, force=ctx.force)
+            sub = BuildContext(graph_variant(variant, g), ctx.precision, sub_dir, ctx.log_path, onnx_path=ctx.onnx_path / g / ONNX_FILE, force=ctx.force)
             _log(ctx.log_path, f"--- {g} graph")
             if exporter.name == "tflite":
                 files, ins, outs, converter, extra_notes = _convert_tflite(exporter, ctx, g, sub)
@@ -184,11 +199,16 @@ def convert_split(exporter: Exporter, ctx: BuildContext) -> ConvertResult:
             graphs[g] = (files, ins, outs)
     init_files, init_in, init_out = graphs["init"]
     track_files, track_in, track_out = graphs["track"]
-    cache = [CacheEntry(name=c.name, shape=list(c.shape), dtype="float32", layout="NLC", bytes=c.bytes, description=c.description)
-             for c in cache_tensors(variant)]
-    section = SplitGraphs(attention=BLOCK_DESIGNS[variant.arch.fusion.kind].attention, cache_kind=cache_kind(variant), cache=cache,
-                          init=GraphSpec(files=init_files, inputs=init_in, outputs=init_out),
-                          track=GraphSpec(files=track_files, inputs=track_in, outputs=track_out))
+    cache = [
+        CacheEntry(name=c.name, shape=list(c.shape), dtype="float32", layout="NLC", bytes=c.bytes, description=c.description) for c in cache_tensors(variant)
+    ]
+    section = SplitGraphs(
+        attention=BLOCK_DESIGNS[variant.arch.fusion.kind].attention,
+        cache_kind=cache_kind(variant),
+        cache=cache,
+        init=GraphSpec(files=init_files, inputs=init_in, outputs=init_out),
+        track=GraphSpec(files=track_files, inputs=track_in, outputs=track_out),
+    )
     by_name = {b.name: b for b in init_in + track_in + track_out}
     top_in = [_top_binding(by_name[s.name]) for s in variant.io.inputs]
     top_out = [_top_binding(by_name[s.name]) for s in variant.io.outputs]

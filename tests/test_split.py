@@ -3,11 +3,13 @@
 PyTorch exactness over the whole catalog (cheap); the runtimes' exactness per format and
 precision on the session's split export (fgaf3: asymmetric attention, base-c128: joint); the
 tracker's boxes with and without ``--split``; a corrupted cache name in a manifest."""
+
 from __future__ import annotations
 
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,8 +127,9 @@ def test_track_cli_split(split_exported, tmp_path, capsys) -> None:
 
     folder = write_sequence(seq, tmp_path / "seq", "otb")
     report = tmp_path / "track.json"
-    code, stdout, stderr = run_cli(capsys, "track", "fgaf3", str(folder), "--runtime", "onnxruntime", "--split",
-                                   "--artifacts", str(split_exported.out), "--json", str(report))
+    code, stdout, stderr = run_cli(
+        capsys, "track", "fgaf3", str(folder), "--runtime", "onnxruntime", "--split", "--artifacts", str(split_exported.out), "--json", str(report)
+    )
     assert code == 0, stderr
     assert "fgaf3@onnxruntime-fp32-split" in stdout.replace("\n", " ")
     assert json.loads(report.read_text())["summary"]["frames"] == 6
@@ -149,8 +152,7 @@ def test_corrupted_cache_name_is_one_line(split_exported, tmp_path, capsys, wher
     from zoo.datasets.synthetic import write_sequence
 
     folder = write_sequence(seq, tmp_path / "seq", "otb")
-    code, _, stderr = run_cli(capsys, "track", "fgaf3", str(folder), "--runtime", "onnxruntime", "--split",
-                              "--artifacts", str(tmp_path))
+    code, _, stderr = run_cli(capsys, "track", "fgaf3", str(folder), "--runtime", "onnxruntime", "--split", "--artifacts", str(tmp_path))
     assert code == 2
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "cache" in lines[0] and "Traceback" not in stderr
@@ -164,3 +166,39 @@ def test_split_export_rerun_reuses(split_exported) -> None:
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
     assert row["status"] == "reused" and row["split"] is True
+
+
+def test_publish_and_pull_carry_split_artifacts(exported, split_exported, tmp_path, monkeypatch, capsys) -> None:
+    from tests.helpers.hub_server import HubServer
+    from zoo.hub.publish import publish
+
+    src = tmp_path / "src"
+    shutil.copytree(exported.path("fgaf3", "onnx"), src / "fgaf3" / "onnx")
+    shutil.copytree(split_exported.path("fgaf3", "onnx"), src / "fgaf3" / "onnx-split")
+    publish([CATALOG.get("fgaf3")], ["onnx"], ["fp32"], src, tmp_path / "release", split=True)
+    index = json.loads((tmp_path / "release" / "index.json").read_text())
+    urls = {f["url"] for a in index["variants"]["fgaf3"]["artifacts"] for f in a["files"]}
+    assert {"artifacts/fgaf3/onnx-split/init/model.onnx", "artifacts/fgaf3/onnx-split/track/model.onnx"} <= urls
+    for key in ("ZOO_HUB", "ZOO_OFFLINE", "ZOO_ALLOW_HTTP"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "pulled"
+    with HubServer(tmp_path / "release") as server:
+        code, stdout, stderr = run_cli(capsys, "pull", "fgaf3", "--hub", server.url, "--split", "--out", str(out), "--json", "-")
+    assert code == 0, stderr
+    assert {r["item"] for r in json.loads(stdout)} == {"weights", "onnx-split"}
+    variant = CATALOG.get("fgaf3")
+    pair = sample_pairs(variant, 1)[0]
+    with open_artifact(out / "fgaf3" / "onnx-split", variant) as runner, PytorchRunner(variant) as ref:
+        assert isinstance(runner, SplitRunner)
+        actual, expected = runner.infer(pair), ref.infer(pair)
+    assert all(np.abs(actual[k] - expected[k]).max() < 1e-4 for k in expected)
+
+
+def test_info_shows_track_graph_macs_and_cache_bytes(capsys) -> None:
+    code, stdout, stderr = run_cli(capsys, "info", "fgaf3", "--json", "-")
+    assert code == 0, stderr
+    split = json.loads(stdout)["split"]
+    figures = split_figures(CATALOG.get("fgaf3"))
+    assert split["macs_track"] == figures.track.macs < split["macs_full"] == figures.full.macs
+    assert split["cache_bytes"] == 6 * 64 * 256 * 4 and split["cache_kind"] == "template_kv"

@@ -1,6 +1,7 @@
 """MACs per frame of a split (init + track graphs, :mod:`zoo.models.split`) beside the full graph,
 and the size of the template cache, counted the way :mod:`zoo.counting` counts (conv + linear;
 ``macs_total`` adds the attention products)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -70,8 +71,14 @@ def split_summary(variant: Variant) -> dict:
     """Plain figures for ``zoo info``: MACs per frame full vs track graph, init MACs, cache bytes."""
     f = split_figures(variant)
     return {
-        "cache_kind": f.cache_kind, "cache_tensors": len(cache_tensors(variant)), "cache_bytes": f.cache_bytes,
-        "macs_full": f.full.macs, "macs_track": f.track.macs, "macs_init": f.init.macs,
-        "macs_total_full": f.full.macs_total, "macs_total_track": f.track.macs_total, "macs_total_init": f.init.macs_total,
+        "cache_kind": f.cache_kind,
+        "cache_tensors": len(cache_tensors(variant)),
+        "cache_bytes": f.cache_bytes,
+        "macs_full": f.full.macs,
+        "macs_track": f.track.macs,
+        "macs_init": f.init.macs,
+        "macs_total_full": f.full.macs_total,
+        "macs_total_track": f.track.macs_total,
+        "macs_total_init": f.init.macs_total,
         "macs_ratio": f.full.macs / f.track.macs,
     }

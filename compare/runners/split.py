@@ -12,6 +12,7 @@ Runtimes whose inputs are native objects keep those between calls: MNN keeps the
 ``MNN.expr`` variables, ncnn as ``ncnn.Mat`` (see :data:`NATIVE_CACHE`), so no tensor is
 rebuilt per frame; ONNX Runtime and TFLite take the kept numpy arrays as they are.
 """
+
 from __future__ import annotations
 
 import time
@@ -75,10 +76,6 @@ class SplitRunner(BaseRunner):
         for r in (self.init_runner, self.track_runner):
             r.threads = self.threads
             r.load()
-        names = {b.runtime_name for b in self.graphs.track.inputs}
-        missing = [b.runtime_name for b in self.graphs.track.inputs if b.runtime_name not in names]
-        if missing:
-            raise ZooError(f"{self.name}: track graph lacks inputs {missing}")
 
     def _close(self) -> None:
         self.init_runner.close()

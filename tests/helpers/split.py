@@ -2,6 +2,7 @@
 variants (fgaf3: asymmetric attention, base-c128: joint) as init + track split artifacts in every
 format and precision, built once through the real ``zoo export --split`` CLI. Read-only by
 convention, like the shared full export: copy what you change."""
+
 from __future__ import annotations
 
 import time
@@ -37,7 +38,22 @@ def export_split_set(out: Path) -> SplitExport:
     import json
 
     start = time.perf_counter()
-    proc = zoo("export", *DEFAULT_VARIANTS, "--to", *FORMATS, "--precision", *SPLIT_PRECISIONS, "--split", "--out", str(out),
-               "--jobs", "2", "--json", "-", timeout=1800, unset=FOREIGN_ENV)
+    proc = zoo(
+        "export",
+        *DEFAULT_VARIANTS,
+        "--to",
+        *FORMATS,
+        "--precision",
+        *SPLIT_PRECISIONS,
+        "--split",
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--json",
+        "-",
+        timeout=1800,
+        unset=FOREIGN_ENV,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return SplitExport(out, json.loads(proc.stdout), time.perf_counter() - start)

@@ -22,6 +22,7 @@ values as ``TrackerNet(template, search)`` (the qkv projection of 320 tokens equ
 projections of 64 and of 256 tokens, row by row); :func:`split_model` builds both halves from one
 model so they share its (possibly BatchNorm-folded) weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
