@@ -20,6 +20,8 @@ import torch
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version, require
 from exporters.onnx import _TORCH_EXPORT, OPSET, _log, _simplify
+from exporters.tflite import MODEL_FILES as TFLITE_FILES
+from exporters.tflite import _backend as tflite_backend
 from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
@@ -128,9 +130,7 @@ def _convert_tflite(
     exporter: Exporter, ctx: BuildContext, g: str, sub: BuildContext
 ) -> tuple[list[str], list[GraphBinding], list[GraphBinding], Converter, list[str]]:
     """onnx2tf of one graph, bound through its own perms (cache tensors are 3-D: NLC or NCL)."""
-    from exporters.tflite import MODEL_FILES, _backend
-
-    backend = _backend()
+    backend = tflite_backend()
     work = sub.build_dir / "work"
     work.mkdir()
     io_spec = sub.variant.io
@@ -146,7 +146,7 @@ def _convert_tflite(
         )
     except backend.TfliteConversionError as exc:
         raise ConversionError(f"onnx2tf ({g}): {exc}") from None
-    target = MODEL_FILES[sub.precision]
+    target = TFLITE_FILES[sub.precision]
     shutil.move(str(result.tflite_path), sub.build_dir / target)
     shutil.rmtree(work, ignore_errors=True)
 

@@ -41,6 +41,8 @@ FUNCTION_LOCAL_ALLOWED: dict[tuple[str, str, str], str] = {
     # optional dependency: exporters.tflite_convert imports onnx2tf / tensorflow / ai_edge_litert at
     # module level; the adapter turns their absence into "pip install 'zoo[tflite]'"
     ("exporters.tflite", "_backend", "exporters.tflite_convert"): "optional converter (zoo[tflite]) imported on use",
+    # zoo.models.split imports torch; reading a manifest (runtime-only processes) must not
+    ("zoo.artifacts", "check_split", "zoo.models.split"): "torch only for split artifacts' manifest check",
 }
 
 

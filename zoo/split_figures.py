@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from zoo.counting import ModelFigures, count_figures
+from zoo.models import build_model
 from zoo.models.fusion import Attention
 from zoo.models.split import cache_kind, cache_tensors, split_model
 from zoo.sample_inputs import input_roles
@@ -41,8 +42,6 @@ def split_figures(variant: Variant, model: torch.nn.Module | None = None) -> Spl
     """Figures of the full graph, the init graph and the track graph of ``variant`` (its catalog
     weights unless ``model`` is given: counts do not depend on the weights' values)."""
     if model is None:
-        from zoo.models import build_model
-
         model = build_model(variant.arch)
     roles = input_roles(variant)
     shapes = {roles[s.name]: s.shape for s in variant.io.inputs}

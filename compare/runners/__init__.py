@@ -10,6 +10,7 @@ from pathlib import Path
 
 from compare.runners.base import ArtifactRunner, BaseRunner, native_quiet, to_layout
 from compare.runners.pytorch import PytorchRunner
+from compare.runners.split import SplitRunner
 from zoo.artifacts import Manifest, read_manifest, verified_manifest
 from zoo.backends import by_format
 from zoo.schema import Variant
@@ -19,8 +20,6 @@ def runner_for(artifact_dir: Path | str, manifest: Manifest | None = None, threa
     """An (unloaded) runner for the artifact in ``artifact_dir``, chosen by its manifest's format."""
     manifest = manifest or read_manifest(Path(artifact_dir))
     if manifest.graphs is not None:  # a split artifact: init + track graphs (compare.runners.split)
-        from compare.runners.split import SplitRunner
-
         runner = SplitRunner(artifact_dir, manifest, by_format(manifest.format).runner_class())
         runner.set_threads(threads)
         return runner
