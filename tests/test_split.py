@@ -202,3 +202,69 @@ def test_info_shows_track_graph_macs_and_cache_bytes(capsys) -> None:
     figures = split_figures(CATALOG.get("fgaf3"))
     assert split["macs_track"] == figures.track.macs < split["macs_full"] == figures.full.macs
     assert split["cache_bytes"] == 6 * 64 * 256 * 4 and split["cache_kind"] == "template_kv"
+
+
+@pytest.fixture
+def onnx_pair_dir(exported, split_exported, tmp_path):
+    """fgaf3's full and split ONNX artifacts side by side in a writable artifacts directory."""
+    out = tmp_path / "art"
+    shutil.copytree(exported.path("fgaf3", "onnx"), out / "fgaf3" / "onnx")
+    shutil.copytree(split_exported.path("fgaf3", "onnx"), out / "fgaf3" / "onnx-split")
+    return out
+
+
+def test_compare_split_rows_beside_full(onnx_pair_dir, tmp_path, capsys) -> None:
+    report = tmp_path / "compare.json"
+    code, _, stderr = run_cli(
+        capsys,
+        "compare",
+        "fgaf3",
+        "--runtimes",
+        "onnxruntime",
+        "--split",
+        "--samples",
+        "2",
+        "--threads",
+        "1",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--out",
+        str(onnx_pair_dir),
+        "--json",
+        str(report),
+    )
+    assert code == 0, stderr
+    data = json.loads(report.read_text())
+    assert {r["runtime"] for r in data["parity"]} == {"onnxruntime", "onnxruntime-split"}
+    assert all(r["status"] == "pass" for r in data["parity"])
+    timing = {r["runtime"]: r for r in data["timing"]}
+    assert timing["onnxruntime-split"]["median_ms"] > 0 and timing["onnxruntime"]["median_ms"] > 0
+
+
+def test_bench_split_rows_beside_full(onnx_pair_dir, tmp_path, capsys) -> None:
+    report = tmp_path / "bench.json"
+    code, _, stderr = run_cli(
+        capsys,
+        "bench",
+        "fgaf3",
+        "--runtime",
+        "onnxruntime",
+        "--split",
+        "--threads",
+        "1",
+        "--concurrency",
+        "1",
+        "--seconds",
+        "0.3",
+        "--warmup",
+        "1",
+        "--out",
+        str(onnx_pair_dir),
+        "--json",
+        str(report),
+    )
+    assert code == 0, stderr
+    cells = {c["runtime"] for c in json.loads(report.read_text())["cells"]}
+    assert cells == {"onnxruntime", "onnxruntime-split"}

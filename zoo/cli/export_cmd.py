@@ -101,6 +101,8 @@ def export_cmd(variants, formats, precisions, out_dir, force, jobs, verbose, jso
     for row in failed:
         _print_log(f"{row.variant} {row.format} {row.precision} log", row.log, None if verbose else LOG_TAIL)
     table_rows = [{**r.as_dict(), "note": _short(r.note)} for r in rows]  # full notes: below and in the reports
+    for row in table_rows:  # a split artifact shows as <format>-split (the reports keep format + split)
+        row["format"] += "-split" if row.get("split") else ""
     out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {pipeline.out}"))
     write_reports([r.as_dict() for r in rows], SUMMARY_COLUMNS, json_file, csv_file, markdown_file)
     for row in failed:
