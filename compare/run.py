@@ -37,6 +37,8 @@ class Options:
     parity_threads: int = 1
     out: Path = Path("artifacts")
     jobs: int = 1
+    #: also each runtime's split artifact (init + track graphs): parity, and the track graph's time per frame
+    split: bool = False
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Report:
     @property
     def failures(self) -> list[str]:
         """One line per failed export, runtime error or output above tolerance."""
-        lines = [f"{w.variant.name} {w.runtime} {w.precision}: export failed: {w.note}"
+        lines = [f"{w.variant.name} {w.label} {w.precision}: export failed: {w.note}"
                  for w in self.artifacts if w.status == "failed"]
         for r in self.parity:
             if r.error:
@@ -75,7 +77,7 @@ class Report:
             "parity": parity_rows(self.parity),
             "tracker": tracker_rows(self.parity),
             "timing": timing_rows(sorted(self.timing, key=lambda t: (self._order[t.variant], t.threads))),
-            "skipped": [{"variant": w.variant.name, "runtime": w.runtime, "precision": w.precision, "note": w.note}
+            "skipped": [{"variant": w.variant.name, "runtime": w.label, "precision": w.precision, "note": w.note}
                         for w in self.artifacts if w.status == "skipped"],
         }
 
@@ -97,17 +99,19 @@ def run(variants: list[Variant], opts: Options, on_progress: OnProgress | None =
     progress = on_progress or (lambda stage, text: None)
     inputs = {v.name: load_pairs(v, opts.samples, opts.inputs_file) for v in variants}  # bad inputs fail first
     artifacts = ensure_artifacts(variants, opts.runtimes, opts.precisions, opts.out, on_event=on_export, jobs=opts.jobs)
+    if opts.split:
+        artifacts += ensure_artifacts(variants, opts.runtimes, opts.precisions, opts.out, on_event=on_export, jobs=opts.jobs, split=True)
     usable = [w for w in artifacts if w.status in ("found", "built")]
     parity: list[RuntimeParity] = []
     outputs: dict = {}
     for v in variants:
-        mine = [(w.runtime, w.path) for w in usable if w.variant.name == v.name]
+        mine = [(w.label, w.path) for w in usable if w.variant.name == v.name]
         progress("parity", f"{v.name}: {len(mine)} artifact(s) vs PyTorch on {len(inputs[v.name])} sample(s)")
         parity.extend(compare_variant(v, mine, inputs[v.name], threads=opts.parity_threads, keep_outputs=outputs))
     timing: list[Timing] = []
     if opts.runs > 0:
         jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec("pytorch", "fp32", v),
-                          [RunnerSpec(w.runtime, w.precision, v, w.path) for w in usable if w.variant.name == v.name])
+                          [RunnerSpec(w.label, w.precision, v, w.path) for w in usable if w.variant.name == v.name])
                 for v in variants]
         progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
         timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,
