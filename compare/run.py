@@ -17,6 +17,7 @@ from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_r
 from compare.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.worker import RunnerSpec, memory_method
 from zoo.schema import Variant
+from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
 
 #: progress callback: (stage, text) with stage one of export | parity | timing
@@ -111,7 +112,8 @@ def run(variants: list[Variant], opts: Options, on_progress: OnProgress | None =
     timing: list[Timing] = []
     if opts.runs > 0:
         jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec("pytorch", "fp32", v),
-                          [RunnerSpec(w.label, w.precision, v, w.path) for w in usable if w.variant.name == v.name])
+                          [RunnerSpec(w.label, w.precision, v, w.path) for w in usable if w.variant.name == v.name],
+                          _track_macs(v, [w for w in usable if w.variant.name == v.name]))
                 for v in variants]
         progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
         timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,
@@ -135,3 +137,12 @@ def save_outputs(report: Report, path: Path) -> None:
         for name in per_sample[0]:
             arrays[f"{variant}/{runtime}-{precision}/{name}"] = np.stack([o[name] for o in per_sample])
     save_npz(path, arrays)
+
+
+def _track_macs(variant: Variant, wanted: list) -> dict[str, int]:
+    """MACs per call of each split artifact's timed graph (the track graph), by runtime label."""
+    split = [w.label for w in wanted if w.split]
+    if not split:
+        return {}
+    macs = split_summary(variant)["macs_total_track"]
+    return {label: macs for label in split}

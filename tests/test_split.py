@@ -27,7 +27,7 @@ from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
 from zoo.parity import compare_output
 from zoo.sample_inputs import sample_pairs
-from zoo.split_figures import split_figures
+from zoo.split_figures import split_figures, split_summary
 from zoo.weights import load_model
 
 SPLIT_TARGETS = [(f, p) for f in FORMATS for p in offered(f) if p in SPLIT_PRECISIONS]
@@ -241,6 +241,12 @@ def test_compare_split_rows_beside_full(onnx_pair_dir, tmp_path, capsys) -> None
     assert all(r["status"] == "pass" for r in data["parity"])
     timing = {r["runtime"]: r for r in data["timing"]}
     assert timing["onnxruntime-split"]["median_ms"] > 0 and timing["onnxruntime"]["median_ms"] > 0
+    # GFLOP/s of each row counts the work its graph does per call: the track graph's MACs for the split row
+    macs = {"onnxruntime": CATALOG.get("fgaf3").measured.macs_total, "onnxruntime-split": split_summary(CATALOG.get("fgaf3"))["macs_total_track"]}
+    assert macs["onnxruntime-split"] < macs["onnxruntime"]
+    for runtime, row in timing.items():
+        if runtime in macs:
+            assert row["gflops"] == pytest.approx(2 * macs[runtime] / row["median_ms"] / 1e6), runtime
 
 
 def test_bench_split_rows_beside_full(onnx_pair_dir, tmp_path, capsys) -> None:
