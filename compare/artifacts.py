@@ -37,10 +37,16 @@ class Wanted:
     path: Path
     status: str = "found"  # found | built | failed | skipped
     note: str | None = None
+    split: bool = False  # an init + track split artifact
+
+    @property
+    def label(self) -> str:
+        """The runtime as tables show it: ``onnxruntime``, or ``onnxruntime-split`` for a split artifact."""
+        return self.runtime + ("-split" if self.split else "")
 
 
 def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: list[str], out: Path,
-                     on_event: Callable | None = None, jobs: int = 1) -> list[Wanted]:
+                     on_event: Callable | None = None, jobs: int = 1, split: bool = False) -> list[Wanted]:
     """The artifacts for every variant x runtime x precision, exporting those that are missing.
 
     An existing artifact is checked against its manifest (sizes, cached sha256) and the catalog
@@ -48,13 +54,14 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
     and the command that rebuilds it. Missing ones go through the export pipeline (which verifies
     them before installing); a precision a format does not offer is ``skipped``, a failed export
     ``failed`` with the pipeline's note. ``on_event(target, stage)`` is the pipeline's callback.
+    ``split``: the init + track split artifacts (``<format>[-<precision>]-split``) instead.
     """
     wanted: list[Wanted] = []
     for v in variants:
         for runtime in runtimes:
             backend = by_runtime(runtime)
             for precision in precisions:
-                w = Wanted(v, runtime, backend.format, precision, artifact_dir(out, v.name, backend.format, precision))
+                w = Wanted(v, runtime, backend.format, precision, artifact_dir(out, v.name, backend.format, precision, split), split=split)
                 if precision not in backend.precisions:
                     w.status, w.note = "skipped", f"{backend.format} offers {', '.join(backend.precisions)} only"
                 elif (w.path / MANIFEST_NAME).is_file():
@@ -70,7 +77,7 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
         mine = [w for w in missing if w.variant.name == v.name]
         if mine:
             targets += build_order([v], list(dict.fromkeys(w.format for w in mine)),
-                                   list(dict.fromkeys(w.precision for w in mine)))[0]
+                                   list(dict.fromkeys(w.precision for w in mine)), split=split)[0]
     targets = [t for t in targets if t.format == "onnx" or any(
         (w.variant.name, w.format, w.precision) == (t.variant.name, t.format, t.precision) for w in missing)]
     for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
@@ -85,13 +92,18 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
 
 
 def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, out: Path,
-                 on_event: Callable | None = None) -> tuple[list, list[Wanted]]:
+                 on_event: Callable | None = None, split: bool = False) -> tuple[list, list[Wanted]]:
     """Picklable runner recipes (:class:`compare.worker.RunnerSpec`) for every variant x runtime,
     ``pytorch`` meaning the eager reference; artifacts are exported where missing. Returns the
-    specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note)."""
+    specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note).
+    ``split``: each runtime's split artifact too, right after it (runtime ``<runtime>-split``: its
+    init graph runs once, each timed call is the track graph)."""
     artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
     wanted = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event) if artifact_runtimes else []
     usable = {(w.variant.name, w.runtime): w for w in wanted if w.status in ("found", "built")}
+    wanted_split = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event, split=True) \
+        if split and artifact_runtimes else []
+    usable_split = {(w.variant.name, w.runtime): w for w in wanted_split if w.status in ("found", "built")}
     specs = []
     for v in variants:
         for runtime in runtimes:
@@ -99,4 +111,7 @@ def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, o
                 specs.append(RunnerSpec(REFERENCE_RUNTIME, "fp32", v))
             elif (v.name, runtime) in usable:
                 specs.append(RunnerSpec(runtime, precision, v, usable[(v.name, runtime)].path))
-    return specs, wanted
+            if split and (v.name, runtime) in usable_split:
+                w = usable_split[(v.name, runtime)]
+                specs.append(RunnerSpec(w.label, precision, v, w.path))
+    return specs, wanted + wanted_split

@@ -43,12 +43,14 @@ from zoo.schema import Variant
 
 # -- trackers -----------------------------------------------------------------------------------
 def tracker_specs(catalog: Catalog, variants: list[Variant], runtimes: list[str], precisions: list[str], out: Path,
-                  threads: int = 1, preset: str | None = None, on_event: Callable | None = None) -> tuple[list[TrackerSpec], list[str]]:
+                  threads: int = 1, preset: str | None = None, on_event: Callable | None = None,
+                  split: bool = False) -> tuple[list[TrackerSpec], list[str]]:
     """A :class:`TrackerSpec` per variant x runtime x precision (``pytorch`` = eager, fp32 only),
     exporting missing artifacts first. Returns the specs and notes on combinations left out (a
-    precision a runtime does not offer). A failed export raises :class:`ExportError`."""
+    precision a runtime does not offer). A failed export raises :class:`ExportError`. ``split``: the
+    artifacts' split form (init graph at initialisation, track graph per frame)."""
     artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
-    wanted = ensure_artifacts(variants, artifact_runtimes, precisions, out, on_event=on_event) if artifact_runtimes else []
+    wanted = ensure_artifacts(variants, artifact_runtimes, precisions, out, on_event=on_event, split=split) if artifact_runtimes else []
     failed = [w for w in wanted if w.status == "failed"]
     if failed:
         raise ExportError("; ".join(f"{w.variant.name} {w.runtime} {w.precision}: {w.note}" for w in failed))
@@ -66,7 +68,7 @@ def tracker_specs(catalog: Catalog, variants: list[Variant], runtimes: list[str]
                     specs.append(TrackerSpec(v, catalog.tracking.presets[name], runtime, "fp32", None, threads, suffix))
                 elif (v.name, runtime, precision) in paths:
                     specs.append(TrackerSpec(v, catalog.tracking.presets[name], runtime, precision,
-                                             paths[(v.name, runtime, precision)], threads, suffix))
+                                             paths[(v.name, runtime, precision)], threads, suffix, split))
                 else:
                     notes.append(f"{v.name}: {runtime} does not offer {precision} (skipped)")
     return specs, notes

@@ -17,6 +17,7 @@ from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_r
 from compare.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.worker import RunnerSpec, memory_method
 from zoo.schema import Variant
+from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
 
 #: progress callback: (stage, text) with stage one of export | parity | timing
@@ -37,6 +38,8 @@ class Options:
     parity_threads: int = 1
     out: Path = Path("artifacts")
     jobs: int = 1
+    #: also each runtime's split artifact (init + track graphs): parity, and the track graph's time per frame
+    split: bool = False
 
 
 @dataclass
@@ -56,7 +59,7 @@ class Report:
     @property
     def failures(self) -> list[str]:
         """One line per failed export, runtime error or output above tolerance."""
-        lines = [f"{w.variant.name} {w.runtime} {w.precision}: export failed: {w.note}"
+        lines = [f"{w.variant.name} {w.label} {w.precision}: export failed: {w.note}"
                  for w in self.artifacts if w.status == "failed"]
         for r in self.parity:
             if r.error:
@@ -75,7 +78,7 @@ class Report:
             "parity": parity_rows(self.parity),
             "tracker": tracker_rows(self.parity),
             "timing": timing_rows(sorted(self.timing, key=lambda t: (self._order[t.variant], t.threads))),
-            "skipped": [{"variant": w.variant.name, "runtime": w.runtime, "precision": w.precision, "note": w.note}
+            "skipped": [{"variant": w.variant.name, "runtime": w.label, "precision": w.precision, "note": w.note}
                         for w in self.artifacts if w.status == "skipped"],
         }
 
@@ -97,17 +100,20 @@ def run(variants: list[Variant], opts: Options, on_progress: OnProgress | None =
     progress = on_progress or (lambda stage, text: None)
     inputs = {v.name: load_pairs(v, opts.samples, opts.inputs_file) for v in variants}  # bad inputs fail first
     artifacts = ensure_artifacts(variants, opts.runtimes, opts.precisions, opts.out, on_event=on_export, jobs=opts.jobs)
+    if opts.split:
+        artifacts += ensure_artifacts(variants, opts.runtimes, opts.precisions, opts.out, on_event=on_export, jobs=opts.jobs, split=True)
     usable = [w for w in artifacts if w.status in ("found", "built")]
     parity: list[RuntimeParity] = []
     outputs: dict = {}
     for v in variants:
-        mine = [(w.runtime, w.path) for w in usable if w.variant.name == v.name]
+        mine = [(w.label, w.path) for w in usable if w.variant.name == v.name]
         progress("parity", f"{v.name}: {len(mine)} artifact(s) vs PyTorch on {len(inputs[v.name])} sample(s)")
         parity.extend(compare_variant(v, mine, inputs[v.name], threads=opts.parity_threads, keep_outputs=outputs))
     timing: list[Timing] = []
     if opts.runs > 0:
         jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec("pytorch", "fp32", v),
-                          [RunnerSpec(w.runtime, w.precision, v, w.path) for w in usable if w.variant.name == v.name])
+                          [RunnerSpec(w.label, w.precision, v, w.path) for w in usable if w.variant.name == v.name],
+                          _track_macs(v, [w for w in usable if w.variant.name == v.name]))
                 for v in variants]
         progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
         timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,
@@ -131,3 +137,12 @@ def save_outputs(report: Report, path: Path) -> None:
         for name in per_sample[0]:
             arrays[f"{variant}/{runtime}-{precision}/{name}"] = np.stack([o[name] for o in per_sample])
     save_npz(path, arrays)
+
+
+def _track_macs(variant: Variant, wanted: list) -> dict[str, int]:
+    """MACs per call of each split artifact's timed graph (the track graph), by runtime label."""
+    split = [w.label for w in wanted if w.split]
+    if not split:
+        return {}
+    macs = split_summary(variant)["macs_total_track"]
+    return {label: macs for label in split}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -166,6 +166,8 @@ class TimingJob:
     pair: Pair
     reference: RunnerSpec
     runtimes: list[RunnerSpec]
+    #: runtimes whose graph does other work per call (``<runtime>-split``: the track graph) -> its MACs
+    macs_by_runtime: dict[str, int] = field(default_factory=dict)
 
 
 def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
@@ -191,7 +193,7 @@ def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
             for row in batch:
                 row.sgemm_gflops, row.sgemm_library = (ceiling[best], best) if best else (None, None)
                 if row.error is None:
-                    row.gflops = 2.0 * job.macs_total / (row.median_ms / 1e3) / 1e9
+                    row.gflops = 2.0 * job.macs_by_runtime.get(row.runtime, job.macs_total) / (row.median_ms / 1e3) / 1e9
                     if row.sgemm_gflops:
                         row.pct_of_sgemm = 100.0 * row.gflops / row.sgemm_gflops
                         if row.pct_of_sgemm > 100:

@@ -26,9 +26,10 @@ from zoo.tracking import XYWH, TrackerLoop, check_box
 NAME_FORMAT = "{variant}@{runtime}-{precision}"
 
 
-def tracker_name(variant: str, runtime: str, precision: str, preset: str | None = None) -> str:
-    """``fgaf3@tflite-fp16``; a preset other than the variant's own is appended as ``+<preset>``."""
-    name = NAME_FORMAT.format(variant=variant, runtime=runtime, precision=precision)
+def tracker_name(variant: str, runtime: str, precision: str, preset: str | None = None, split: bool = False) -> str:
+    """``fgaf3@tflite-fp16``; a split artifact adds ``-split`` (``fgaf3@tflite-fp16-split``), a preset
+    other than the variant's own is appended as ``+<preset>``."""
+    name = NAME_FORMAT.format(variant=variant, runtime=runtime, precision=precision) + ("-split" if split else "")
     return f"{name}+{preset}" if preset else name
 
 
@@ -44,10 +45,12 @@ class TrackerSpec:
     threads: int = 1
     #: the preset's name when it is not the variant's own (goes into the tracker's name)
     preset_suffix: str | None = None
+    #: the artifact is a split one (init graph at initialisation, track graph per frame)
+    split: bool = False
 
     @property
     def name(self) -> str:
-        return tracker_name(self.variant.name, self.runtime, self.precision, self.preset_suffix)
+        return tracker_name(self.variant.name, self.runtime, self.precision, self.preset_suffix, self.split)
 
     def runner(self) -> BaseRunner:
         """The (unloaded) runner: PyTorch eager, or the artifact checked against its manifest."""
@@ -80,6 +83,7 @@ class Tracker:
         self.preset = preset
         self.name = name or runner.name
         roles = {role: input_name for input_name, role in input_roles(variant).items()}
+        self._template_input = roles["template"]
         pre = variant.preprocessing
         self.loop = TrackerLoop(preset, self._infer, pre.template_size, pre.search_size, roles["template"], roles["search"])
         self.network_times: list[float] = []
@@ -92,9 +96,15 @@ class Tracker:
         return out
 
     def initialize(self, frame: np.ndarray, box) -> None:
-        """Start tracking the target at ``box`` = (x, y, w, h) in ``frame``; clears the timings."""
+        """Start tracking the target at ``box`` = (x, y, w, h) in ``frame``; clears the timings.
+
+        A split artifact's runner (``prime``) runs its init graph here, so each :meth:`track` runs
+        only the track graph."""
         start = time.perf_counter()
         self.loop.initialize(frame, box)
+        prime = getattr(self.runner, "prime", None)
+        if prime is not None:
+            prime({self._template_input: self.loop.template})
         self.init_time = time.perf_counter() - start
         self.network_times.clear()
         self.loop_times.clear()

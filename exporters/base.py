@@ -89,6 +89,8 @@ class ConvertResult:
     notes: list[str] = field(default_factory=list)
     #: a flavoured artifact's client target (:class:`zoo.artifacts.ClientTarget` fields)
     client: dict | None = None
+    #: split artifacts (:mod:`exporters.split`): the manifest's ``graphs`` section
+    graphs: object | None = None
 
 
 def package_version(dist: str, extra: str) -> str:

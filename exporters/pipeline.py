@@ -28,8 +28,10 @@ from filelock import FileLock
 
 from exporters import get_exporter, get_flavour_exporter
 from exporters.base import BuildContext, Exporter, Quantization
+from exporters.split import build_info as split_build_info
+from exporters.split import convert_split
 from zoo import __version__ as zoo_version
-from zoo.artifacts import ClientTarget, Manifest, Parity, check_bindings, check_files, file_entry, read_manifest, write_manifest
+from zoo.artifacts import SPLIT_SUFFIX, ClientTarget, Manifest, Parity, check_bindings, check_files, file_entry, read_manifest, write_manifest
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, by_flavour, flavour_dirname
 from zoo.calibration import make_pairs, open_source
 from zoo.catalog import Catalog
@@ -55,10 +57,12 @@ class Target:
     precision: str
     #: a flavour of zoo.backends.FLAVOURS (``zoo export --for``), None for the plain artifact
     flavour: str | None = None
+    #: an init + track split artifact (exporters.split) instead of the full graph
+    split: bool = False
 
     @property
     def dirname(self) -> str:
-        return flavour_dirname(self.format, self.precision, self.flavour)
+        return flavour_dirname(self.format, self.precision, self.flavour) + (SPLIT_SUFFIX if self.split else "")
 
     @property
     def label(self) -> str:
@@ -80,19 +84,23 @@ class Row:
     note: str | None = None
     log: str | None = None
     flavour: str | None = None
+    split: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def build_order(variants: list[Variant], formats: list[str], precisions: list[str],
-                flavour: str | None = None) -> tuple[list[Target], list[Row]]:
-    """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows.
+                flavour: str | None = None, split: bool = False) -> tuple[list[Target], list[Row]]:
+    """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows;
+    ``split``: init + track split artifacts (their ONNX source is the split ONNX artifact).
 
     A precision a format does not offer is skipped with a note; when nothing at all remains the
     request is a usage error. With ``flavour`` (``--for``) the targets are that flavour of its format.
     """
     if flavour is not None:
+        if split:
+            raise UsageError(f"--for {flavour} builds the client's single-graph artifact; it does not combine with --split")
         return _flavour_order(variants, formats, precisions, flavour)
     targets: list[Target] = []
     skipped: list[Row] = []
@@ -103,12 +111,15 @@ def build_order(variants: list[Variant], formats: list[str], precisions: list[st
                 continue
             exporter = get_exporter(fmt)
             for precision in precisions:
-                if precision in exporter.precisions:
-                    wanted.append(Target(variant, fmt, precision))
+                if split and precision in REDUCED_PRECISIONS:  # the quantizers see one graph, not an init/track pair
+                    skipped.append(Row(variant.name, fmt, precision, "skipped", split=True,
+                                       note=f"split artifacts are float only ({precision} is built for the full graph)"))
+                elif precision in exporter.precisions:
+                    wanted.append(Target(variant, fmt, precision, split=split))
                 else:
                     skipped.append(Row(variant.name, fmt, precision, "skipped",
                                        note=f"{fmt} offers {', '.join(exporter.precisions)} only"))
-        source = Target(variant, "onnx", "fp32")
+        source = Target(variant, "onnx", "fp32", split=split)
         if wanted and any(get_exporter(t.format).needs_onnx_for(t.precision) for t in wanted):
             # the fp32 ONNX artifact first: the others (ONNX int8 too) convert from it
             wanted = [source] + [t for t in wanted if t != source]
@@ -179,8 +190,8 @@ class Pipeline:
         else:
             with ThreadPoolExecutor(self.jobs) as pool:
                 results = list(pool.map(self._run_variant, by_variant.values()))
-        rows = {(r.variant, r.format, r.precision, r.flavour): r for rs in results for r in rs}
-        return [rows[(t.variant.name, t.format, t.precision, t.flavour)] for t in targets]
+        rows = {(r.variant, r.format, r.precision, r.flavour, r.split): r for rs in results for r in rs}
+        return [rows[(t.variant.name, t.format, t.precision, t.flavour, t.split)] for t in targets]
 
     def target_dir(self, target: Target) -> Path:
         return self.out / target.variant.name / target.dirname
@@ -192,7 +203,7 @@ class Pipeline:
             exporter = _exporter(target)
             if exporter.needs_onnx_for(target.precision) and (onnx_row is None or onnx_row.status == "failed"):
                 rows.append(Row(target.variant.name, target.format, target.precision, "failed",
-                                note="needs the ONNX artifact, which failed", flavour=target.flavour))
+                                note="needs the ONNX artifact, which failed", flavour=target.flavour, split=target.split))
                 continue
             row = self._export(target, exporter)
             if target.format == "onnx" and target.precision == "fp32" and target.flavour is None:
@@ -207,10 +218,12 @@ class Pipeline:
         if exporter.needs_onnx_for(target.precision):
             onnx = get_exporter("onnx")
             versions = {**onnx.versions(), **versions}
-            source = self._build_inputs(Target(v, "onnx", "fp32"), onnx)
+            source = self._build_inputs(Target(v, "onnx", "fp32", split=target.split), onnx)
         extra = {"flavour": target.flavour} if target.flavour else {}  # plain targets keep their build key
         if target.precision in REDUCED_PRECISIONS:  # only then: fp32/fp16 build keys stay what they were
             extra["quantization"] = self._quantization(target).record()
+        if target.split:  # full targets keep their keys
+            extra["split"] = split_build_info(v)
         return {
             **extra,
             "variant": v.name, "weights_sha256": v.weights.sha256, "format": target.format,
@@ -256,7 +269,7 @@ class Pipeline:
 
     def _export(self, target: Target, exporter: Exporter) -> Row:
         start = time.perf_counter()
-        row = Row(target.variant.name, target.format, target.precision, "failed", flavour=target.flavour)
+        row = Row(target.variant.name, target.format, target.precision, "failed", flavour=target.flavour, split=target.split)
         try:
             build_inputs = self._build_inputs(target, exporter)
             key = _digest(build_inputs)
@@ -321,8 +334,10 @@ class Pipeline:
                 ctx.onnx_path = self._copy_onnx(target, build_dir)
             t0 = time.perf_counter()
             self.on_event(target, "converting")
-            result = exporter.convert(ctx)
-            if ctx.onnx_path is not None:
+            result = convert_split(exporter, ctx) if target.split else exporter.convert(ctx)
+            if ctx.onnx_path is not None and ctx.onnx_path.is_dir():
+                shutil.rmtree(ctx.onnx_path)
+            elif ctx.onnx_path is not None:
                 ctx.onnx_path.unlink(missing_ok=True)
             export_seconds = time.perf_counter() - t0
             manifest = Manifest(
@@ -335,6 +350,7 @@ class Pipeline:
                 created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=result.notes,
                 client=ClientTarget(**result.client) if result.client else None,
                 quantization=ctx.quantization.record() if ctx.quantization else None,
+                graphs=result.graphs,
             )
             self.on_event(target, "verifying")
             t1 = time.perf_counter()
@@ -363,12 +379,24 @@ class Pipeline:
 
     def _copy_onnx(self, target: Target, build_dir: Path) -> Path:
         """Copy the installed, verified ONNX model under its lock (a concurrent --force may replace it)."""
-        onnx_dir = self.target_dir(Target(target.variant, "onnx", "fp32"))
+        onnx_dir = self.target_dir(Target(target.variant, "onnx", "fp32", split=target.split))
+        if target.split:
+            return self._copy_split_onnx(onnx_dir, build_dir)
         with FileLock(str(onnx_dir.parent / ".onnx.lock")):
             manifest = read_manifest(onnx_dir)
             src = onnx_dir / manifest.files[0].path
             dst = build_dir / "source.onnx"
             shutil.copyfile(src, dst)
+        return dst
+
+    def _copy_split_onnx(self, onnx_dir: Path, build_dir: Path) -> Path:
+        """Copy both graphs of the installed split ONNX artifact into ``build_dir/source/``."""
+        dst = build_dir / "source"
+        with FileLock(str(onnx_dir.parent / f".{onnx_dir.name}.lock")):
+            manifest = read_manifest(onnx_dir)
+            for entry in manifest.files:
+                (dst / entry.path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(onnx_dir / entry.path, dst / entry.path)
         return dst
 
     def _install(self, build_dir: Path, dest: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.artifacts import SharedExport, export_default_set
+from tests.helpers.split import SplitExport, export_split_set
 from zoo.paths import catalog_path
 
 
@@ -39,6 +40,13 @@ def exported(isolated_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     changed = sorted(k for k, v in shared.snapshot().items() if shared.files.get(k) != v)
     changed += sorted(set(shared.files) - set(shared.snapshot()))
     assert not changed, f"tests changed the shared artifacts (copy them first): {changed}"
+
+
+@pytest.fixture(scope="session")
+def split_exported(isolated_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> SplitExport:
+    """base-c128 (joint attention) and fgaf3 (asymmetric) as init + track split artifacts in every
+    format and precision, exported once per session through ``zoo export --split``. Read-only."""
+    return export_split_set(tmp_path_factory.mktemp("split-artifacts"))
 
 
 @pytest.fixture

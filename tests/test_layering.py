@@ -43,6 +43,8 @@ FUNCTION_LOCAL_ALLOWED: dict[tuple[str, str, str], str] = {
     ("exporters.tflite", "_backend", "exporters.tflite_convert"): "optional converter (zoo[tflite]) imported on use",
     # the int8 path imports exporters.tflite_convert (hence TensorFlow) at module level, like it
     ("exporters.tflite", "_quant_backend", "exporters.tflite_quant"): "optional converter (zoo[tflite]) imported on use",
+    # zoo.models.split imports torch; reading a manifest (runtime-only processes) must not
+    ("zoo.artifacts", "check_split", "zoo.models.split"): "torch only for split artifacts' manifest check",
 }
 
 

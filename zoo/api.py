@@ -60,17 +60,17 @@ def get_model(name: str, weights: bool = True, catalog: Catalog | str | Path | N
 
 def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[str] = "fp32",
            out: str | Path | None = None, force: bool = False,
-           catalog: Catalog | str | Path | None = None) -> list[Manifest]:
+           catalog: Catalog | str | Path | None = None, split: bool = False) -> list[Manifest]:
     """Export variant ``name`` to each format x precision it offers, each verified against
     PyTorch in its runtime before it is installed under ``out`` (default ``$ZOO_ARTIFACTS`` or
     ``./artifacts``); existing identical artifacts are reused. Returns the manifests (the ONNX
     source artifact first when another format converts from it); raises :class:`ExportError`
-    naming every failure."""
+    naming every failure. ``split``: init + track split artifacts (template caching) instead."""
     cat = _catalog(catalog)
     variant = cat.get(name)
     fmts = choose([formats] if isinstance(formats, str) else formats, FORMATS, "format")
     precs = choose([precisions] if isinstance(precisions, str) else precisions, PRECISIONS, "precision")
-    targets, _skipped = build_order([variant], fmts, precs)
+    targets, _skipped = build_order([variant], fmts, precs, split=split)
     for fmt in dict.fromkeys(t.format for t in targets):
         get_exporter(fmt).versions()
     ensure_weights(variant, resolve_hub(catalog_hub=cat.hub))
@@ -83,11 +83,12 @@ def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[
 
 
 def load_runner(name: str, runtime: str = "onnxruntime", precision: str = "fp32", threads: int = 1,
-                out: str | Path | None = None, catalog: Catalog | str | Path | None = None) -> ArtifactRunner:
+                out: str | Path | None = None, catalog: Catalog | str | Path | None = None, split: bool = False) -> ArtifactRunner:
     """A loaded runner of variant ``name``'s artifact for ``runtime`` (``onnxruntime``, ``mnn``,
     ``tflite``, ``ncnn``) at ``precision``: exported first when missing, checked against its manifest
     and the catalog. ``runner.infer({"template": ..., "search": ...})`` takes catalog-named NCHW
-    float32 arrays; close it with ``runner.close()`` or use it as a context manager."""
+    float32 arrays; close it with ``runner.close()`` or use it as a context manager. ``split``: the
+    split artifact (init graph when the template changes, track graph every call)."""
     cat = _catalog(catalog)
     variant = cat.get(name)
     (runtime,) = choose([runtime], RUNTIMES, "runtime")
@@ -97,9 +98,9 @@ def load_runner(name: str, runtime: str = "onnxruntime", precision: str = "fp32"
     if threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
     root = Path(out) if out else default_out_dir()
-    path = artifact_dir(root, name, backend.format, precision)
+    path = artifact_dir(root, name, backend.format, precision, split)
     if not (path / "manifest.json").is_file():
-        export(name, backend.format, precision, out=root, catalog=cat)
+        export(name, backend.format, precision, out=root, catalog=cat, split=split)
     return open_artifact(path, variant, threads=threads).load()
 
 
@@ -134,7 +135,8 @@ class Tracker(_tracker.Tracker):
     """
 
     def __init__(self, variant: str, runtime: str = "tflite", precision: str = "fp32", threads: int = 1,
-                 preset: str | None = None, out: str | Path | None = None, catalog: Catalog | str | Path | None = None):
+                 preset: str | None = None, out: str | Path | None = None, catalog: Catalog | str | Path | None = None,
+                 split: bool = False):
         cat = _catalog(catalog)
         v = cat.get(variant)
         preset_name = cat.preset_name(v, preset)
@@ -147,7 +149,8 @@ class Tracker(_tracker.Tracker):
             runner.set_threads(threads)
             runner.load()
         else:
-            runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat)
+            runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat, split=split)
         own = v.tracking or cat.tracking.default
-        name = _tracker.tracker_name(v.name, runtime, precision, preset_name if preset_name != own else None)
+        name = _tracker.tracker_name(v.name, runtime, precision, preset_name if preset_name != own else None,
+                                     split=split and runtime != REFERENCE_RUNTIME)
         super().__init__(runner, v, cat.tracking.presets[preset_name], name=name)

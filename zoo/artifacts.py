@@ -23,6 +23,8 @@ from zoo.schema import TensorSpec, Variant
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+#: directory suffix of a split artifact (init + track graphs), e.g. ``fgaf3/tflite-fp16-split``
+SPLIT_SUFFIX = "-split"
 
 
 def default_out_dir() -> Path:
@@ -30,13 +32,19 @@ def default_out_dir() -> Path:
     return Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts")
 
 
-def artifact_dir(out: Path | str, variant: str, fmt: str, precision: str) -> Path:
-    """``out/<variant>/<format>[-<precision>]``: the directory of one artifact."""
-    return Path(out) / variant / artifact_dirname(fmt, precision)
+def artifact_dir(out: Path | str, variant: str, fmt: str, precision: str, split: bool = False) -> Path:
+    """``out/<variant>/<format>[-<precision>][-split]``: the directory of one artifact."""
+    return Path(out) / variant / (artifact_dirname(fmt, precision) + (SPLIT_SUFFIX if split else ""))
 
 
 class CorruptArtifact(ZooError):
     """An artifact's files no longer match its manifest, or its manifest no longer fits the catalog."""
+
+
+class CorruptSplitManifest(CorruptArtifact):
+    """A split artifact's ``graphs`` section (cache tensors, graph I/O) does not fit the variant: bad input."""
+
+    exit_code = 2
 
 
 class _Model(BaseModel):
@@ -57,6 +65,48 @@ class TensorBinding(_Model):
     shape: list[int] = Field(description="shape in the runtime's layout")
     dtype: str
     layout: Literal["NCHW", "NHWC"]
+
+
+class GraphBinding(TensorBinding):
+    """An input or output of one graph of a split artifact; cache tensors are 3-D (``NLC``:
+    batch, tokens, channels), so the layout is free text and ``perm`` is the truth:
+    runtime tensor = logical tensor (NCHW / NLC) ``.transpose(perm)``."""
+
+    layout: str
+    perm: list[int]
+
+
+class GraphSpec(_Model):
+    """One graph (``init`` or ``track``) of a split artifact."""
+
+    files: list[str] = Field(description="its files (relative to the artifact directory)")
+    inputs: list[GraphBinding]
+    outputs: list[GraphBinding]
+
+
+class CacheEntry(_Model):
+    """One template-cache tensor: an output of ``init`` and an input of ``track``."""
+
+    name: str
+    shape: list[int] = Field(description="logical shape (NLC: batch, tokens, channels)")
+    dtype: str
+    layout: str
+    bytes: int
+    description: str = ""
+
+
+class SplitGraphs(_Model):
+    """The ``graphs`` section of a split artifact's manifest (:mod:`zoo.models.split`)."""
+
+    attention: str = Field(description="the fusion blocks' attention design (zoo.models.fusion.BLOCK_DESIGNS)")
+    cache_kind: str = Field(description="template_tokens | template_kv")
+    cache: list[CacheEntry]
+    init: GraphSpec
+    track: GraphSpec
+
+    @property
+    def cache_bytes(self) -> int:
+        return sum(c.bytes for c in self.cache)
 
 
 class Converter(_Model):
@@ -143,6 +193,8 @@ class Manifest(_Model):
     client: ClientTarget | None = None
     #: reduced precisions: recipe, target hardware, calibration source (kind, path, sha256) and pair counts
     quantization: dict | None = None
+    #: split artifacts only: the init and track graphs and the template cache between them
+    graphs: SplitGraphs | None = None
 
     def binding(self, kind: Literal["inputs", "outputs"], name: str) -> TensorBinding:
         for b in getattr(self, kind):
@@ -231,7 +283,8 @@ def rebuild_hint(manifest: Manifest | None, artifact_dir: Path) -> str:
     if manifest is None:
         return f"remove {artifact_dir} and export it again"
     out = Path(artifact_dir).parent.parent
-    return (f"rebuild it with 'zoo export {manifest.variant} --to {manifest.format} --precision {manifest.precision} "
+    split = " --split" if manifest.graphs is not None else ""
+    return (f"rebuild it with 'zoo export {manifest.variant} --to {manifest.format} --precision {manifest.precision}{split} "
             f"--out {out} --force'")
 
 
@@ -242,8 +295,37 @@ def verified_manifest(artifact_dir: Path, variant: Variant) -> Manifest:
     problems = check_files(artifact_dir, manifest)
     if problems:
         raise CorruptArtifact(f"{artifact_dir}: {problems[0]}: the artifact is corrupt; {rebuild_hint(manifest, artifact_dir)}")
+    problems = check_split(manifest, variant)
+    if problems:
+        raise CorruptSplitManifest(f"{artifact_dir}/{MANIFEST_NAME}: {problems[0]}; {rebuild_hint(manifest, artifact_dir)}")
     problems = check_bindings(manifest, variant)
     if problems:
         raise CorruptArtifact(f"{artifact_dir}/{MANIFEST_NAME}: {problems[0]}: it does not match zoo.yaml; "
                               f"{rebuild_hint(manifest, artifact_dir)}")
     return manifest
+
+
+def check_split(manifest: Manifest, variant: Variant) -> list[str]:
+    """Problems with a split artifact's ``graphs`` section: its cache tensors (names, shapes) must be
+    the ones the variant's architecture caches (:func:`zoo.models.split.cache_tensors`) and be
+    exactly the init graph's outputs and the track graph's inputs besides the search crop."""
+    g = manifest.graphs
+    if g is None:
+        return []
+    from zoo.models.split import cache_tensors  # torch: only for split artifacts
+
+    expected = {c.name: list(c.shape) for c in cache_tensors(variant)}
+    names = [c.name for c in g.cache]
+    problems = [f"cache tensor {n!r} is not one of {variant.name}'s cache tensors {list(expected)}" for n in names if n not in expected]
+    problems += [f"cache tensor {n!r} is missing from the graphs section" for n in expected if n not in names]
+    problems += [f"cache tensor {c.name!r} has shape {c.shape}, {variant.name} caches {expected[c.name]}"
+                 for c in g.cache if c.name in expected and c.shape != expected[c.name]]
+    init_out = [b.name for b in g.init.outputs]
+    track_in = [b.name for b in g.track.inputs if b.name not in {s.name for s in variant.io.inputs}]
+    if init_out != names:
+        problems.append(f"init graph outputs {init_out} differ from the cache tensors {names}")
+    if track_in != names:
+        problems.append(f"track graph cache inputs {track_in} differ from the cache tensors {names}")
+    missing = [f for f in g.init.files + g.track.files if f not in {e.path for e in manifest.files}]
+    problems += [f"graph file {f!r} is not in the manifest's file list" for f in missing]
+    return problems

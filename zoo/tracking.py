@@ -290,6 +290,11 @@ class TrackerLoop:
                      pad_value=self._pad_value(frame), interpolation=rule.interpolation)
         return to_input(pixels, self.preset.input), (x1, y1), side
 
+    @property
+    def template(self) -> np.ndarray | None:
+        """The network input of the kept template (the same array object until the next initialize)."""
+        return self._template
+
     def initialize(self, frame: np.ndarray, box) -> None:
         """Cut the template around ``box`` (x, y, w, h) in ``frame`` (HxWx3 uint8 RGB) and keep it."""
         frame = check_frame(frame)

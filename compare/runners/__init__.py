@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compare.runners.base import ArtifactRunner, BaseRunner, native_quiet, to_layout
+from compare.runners.split import SplitRunner
 from zoo.artifacts import Manifest, read_manifest, verified_manifest
 from zoo.backends import by_format, reference_runner_class
 from zoo.schema import Variant
@@ -17,6 +18,10 @@ from zoo.schema import Variant
 def runner_for(artifact_dir: Path | str, manifest: Manifest | None = None, threads: int = 1) -> ArtifactRunner:
     """An (unloaded) runner for the artifact in ``artifact_dir``, chosen by its manifest's format."""
     manifest = manifest or read_manifest(Path(artifact_dir))
+    if manifest.graphs is not None:  # a split artifact: init + track graphs (compare.runners.split)
+        runner = SplitRunner(artifact_dir, manifest, by_format(manifest.format).runner_class())
+        runner.set_threads(threads)
+        return runner
     runner = by_format(manifest.format).runner_class()(artifact_dir, manifest)
     runner.set_threads(threads)
     return runner

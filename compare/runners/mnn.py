@@ -52,8 +52,12 @@ class MnnRunner(ArtifactRunner):
         F = self._expr
         args = []
         for b in self.manifest.inputs:
-            var = F.placeholder(list(feed[b.runtime_name].shape), F.NCHW)
-            var.write(feed[b.runtime_name])
+            value = feed[b.runtime_name]
+            if not isinstance(value, np.ndarray):  # an MNN variable kept by the caller (split cache)
+                args.append(value)
+                continue
+            var = F.placeholder(list(value.shape), F.NCHW)
+            var.write(value)
             args.append(var)
         outs = self._module.onForward(args)
         return {b.runtime_name: np.array(F.convert(o, F.NCHW).read(), dtype=np.float32, copy=True)

@@ -48,6 +48,9 @@ class NcnnRunner(ArtifactRunner):
         out = {}
         with self._net.create_extractor() as ex:
             for name, array in feed.items():
+                if isinstance(array, ncnn.Mat):  # a Mat kept by the caller (split cache)
+                    ex.input(name, array)
+                    continue
                 # clone: the Mat must own its data, the numpy buffer is not kept alive by ncnn
                 ex.input(name, ncnn.Mat(array, batch_index=0).clone())
             for b in self.manifest.outputs:

@@ -65,12 +65,12 @@ def _fusion_share(variant) -> float | None:
     return next((r["macs_total_share_pct"] for r in part_rows(variant) if r["part"] == "fusion"), None)
 
 
-def _specs(selected, runtimes, precision, out):
+def _specs(selected, runtimes, precision, out, split=False):
     names = [r for r in runtimes if r != REFERENCE_RUNTIME]
     chosen = ([REFERENCE_RUNTIME] if REFERENCE_RUNTIME in runtimes else []) + (choose_runtimes(names) if names else [])
     with progress_bar(counted=True) as progress:
         task = progress.add_task("artifacts", total=None)
-        specs, wanted = runner_specs(selected, chosen, precision, out, on_event=export_reporter(progress, task))
+        specs, wanted = runner_specs(selected, chosen, precision, out, on_event=export_reporter(progress, task), split=split)
     for w in wanted:
         if w.status in ("failed", "skipped"):
             err().print(f"[yellow]{w.status}:[/] {w.variant.name} {w.runtime} {w.precision}: {w.note}", highlight=False)
@@ -92,6 +92,8 @@ def _specs(selected, runtimes, precision, out):
 @click.option("--warmup", type=click.IntRange(0, 10000), default=5, show_default=True, help="Untimed runs per instance first.")
 @click.option("--duration", type=Finite(1, 86400), default=None,
               help="Sustained run instead: N instances (--concurrency) per variant x runtime x threads busy for S seconds.")
+@click.option("--split", is_flag=True, help="Also each runtime's split artifact (<runtime>-split: init graph once, "
+              "track graph per frame), exported where missing: timed per frame (track graph) beside the full graph.")
 @click.option("--window", type=Finite(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
 @click.option("--plot", "plot_file", type=REPORT_FILE, default=None,
               help="PNG of sustained fps over time [default: beside --json, else ./zoo-bench-sustained.png].")
@@ -99,7 +101,7 @@ def _specs(selected, runtimes, precision, out):
 @oversubscribe_option
 @report_options("the results")
 def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, duration, window, plot_file,
-              out_dir, allow_oversubscribe, json_file, csv_file, markdown_file) -> None:
+              out_dir, allow_oversubscribe, json_file, csv_file, markdown_file, split=False) -> None:
     """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a
     sustained run with --duration; `zoo bench all --runtime mnn --threads 1` reproduces the
     study's 1-thread speed column."""
@@ -119,7 +121,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     hub = resolve_hub(catalog_hub=catalog.hub)
     for v in selected:
         ensure_weights(v, hub)
-    specs = _specs(selected, list(runtimes), precision, out_dir or default_out_dir())
+    specs = _specs(selected, list(runtimes), precision, out_dir or default_out_dir(), split)
     pairs = {v.name: sample_pairs(v, 1)[0] for v in selected}
     report: dict = {"machine": {**machine_info(), "memory": memory_method()}}
     tables: dict[str, tuple[list[dict], list[Column]]] = {}

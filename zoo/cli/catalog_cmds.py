@@ -12,6 +12,7 @@ from zoo.cli.output import Column, out, progress_bar, rich_table, write_reports
 from zoo.figures import part_rows, reported_dict, summary_row, within_budget
 from zoo.hub.resolve import resolve_hub
 from zoo.register import check_rows, refresh_catalog, register_checkpoint
+from zoo.split_figures import split_summary
 from zoo.weights import ensure_weights
 
 catalog_option = click.option(
@@ -80,6 +81,7 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
     v = catalog.get(variant)
     preset_name = catalog.preset_name(v)
     parts = part_rows(v)
+    split = split_summary(v)
     if json_file or csv_file or markdown_file:
         payload = {
             "name": v.name, "description": v.description, "arch": v.arch.model_dump(),
@@ -87,6 +89,7 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
             "parts": parts, "weights": v.weights.model_dump(), "preprocessing": v.preprocessing.model_dump(),
             "io": v.io.model_dump(), "tolerances": {k: {p: t.model_dump() for p, t in d.items()} for k, d in v.tolerances.items()},
             "tracking": {"preset": preset_name, **catalog.tracking.presets[preset_name].model_dump()},
+            "split": split,
         }
         write_reports(parts, PART_COLUMNS, json_file, csv_file, markdown_file, payload=payload)
     a = v.arch
@@ -106,6 +109,9 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
     head.add_row("tracking", f"preset {preset_name} — {catalog.tracking.presets[preset_name].description}")
     w = v.weights
     head.add_row("weights", f"{w.file} ({w.bytes / 1e6:.2f} MB, sha256 {w.sha256[:16]}…) — {w.provenance.description}")
+    head.add_row("split", f"MACs per frame: track graph {split['macs_track'] / 1e6:.1f}M vs full graph {split['macs_full'] / 1e6:.1f}M "
+                 f"({split['macs_ratio']:.2f}x fewer; init graph {split['macs_init'] / 1e6:.1f}M once per sequence); cache: "
+                 f"{split['cache_kind']}, {split['cache_tensors']} tensor(s), {split['cache_bytes']:,} bytes (zoo export --split)")
     out().print(head)
     out().print(rich_table(parts, PART_COLUMNS, title=f"{v.name}: where parameters and compute are"))
 

@@ -99,6 +99,8 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 
 @click.command("compare")
 @click.argument("variants", nargs=-1)
+@click.option("--split", is_flag=True, help="Also each runtime's split artifact (<runtime>-split: init graph once, "
+              "track graph per frame), exported where missing: its parity, and the track graph's time per frame beside the full graph's.")
 @click.option("--pytorch-vs-onnx", "onnx_only", is_flag=True,
               help="Parity of ONNX Runtime against PyTorch only (no timing); exports ONNX where missing.")
 @click.option("--runtimes", cls=MultiValueOption, metavar="RUNTIME...",
@@ -126,7 +128,8 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--rtol", type=Finite(0.0), default=None, help="With --layers: allowance relative to each tensor's max |value| (default: the catalog's).")
 @report_options("the tables")
 def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file, save_inputs, save_outputs, threads,
-                runs, warmup, out_dir, jobs, allow_oversubscribe, layers, plot, atol, rtol, json_file, csv_file, markdown_file) -> None:
+                runs, warmup, out_dir, jobs, allow_oversubscribe, layers, plot, atol, rtol, json_file, csv_file, markdown_file,
+                split=False) -> None:
     """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).
 
     Artifacts come from OUT/<variant>/<format>[-<precision>]/ and are exported where missing.
@@ -164,7 +167,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     opts = Options(runtimes=runtime_list, precisions=precision_list, samples=samples,
                    inputs_file=inputs_file, threads=thread_list, runs=runs,
                    warmup=warmup, parity_threads=1,
-                   out=out_dir or default_out_dir(), jobs=jobs)
+                   out=out_dir or default_out_dir(), jobs=jobs, split=split)
     report = _run_with_progress(selected, opts)
     tables = report.rows()
     title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"

@@ -46,10 +46,12 @@ SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("sequenc
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run on Ray: a cluster address, 'auto' (the running cluster) or 'local' (start one on this machine).")
 @click.option("--artifacts", "artifacts_dir", type=DIR, default=None, help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@click.option("--split", is_flag=True, help="Use the split artifact: its init graph (template -> cache) at initialisation, "
+              "its track graph (search + cache) per frame; exported first when missing.")
 @report_options("the per-tracker summary")
 @oversubscribe_option
 def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patterns, all_sequences, results_dir, jobs,
-            ray_address, artifacts_dir, json_file, csv_file, markdown_file, allow_oversubscribe) -> None:
+            ray_address, artifacts_dir, json_file, csv_file, markdown_file, allow_oversubscribe, split=False) -> None:
     """One-Pass Evaluation: each VARIANT in each runtime and precision tracks every sequence from
     its first ground-truth box; raw results go to <results>/<variant>@<runtime>-<precision>/<dataset>/
     in pytracking's layout (finished sequences are skipped on a rerun). Example:
@@ -74,7 +76,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
         err().print(f"note: {len(ds.sequences)} of the {split_total} {ds.spec.title} test sequences are under {ds.source}; "
                     "running those", highlight=False, soft_wrap=True)
     out_dir = Path(artifacts_dir) if artifacts_dir else default_out_dir()
-    specs, notes = tracker_specs(catalog, chosen, runtime_names, precision_names, out_dir, threads=threads_n, preset=preset,
+    specs, notes = tracker_specs(catalog, chosen, runtime_names, precision_names, out_dir, threads=threads_n, preset=preset, split=split,
                                  on_event=lambda target, stage: err().print(f"export {target.label}: {stage}", highlight=False)
                                  if stage in ("built", "failed") else None)
     for note in notes:

@@ -66,13 +66,16 @@ def _short(note: str | None, width: int = 60) -> str | None:
 @click.option("--int8-target", type=click.Choice(INT8_TARGETS), default=None,
               help="Hardware an int8 recipe targets where the format has several (ONNX: x86 = U8S8, arm = S8S8); "
                    "default: zoo.yaml's quantization.default_target.")
+@click.option("--split", is_flag=True, help="Export split artifacts instead: an init graph (template -> cache) and a track "
+              "graph (search + cache -> maps) in OUT/<variant>/<format>[-<precision>]-split/.")
 @report_options("the summary rows")
 def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file,
-               calibration=None, int8_target=None) -> None:
+               calibration=None, int8_target=None, split=False) -> None:
     """Export VARIANTs (names, wildcards, 'all') to each FORMAT, verified against PyTorch.
 
     Artifacts go to OUT/<variant>/<format>[-<precision>]/ with a manifest.json; formats that
-    convert from ONNX build (or reuse) the ONNX artifact first.
+    convert from ONNX build (or reuse) the ONNX artifact first. With --split each artifact holds
+    an init and a track graph (template caching) in OUT/<variant>/<format>[-<precision>]-split/.
     """
     catalog = Catalog.load()
     selected = catalog.select(variants)
@@ -80,7 +83,7 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     prec_list = choose(precisions, PRECISIONS, "precision", default=("fp32",))
     if flavour is not None:
         flavour = choose((flavour,), FLAVOUR_NAMES, "--for client")[0]
-    targets, skipped = build_order(selected, fmt_list, prec_list, flavour)
+    targets, skipped = build_order(selected, fmt_list, prec_list, flavour, split=split)
     if calibration is not None and any(t.precision in REDUCED_PRECISIONS for t in targets):
         open_source(calibration)  # a bad --calibration: one line, exit 2, before any work
     for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
@@ -117,6 +120,8 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
         _print_log(f"{row.variant} {row.format} {row.precision} log", row.log, None if verbose else LOG_TAIL)
     table_rows = [{**r.as_dict(), "note": _short(r.note), "format": r.format + (f" --for {r.flavour}" if r.flavour else "")}
                   for r in rows]  # full notes: below and in the reports
+    for row in table_rows:  # a split artifact shows as <format>-split (the reports keep format + split)
+        row["format"] += "-split" if row.get("split") else ""
     out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {pipeline.out}"))
     write_reports([r.as_dict() for r in rows], SUMMARY_COLUMNS, json_file, csv_file, markdown_file)
     for row in failed:

@@ -122,8 +122,9 @@ def target_options(default: str):
 @click.option("--artifacts", "src", type=DIR, default=None,
               help="Where the artifacts were exported [default: $ZOO_ARTIFACTS or ./artifacts].")
 @click.option("--allow-http", is_flag=True, help="Accept a plain http --base-url on a non-loopback host.")
+@click.option("--split", is_flag=True, help="Publish each artifact's split form (zoo export --split) too.")
 @report_options()
-def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, json_file, csv_file, markdown_file) -> None:
+def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, json_file, csv_file, markdown_file, split=False) -> None:
     """Write a release tree (weights, artifacts, index.json) of VARIANTs for a static file host.
 
     Artifacts are verified against their manifests first; missing ones are an error naming the
@@ -139,7 +140,7 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
                      or any((artifact_dir(root, v.name, f, p) / MANIFEST_NAME).is_file() for v in selected for f in fmt_list)]
     with err().status("verifying and copying"):
         result = publish(selected, fmt_list, prec_list, src or default_out_dir(), dest, base_url, allow_http,
-                         hub=resolve_hub(catalog_hub=selected_catalog.hub))
+                         hub=resolve_hub(catalog_hub=selected_catalog.hub), split=split)
     _emit(result.rows, PUBLISH_COLUMNS, f"zoo publish → {dest}", (json_file, csv_file, markdown_file))
     out().print(f"{result.files} files, {result.bytes / 1e6:.1f} MB; index.json sha256 {result.index_sha256}",
                       highlight=False)
@@ -151,8 +152,10 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
 @click.option("--out", "out_dir", type=DIR, default=None,
               help="Also place the artifacts in this artifacts directory (e.g. ./artifacts, where zoo export and zoo compare look).")
 @click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True, help="Files downloaded at once.")
+@click.option("--split", is_flag=True, help="The split artifacts (init + track graphs, <format>[-<precision>]-split) instead.")
 @report_options()
-def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, retries, out_dir, jobs, json_file, csv_file, markdown_file) -> None:
+def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, retries, out_dir, jobs, json_file, csv_file, markdown_file,
+             split=False) -> None:
     """Download VARIANTs' weights and artifacts from a hub into the cache, verified by sha256.
 
     Interrupted files resume (HTTP Range), transient failures are retried with backoff, and
@@ -166,7 +169,7 @@ def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, r
     cfg = resolve_hub(hub, catalog.hub, offline, allow_http, timeout, retries)
     reporter = RichReporter()
     try:
-        rows = pull(selected, fmt_list, prec_list, cfg, out_dir, reporter, jobs)
+        rows = pull(selected, fmt_list, prec_list, cfg, out_dir, reporter, jobs, split)
     finally:
         reporter.close()
     source = "the cache (offline)" if cfg.offline else cfg.url

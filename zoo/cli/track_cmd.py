@@ -147,9 +147,11 @@ def summary_row(tracker: Tracker, frames: int, ious: list[float] | None) -> dict
 @click.option("--video", "video_file", type=REPORT_FILE, default=None, help="Write the frames with the box and score drawn (mp4).")
 @click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Per-frame boxes, scores, times (and IoU) and the summary as JSON ('-': stdout).")
 @click.option("--artifacts", "artifacts_dir", type=DIR, default=None, help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@click.option("--split", is_flag=True, help="Use the split artifact: its init graph (template -> cache) at initialisation, "
+              "its track graph (search + cache) per frame; exported first when missing.")
 @oversubscribe_option
 def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_file, video_file, json_file, artifacts_dir,
-              allow_oversubscribe) -> None:
+              allow_oversubscribe, split=False) -> None:
     """Track the target of SOURCE with VARIANT's network in one runtime: a video file, a folder of
     frames, or a dataset sequence folder (LaSOT/TNL2K/OTB layout or frames beside one ground-truth
     file: the first box initialises, and the IoU to the ground truth is printed). Examples:
@@ -162,7 +164,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
     cv2.setNumThreads(threads_n)  # OpenCV's pool (decoding, crop resize) within the same thread budget as the runtime
     src = _Source(source, init)
-    tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir)
+    tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split)
     video = _VideoOut(video_file, src.fps) if video_file is not None else None
     rows, ious = [], []
     gt = src.ground_truth

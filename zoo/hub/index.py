@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from zoo.artifacts import MANIFEST_NAME, Manifest
+from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, Manifest
 from zoo.backends import artifact_dirname
 from zoo.errors import ZooError
 from zoo.hub.resolve import safe_relpath
@@ -75,8 +75,13 @@ class ArtifactRef(_Strict):
     manifest: Manifest
 
     @property
+    def split(self) -> bool:
+        """An init + track split artifact (its manifest has a ``graphs`` section)."""
+        return self.manifest.graphs is not None
+
+    @property
     def dirname(self) -> str:
-        return artifact_dirname(self.format, self.precision)
+        return artifact_dirname(self.format, self.precision) + (SPLIT_SUFFIX if self.split else "")
 
     @property
     def manifest_file(self) -> FileRef:
@@ -106,8 +111,8 @@ class VariantRef(_Strict):
     weights: WeightsRef | None = None
     artifacts: list[ArtifactRef] = []
 
-    def artifact(self, fmt: str, precision: str) -> ArtifactRef | None:
-        return next((a for a in self.artifacts if (a.format, a.precision) == (fmt, precision)), None)
+    def artifact(self, fmt: str, precision: str, split: bool = False) -> ArtifactRef | None:
+        return next((a for a in self.artifacts if (a.format, a.precision, a.split) == (fmt, precision, split)), None)
 
 
 class Index(_Strict):

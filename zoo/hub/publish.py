@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo import __version__
-from zoo.artifacts import MANIFEST_NAME, check_bindings, check_files, read_manifest
-from zoo.backends import artifact_dirname, offered
+from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, artifact_dir, check_bindings, check_files, check_split, read_manifest
+from zoo.backends import offered
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import os_reason, sha256_file
 from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef, parse_index
@@ -87,25 +87,28 @@ def _check_dest(dest: Path) -> None:
         raise UsageError(f"--to {dest}: cannot create it ({parent} is not a writable directory)")
 
 
-def release_targets(variants: list[Variant], formats: list[str], precisions: list[str], src: Path) -> list[tuple[Variant, str, str, Path]]:
-    """Every (variant, format, precision, artifact dir) to publish; missing ones are one error."""
+def release_targets(variants: list[Variant], formats: list[str], precisions: list[str], src: Path,
+                    split: bool = False) -> list[tuple[Variant, str, str, Path]]:
+    """Every (variant, format, precision, artifact dir) to publish; missing ones are one error.
+    ``split``: the split artifacts (``<format>[-<precision>]-split``) too."""
     targets, missing = [], {}
     for v in variants:
         for fmt in formats:
             for prec in precisions:
                 if prec not in offered(fmt):
                     continue
-                path = src / v.name / artifact_dirname(fmt, prec)
-                if (path / MANIFEST_NAME).is_file():
-                    targets.append((v, fmt, prec, path))
-                else:
-                    missing.setdefault(v.name, []).append((fmt, prec))
+                for path in [artifact_dir(src, v.name, fmt, prec)] + ([artifact_dir(src, v.name, fmt, prec, True)] if split else []):
+                    if (path / MANIFEST_NAME).is_file():
+                        targets.append((v, fmt, prec, path))
+                    else:
+                        missing.setdefault(v.name, []).append((fmt, prec, path.name))
     if missing:
         out = "" if src == Path("artifacts") else f" --out {src}"
-        what = "; ".join(f"{n} {', '.join(artifact_dirname(f, p) for f, p in m)}" for n, m in missing.items())
+        what = "; ".join(f"{n} {', '.join(d for _, _, d in m)}" for n, m in missing.items())
         cmds = " && ".join(
-            f"zoo export {n} --to {' '.join(dict.fromkeys(f for f, _ in m))} --precision {' '.join(dict.fromkeys(p for _, p in m))}{out}"
-            for n, m in missing.items())
+            f"zoo export {n} --to {' '.join(dict.fromkeys(f for f, _, _ in m))} --precision {' '.join(dict.fromkeys(p for _, p, _ in m))}"
+            f"{out}{' --split' if split_missing else ''}"
+            for n, m in missing.items() for split_missing in sorted({d.endswith(SPLIT_SUFFIX) for _, _, d in m}))
         raise UsageError(f"not exported in {src}: {what}; build them first: {cmds}")
     if not targets:
         raise UsageError("nothing to publish: no format offers the requested precision")
@@ -123,7 +126,7 @@ def _verified_artifact(v: Variant, fmt: str, prec: str, path: Path):
     problems = check_files(path, manifest)
     if problems:
         raise ZooError(f"{path}: {problems[0]}: refusing to publish a corrupt artifact; {rebuild}")
-    problems = check_bindings(manifest, v)
+    problems = check_bindings(manifest, v) + check_split(manifest, v)
     if problems:
         raise ZooError(f"{path}: {problems[0]}: the manifest does not match zoo.yaml; refusing to publish it; {rebuild}")
     return manifest
@@ -148,7 +151,7 @@ def _write_tree(root: Path, targets, weights_paths: dict[str, Path], base_url: s
         variants[v.name] = {"weights": WeightsRef(**ref.model_dump(), provenance=w.provenance.kind), "artifacts": []}
         rows.append({"variant": v.name, "item": "weights", "files": 1, "bytes": ref.bytes, "url": ref.url})
     for v, fmt, prec, path, manifest in targets:
-        base = f"artifacts/{v.name}/{artifact_dirname(fmt, prec)}"
+        base = f"artifacts/{v.name}/{path.name}"  # <format>[-<precision>][-split]
         files = [_copy(path / f.path, root, f"{base}/{f.path}", f.sha256) for f in manifest.files]
         refs = [f.model_copy(update={"path": e.path}) for f, e in zip(files, manifest.files)]
         refs.append(_copy(path / MANIFEST_NAME, root, f"{base}/{MANIFEST_NAME}", sha256_file(path / MANIFEST_NAME)))
@@ -164,18 +167,19 @@ def _write_tree(root: Path, targets, weights_paths: dict[str, Path], base_url: s
 
 
 def publish(variants: list[Variant], formats: list[str], precisions: list[str], src: Path, dest: Path,
-            base_url: str | None = None, allow_http: bool = False, hub: HubConfig | None = None) -> Published:
+            base_url: str | None = None, allow_http: bool = False, hub: HubConfig | None = None, split: bool = False) -> Published:
     """Write the release tree of ``variants`` x ``formats`` x ``precisions`` from ``src`` to ``dest``.
 
     ``dest`` must be absent, empty or an earlier release (it is replaced whole). ``base_url``,
     when given, is recorded in the index as where clients fetch the files from. ``hub``: where
-    weights missing from the cache come from (see :func:`zoo.weights.ensure_weights`).
+    weights missing from the cache come from (see :func:`zoo.weights.ensure_weights`). ``split``:
+    each artifact's split form (init + track graphs) too.
     """
     if base_url:
         check_url(base_url, allow_http, what="--base-url", error=UsageError)
         base_url = base_url.rstrip("/") + "/"
     _check_dest(dest)
-    targets = [(*t, _verified_artifact(*t)) for t in release_targets(variants, formats, precisions, src)]  # refuse before writing
+    targets = [(*t, _verified_artifact(*t)) for t in release_targets(variants, formats, precisions, src, split)]  # refuse before writing
     weights_paths = {t[0].name: ensure_weights(t[0], hub) for t in targets}
     dest = dest.absolute()
     try:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.artifacts import MANIFEST_NAME, Manifest, check_files, read_manifest
+from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, Manifest, check_files, read_manifest
 from zoo.backends import FORMATS, PRECISIONS, artifact_dirname, offered
 from zoo.errors import ZooError
 from zoo.fileio import os_reason, verified_file
@@ -55,23 +55,23 @@ def cached_index(cfg: HubConfig) -> Index | None:
 
 
 def select_artifacts(name: str, vref: VariantRef, formats: list[str] | None, precisions: list[str] | None,
-                     hub: str) -> list[ArtifactRef]:
+                     hub: str, split: bool = False) -> list[ArtifactRef]:
     """The published artifacts of one variant that were asked for (None: everything published).
 
     An explicitly requested format (or format and precision) the hub does not publish is an error
-    that lists what it does publish.
+    that lists what it does publish. ``split``: the split artifacts (init + track graphs) instead.
     """
     published = ", ".join(a.dirname for a in vref.artifacts) or "none"
     chosen = []
-    for fmt in formats or [f for f in FORMATS if any(a.format == f for a in vref.artifacts)]:
-        precs = precisions or [a.precision for a in vref.artifacts if a.format == fmt]
+    for fmt in formats or [f for f in FORMATS if any(a.format == f and a.split == split for a in vref.artifacts)]:
+        precs = precisions or [a.precision for a in vref.artifacts if a.format == fmt and a.split == split]
         wanted = [p for p in precs if p in offered(fmt)]
         if not wanted and formats:
             raise ZooError(f"hub {hub} publishes no {fmt} artifact of {name} (published: {published})")
         for prec in wanted:
-            art = vref.artifact(fmt, prec)
+            art = vref.artifact(fmt, prec, split)
             if art is None:
-                raise ZooError(f"hub {hub} does not publish {name} {fmt} {prec} (published: {published})")
+                raise ZooError(f"hub {hub} does not publish {name} {fmt} {prec}{' split' if split else ''} (published: {published})")
             chosen.append(art)
     return chosen
 
@@ -126,10 +126,11 @@ def _status(outcomes: list[Outcome]) -> str:
 
 
 def pull(variants: list[Variant], formats: list[str] | None, precisions: list[str] | None, cfg: HubConfig,
-         out: Path | None = None, reporter: Reporter | None = None, jobs: int = 4) -> list[dict]:
-    """Pull weights and artifacts of ``variants`` into the cache (and ``out``); one row per item."""
+         out: Path | None = None, reporter: Reporter | None = None, jobs: int = 4, split: bool = False) -> list[dict]:
+    """Pull weights and artifacts of ``variants`` into the cache (and ``out``); one row per item.
+    ``split``: the split artifacts (init + track graphs) instead of the full ones."""
     if cfg.offline:
-        return pull_offline(variants, formats, precisions, cfg, out)
+        return pull_offline(variants, formats, precisions, cfg, out, split)
     reporter = reporter or Reporter()
     with Transfer(cfg) as transfer:
         index = fetch_index(cfg, transfer, reporter)
@@ -139,7 +140,7 @@ def pull(variants: list[Variant], formats: list[str] | None, precisions: list[st
             vref = index.variants.get(v.name)
             if vref is None:
                 raise ZooError(f"hub {cfg.url} does not publish {v.name} (it has: {', '.join(index.variants) or 'nothing'})")
-            arts = select_artifacts(v.name, vref, formats, precisions, cfg.url)
+            arts = select_artifacts(v.name, vref, formats, precisions, cfg.url, split)
             wjob = _weights_job(v, vref, base)
             items.append(PullItem(v, "weights", None, [wjob] if wjob else [], {}))
             items.extend(PullItem(v, art.dirname, art, *_artifact_jobs(v, art, base)) for art in arts)
@@ -183,7 +184,7 @@ def _weights_row(v: Variant, outcomes: list[Outcome]) -> dict:
 
 
 def pull_offline(variants: list[Variant], formats: list[str] | None, precisions: list[str] | None,
-                 cfg: HubConfig, out: Path | None = None) -> list[dict]:
+                 cfg: HubConfig, out: Path | None = None, split: bool = False) -> list[dict]:
     """``zoo pull --offline``: the same result from the cache alone, or an error naming every
     missing file (with the cached index) or artifact (without one)."""
     index = cached_index(cfg)
@@ -196,7 +197,7 @@ def pull_offline(variants: list[Variant], formats: list[str] | None, precisions:
             missing.append(f"{v.name} weights {w.file} (sha256 {w.sha256})")
         vref = index.variants.get(v.name) if index else None
         if vref is None:
-            found, lost = _cached_dirs(v.name, formats, precisions)
+            found, lost = _cached_dirs(v.name, formats, precisions, split)
             if lost and not found:
                 lost[-1] += (f" (the cached index of {cfg.url} does not list {v.name})" if index else
                              " (and no index of this hub in the cache: pull once online)")
@@ -204,7 +205,7 @@ def pull_offline(variants: list[Variant], formats: list[str] | None, precisions:
             rows += [{"variant": v.name, "item": d.name, "files": len(m.files) + 1, "bytes": m.size_bytes,
                       "status": "cached", "path": str(_materialise(v.name, d, out))} for d, m in found]
             continue
-        for art in select_artifacts(v.name, vref, formats, precisions, cfg.url or "?"):
+        for art in select_artifacts(v.name, vref, formats, precisions, cfg.url or "?", split):
             blobs = _blobs(art)
             lost = [f"{v.name} {art.dirname} {f.path} (sha256 {f.sha256}, {f.bytes:,} bytes)"
                     for f in art.files if not verified_file(blobs[f.path], f.sha256)]
@@ -227,17 +228,18 @@ def _intact(d: Path) -> tuple[Path, Manifest] | None:
     return None if check_files(d, m) else (d, m)
 
 
-def _cached_dirs(name: str, formats: list[str] | None, precisions: list[str] | None) -> tuple[list, list[str]]:
+def _cached_dirs(name: str, formats: list[str] | None, precisions: list[str] | None, split: bool = False) -> tuple[list, list[str]]:
     """Intact cached artifact dirs of ``name`` that match the request, and what is missing."""
     root = artifact_cache_root() / name
     found, lost = [], []
+    suffix = SPLIT_SUFFIX if split else ""
     for fmt in formats or FORMATS:
         precs = [p for p in (precisions or PRECISIONS) if p in offered(fmt)]
-        hits = [h for h in (_intact(root / artifact_dirname(fmt, p)) for p in precs) if h]
+        hits = [h for h in (_intact(root / (artifact_dirname(fmt, p) + suffix)) for p in precs) if h]
         found += hits
         if formats and precisions:
             have = {d.name for d, _ in hits}
-            lost += [f"{name} {artifact_dirname(fmt, p)}" for p in precs if artifact_dirname(fmt, p) not in have]
+            lost += [f"{name} {artifact_dirname(fmt, p) + suffix}" for p in precs if artifact_dirname(fmt, p) + suffix not in have]
         elif formats and not hits:
             lost.append(f"{name} {fmt} (any precision)")
     if not formats and not found:
