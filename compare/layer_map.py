@@ -67,8 +67,9 @@ class Site:
 class SourceGraph:
     """The exported ONNX graph: nodes in order, producers/consumers, each node's module path."""
 
-    def __init__(self, path, mapper: PartMapper, shapes: dict[str, tuple]):
-        """``shapes``: every tensor's shape, from a run of the graph (ONNX shape inference is not always complete)."""
+    def __init__(self, path, mapper: PartMapper, shapes: dict[str, tuple], fallback=None):
+        """``shapes``: every tensor's shape, from a run of the graph (ONNX shape inference is not always complete);
+        ``fallback(node_name)``: the module path of a node whose name ``mapper`` cannot read (split graphs)."""
         import onnx
 
         self.shapes = shapes
@@ -76,7 +77,7 @@ class SourceGraph:
         self.nodes = list(model.graph.node)
         self.outputs = {o.name for o in model.graph.output}
         self.mapper = mapper
-        self.module = [mapper.module_of(n.name) or "" for n in self.nodes]
+        self.module = [mapper.module_of(n.name) or (fallback and fallback(n.name)) or "" for n in self.nodes]
         self.position = {t: i for i, n in enumerate(self.nodes) for t in n.output if t}
         self.op_type = {t: n.op_type for n in self.nodes for t in n.output if t}
         self.readers: dict[str, list[int]] = {}  # tensor -> indices of the nodes reading it

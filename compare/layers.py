@@ -88,6 +88,7 @@ class LayerReport:
     unmatched_tensors: list[str] = field(default_factory=list)
     inserted_tensors: list[str] = field(default_factory=list)
     tensors: int = 0  # float tensors the runtime computed
+    graph: str | None = None  # a split artifact's graph (init | track); None: the full graph
     named_tensors: int = 0  # of those, named after a source-graph tensor
     error: str | None = None
     note: str | None = None  # why there is no per-layer verdict (the allowance's source)
@@ -102,11 +103,16 @@ class LayerReport:
         return 100.0 * len(self.layers) / self.computed if self.computed else 0.0
 
     @property
+    def label(self) -> str:
+        """``runtime precision``, with ``-split/<graph>`` for a graph of a split artifact."""
+        return f"{self.runtime}{f'-split/{self.graph}' if self.graph else ''} {self.precision}"
+
+    @property
     def allowance(self) -> str:
         """Where the allowance comes from, as one short phrase."""
         if self.atol is None:
             return {"tracker": "tracker-gated"}.get(self.tolerance, "none")
-        return f"{self.tolerance}: {self.atol:g} + {self.rtol:g} x scale"
+        return f"{self.atol:g}+{self.rtol:g}·scale ({self.tolerance})"
 
     @property
     def first_divergent(self) -> LayerDiff | None:
@@ -116,7 +122,7 @@ class LayerReport:
         first = self.first_divergent
         last = max(self.layers, key=lambda d: d.graph_order) if self.layers else None
         return {
-            "variant": self.variant, "runtime": self.runtime, "precision": self.precision, "naming": self.naming,
+            "variant": self.variant, "runtime": self.runtime, "graph": self.graph, "precision": self.precision, "naming": self.naming,
             "atol": self.atol, "rtol": self.rtol, "tolerance": self.tolerance, "samples": self.samples,
             "tensors": self.tensors, "named_tensors": self.named_tensors, "in_graph": self.in_graph, "fused_away": len(self.fused_away), "computed": self.computed,
             "matched": len(self.layers), "coverage_pct": self.coverage_pct, "unmatched_tensors": len(self.unmatched_tensors),
@@ -141,6 +147,14 @@ def reference_calls(variant: Variant, pairs: list[Pair]) -> list[dict[str, list[
     import torch
 
     model = fold_batchnorm(load_model(variant)).eval()
+    names = [s.name for s in variant.io.inputs]
+    return record_calls(model, lambda pair: model(*[torch.from_numpy(np.ascontiguousarray(pair[n], np.float32)) for n in names]), pairs)
+
+
+def record_calls(model, run: Callable, items: list) -> list[dict[str, list[list[np.ndarray]]]]:
+    """Per item: module path (in ``model``) -> per call, the tensors it returned while ``run(item)`` ran."""
+    import torch
+
     record: dict[str, list[list[np.ndarray]]] = {}
 
     def hook(name):
@@ -151,13 +165,12 @@ def reference_calls(variant: Variant, pairs: list[Pair]) -> list[dict[str, list[
         return fn
 
     handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules() if name]
-    names = [s.name for s in variant.io.inputs]
     result = []
     try:
         with torch.inference_mode():
-            for pair in pairs:
+            for item in items:
                 record = {}
-                model(*[torch.from_numpy(np.ascontiguousarray(pair[n], np.float32)) for n in names])
+                run(item)
                 result.append(record)
     finally:
         for h in handles:
@@ -209,9 +222,17 @@ def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair]
     except Exception as exc:  # noqa: BLE001 - a runtime failure is a finding about this artifact
         detail = str(exc).splitlines()[0] if str(exc) else ""
         return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), error=f"{type(exc).__name__}: {detail}")
+    return report_from_taps(variant, runtime, manifest, str(path), taps, reference, source, calibration, atol, rtol)
+
+
+def report_from_taps(variant: Variant, runtime: str, manifest, artifact: str, taps: list, reference: list[dict],
+                     source: SourceGraph, calibration: TensorMap | None = None, atol: float | None = None,
+                     rtol: float | None = None, graph: str | None = None) -> LayerReport:
+    """The :class:`LayerReport` of one graph's taps (one list of :class:`Tapped` per input) against
+    ``reference`` (per input: module path -> per call, its outputs) through ``source``."""
     a, r, how = _tolerance(variant, manifest.format, manifest.precision, atol, rtol)
-    report = LayerReport(variant.name, runtime, manifest.format, manifest.precision, str(path), naming(runtime), a, r, how,
-                         len(pairs), tensors=len(taps[0]))
+    report = LayerReport(variant.name, runtime, manifest.format, manifest.precision, artifact, naming(runtime), a, r, how,
+                         len(taps), tensors=len(taps[0]), graph=graph)
     if how == "none":
         report.note = f"zoo.yaml has no {manifest.format} {manifest.precision} tolerance: figures only (pass --atol/--rtol for a verdict)"
     elif how == "tracker":
@@ -326,7 +347,7 @@ def layer_rows(reports: list[LayerReport]) -> list[dict]:
     for r in reports:
         first = r.first_divergent
         for d in r.layers:
-            rows.append({"variant": r.variant, "runtime": r.runtime, "precision": r.precision, "index": d.index,
+            rows.append({"variant": r.variant, "runtime": r.runtime, "graph": r.graph, "precision": r.precision, "index": d.index,
                          "graph_order": d.graph_order, "module": d.module, "shape": "x".join(map(str, d.shape)),
                          "max_abs_err": d.max_abs_err, "mean_abs_err": d.mean_abs_err, "cosine": d.cosine, "scale": d.scale,
                          "rel_err": d.rel_err, "allowed": d.allowed, "ratio": d.ratio,
@@ -339,7 +360,7 @@ def depth_rows(reports: list[LayerReport], level: int = 3) -> list[dict]:
     graph order) with each runtime/precision's largest relative error there."""
     rows: dict[str, dict] = {}
     for r in reports:
-        label = f"{r.runtime} {r.precision}"
+        label = r.label
         for d in sorted(r.layers, key=lambda d: d.graph_order):
             key = ".".join(d.module.split("#")[0].split(".")[:level]) + (f"#{d.module.split('#')[1]}" if "#" in d.module else "")
             row = rows.setdefault(key, {"module": key, "graph_order": d.graph_order})
@@ -369,7 +390,7 @@ def plot_layers(reports: list[LayerReport], path, title: str | None = None) -> N
             if part != "fusion":  # the blocks mark it
                 ticks[part] = min(ticks.get(part, d.graph_order), d.graph_order)
         xs = sorted(by_tensor)
-        line = ax.plot(xs, [max(by_tensor[x], 1e-12) for x in xs], marker=".", linewidth=1, label=f"{r.runtime} {r.precision}")[0]
+        line = ax.plot(xs, [max(by_tensor[x], 1e-12) for x in xs], marker=".", linewidth=1, label=r.label)[0]
         first = r.first_divergent
         if first is not None:
             ax.plot([first.graph_order], [max(first.rel_err, 1e-12)], "o", markersize=11, markerfacecolor="none", color=line.get_color())

@@ -149,7 +149,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         for v in selected:
             ensure_weights(v, hub)
         run_layers(selected, choose_runtimes(runtimes or ("all",)), choose(precisions, PRECISIONS, "precision", default=("fp32",)),
-                   samples, inputs_file, out_dir or default_out_dir(), atol, rtol, plot, json_file, csv_file, markdown_file)
+                   samples, inputs_file, out_dir or default_out_dir(), atol, rtol, plot, json_file, csv_file, markdown_file, split=split)
         return
     if onnx_only:
         if runtimes or precisions or threads:

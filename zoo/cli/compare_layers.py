@@ -6,12 +6,14 @@ from pathlib import Path
 
 from compare.inputs import load_pairs
 from compare.layers import depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
+from compare.layers_split import layers_split
 from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
 from zoo.errors import ZooError
 
 SUMMARY_COLUMNS = [
     Column("variant", "variant", justify="left"),
     Column("runtime", "runtime", justify="left"),
+    Column("graph", "graph", justify="left"),
     Column("precision", "precision", justify="left"),
     Column("naming", "named by", justify="left"),
     Column("tensors", "tensors"),
@@ -32,6 +34,7 @@ TERMINAL_HIDDEN = ("naming", "tensors", "fused_away", "last_rel_err", "note")
 LAYER_COLUMNS = [
     Column("variant", "variant", justify="left"),
     Column("runtime", "runtime", justify="left"),
+    Column("graph", "graph", justify="left"),
     Column("precision", "precision", justify="left"),
     Column("index", "#"),
     Column("module", "module", justify="left"),
@@ -54,8 +57,9 @@ def depth_columns(rows: list[dict]) -> list[Column]:
 
 
 def run_layers(selected, runtimes: list[str], precisions: list[str], samples: int, inputs_file: Path | None, out_dir: Path,
-               atol: float | None, rtol: float | None, plot: Path | None, json_file, csv_file, markdown_file) -> None:
-    """Compare every layer of each selected variant, draw the tables, write the files asked for."""
+               atol: float | None, rtol: float | None, plot: Path | None, json_file, csv_file, markdown_file, split: bool = False) -> None:
+    """Compare every layer of each selected variant (``split``: and each graph of its split
+    artifacts), draw the tables, write the files asked for."""
     reports = []
     lock = threading.Lock()
     with progress_bar() as progress:
@@ -63,35 +67,38 @@ def run_layers(selected, runtimes: list[str], precisions: list[str], samples: in
         on_export = export_reporter(progress, task, lock)
         for v in selected:
             pairs = load_pairs(v, samples, inputs_file)
-            reports += layers_variant(v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export,
-                                      on_progress=lambda stage, text: progress.update(task, description=f"{stage}: {text}"))
+            on_progress = lambda stage, text: progress.update(task, description=f"{stage}: {text}")
+            reports += layers_variant(v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
+            if split:
+                reports += layers_split(v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
     summary = summary_rows([r for r in reports if not r.skipped])
     skipped = [r for r in reports if r.skipped]
     depth = depth_rows(reports)
     out().print(rich_table(depth, depth_columns(depth), title="zoo compare --layers: max abs error / max |PyTorch|, largest over each module's layers (exported graph's order)"))
-    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN]
+    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN and (c.key != "graph" or any(r.get("graph") for r in summary))]
     out().print(rich_table(summary, shown, title="per runtime: module outputs matched and the first above its allowance (atol + rtol x scale)"))
     for row in summary:
         if row.get("note"):
-            err().print(f"{row['variant']} {row['runtime']} {row['precision']}: {row['note']}", highlight=False, soft_wrap=True)
+            graph = f"-split/{row['graph']}" if row.get("graph") else ""
+            err().print(f"{row['variant']} {row['runtime']}{graph} {row['precision']}: {row['note']}", highlight=False, soft_wrap=True)
     for r in skipped:
-        err().print(f"skipped: {r.variant} {r.runtime} {r.precision}: {r.error}", highlight=False, soft_wrap=True)
+        err().print(f"skipped: {r.variant} {r.label}: {r.error}", highlight=False, soft_wrap=True)
     for r in reports:
         first = r.first_divergent
         if first is not None:
-            err().print(f"{r.variant} {r.runtime} {r.precision}: first above its allowance: {first.module} "
+            err().print(f"{r.variant} {r.label}: first above its allowance: {first.module} "
                         f"(op #{first.index}, {first.runtime_tensor}): max abs {first.max_abs_err:.3g}, "
                         f"{first.ratio:.3g}x the allowance", highlight=False, soft_wrap=True)
         if r.unmatched_tensors:
             names = ", ".join(r.unmatched_tensors[:6]) + (", ..." if len(r.unmatched_tensors) > 6 else "")
-            err().print(f"{r.variant} {r.runtime} {r.precision}: {len(r.unmatched_tensors)} tensor(s) named after no module: {names}",
+            err().print(f"{r.variant} {r.label}: {len(r.unmatched_tensors)} tensor(s) named after no module: {names}",
                         highlight=False, soft_wrap=True)
     if plot is not None:
         plot_layers(reports, plot, title=f"zoo compare --layers {' '.join(v.name for v in selected)}")
     write_reports(layer_rows(reports), LAYER_COLUMNS, json_file, csv_file, markdown_file,
                   payload={"summary": summary, "depth": depth, "reports": [r.as_json() for r in reports]},
                   title="zoo compare --layers: every matched module output")
-    failed = [f"{r.variant} {r.runtime} {r.precision}: {r.error}" for r in reports if r.error and not r.layers and not r.skipped]
+    failed = [f"{r.variant} {r.label}: {r.error}" for r in reports if r.error and not r.layers and not r.skipped]
     for line in failed:
         err().print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
     diverged = [r for r in reports if r.first_divergent is not None]
