@@ -130,7 +130,8 @@ class MnnTap:
             session = interpreter.createSession(self.runner.config())
         for b in self.runner.manifest.inputs:
             array = np.ascontiguousarray(to_layout(pair[b.name], "NCHW", b.layout), dtype=np.float32)
-            dim = mnn.Tensor_DimensionType_Caffe if b.layout == "NCHW" else mnn.Tensor_DimensionType_Tensorflow
+            # NHWC only: a split graph's 3-D cache tensors (NLC) are plain row-major arrays, as Caffe's type keeps them
+            dim = mnn.Tensor_DimensionType_Tensorflow if b.layout == "NHWC" else mnn.Tensor_DimensionType_Caffe
             interpreter.getSessionInput(session, b.runtime_name).copyFrom(mnn.Tensor(list(array.shape), mnn.Halide_Type_Float, array, dim))
         out: list[Tapped] = []
 
