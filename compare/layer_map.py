@@ -276,3 +276,24 @@ def located(taps: list[Tapped], tmap: TensorMap, source: SourceGraph) -> dict[st
             if src not in found:
                 found[src] = (i, to_source_layout(t.array, rule, source.shapes[src]))
     return found
+
+
+def tap_drift(runner, taps: list[Tapped], pair: dict[str, np.ndarray]) -> float | None:
+    """Largest relative difference (max abs / max |value|) between the outputs among ``taps`` and
+    the runner's own run on ``pair``: what exposing every tensor changed (ONNX Runtime fuses no QDQ
+    group whose tensors are graph outputs, so a tapped int8 model runs its float simulation).
+    None when the tap holds no output."""
+    if not runner.is_loaded:
+        runner.load()
+    outputs = runner.infer(pair)
+    by_name = {t.name: t.array for t in taps}
+    worst = None
+    for b in runner.manifest.outputs:
+        tapped = next((by_name[n] for n in (b.runtime_name, b.name) if n in by_name), None)
+        expected = outputs.get(b.name)
+        if tapped is None or expected is None:
+            continue
+        errs = [relative_error(to_source_layout(tapped, rule, expected.shape), expected) for rule in layouts(tapped.shape, expected.shape)]
+        if errs:
+            worst = max(worst or 0.0, min(errs))
+    return worst

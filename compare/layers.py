@@ -31,7 +31,7 @@ import numpy as np
 
 from compare.artifacts import ensure_artifacts
 from compare.inputs import Pair
-from compare.layer_map import SourceGraph, TensorMap, apply_map, located, map_by_names, map_by_values, naming
+from compare.layer_map import SourceGraph, TensorMap, apply_map, located, map_by_names, map_by_values, naming, tap_drift
 from compare.parity import cosine_similarity
 from compare.profile_parts import PartMapper
 from compare.runners import open_artifact
@@ -45,6 +45,8 @@ from zoo.weights import load_model
 
 #: the precision whose artifact calibrates a value-named runtime's map
 CALIBRATION_PRECISION = "fp32"
+#: a tapped run whose outputs differ from the runtime's own by more than this (relative) gets a note
+TAP_DRIFT_NOTE = 1e-4
 
 
 @dataclass
@@ -89,6 +91,7 @@ class LayerReport:
     inserted_tensors: list[str] = field(default_factory=list)
     tensors: int = 0  # float tensors the runtime computed
     graph: str | None = None  # a split artifact's graph (init | track); None: the full graph
+    tap_drift: float | None = None  # tapped run's outputs vs the runtime's own run (see tap_drift)
     named_tensors: int = 0  # of those, named after a source-graph tensor
     error: str | None = None
     note: str | None = None  # why there is no per-layer verdict (the allowance's source)
@@ -126,7 +129,7 @@ class LayerReport:
             "atol": self.atol, "rtol": self.rtol, "tolerance": self.tolerance, "samples": self.samples,
             "tensors": self.tensors, "named_tensors": self.named_tensors, "in_graph": self.in_graph, "fused_away": len(self.fused_away), "computed": self.computed,
             "matched": len(self.layers), "coverage_pct": self.coverage_pct, "unmatched_tensors": len(self.unmatched_tensors),
-            "inserted_tensors": len(self.inserted_tensors), "allowance": self.allowance,
+            "inserted_tensors": len(self.inserted_tensors), "allowance": self.allowance, "tap_drift": self.tap_drift,
             "first_divergent": first.module if first else None, "first_ratio": first.ratio if first else None,
             "first_rel_err": first.rel_err if first else None,
             "last_layer": last.module if last else None, "last_rel_err": last.rel_err if last else None,
@@ -193,11 +196,12 @@ def _tolerance(variant: Variant, fmt: str, precision: str, atol: float | None, r
     return tol.atol, tol.rtol, "catalog"
 
 
-def _tap(path: Path, variant: Variant, pairs: list[Pair]) -> tuple:
+def _tap(path: Path, variant: Variant, pairs: list[Pair], drift: bool = False) -> tuple:
     runner = open_artifact(path, variant)
     tap = runner.tensor_tap()
     try:
-        return runner.manifest, [tap.run(pair) for pair in pairs]
+        taps = [tap.run(pair) for pair in pairs]
+        return (runner.manifest, taps, tap_drift(runner, taps[0], pairs[0])) if drift else (runner.manifest, taps)
     finally:
         runner.close()
 
@@ -216,13 +220,19 @@ def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair]
         return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), naming(runtime),
                            error=f"its inputs {names} are not all catalog inputs {sorted(pairs[0])}: --layers feeds catalog inputs only")
     try:
-        manifest, taps = _tap(path, variant, pairs)
+        manifest, taps, drift = _tap(path, variant, pairs, drift=True)
     except ZooError as exc:
         return LayerReport(variant.name, runtime, "?", "?", str(path), error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a runtime failure is a finding about this artifact
         detail = str(exc).splitlines()[0] if str(exc) else ""
         return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), error=f"{type(exc).__name__}: {detail}")
-    return report_from_taps(variant, runtime, manifest, str(path), taps, reference, source, calibration, atol, rtol)
+    report = report_from_taps(variant, runtime, manifest, str(path), taps, reference, source, calibration, atol, rtol)
+    report.tap_drift = drift
+    if drift is not None and drift > TAP_DRIFT_NOTE:
+        drift_note = (f"the tapped run's outputs differ from {runtime}'s own run by {drift:.1e} of their scale: "
+                      "exposing every tensor changed what it computes (QDQ groups left unfused)")
+        report.note = "; ".join(x for x in (report.note, drift_note) if x)
+    return report
 
 
 def report_from_taps(variant: Variant, runtime: str, manifest, artifact: str, taps: list, reference: list[dict],
