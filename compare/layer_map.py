@@ -80,6 +80,7 @@ class SourceGraph:
         self.module = [mapper.module_of(n.name) or (fallback and fallback(n.name)) or "" for n in self.nodes]
         self.position = {t: i for i, n in enumerate(self.nodes) for t in n.output if t}
         self.op_type = {t: n.op_type for n in self.nodes for t in n.output if t}
+        self.node_output = {n.name: n.output[0] for n in self.nodes if n.output}  # a fused kernel names its output after the node
         self.readers: dict[str, list[int]] = {}  # tensor -> indices of the nodes reading it
         for i, n in enumerate(self.nodes):
             for t in n.input:
@@ -200,7 +201,7 @@ def map_by_names(taps: Iterable[Tapped], source: SourceGraph) -> TensorMap:
             result.inserted.append(t.name)
             continue
         # a DequantizeLinear copy carries its input's value, or the graph output's name the quantizer moved onto it
-        candidates = (t.alias, t.name) if t.alias is not None else (t.name, _SUFFIX.sub("", t.name))
+        candidates = (t.alias, t.name) if t.alias is not None else (t.name, _SUFFIX.sub("", t.name), source.node_output.get(t.name))
         if t.alias is not None and not any(k in source.position for k in candidates):  # a dequantized graph input
             result.inserted.append(t.name)
             continue

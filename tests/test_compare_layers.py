@@ -232,13 +232,14 @@ def check_coverage_reduced(report: LayerReport) -> None:
 
 
 def test_onnx_int8_qdq_layers(int8_onnx: Path, layer_reports) -> None:
-    """ONNX Runtime on a QDQ model: a module's value is its DequantizeLinear copy (the float the next
-    op reads), not the pre-quantization float, whose ReLU the quantizer dropped into the uint8 range."""
+    """ONNX Runtime on a QDQ model: the tap runs the graph ORT fused (QLinearConv, QLinearMatMul, ...),
+    so its outputs are the runtime's own, bit for bit; integer tensors are dequantized, and a conv's
+    value carries the ReLU the quantizer folded into the uint8 range."""
     v = CATALOG.get("base-c128")
     (report,) = layers_variant(v, ["onnxruntime"], ["int8"], sample_pairs(v, 1), int8_onnx)
     check_reduced(report, layer_reports("base-c128", "fp32")["onnxruntime"])
-    assert report.unmatched_tensors == []  # QDQ weights and copies are all inserted
-    assert any(d.runtime_tensor.endswith("_DequantizeLinear_Output") for d in report.layers)
+    assert report.tap_drift is not None and report.tap_drift < 1e-6, report.tap_drift  # the real int8 kernels, not a float simulation
+    assert len(report.unmatched_tensors) <= 8, report.unmatched_tensors  # QDQ weights, copies and ORT's transposes are inserted
     relu = [d for d in report.layers if d.module.startswith("backbone.stages.0.0")]
     assert relu and all(d.rel_err < 0.05 for d in relu), relu  # the pre-ReLU conv output would be ~1.0 off
     # with --atol/--rtol the first layer above them is named, upstream of the outputs

@@ -63,6 +63,30 @@ def qdq_roles(graph) -> tuple[set[str], dict[str, str]]:
     return constant, alias
 
 
+_Q_OUT = "_QuantizeLinear_Output"
+#: op type -> input positions of the output's scale and zero point (ONNX and com.microsoft QLinear ops)
+_QPARAM_INPUTS = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": (6, 7), "QLinearMul": (6, 7),
+                  "QLinearSigmoid": (3, 4), "QLinearLeakyRelu": (3, 4), "QLinearSoftmax": (3, 4), "QLinearAveragePool": (3, 4),
+                  "QLinearGlobalAveragePool": (3, 4), "QLinearConcat": (0, 1)}
+
+
+def _qparams(graph, inits: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Integer tensor -> (scale, zero point): from the op writing it, or for data-movement ops
+    (Transpose, Reshape, Slice, ...) from their input."""
+    out: dict[str, tuple] = {}
+    for n in graph.node:
+        pos = _QPARAM_INPUTS.get(n.op_type)
+        if pos is not None and len(n.input) > pos[0] and n.input[pos[0]] in inits:
+            scale = np.asarray(inits[n.input[pos[0]]], np.float64)
+            zero = np.asarray(inits[n.input[pos[1]]], np.float64) if len(n.input) > pos[1] and n.input[pos[1]] in inits else 0.0
+            for t in n.output:
+                out[t] = (scale, zero)
+        elif n.input and n.input[0] in out:
+            for t in n.output:
+                out[t] = out[n.input[0]]
+    return out
+
+
 def dequantized(array: np.ndarray, quantization: dict) -> np.ndarray | None:
     """An integer TFLite tensor as the real values it stands for (``(q - zero_point) * scale``, per
     axis when the scales are per channel); None without quantization parameters."""
@@ -93,6 +117,8 @@ class OrtTap:
 
         ort = require("onnxruntime", self.runner.extra, "ONNX Runtime")
         model = onnx.load(str(self.runner.model_file(".onnx")))
+        if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+            return self._load_fused(ort, onnx)
         declared = {o.name for o in model.graph.output}
         order = [t for n in model.graph.node for t in n.output if t and t not in declared]
         model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in order)
@@ -104,6 +130,36 @@ class OrtTap:
             self._session = ort.InferenceSession(str(path), self.runner.session_options(), providers=["CPUExecutionProvider"])
         self._order = {t: i for i, t in enumerate(order)}
 
+    def _load_fused(self, ort, onnx):
+        """A QDQ model: the graph ONNX Runtime runs once it fused the QDQ groups into integer kernels
+        (QLinearConv, QLinearMatMul, ...), saved by ORT itself, then every tensor of it exposed and run
+        unoptimised; its integer tensors are dequantized with the scale and zero point their producer
+        writes (``_qparams``)."""
+        from onnx import numpy_helper
+
+        with tempfile.TemporaryDirectory(prefix="zoo-layers-") as tmp:
+            opts = self.runner.session_options()
+            opts.optimized_model_filepath = str(Path(tmp) / "fused.onnx")
+            ort.InferenceSession(str(self.runner.model_file(".onnx")), opts, providers=["CPUExecutionProvider"])
+            model = onnx.load(opts.optimized_model_filepath)
+            inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+            self._qparams = _qparams(model.graph, inits)
+            self._constant, self._alias = qdq_roles(model.graph)
+            self._constant |= set(inits)
+            # what ORT inserted: quantize/dequantize copies left unfused, layout transposes of its NHWC kernels
+            self._copies = {t: f"{n.op_type} ORT inserted" for n in model.graph.node for t in n.output
+                            if n.op_type in ("QuantizeLinear", "DequantizeLinear") or (n.op_type == "Transpose" and "_token_" in n.name)}
+            declared = {o.name for o in model.graph.output}
+            order = [t for n in model.graph.node for t in n.output if t and t not in declared]
+            model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in order)
+            order += [o.name for o in model.graph.output if o.name in declared]
+            path = Path(tmp) / "all_outputs.onnx"
+            onnx.save(model, str(path))
+            plain = self.runner.session_options()
+            plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # run it as saved
+            self._session = ort.InferenceSession(str(path), plain, providers=["CPUExecutionProvider"])
+        self._order = {t: i for i, t in enumerate(order)}
+
     def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
         if self._session is None:
             self._load()
@@ -111,6 +167,18 @@ class OrtTap:
         names = [o.name for o in self._session.get_outputs()]
         values = dict(zip(names, self._session.run(names, feed), strict=True))
         ordered = sorted(values, key=lambda n: self._order.get(n, len(self._order)))
+        if getattr(self, "_qparams", None) is not None:
+            out, quantized = [], set(self._alias.values())
+            for n in ordered:
+                a = _float(values[n])
+                if a is None and n in self._qparams:
+                    scale, zero = self._qparams[n]
+                    a = ((values[n].astype(np.float64) - zero) * scale).astype(np.float32)
+                if a is not None:
+                    alias = self._alias.get(n) or (n[: -len(_Q_OUT)] if n.endswith(_Q_OUT) else None)
+                    why = "pre-quantization float (its DequantizeLinear copy is the value read on)" if n in quantized else None
+                    out.append(Tapped(n, a, n in self._constant, alias, why or (None if alias else self._copies.get(n))))
+            return out
         quantized = set(self._alias.values())
         return [Tapped(n, a, n in self._constant, self._alias.get(n),
                        "pre-quantization float (its DequantizeLinear copy is the value read on)" if n in quantized else None)
