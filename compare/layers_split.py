@@ -40,6 +40,8 @@ from zoo.artifacts import artifact_dir
 from zoo.backends import by_runtime
 from zoo.errors import ZooError
 from zoo.models.fold import fold_batchnorm
+from zoo.models.split import split_model
+from zoo.sample_inputs import input_roles
 from zoo.schema import Variant
 from zoo.weights import load_model
 
@@ -51,9 +53,6 @@ def split_reference(variant: Variant, pairs: list[Pair]) -> dict[str, list[dict]
     """``{"init": per pair calls, "track": per pair calls}`` of the PyTorch split modules (BatchNorm
     folded, fp32); the track modules run on PyTorch's own cache."""
     import torch
-
-    from zoo.models.split import split_model
-    from zoo.sample_inputs import input_roles
 
     roles = input_roles(variant)
     template = next(n for n, role in roles.items() if role == "template")
