@@ -73,6 +73,8 @@ class SourceGraph:
         import onnx
 
         self.shapes = shapes
+        #: every tensor's value on the input the runtimes' first tap ran (set by the caller): decides layouts a shape cannot
+        self.values: dict[str, np.ndarray] | None = None
         model = onnx.load(str(path), load_external_data=False)
         self.nodes = list(model.graph.node)
         self.outputs = {o.name for o in model.graph.output}
@@ -210,6 +212,8 @@ def map_by_names(taps: Iterable[Tapped], source: SourceGraph) -> TensorMap:
         if key is None or not rules:
             result.unmatched.append(t.name)
             continue
+        if len(rules) > 1 and source.values is not None and key in source.values:  # C == H == W: NCHW or NHWC? the value decides
+            rules.sort(key=lambda rule: relative_error(to_source_layout(t.array, rule, shapes[key]), source.values[key]))
         result.links[t.name] = [(key, rules[0])]
     named = {src for links in result.links.values() for src, _ in links}
     for name, links in result.links.items():

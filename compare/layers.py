@@ -300,6 +300,7 @@ def source_graph(variant: Variant, onnx_dir: Path, pair: Pair) -> tuple[SourceGr
     values = {t.name: t.array for t in taps}
     graph = SourceGraph(onnx_dir / read_manifest(onnx_dir).files[0].path, PartMapper.for_variant(variant),
                         {k: tuple(v.shape) for k, v in values.items()})
+    graph.values = values
     return graph, values
 
 

@@ -128,7 +128,9 @@ def split_sources(variant: Variant, onnx_dir: Path, pair: Pair, reference: dict[
         spec = getattr(manifest.graphs, g)
         model = next(f for f in spec.files if f.endswith(".onnx"))
         shapes = {k: tuple(v.shape) for k, v in values.items()}
-        result[g] = (SourceGraph(onnx_dir / model, PartMapper.for_variant(variant), shapes, ScopeResolver(list(reference[g][0]))), values)
+        graph = SourceGraph(onnx_dir / model, PartMapper.for_variant(variant), shapes, ScopeResolver(list(reference[g][0])))
+        graph.values = values
+        result[g] = (graph, values)
     return result
 
 

@@ -64,6 +64,15 @@ def qdq_roles(graph) -> tuple[set[str], dict[str, str]]:
 
 
 _Q_OUT = "_QuantizeLinear_Output"
+#: suffixes ORT's QDQ transformers give a tensor they requantize: the name without it is the source tensor
+_QDQ_SUFFIXES = (_Q_OUT, "_pre_q")
+
+
+def _qdq_source(name: str) -> str:
+    for suffix in _QDQ_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 #: op type -> input positions of the output's scale and zero point (ONNX and com.microsoft QLinear ops)
 _QPARAM_INPUTS = {"QuantizeLinear": (1, 2), "QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QLinearAdd": (6, 7), "QLinearMul": (6, 7),
                   "QLinearSigmoid": (3, 4), "QLinearLeakyRelu": (3, 4), "QLinearSoftmax": (3, 4), "QLinearAveragePool": (3, 4),
@@ -175,8 +184,11 @@ class OrtTap:
                     scale, zero = self._qparams[n]
                     a = ((values[n].astype(np.float64) - zero) * scale).astype(np.float32)
                 if a is not None:
-                    alias = self._alias.get(n) or (n[: -len(_Q_OUT)] if n.endswith(_Q_OUT) else None)
+                    alias = _qdq_source(self._alias.get(n, n))
+                    alias = alias if alias != n else None
                     why = "pre-quantization float (its DequantizeLinear copy is the value read on)" if n in quantized else None
+                    if n.endswith("_q_to_dq"):
+                        why = "a quantize-dequantize copy ORT inserted"
                     out.append(Tapped(n, a, n in self._constant, alias, why or (None if alias else self._copies.get(n))))
             return out
         quantized = set(self._alias.values())
