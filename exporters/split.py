@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 import warnings
 
 import torch
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version, require
 from exporters.onnx import _TORCH_EXPORT, OPSET, _log, _simplify
-from exporters.tflite import MODEL_FILES as TFLITE_FILES
-from exporters.tflite import _backend as tflite_backend
+from exporters.tflite import convert_graph as convert_tflite_graph
 from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
@@ -130,25 +128,10 @@ def _convert_tflite(
     exporter: Exporter, ctx: BuildContext, g: str, sub: BuildContext
 ) -> tuple[list[str], list[GraphBinding], list[GraphBinding], Converter, list[str]]:
     """onnx2tf of one graph, bound through its own perms (cache tensors are 3-D: NLC or NCL)."""
-    backend = tflite_backend()
     work = sub.build_dir / "work"
     work.mkdir()
     io_spec = sub.variant.io
-    try:
-        result = backend.convert_onnx_to_tflite(
-            onnx_path=sub.onnx_path,
-            out_dir=work,
-            precision=sub.precision,
-            log_path=sub.log_path,
-            input_names=[s.name for s in io_spec.inputs],
-            output_names=[s.name for s in io_spec.outputs],
-            use_cache=not sub.force,
-        )
-    except backend.TfliteConversionError as exc:
-        raise ConversionError(f"onnx2tf ({g}): {exc}") from None
-    target = TFLITE_FILES[sub.precision]
-    shutil.move(str(result.tflite_path), sub.build_dir / target)
-    shutil.rmtree(work, ignore_errors=True)
+    result, target = convert_tflite_graph(sub, work, g)
 
     def bind(spec: TensorSpec) -> GraphBinding:
         b = result.bindings[spec.name]

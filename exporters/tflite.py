@@ -9,6 +9,7 @@ flags and version. Verification then runs the artifact through ai-edge-litert's 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
 from zoo.artifacts import Converter, TensorBinding
@@ -36,6 +37,25 @@ def _quant_backend():
     return tflite_quant
 
 
+def convert_graph(ctx: BuildContext, work: Path, what: str = "") -> tuple[object, str]:
+    """onnx2tf of ``ctx.onnx_path`` (a graph with ``ctx.variant.io``'s inputs and outputs) in ``work``:
+    the ``.tflite`` for ``ctx.precision`` moved into ``ctx.build_dir`` (``work`` removed); returns the
+    converter's result (bindings, flags, self-check) and the file's name. ``what`` names the graph in errors."""
+    backend = _backend()
+    io = ctx.variant.io
+    try:
+        result = backend.convert_onnx_to_tflite(
+            onnx_path=ctx.onnx_path, out_dir=work, precision=ctx.precision, log_path=ctx.log_path,
+            input_names=[s.name for s in io.inputs], output_names=[s.name for s in io.outputs], use_cache=not ctx.force,
+        )
+    except backend.TfliteConversionError as exc:
+        raise ConversionError(f"onnx2tf{f' ({what})' if what else ''}: {exc}") from None
+    target = MODEL_FILES[ctx.precision]
+    shutil.move(str(result.tflite_path), ctx.build_dir / target)
+    shutil.rmtree(work, ignore_errors=True)
+    return result, target
+
+
 class TfliteExporter(Exporter):
     name = "tflite"
 
@@ -44,23 +64,12 @@ class TfliteExporter(Exporter):
 
     def convert(self, ctx: BuildContext) -> ConvertResult:
         """Convert ``ctx.onnx_path`` in a scratch directory and keep the one ``.tflite`` file."""
-        backend = _backend()
         variant = ctx.variant
         work = ctx.build_dir / "work"
         work.mkdir()
         if ctx.quantization is not None:
             return self._convert_quantized(ctx, work)
-        try:
-            result = backend.convert_onnx_to_tflite(
-                onnx_path=ctx.onnx_path, out_dir=work, precision=ctx.precision, log_path=ctx.log_path,
-                input_names=[s.name for s in variant.io.inputs], output_names=[s.name for s in variant.io.outputs],
-                use_cache=not ctx.force,
-            )
-        except backend.TfliteConversionError as exc:
-            raise ConversionError(f"onnx2tf: {exc}") from None
-        target = MODEL_FILES[ctx.precision]
-        shutil.move(str(result.tflite_path), ctx.build_dir / target)
-        shutil.rmtree(work, ignore_errors=True)
+        result, target = convert_graph(ctx, work)
         notes = ["TFLite tensors are bound by signature name, never by index; layout as recorded (onnx2tf: NHWC)"]
         diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
         notes.append(f"converter self-check vs ONNX Runtime (synthetic images): max abs diff {diffs}")

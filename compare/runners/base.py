@@ -117,7 +117,22 @@ class BaseRunner(ABC):
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-class ArtifactRunner(BaseRunner):
+class ManifestRunner(BaseRunner):
+    """A runner of an artifact described by ``self.manifest`` (one graph or a split pair)."""
+
+    manifest: Manifest
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that installs this runtime."""
+        return by_format(self.format).extra
+
+    @property
+    def input_names(self) -> list[str]:
+        return [b.name for b in self.manifest.inputs]
+
+
+class ArtifactRunner(ManifestRunner):
     """A runner over an exported artifact directory; subclasses implement :meth:`_run`.
 
     ``_run`` takes ``{runtime_name: array in the runtime's layout}`` and returns
@@ -131,15 +146,6 @@ class ArtifactRunner(BaseRunner):
             raise UsageError(f"{self.artifact_dir} holds a {self.manifest.format} artifact, not {self.format}")
         m = self.manifest
         super().__init__(f"{m.variant}/{m.format}-{m.precision}")
-
-    @property
-    def extra(self) -> str:
-        """The pip extra that installs this runtime."""
-        return by_format(self.format).extra
-
-    @property
-    def input_names(self) -> list[str]:
-        return [b.name for b in self.manifest.inputs]
 
     def profiler(self):
         """A per-op profiler of this artifact (``load(pair)``, ``run() -> seconds``,

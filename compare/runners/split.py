@@ -19,9 +19,8 @@ import time
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, BaseRunner
+from compare.runners.base import ArtifactRunner, ManifestRunner
 from zoo.artifacts import GraphBinding, GraphSpec, Manifest
-from zoo.backends import by_format
 from zoo.errors import ZooError
 
 
@@ -42,7 +41,7 @@ def _to_logical(array: np.ndarray, b: GraphBinding) -> np.ndarray:
     return array if b.perm == list(range(array.ndim)) else np.ascontiguousarray(array.transpose(np.argsort(b.perm)))
 
 
-class SplitRunner(BaseRunner):
+class SplitRunner(ManifestRunner):
     """Both graphs of a split artifact in one runtime; catalog-named NCHW in and out."""
 
     def __init__(self, artifact_dir, manifest: Manifest, runner_class: type[ArtifactRunner]):
@@ -59,14 +58,6 @@ class SplitRunner(BaseRunner):
         self._cache: dict[str, object] = {}
         self.last_init_time: float | None = None
         self.init_calls = 0
-
-    @property
-    def extra(self) -> str:
-        return by_format(self.format).extra
-
-    @property
-    def input_names(self) -> list[str]:
-        return [b.name for b in self.manifest.inputs]
 
     def set_threads(self, n: int) -> None:
         super().set_threads(n)
