@@ -9,7 +9,8 @@ warm-up, the speed-up (full / split), MACs per frame of each graph (zoo/counting
 and the cache size.
 
     python benchmarks/split_speed.py [--variants fgaf3 base-c128] [--runtimes tflite onnxruntime]
-                                     [--out artifacts] [--rounds 40] [--warmup 5] [--json FILE]
+                                     [--out artifacts] [--rounds 40] [--warmup 5] [--repeats 1]
+                                     [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ from zoo.sample_inputs import sample_pairs
 from zoo.split_figures import split_figures
 
 
-def measure(variant, runtime: str, out: Path, rounds: int, warmup: int) -> dict:
-    """Median ms per frame of the full and the split (track graph) artifact, interleaved, 1 thread."""
+def measure(variant, runtime: str, out: Path, rounds: int, warmup: int, repeats: int = 1) -> dict:
+    """Per-frame ms of the full and the split (track graph) artifact, interleaved, 1 thread.
+
+    ``repeats`` blocks of ``rounds`` rounds (after ``warmup`` rounds); a round runs both artifacts
+    once, in alternating order. Per block: the speed-up as median(full) / median(split). Returned:
+    the medians over all rounds, the median of the blocks' speed-ups and their range.
+    """
     fmt = by_runtime(runtime).format
     for split in (False, True):
         if not (artifact_dir(out, variant.name, fmt, "fp32", split) / "manifest.json").is_file():
@@ -44,20 +50,27 @@ def measure(variant, runtime: str, out: Path, rounds: int, warmup: int) -> dict:
     pair = sample_pairs(variant, 1)[0]
     full = open_artifact(artifact_dir(out, variant.name, fmt, "fp32"), variant, threads=1).load()
     split = open_artifact(artifact_dir(out, variant.name, fmt, "fp32", True), variant, threads=1).load()
-    times = {"full": [], "split": []}
+    blocks = []
     try:
         split.infer(pair)  # the init graph, once
-        for k in range(warmup + rounds):
-            for name, runner in (("full", full), ("split", split)) if k % 2 == 0 else (("split", split), ("full", full)):
-                runner.infer(pair)
-                if k >= warmup:
+        for k in range(warmup):
+            full.infer(pair)
+            split.infer(pair)
+        for _ in range(repeats):
+            times = {"full": [], "split": []}
+            for k in range(rounds):
+                for name, runner in (("full", full), ("split", split)) if k % 2 == 0 else (("split", split), ("full", full)):
+                    runner.infer(pair)
                     times[name].append(runner.last_inference_time)
+            blocks.append(times)
         init_ms = split.last_init_time * 1e3
     finally:
         full.close()
         split.close()
-    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    return {"full_ms": ms["full"], "split_ms": ms["split"], "speedup": ms["full"] / ms["split"], "init_ms": init_ms}
+    speedups = [statistics.median(b["full"]) / statistics.median(b["split"]) for b in blocks]
+    ms = {k: statistics.median([t for b in blocks for t in b[k]]) * 1e3 for k in ("full", "split")}
+    return {"full_ms": ms["full"], "split_ms": ms["split"], "speedup": statistics.median(speedups),
+            "speedup_min": min(speedups), "speedup_max": max(speedups), "init_ms": init_ms}
 
 
 def main() -> None:
@@ -67,6 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts"))
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1, help="blocks of --rounds rounds; the speed-up is their median")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     catalog = Catalog.load()
@@ -85,10 +99,11 @@ def main() -> None:
         }
         for runtime in args.runtimes:
             t0 = time.perf_counter()
-            m = measure(v, runtime, args.out, args.rounds, args.warmup)
+            m = measure(v, runtime, args.out, args.rounds, args.warmup, args.repeats)
             row.update({f"{runtime}_{k}": val for k, val in m.items()})
             print(
-                f"{v.name} {runtime}: full {m['full_ms']:.2f} ms, split {m['split_ms']:.2f} ms, x{m['speedup']:.2f} ({time.perf_counter() - t0:.0f} s)",
+                f"{v.name} {runtime}: full {m['full_ms']:.2f} ms, split {m['split_ms']:.2f} ms, x{m['speedup']:.3f}"
+                f" (blocks x{m['speedup_min']:.3f}-x{m['speedup_max']:.3f}; {time.perf_counter() - t0:.0f} s)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -96,13 +111,15 @@ def main() -> None:
     head = ["variant", "attention", "MACs/frame full M", "MACs/frame track M", "MACs ratio", "cache bytes"]
     for runtime in args.runtimes:
         head += [f"{runtime} full ms", f"{runtime} split ms", f"{runtime} speed-up"]
-    print(f"1 thread, median of {args.rounds} interleaved runs after {args.warmup} warm-up, fp32, runtime call only")
+    print(f"1 thread, fp32, runtime call only; {args.repeats} block(s) of {args.rounds} interleaved rounds after {args.warmup}"
+          " warm-up; ms: medians over all rounds; speed-up: median over blocks of median(full)/median(split) [range]")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         cells = [r["variant"], r["attention"], f"{r['macs_full_m']:.1f}", f"{r['macs_track_m']:.1f}", f"{r['macs_ratio']:.2f}", f"{r['cache_bytes']:,}"]
         for runtime in args.runtimes:
-            cells += [f"{r[f'{runtime}_full_ms']:.2f}", f"{r[f'{runtime}_split_ms']:.2f}", f"{r[f'{runtime}_speedup']:.2f}x"]
+            spread = f" [{r[f'{runtime}_speedup_min']:.2f}-{r[f'{runtime}_speedup_max']:.2f}]" if args.repeats > 1 else ""
+            cells += [f"{r[f'{runtime}_full_ms']:.2f}", f"{r[f'{runtime}_split_ms']:.2f}", f"{r[f'{runtime}_speedup']:.2f}x{spread}"]
         print("| " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

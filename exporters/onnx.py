@@ -54,6 +54,7 @@ def _simplify(model, log_path: Path):
 
 class OnnxExporter(Exporter):
     name = "onnx"
+    revision = 2  # 2: tokens <-> feature maps through channels-last (zoo.models.tracker_net._tokens / _feature_map)
 
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("torch", "onnx", "onnxsim", "onnxslim", "onnxruntime")}

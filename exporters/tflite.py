@@ -37,16 +37,18 @@ def _quant_backend():
     return tflite_quant
 
 
-def convert_graph(ctx: BuildContext, work: Path, what: str = "") -> tuple[object, str]:
+def convert_graph(ctx: BuildContext, work: Path, what: str = "", keep_shape: tuple[str, ...] = ()) -> tuple[object, str]:
     """onnx2tf of ``ctx.onnx_path`` (a graph with ``ctx.variant.io``'s inputs and outputs) in ``work``:
     the ``.tflite`` for ``ctx.precision`` moved into ``ctx.build_dir`` (``work`` removed); returns the
-    converter's result (bindings, flags, self-check) and the file's name. ``what`` names the graph in errors."""
+    converter's result (bindings, flags, self-check) and the file's name. ``what`` names the graph in
+    errors; inputs in ``keep_shape`` keep their ONNX layout (onnx2tf ``-kat``)."""
     backend = _backend()
     io = ctx.variant.io
     try:
         result = backend.convert_onnx_to_tflite(
             onnx_path=ctx.onnx_path, out_dir=work, precision=ctx.precision, log_path=ctx.log_path,
-            input_names=[s.name for s in io.inputs], output_names=[s.name for s in io.outputs], use_cache=not ctx.force,
+            input_names=[s.name for s in io.inputs], output_names=[s.name for s in io.outputs], keep_shape=keep_shape,
+            use_cache=not ctx.force,
         )
     except backend.TfliteConversionError as exc:
         raise ConversionError(f"onnx2tf{f' ({what})' if what else ''}: {exc}") from None

@@ -265,7 +265,7 @@ def _invoke(tflite_path: Path, inputs: list[TfliteBinding], feed: dict[str, np.n
 
 
 def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO, onnx_out: _IO,
-                     log_path: Path) -> tuple[dict[str, TfliteBinding], dict[str, float]]:
+                     log_path: Path, kept: frozenset[str] = frozenset()) -> tuple[dict[str, TfliteBinding], dict[str, float]]:
     """Check ``target`` is builtin-only, bind catalog names to its signature, compare with ONNX Runtime."""
     input_names, output_names = list(onnx_in), list(onnx_out)
     _check_builtin_only(target, precision)
@@ -296,8 +296,9 @@ def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO
             raise TfliteConversionError(f"{n!r}: TFLite shape {details[names[n]]['shape'].tolist()} is no layout "
                                         f"of the ONNX shape {shapes[n]}")
     # Inputs: onnx2tf moves 4-D inputs channels-last unless told otherwise (-k), so an ambiguous
-    # shape (C == H == W) takes NHWC; outputs take the layout that matches ONNX Runtime's numbers.
-    table = {n: binding(n, "input", cands[n][-1]) for n in input_names}
+    # shape (C == H == W) takes NHWC, and an input kept as-is (-kat) its ONNX layout; outputs take
+    # the layout that matches ONNX Runtime's numbers.
+    table = {n: binding(n, "input", cands[n][0] if n in kept else cands[n][-1]) for n in input_names}
     import onnxruntime as ort
 
     feed = {n: _sample_input(shape, dt, seed=i + 1) for i, (n, (shape, dt)) in enumerate(onnx_in.items())}
@@ -318,11 +319,13 @@ def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO
 
 def convert_onnx_to_tflite(onnx_path: Path, out_dir: Path, precision: str, log_path: Path,
                            input_names: list[str], output_names: list[str], *,
-                           use_cache: bool = True, timeout: float = 1800.0) -> TfliteResult:
+                           keep_shape: tuple[str, ...] = (), use_cache: bool = True,
+                           timeout: float = 1800.0) -> TfliteResult:
     """Convert ``onnx_path`` with onnx2tf into ``out_dir/model_float{32,16}.tflite``.
 
     ``precision`` is ``"fp32"`` (onnx2tf's float32 model) or ``"fp16"`` (its float16 model:
-    weights stored as float16). All converter output goes to ``log_path``; nothing is
+    weights stored as float16). Inputs named in ``keep_shape`` keep their ONNX shape (onnx2tf
+    ``-kat``) instead of being moved channels-last. All converter output goes to ``log_path``; nothing is
     downloaded (a socket guard in the converter process enforces it). The model is checked to
     use builtin operators only, its signature names are mapped onto ``input_names`` /
     ``output_names`` and its outputs are compared with ONNX Runtime. Raises
@@ -339,12 +342,15 @@ def convert_onnx_to_tflite(onnx_path: Path, out_dir: Path, precision: str, log_p
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     versions = {d: dist_version(d) for d in ("onnx2tf", "tensorflow", "ai-edge-litert")}
-    argv = ["-i", "model.onnx", "-o", "out", *FLAGS]
+    unknown = sorted(set(keep_shape) - set(input_names))
+    if unknown:
+        raise TfliteConversionError(f"keep_shape names no input: {unknown}")
+    argv = ["-i", "model.onnx", "-o", "out", *FLAGS, *(["-kat", *keep_shape] if keep_shape else [])]
     target = out_dir / MODEL_FILES[precision]
     reused = _convert(onnx_path, argv, versions, log_path, target, use_cache, timeout)
 
     try:
-        bindings, diffs = _bind_and_verify(onnx_path, target, precision, onnx_in, onnx_out, log_path)
+        bindings, diffs = _bind_and_verify(onnx_path, target, precision, onnx_in, onnx_out, log_path, frozenset(keep_shape))
     except TfliteConversionError:
         target.unlink(missing_ok=True)  # never leave an unusable model behind
         raise

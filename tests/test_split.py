@@ -99,6 +99,37 @@ def test_split_artifact_matches_full_model(split_exported, name: str, fmt: str, 
         assert runner.init_calls == 2
 
 
+#: format -> the type the track runner keeps a cache tensor as (numpy only where the runtime reads it in place)
+KEPT_AS = {"onnx": "ndarray", "tflite": "_Kept", "mnn": "Var", "ncnn": "Mat"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_cache_stays_in_the_runtime_between_frames(split_exported, fmt: str) -> None:
+    name = DEFAULT_VARIANTS[0]
+    variant = CATALOG.get(name)
+    a, b = sample_pairs(variant, 2)
+    with open_artifact(split_exported.path(name, fmt, "fp32"), variant) as runner:
+        first = runner.infer(a)
+        assert {type(v).__name__ for v in runner._cache.values()} == {KEPT_AS[fmt]}
+        runner.infer({"template": a["template"], "search": b["search"]})  # another crop, same kept cache
+        again = runner.infer(a)
+        assert runner.init_calls == 1
+    for spec in variant.io.outputs:  # nothing the track graph did to its inputs changed the kept cache
+        assert np.array_equal(first[spec.name], again[spec.name]), (fmt, spec.name)
+
+
+def test_tflite_refuses_an_input_never_kept(split_exported) -> None:
+    from compare.runners.tflite import KEPT
+
+    name = DEFAULT_VARIANTS[0]
+    variant = CATALOG.get(name)
+    with open_artifact(split_exported.path(name, "tflite", "fp32"), variant) as runner:
+        track = runner.track_runner
+        feed = {b.runtime_name: KEPT for b in runner.graphs.track.inputs}
+        with pytest.raises(RuntimeError, match="never kept"):
+            track._run(feed)
+
+
 def _iou(a, b) -> float:
     ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     iw, ih = max(0.0, min(ax2, bx2) - max(a[0], b[0])), max(0.0, min(ay2, by2) - max(a[1], b[1]))

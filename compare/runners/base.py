@@ -175,6 +175,12 @@ class ArtifactRunner(ManifestRunner):
         raw = self._timed(self._run, feed)
         return {b.name: self._output(raw, b) for b in self.manifest.outputs}
 
+    def keep_input(self, runtime_name: str, value: np.ndarray) -> object:
+        """``value`` (runtime layout) as this runtime keeps an input between calls: what
+        :meth:`_run` then takes in ``feed`` without converting it again (a split artifact's cache).
+        Default: a contiguous float32 array; runtimes with native tensors override."""
+        return np.ascontiguousarray(value, dtype=np.float32)
+
     def _output(self, raw: dict[str, np.ndarray], b: TensorBinding) -> np.ndarray:
         if b.runtime_name not in raw:
             raise ZooError(f"{self.name}: the runtime returned no output {b.runtime_name!r} ({b.name})")

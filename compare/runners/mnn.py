@@ -48,6 +48,13 @@ class MnnRunner(ArtifactRunner):
         self._module = None
         self._rt = None
 
+    def keep_input(self, runtime_name: str, value: np.ndarray) -> object:
+        """An ``MNN.expr`` variable holding ``value``, fed as it is on every call."""
+        F = self._expr
+        var = F.placeholder(list(np.shape(value)), F.NCHW)
+        var.write(np.ascontiguousarray(value, dtype=np.float32))
+        return var
+
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         F = self._expr
         args = []

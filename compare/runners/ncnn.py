@@ -43,6 +43,11 @@ class NcnnRunner(ArtifactRunner):
             self._net.clear()
         self._net = None
 
+    def keep_input(self, runtime_name: str, value: np.ndarray) -> object:
+        """An ``ncnn.Mat`` owning a copy of ``value``, fed as it is on every call."""
+        # clone: the Mat must own its data (the numpy buffer is not kept alive by ncnn)
+        return self._ncnn.Mat(np.ascontiguousarray(value, dtype=np.float32), batch_index=0).clone()
+
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ncnn = self._ncnn
         out = {}

@@ -8,9 +8,10 @@ transposed once, at init, only if the track graph wants another layout); every c
 the track graph on the search crop and the kept cache. ``last_inference_time`` is the track
 graph's run (per frame); ``last_init_time`` the init graph's.
 
-Runtimes whose inputs are native objects keep those between calls: MNN keeps the cache as
-``MNN.expr`` variables, ncnn as ``ncnn.Mat`` (see :data:`NATIVE_CACHE`), so no tensor is
-rebuilt per frame; ONNX Runtime and TFLite take the kept numpy arrays as they are.
+The track runner keeps the cache in its runtime's own form (``ArtifactRunner.keep_input``), so
+no cache tensor is rebuilt or copied per frame: MNN as ``MNN.expr`` variables, ncnn as
+``ncnn.Mat``, TFLite written once into the interpreter's input tensors (only the search crop is
+set per frame); ONNX Runtime takes the kept numpy arrays as they are (no copy on CPU).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class SplitRunner(ManifestRunner):
             value, dst = raw[b.runtime_name], track_in[b.name]
             if b.perm != dst.perm or list(np.shape(value)) != dst.shape:  # once per init, never per frame
                 value = _to_runtime(_to_logical(value, b), dst)
-            cache[dst.runtime_name] = native_cache(self.format, self.track_runner, value)
+            cache[dst.runtime_name] = self.track_runner.keep_input(dst.runtime_name, value)
         self.last_init_time = time.perf_counter() - start
         self._cache = cache
         self.init_calls += 1
@@ -118,25 +119,3 @@ class SplitRunner(ManifestRunner):
                 raise ZooError(f"{self.name}: the track graph returned no output {b.runtime_name!r} ({b.name})")
             out[b.name] = _to_logical(np.asarray(raw[b.runtime_name]), b)
         return out
-
-
-def _mnn_cache(runner: ArtifactRunner, value):
-    F = runner._expr
-    var = F.placeholder(list(np.shape(value)), F.NCHW)
-    var.write(np.ascontiguousarray(value, dtype=np.float32))
-    return var
-
-
-def _ncnn_cache(runner: ArtifactRunner, value):
-    # clone: the Mat must own its data (the numpy buffer is not kept alive by ncnn)
-    return runner._ncnn.Mat(np.ascontiguousarray(value, dtype=np.float32), batch_index=0).clone()
-
-
-#: format -> how the track runner keeps a cache tensor natively between calls
-NATIVE_CACHE = {"mnn": _mnn_cache, "ncnn": _ncnn_cache}
-
-
-def native_cache(fmt: str, runner: ArtifactRunner, value):
-    """``value`` in the form the runtime feeds without conversion (numpy where that is the form)."""
-    make = NATIVE_CACHE.get(fmt)
-    return make(runner, value) if make else value

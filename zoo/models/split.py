@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from zoo.models.fusion import BLOCK_DESIGNS, FusionBlock
-from zoo.models.tracker_net import TrackerNet, _tokens
+from zoo.models.tracker_net import TrackerNet, _feature_map, _tokens
 from zoo.schema import Variant
 
 #: attention design -> what the init graph caches (see the module docstring)
@@ -131,7 +131,7 @@ class TrackNet(nn.Module):
     def forward(self, search: torch.Tensor, *cache: torch.Tensor, **named: torch.Tensor):
         cache = cache or tuple(named[n] for n in self.cache_names)
         search_map = self.backbone(search)
-        b, c, h, w = search_map.shape
+        h, w = search_map.shape[-2:]
         s = _tokens(search_map)
         if self.fusion.segment is not None:
             s = s + self.fusion.segment[1]
@@ -148,7 +148,7 @@ class TrackNet(nn.Module):
                 k = torch.cat([cache[2 * i], k], dim=1)
                 v = torch.cat([cache[2 * i + 1], v], dim=1)
                 s = _residuals(block, s, _attention(block, q, k, v))
-        return self.head(s.transpose(1, 2).reshape(b, c, h, w))
+        return self.head(_feature_map(s, h, w))
 
 
 def split_model(model: TrackerNet, variant: Variant) -> tuple[InitNet, TrackNet]:

@@ -13,7 +13,22 @@ PARTS = ("backbone", "fusion", "head")
 
 
 def _tokens(feature_map: torch.Tensor) -> torch.Tensor:
-    return feature_map.flatten(2).transpose(1, 2)
+    """(B, C, H, W) -> (B, H*W, C) tokens.
+
+    Written as a channels-last permute + reshape (not ``flatten(2).transpose(1, 2)``, the same
+    values): onnx2tf holds feature maps NHWC, so the permute vanishes. Through the (B, C, H*W)
+    intermediate it could not tell tokens from channels when both are 256 (fgaf3's 16x16 search
+    map) and kept the whole token stream of the split track graph channels-first, with a
+    TRANSPOSE around every linear layer.
+    """
+    b, c, h, w = feature_map.shape
+    return feature_map.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
+def _feature_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B, C, H, W), the inverse of :func:`_tokens` (same channels-last route)."""
+    b, _, c = tokens.shape
+    return tokens.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class TrackerNet(nn.Module):
@@ -30,6 +45,6 @@ class TrackerNet(nn.Module):
 
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         search_map = self.backbone(search)
-        b, c, h, w = search_map.shape
+        h, w = search_map.shape[-2:]
         _, search_tokens = self.fusion(_tokens(self.backbone(template)), _tokens(search_map))
-        return self.head(search_tokens.transpose(1, 2).reshape(b, c, h, w))
+        return self.head(_feature_map(search_tokens, h, w))
