@@ -10,7 +10,7 @@ and the cache size.
 
     python benchmarks/split_speed.py [--variants fgaf3 base-c128] [--runtimes tflite onnxruntime]
                                      [--out artifacts] [--rounds 40] [--warmup 5] [--repeats 1]
-                                     [--json FILE]
+                                     [--precision fp32] [--json FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from zoo.sample_inputs import sample_pairs
 from zoo.split_figures import split_figures
 
 
-def measure(variant, runtime: str, out: Path, rounds: int, warmup: int, repeats: int = 1) -> dict:
+def measure(variant, runtime: str, out: Path, rounds: int, warmup: int, repeats: int = 1, precision: str = "fp32") -> dict:
     """Per-frame ms of the full and the split (track graph) artifact, interleaved, 1 thread.
 
     ``repeats`` blocks of ``rounds`` rounds (after ``warmup`` rounds); a round runs both artifacts
@@ -45,11 +45,11 @@ def measure(variant, runtime: str, out: Path, rounds: int, warmup: int, repeats:
     """
     fmt = by_runtime(runtime).format
     for split in (False, True):
-        if not (artifact_dir(out, variant.name, fmt, "fp32", split) / "manifest.json").is_file():
-            api.export(variant.name, fmt, "fp32", out=out, split=split)
+        if not (artifact_dir(out, variant.name, fmt, precision, split) / "manifest.json").is_file():
+            api.export(variant.name, fmt, precision, out=out, split=split)
     pair = sample_pairs(variant, 1)[0]
-    full = open_artifact(artifact_dir(out, variant.name, fmt, "fp32"), variant, threads=1).load()
-    split = open_artifact(artifact_dir(out, variant.name, fmt, "fp32", True), variant, threads=1).load()
+    full = open_artifact(artifact_dir(out, variant.name, fmt, precision), variant, threads=1).load()
+    split = open_artifact(artifact_dir(out, variant.name, fmt, precision, True), variant, threads=1).load()
     blocks = []
     try:
         split.infer(pair)  # the init graph, once
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts"))
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--precision", default="fp32", help="one precision the runtimes' formats all offer (e.g. int8 for tflite)")
     parser.add_argument("--repeats", type=int, default=1, help="blocks of --rounds rounds; the speed-up is their median")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -99,7 +100,7 @@ def main() -> None:
         }
         for runtime in args.runtimes:
             t0 = time.perf_counter()
-            m = measure(v, runtime, args.out, args.rounds, args.warmup, args.repeats)
+            m = measure(v, runtime, args.out, args.rounds, args.warmup, args.repeats, args.precision)
             row.update({f"{runtime}_{k}": val for k, val in m.items()})
             print(
                 f"{v.name} {runtime}: full {m['full_ms']:.2f} ms, split {m['split_ms']:.2f} ms, x{m['speedup']:.3f}"
@@ -111,7 +112,7 @@ def main() -> None:
     head = ["variant", "attention", "MACs/frame full M", "MACs/frame track M", "MACs ratio", "cache bytes"]
     for runtime in args.runtimes:
         head += [f"{runtime} full ms", f"{runtime} split ms", f"{runtime} speed-up"]
-    print(f"1 thread, fp32, runtime call only; {args.repeats} block(s) of {args.rounds} interleaved rounds after {args.warmup}"
+    print(f"1 thread, {args.precision}, runtime call only; {args.repeats} block(s) of {args.rounds} interleaved rounds after {args.warmup}"
           " warm-up; ms: medians over all rounds; speed-up: median over blocks of median(full)/median(split) [range]")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))

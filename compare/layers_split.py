@@ -37,7 +37,7 @@ from compare.layers import CALIBRATION_PRECISION, LayerReport, record_calls, rep
 from compare.profile_parts import PartMapper
 from compare.runners import open_artifact
 from zoo.artifacts import artifact_dir
-from zoo.backends import REDUCED_PRECISIONS, by_runtime
+from zoo.backends import by_runtime
 from zoo.errors import ZooError
 from zoo.models.fold import fold_batchnorm
 from zoo.models.split import split_model
@@ -141,12 +141,7 @@ def layers_split(variant: Variant, runtimes: list[str], precisions: list[str], p
     where missing, with the fp32 ``onnx-split`` artifact that names them and the fp32 split
     artifact of each value-named runtime)."""
     progress = on_progress or (lambda stage, text: None)
-    reports = [LayerReport(variant.name, r, by_runtime(r).format, p, None, naming(r), graph=g, skipped=True,
-                           error=f"split artifacts are float only ({p} is built for the full graph)")
-               for r in runtimes for p in precisions if p in REDUCED_PRECISIONS for g in GRAPHS]
-    precisions = [p for p in precisions if p not in REDUCED_PRECISIONS]
-    if not precisions:
-        return reports
+    reports: list[LayerReport] = []
     wanted = ensure_artifacts([variant], runtimes, precisions, out, on_event=on_export, split=True)
     extra = [r for r in runtimes if naming(r) == "values" and CALIBRATION_PRECISION in by_runtime(r).precisions]
     for w in ensure_artifacts([variant], ["onnxruntime", *extra], [CALIBRATION_PRECISION], out, on_event=on_export, split=True):

@@ -111,10 +111,7 @@ def build_order(variants: list[Variant], formats: list[str], precisions: list[st
                 continue
             exporter = get_exporter(fmt)
             for precision in precisions:
-                if split and precision in REDUCED_PRECISIONS:  # the quantizers see one graph, not an init/track pair
-                    skipped.append(Row(variant.name, fmt, precision, "skipped", split=True,
-                                       note=f"split artifacts are float only ({precision} is built for the full graph)"))
-                elif precision in exporter.precisions:
+                if precision in exporter.precisions:
                     wanted.append(Target(variant, fmt, precision, split=split))
                 else:
                     skipped.append(Row(variant.name, fmt, precision, "skipped",

@@ -12,19 +12,22 @@ catalog's (template from ``init``, search and the three maps from ``track``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import warnings
 
+import numpy as np
 import torch
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version, require
 from exporters.onnx import _TORCH_EXPORT, OPSET, _log, _simplify
 from exporters.tflite import convert_graph as convert_tflite_graph
+from exporters.tflite import convert_quantized_graph
 from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
-from zoo.sample_inputs import input_roles
+from zoo.sample_inputs import input_roles, sample_pairs
 from zoo.schema import IOSpec, TensorSpec, Variant
 from zoo.weights import load_model
 
@@ -53,6 +56,27 @@ def graph_variant(variant: Variant, graph: str) -> Variant:
 def build_info(variant: Variant) -> dict:
     """What a split target adds to the build key."""
     return {"revision": SPLIT_REVISION, "cache": [[c.name, list(c.shape)] for c in cache_tensors(variant)]}
+
+
+def graph_feeds(variant: Variant, pairs: list[dict[str, np.ndarray]]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The init and the track graph's inputs for catalog (template, search) pairs.
+
+    The track graph's cache is what the fp32 init graph (PyTorch, BatchNorm folded, as exported)
+    makes of the pair's template: a reduced-precision split is calibrated (and its outputs bound)
+    on the caches it will really be fed, not on random tensors.
+    """
+    roles = input_roles(variant)
+    template = next(n for n, r in roles.items() if r == "template")
+    search = next(n for n, r in roles.items() if r == "search")
+    init, _ = split_model(fold_batchnorm(load_model(variant)), variant)
+    names = [c.name for c in cache_tensors(variant)]
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {"init": [], "track": []}
+    with torch.no_grad():
+        for pair in pairs:
+            cache = init(torch.from_numpy(np.ascontiguousarray(pair[template], dtype=np.float32)))
+            feeds["init"].append({template: pair[template]})
+            feeds["track"].append({search: pair[search], **{n: c.numpy() for n, c in zip(names, cache, strict=True)}})
+    return feeds
 
 
 def _logical_layout(shape: list[int]) -> str:
@@ -125,7 +149,7 @@ def _convert_onnx(ctx: BuildContext) -> tuple[dict[str, tuple[list[str], list[Gr
 
 
 def _convert_tflite(
-    exporter: Exporter, ctx: BuildContext, g: str, sub: BuildContext
+    exporter: Exporter, ctx: BuildContext, g: str, sub: BuildContext, probes: list[dict] | None = None
 ) -> tuple[list[str], list[GraphBinding], list[GraphBinding], Converter, list[str]]:
     """onnx2tf of one graph, bound through its own perms.
 
@@ -138,22 +162,27 @@ def _convert_tflite(
     io_spec = sub.variant.io
     cache_inputs = {c.name for c in cache_tensors(ctx.variant)}
     keep = tuple(s.name for s in io_spec.inputs if s.name in cache_inputs)
-    result, target = convert_tflite_graph(sub, work, g, keep_shape=keep)
+    if sub.quantization is not None:  # int8 / int8-dynamic: calibrated on the graph's own feeds
+        bindings, target, quant_notes, converter = convert_quantized_graph(sub, work, probes, keep_shape=keep)
+    else:
+        result, target = convert_tflite_graph(sub, work, g, keep_shape=keep)
+        bindings = result.bindings
+        converter = Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags])
+        diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
+        quant_notes = [f"onnx2tf self-check vs ONNX Runtime: {diffs}"]
 
     def bind(spec: TensorSpec) -> GraphBinding:
-        b = result.bindings[spec.name]
+        b = bindings[spec.name]
         return _graph_binding(
             TensorBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout="NCHW"), spec, tuple(b.perm)
         )
 
-    converter = Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags])
-    diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
     return (
         [f"{g}/{target}"],
         [bind(s) for s in io_spec.inputs],
         [bind(s) for s in io_spec.outputs],
         converter,
-        [f"{g}: onnx2tf self-check vs ONNX Runtime: {diffs}"],
+        [f"{g}: {n}" for n in quant_notes],
     )
 
 
@@ -161,22 +190,29 @@ def convert_split(exporter: Exporter, ctx: BuildContext) -> ConvertResult:
     """Build both graphs of a split artifact of ``ctx.variant`` in ``exporter``'s format.
 
     ``ctx.onnx_path`` is the directory of the verified fp32 split ONNX artifact (formats that
-    convert from ONNX); the result's ``graphs`` is the manifest's ``graphs`` section.
+    convert from ONNX, ONNX int8 too); the result's ``graphs`` is the manifest's ``graphs`` section.
+    A reduced precision quantizes each graph with the catalog's recipe, its calibration pairs
+    turned into that graph's feeds (:func:`graph_feeds`).
     """
     variant = ctx.variant
     ios = graph_io(variant)
     notes = [f"split artifact: init (template -> cache) + track (search + cache -> maps); cache = {cache_kind(variant)}"]
-    if exporter.name == "onnx":
+    q = ctx.quantization
+    feeds = graph_feeds(variant, q.pairs) if q is not None and q.pairs else None
+    probes = graph_feeds(variant, sample_pairs(variant, 4)) if q is not None and exporter.name == "tflite" else None
+    if exporter.name == "onnx" and ctx.precision == "fp32":
         graphs, converter, more = _convert_onnx(ctx)
     else:
         graphs, converter, more = {}, None, []
         for g in GRAPHS:
             sub_dir = ctx.build_dir / g
             sub_dir.mkdir()
-            sub = BuildContext(graph_variant(variant, g), ctx.precision, sub_dir, ctx.log_path, onnx_path=ctx.onnx_path / g / ONNX_FILE, force=ctx.force)
+            sub_q = dataclasses.replace(q, pairs=feeds[g] if feeds else []) if q is not None else None
+            sub = BuildContext(graph_variant(variant, g), ctx.precision, sub_dir, ctx.log_path, onnx_path=ctx.onnx_path / g / ONNX_FILE,
+                               force=ctx.force, quantization=sub_q)
             _log(ctx.log_path, f"--- {g} graph")
             if exporter.name == "tflite":
-                files, ins, outs, converter, extra_notes = _convert_tflite(exporter, ctx, g, sub)
+                files, ins, outs, converter, extra_notes = _convert_tflite(exporter, ctx, g, sub, probes[g] if probes else None)
                 more += extra_notes
             else:
                 res = exporter.convert(sub)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
 from zoo.artifacts import Converter, TensorBinding
+from zoo.backends import by_format
 from zoo.sample_inputs import sample_pairs
 
 MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite", "int8": "model_int8.tflite",
@@ -58,6 +59,32 @@ def convert_graph(ctx: BuildContext, work: Path, what: str = "", keep_shape: tup
     return result, target
 
 
+def convert_quantized_graph(ctx: BuildContext, work: Path, probes: list[dict], keep_shape: tuple[str, ...] = ()) -> tuple[dict, str, list[str], Converter]:
+    """int8 / int8-dynamic of ``ctx.onnx_path`` with ``ctx.quantization`` (:mod:`exporters.tflite_quant`):
+    the model moved into ``ctx.build_dir`` (``work`` removed); returns ``(bindings, file name, notes,
+    converter)``. ``probes`` are graph inputs on which the outputs are bound by identity."""
+    tflite_quant = _quant_backend()
+    io, q = ctx.variant.io, ctx.quantization
+    try:
+        path, bindings, errors, flags = tflite_quant.convert_quantized(
+            ctx.onnx_path, work, ctx.precision, q.recipe.model_dump(), q.pairs, probes, ctx.log_path,
+            [s.name for s in io.inputs], [s.name for s in io.outputs], MODEL_FILES[ctx.precision],
+            use_cache=not ctx.force, keep_shape=keep_shape)
+    except _backend().TfliteConversionError as exc:
+        raise ConversionError(f"TFLite {ctx.precision}: {exc}") from None
+    target = MODEL_FILES[ctx.precision]
+    shutil.move(str(path), ctx.build_dir / target)
+    shutil.rmtree(work, ignore_errors=True)
+    how = (f"representative dataset of {len(q.pairs)} calibration pairs, builtin int8 ops, float I/O, deny-listed in float: "
+           f"{', '.join(q.recipe.keep_float)}") if q.recipe.method == "static" else "dynamic-range quantization"
+    notes = [f"onnx2tf saved model -> tf.lite.TFLiteConverter ({how})",
+             f"outputs bound by verified identity vs ONNX Runtime on {len(probes)} probe pairs (relative error "
+             + ", ".join(f"{k} {v:.2g}" for k, v in errors.items()) + "), not by shape"]
+    converter = Converter(name="onnx2tf+tf.lite.TFLiteConverter", version=package_version("tensorflow", by_format("tflite").extra),
+                          flags=[*flags, f"TFLiteConverter.from_saved_model(out, recipe={q.recipe.model_dump()})"])
+    return bindings, target, notes, converter
+
+
 class TfliteExporter(Exporter):
     name = "tflite"
 
@@ -87,29 +114,13 @@ class TfliteExporter(Exporter):
 
     def _convert_quantized(self, ctx: BuildContext, work) -> ConvertResult:
         """int8 / int8-dynamic: :mod:`exporters.tflite_quant` with the catalog's recipe."""
-        tflite_quant = _quant_backend()
-        variant, q = ctx.variant, ctx.quantization
-        try:
-            path, bindings, errors, flags = tflite_quant.convert_quantized(
-                ctx.onnx_path, work, ctx.precision, q.recipe.model_dump(), q.pairs, sample_pairs(variant, 4), ctx.log_path,
-                [s.name for s in variant.io.inputs], [s.name for s in variant.io.outputs], MODEL_FILES[ctx.precision],
-                use_cache=not ctx.force)
-        except _backend().TfliteConversionError as exc:
-            raise ConversionError(f"TFLite {ctx.precision}: {exc}") from None
-        target = MODEL_FILES[ctx.precision]
-        shutil.move(str(path), ctx.build_dir / target)
-        shutil.rmtree(work, ignore_errors=True)
-        how = (f"representative dataset of {len(q.pairs)} calibration pairs, builtin int8 ops, float I/O, deny-listed in float: "
-               f"{', '.join(q.recipe.keep_float)}") if q.recipe.method == "static" else "dynamic-range quantization"
-        notes = [f"onnx2tf saved model -> tf.lite.TFLiteConverter ({how})",
-                 "outputs bound by verified identity vs ONNX Runtime on 4 probe pairs (relative error "
-                 + ", ".join(f"{k} {v:.2g}" for k, v in errors.items()) + "), not by shape"]
+        variant = ctx.variant
+        bindings, target, notes, converter = convert_quantized_graph(ctx, work, sample_pairs(variant, 4))
         return ConvertResult(
             files=[target],
             inputs=[self._binding(spec, bindings) for spec in variant.io.inputs],
             outputs=[self._binding(spec, bindings) for spec in variant.io.outputs],
-            converter=Converter(name="onnx2tf+tf.lite.TFLiteConverter", version=package_version("tensorflow", self.extra),
-                                flags=[*flags, f"TFLiteConverter.from_saved_model(out, recipe={q.recipe.model_dump()})"]),
+            converter=converter,
             notes=notes,
         )
 

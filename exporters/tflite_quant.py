@@ -96,10 +96,15 @@ def _checked(saved: Path, log_path: Path) -> Path:
     return saved
 
 
+def _saved_layout(value: np.ndarray, name: str, kept: frozenset[str]) -> np.ndarray:
+    """An NCHW / NLC input as onnx2tf's saved model takes it: 4-D channels-last unless kept (-kat)."""
+    return np.ascontiguousarray(value.transpose(0, 2, 3, 1) if value.ndim == 4 and name not in kept else value)
+
+
 def _quantize(saved: Path, pairs: list[dict[str, np.ndarray]], recipe: dict, out: Path, names: dict[str, str],
-              log_path: Path, timeout: float) -> None:
+              log_path: Path, timeout: float, kept: frozenset[str] = frozenset()) -> None:
     data = out.parent / "calibration.npz"
-    arrays = {f"{i}/{names[k]}": np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for i, p in enumerate(pairs) for k, v in p.items()}
+    arrays = {f"{i}/{names[k]}": _saved_layout(v, k, kept) for i, p in enumerate(pairs) for k, v in p.items()}
     np.savez(data, **arrays)
     env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="1")
     with open(log_path, "a", encoding="utf-8", errors="replace") as log:
@@ -150,16 +155,21 @@ def bind_outputs_by_identity(raw: list[dict[str, np.ndarray]], refs: list[dict[s
 
 def convert_quantized(onnx_path: Path, work: Path, precision: str, recipe: dict, pairs: list[dict[str, np.ndarray]],
                       probes: list[dict[str, np.ndarray]], log_path: Path, input_names: list[str],
-                      output_names: list[str], target_name: str, timeout: float = 1800.0, use_cache: bool = True) -> tuple[Path, dict[str, TfliteBinding], dict[str, float], list[str]]:
-    """onnx2tf (saved model) + the TensorFlow quantizer: ``(model path, bindings, relative error per output, flags)``."""
+                      output_names: list[str], target_name: str, timeout: float = 1800.0, use_cache: bool = True,
+                      keep_shape: tuple[str, ...] = ()) -> tuple[Path, dict[str, TfliteBinding], dict[str, float], list[str]]:
+    """onnx2tf (saved model) + the TensorFlow quantizer: ``(model path, bindings, relative error per output, flags)``.
+
+    ``pairs`` and ``probes`` are catalog-named NCHW (or 3-D) inputs of the graph; inputs named in
+    ``keep_shape`` keep their ONNX layout (onnx2tf ``-kat``)."""
     import onnxruntime as ort
 
     onnx_in, onnx_out = _onnx_io(onnx_path, input_names, False), _onnx_io(onnx_path, output_names, True)
-    argv = ["-i", "model.onnx", "-o", "out", *FLAGS]
+    kept = frozenset(keep_shape)
+    argv = ["-i", "model.onnx", "-o", "out", *FLAGS, *(["-kat", *keep_shape] if keep_shape else [])]
     saved = _saved_model(onnx_path, work, argv, log_path, timeout, use_cache)
     target = work / target_name
     in_names = {n: n for n in input_names}
-    _quantize(saved, pairs, recipe, target, in_names, log_path, timeout)
+    _quantize(saved, pairs, recipe, target, in_names, log_path, timeout, kept)
     _check_builtin_only(target, precision)
     from ai_edge_litert.interpreter import Interpreter
 
@@ -177,7 +187,10 @@ def convert_quantized(onnx_path: Path, work: Path, precision: str, recipe: dict,
     inputs = {}
     for n in input_names:
         d = in_details[names[n]]
-        perm = _perms(onnx_in[n][0], [int(x) for x in d["shape"]])[-1]
+        found = _perms(onnx_in[n][0], [int(x) for x in d["shape"]])
+        if not found:
+            raise TfliteConversionError(f"{n!r}: TFLite shape {d['shape'].tolist()} is no layout of the ONNX shape {onnx_in[n][0]}")
+        perm = found[0] if n in kept else found[-1]
         inputs[n] = TfliteBinding(n, "input", key, names[n], [int(x) for x in d["shape"]], np.dtype(d["dtype"]).name, _layout(perm), perm)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     refs = [dict(zip(output_names, session.run(output_names, p), strict=True)) for p in probes]
