@@ -34,9 +34,10 @@ from compare.runners.base import OpRecord
 from zoo.artifacts import artifact_dir, read_manifest
 from zoo.backends import PROFILED_RUNTIMES, by_runtime
 from zoo.errors import UsageError, ZooError
-from zoo.figures import part_rows
+from zoo.figures import figure_rows, part_rows
 from zoo.names import choose
 from zoo.schema import Variant
+from zoo.split_figures import split_figures
 
 #: one profiled run: its ops in execution order
 Record = list[OpRecord]
@@ -160,17 +161,22 @@ OnEvent = Callable[[str, str], None]
 
 def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision: str = "fp32", runs: int = 30,
                     warmup: int = 5, out: Path = Path("artifacts"), on_export: Callable | None = None,
-                    on_progress: OnEvent | None = None, pair: Pair | None = None) -> Profile:
-    """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing)."""
+                    on_progress: OnEvent | None = None, pair: Pair | None = None, split: bool = False) -> Profile:
+    """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing).
+
+    ``split``: the split artifact's track graph, the per-frame work, fed the cache its own init
+    graph made of the pair's template; parts and MACs are the track graph's
+    (:func:`zoo.split_figures.split_figures`), the end-to-end run the split runner's frame.
+    """
 
     check_request(runtime, precision)
     if runs < 1 or threads < 1 or warmup < 0:
         raise UsageError("runs and threads must be >= 1, warmup >= 0")
     progress = on_progress or (lambda stage, text: None)
     pair = pair if pair is not None else load_pairs(variant, 1, None)[0]
-    wanted = ensure_artifacts([variant], [runtime], [precision], out, on_event=on_export)
+    wanted = ensure_artifacts([variant], [runtime], [precision], out, on_event=on_export, split=split)
     if by_runtime(runtime).needs_onnx:  # the ONNX graph it was converted from: names without a module path are looked up there
-        wanted += ensure_artifacts([variant], ["onnxruntime"], ["fp32"], out, on_event=on_export)
+        wanted += ensure_artifacts([variant], ["onnxruntime"], ["fp32"], out, on_event=on_export, split=split)
     for w in wanted:
         if w.status == "skipped":
             raise UsageError(f"{variant.name}: {w.runtime} {w.precision}: {w.note}")
@@ -178,11 +184,15 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
             raise ZooError(f"{variant.name}: export of {w.format} {w.precision} failed: {w.note}")
     path = wanted[0].path
     runner = open_artifact(path, variant, threads=threads)
-    profiler = runner.profiler()
+    profiler = (runner.track_runner if split else runner).profiler()
     progress("profile", f"{variant.name} {runtime} {precision} {threads}T: loading")
     e2e, walls = [], []
     with runner:
-        profiler.load(pair)
+        if split:  # the track graph's feed: the search crop and what this runtime's init graph cached
+            search, template = runner.graphs.track.inputs[0].name, runner.graphs.init.inputs[0].name
+            profiler.load({search: pair[search], **runner.init(pair[template])})
+        else:
+            profiler.load(pair)
         executed = Graph.from_onnx(profiler.optimized_model) if profiler.optimized_model else None
         try:
             for i in range(warmup + runs):
@@ -196,8 +206,15 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
             records = profiler.finish()[warmup:]  # also frees the session (and ORT's trace directory)
     if len(records) != runs:
         raise ZooError(f"{runtime}: expected {runs} profiled runs, found {len(records)}")
-    onnx_dir = artifact_dir(out, variant.name, "onnx", "fp32")
-    source = Graph.from_onnx(onnx_dir / read_manifest(onnx_dir).files[0].path)
-    ops = aggregate(records, PartMapper.for_variant(variant), executed, source)
-    return Profile(variant.name, runtime, precision, threads, warmup, runs, variant.arch.fusion.depth, ops,
-                   [sum(r.seconds for r in rec) * 1e3 for rec in records], walls, e2e, part_rows(variant))
+    onnx_dir = artifact_dir(out, variant.name, "onnx", "fp32", split)
+    files = [f.path for f in read_manifest(onnx_dir).files]
+    source = Graph.from_onnx(onnx_dir / next(f for f in files if not split or f.startswith("track/")))
+    mapper = PartMapper.for_variant(variant)
+    if split:  # the track graph calls block internals outside their parents: bare scopes, resolved by call order
+        from compare.layers_split import ScopeResolver, split_reference
+
+        mapper = PartMapper(mapper.modules, ScopeResolver(list(split_reference(variant, [pair])["track"][0])))
+    ops = aggregate(records, mapper, executed, source)
+    figures = figure_rows(split_figures(variant).track) if split else part_rows(variant)
+    return Profile(variant.name, runtime + ("-split/track" if split else ""), precision, threads, warmup, runs,
+                   variant.arch.fusion.depth, ops, [sum(r.seconds for r in rec) * 1e3 for rec in records], walls, e2e, figures)

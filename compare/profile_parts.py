@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +107,11 @@ class Assignment:
 class PartMapper:
     """Names -> module paths for one model (``named_modules()`` of the exported architecture)."""
 
-    def __init__(self, module_names: Iterable[str]):
+    def __init__(self, module_names: Iterable[str], fallback: Callable[[str], str | None] | None = None):
+        """``fallback``: module path of a name no scope chain resolves (e.g. a split graph's bare
+        ``/qkv_1/...`` scopes, :class:`compare.layers_split.ScopeResolver`)."""
         self.modules = {m for m in module_names if m}
+        self.fallback = fallback
         self.children: dict[str, list[str]] = {}
         for m in sorted(self.modules):
             parent = m.rsplit(".", 1)[0] if "." in m else ""
@@ -141,6 +144,8 @@ class PartMapper:
             if nxt is None:
                 break
             path, prev = nxt, seg
+        if not path and self.fallback is not None:
+            return self.fallback(name)
         return path or None
 
     # -- graph rules -----------------------------------------------------------------------

@@ -313,3 +313,21 @@ def test_split_with_a_client_flavour_is_refused(tmp_path, capsys) -> None:
     assert code == 2 and "does not combine with --split" in stderr and "Traceback" not in stderr, stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert not any((tmp_path / "art").glob("fgaf3/*")), "nothing is built for a refused request"
+
+
+def test_profile_split_times_the_track_graph(onnx_pair_dir, tmp_path, capsys) -> None:
+    """``zoo profile --split``: the track graph's ops, every one assigned to a part with all fusion
+    blocks found (its block code runs outside the block modules), and the track graph's MACs."""
+    report = tmp_path / "profile.json"
+    code, _, stderr = run_cli(capsys, "profile", "fgaf3", "--runtime", "onnxruntime", "--split", "--runs", "3", "--warmup", "1",
+                              "--out", str(onnx_pair_dir), "--json", str(report))
+    assert code == 0, stderr
+    data = json.loads(report.read_text())
+    t = data["totals"]
+    variant = CATALOG.get("fgaf3")
+    assert t["runtime"] == "onnxruntime-split/track" and t["unassigned_ops"] == 0
+    assert t["fusion_blocks"] == variant.arch.fusion.depth
+    macs = {p["part"]: p["macs"] for p in data["parts"]}
+    track = split_figures(variant).track
+    assert macs == {part: f.macs for part, f in track.parts.items()}
+    assert sum(macs.values()) < split_figures(variant).full.macs

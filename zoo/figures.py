@@ -71,7 +71,11 @@ def summary_row(variant: Variant) -> dict:
 
 def part_rows(variant: Variant) -> list[dict]:
     """Per-part (backbone / fusion / head) parameters and MACs with shares of the total."""
-    figures = recount(variant)
+    return figure_rows(recount(variant))
+
+
+def figure_rows(figures: ModelFigures) -> list[dict]:
+    """:func:`part_rows` of counted figures (e.g. a split's track graph, :mod:`zoo.split_figures`)."""
     rows = []
     for part, f in figures.parts.items():
         rows.append({

@@ -96,10 +96,11 @@ def _markdown(data: dict) -> str:
 @click.option("--runs", type=click.IntRange(1, 100000), default=30, show_default=True, help="Profiled runs averaged (each paired with one end-to-end run).")
 @click.option("--warmup", type=click.IntRange(0, 10000), default=5, show_default=True, help="Untimed rounds first.")
 @click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True, help="Slowest ops listed.")
+@click.option("--split", is_flag=True, help="Profile the split artifact's track graph (the per-frame work; exported first when missing).")
 @out_option
 @oversubscribe_option
 @report_options("totals, top ops, parts, blocks, units and every op")
-def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, out_dir, allow_oversubscribe,
+def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, split, out_dir, allow_oversubscribe,
                 json_file, csv_file, markdown_file) -> None:
     """Per-op time of VARIANT in MNN (per-op callbacks) or ONNX Runtime (its profiler).
 
@@ -117,12 +118,12 @@ def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, out_dir
         task = progress.add_task("preparing", total=None)
         on_export = export_reporter(progress, task)
         result = profile_variant(v, runtime, threads=threads, precision=precision, runs=runs, warmup=warmup,
-                                 out=out_dir or default_out_dir(), on_export=on_export,
+                                 out=out_dir or default_out_dir(), on_export=on_export, split=split,
                                  on_progress=lambda stage, text: progress.update(task, description=text))
     data = result.as_json(top)
     t = data["totals"]
     out().print(rich_table(data["top"], _without_empty(TOP_COLUMNS, data["top"]),
-                             title=f"zoo profile {v.name}: {runtime} {precision}, {threads} thread(s), "
+                             title=f"zoo profile {v.name}: {result.runtime} {precision}, {threads} thread(s), "
                                    f"top {len(data['top'])} of {t['ops']} ops (mean of {runs} runs after {warmup} warm-up)"))
     out().print(rich_table(data["parts"], _without_empty(PART_COLUMNS, data["parts"]),
                              title="per part: share of time vs share of MACs and parameters (zoo info's figures)"))
