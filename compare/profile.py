@@ -28,6 +28,7 @@ import numpy as np
 
 from compare.artifacts import ensure_artifacts
 from compare.inputs import Pair, load_pairs
+from compare.layers_split import ScopeResolver, split_reference
 from compare.profile_parts import UNKNOWN, Graph, PartMapper
 from compare.runners import open_artifact
 from compare.runners.base import OpRecord
@@ -211,8 +212,6 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
     source = Graph.from_onnx(onnx_dir / next(f for f in files if not split or f.startswith("track/")))
     mapper = PartMapper.for_variant(variant)
     if split:  # the track graph calls block internals outside their parents: bare scopes, resolved by call order
-        from compare.layers_split import ScopeResolver, split_reference
-
         mapper = PartMapper(mapper.modules, ScopeResolver(list(split_reference(variant, [pair])["track"][0])))
     ops = aggregate(records, mapper, executed, source)
     figures = figure_rows(split_figures(variant).track) if split else part_rows(variant)
