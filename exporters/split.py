@@ -163,13 +163,13 @@ def _convert_tflite(
     cache_inputs = {c.name for c in cache_tensors(ctx.variant)}
     keep = tuple(s.name for s in io_spec.inputs if s.name in cache_inputs)
     if sub.quantization is not None:  # int8 / int8-dynamic: calibrated on the graph's own feeds
-        bindings, target, quant_notes, converter = convert_quantized_graph(sub, work, probes, keep_shape=keep)
+        bindings, target, graph_notes, converter = convert_quantized_graph(sub, work, probes, keep_shape=keep)
     else:
         result, target = convert_tflite_graph(sub, work, g, keep_shape=keep)
         bindings = result.bindings
         converter = Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags])
         diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
-        quant_notes = [f"onnx2tf self-check vs ONNX Runtime: {diffs}"]
+        graph_notes = [f"onnx2tf self-check vs ONNX Runtime: {diffs}"]
 
     def bind(spec: TensorSpec) -> GraphBinding:
         b = bindings[spec.name]
@@ -182,7 +182,7 @@ def _convert_tflite(
         [bind(s) for s in io_spec.inputs],
         [bind(s) for s in io_spec.outputs],
         converter,
-        [f"{g}: {n}" for n in quant_notes],
+        [f"{g}: {n}" for n in graph_notes],
     )
 
 
