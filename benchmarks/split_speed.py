@@ -29,7 +29,9 @@ sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 from compare.runners import open_artifact
 from zoo import api
 from zoo.artifacts import artifact_dir
-from zoo.backends import by_runtime
+from zoo.backends import RUNTIMES, by_runtime
+from zoo.errors import UsageError, ZooError
+from zoo.names import choose
 from zoo.catalog import Catalog
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.sample_inputs import sample_pairs
@@ -84,8 +86,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="blocks of --rounds rounds; the speed-up is their median")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    catalog = Catalog.load()
-    variants = catalog.select(args.variants) if args.variants else list(catalog)
+    try:
+        args.runtimes = choose(args.runtimes, RUNTIMES, "runtime")
+        for runtime in args.runtimes:
+            offered = by_runtime(runtime).precisions
+            if args.precision not in offered:
+                raise UsageError(f"{runtime} runs {', '.join(offered)} artifacts only, not {args.precision!r}")
+        catalog = Catalog.load()
+        variants = catalog.select(args.variants) if args.variants else list(catalog)
+    except ZooError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     rows = []
     for v in variants:
         fig = split_figures(v)
