@@ -41,7 +41,7 @@ from zoo.backends import by_runtime
 from zoo.errors import ZooError
 from zoo.models.fold import fold_batchnorm
 from zoo.models.split import split_model
-from zoo.sample_inputs import input_roles
+from zoo.sample_inputs import role_inputs
 from zoo.schema import Variant
 from zoo.weights import load_model
 
@@ -54,9 +54,8 @@ def split_reference(variant: Variant, pairs: list[Pair]) -> dict[str, list[dict]
     folded, fp32); the track modules run on PyTorch's own cache."""
     import torch
 
-    roles = input_roles(variant)
-    template = next(n for n, role in roles.items() if role == "template")
-    search = next(n for n, role in roles.items() if role == "search")
+    names = role_inputs(variant)
+    template, search = names["template"], names["search"]
     init, track = split_model(fold_batchnorm(load_model(variant)).eval(), variant)
     caches = []
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from compare.runners import BaseRunner, open_artifact
 from zoo.backends import REFERENCE_RUNTIME, reference_runner_class
-from zoo.sample_inputs import input_roles
+from zoo.sample_inputs import role_inputs
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import XYWH, TrackerLoop, check_box
 
@@ -82,7 +82,7 @@ class Tracker:
         self.variant = variant
         self.preset = preset
         self.name = name or runner.name
-        roles = {role: input_name for input_name, role in input_roles(variant).items()}
+        roles = role_inputs(variant)
         self._template_input = roles["template"]
         pre = variant.preprocessing
         self.loop = TrackerLoop(preset, self._infer, pre.template_size, pre.search_size, roles["template"], roles["search"])

@@ -27,7 +27,7 @@ from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitG
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
-from zoo.sample_inputs import input_roles, sample_pairs
+from zoo.sample_inputs import role_inputs, sample_pairs
 from zoo.schema import IOSpec, TensorSpec, Variant
 from zoo.weights import load_model
 
@@ -41,9 +41,8 @@ PERMS = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1), "NLC": (0, 1, 2), "NCL": (0
 
 def graph_io(variant: Variant) -> dict[str, IOSpec]:
     """The I/O of the init and track graphs: the catalog's template / search / maps plus the cache."""
-    roles = input_roles(variant)
-    template = next(s for s in variant.io.inputs if roles[s.name] == "template")
-    search = next(s for s in variant.io.inputs if roles[s.name] == "search")
+    names, specs = role_inputs(variant), {s.name: s for s in variant.io.inputs}
+    template, search = specs[names["template"]], specs[names["search"]]
     cache = [TensorSpec(name=c.name, shape=list(c.shape), dtype="float32", layout="NCHW", description=c.description) for c in cache_tensors(variant)]
     return {"init": IOSpec(inputs=[template], outputs=cache), "track": IOSpec(inputs=[search, *cache], outputs=list(variant.io.outputs))}
 
@@ -65,17 +64,16 @@ def graph_feeds(variant: Variant, pairs: list[dict[str, np.ndarray]]) -> dict[st
     makes of the pair's template: a reduced-precision split is calibrated (and its outputs bound)
     on the caches it will really be fed, not on random tensors.
     """
-    roles = input_roles(variant)
-    template = next(n for n, r in roles.items() if r == "template")
-    search = next(n for n, r in roles.items() if r == "search")
+    names = role_inputs(variant)
+    template, search = names["template"], names["search"]
     init, _ = split_model(fold_batchnorm(load_model(variant)), variant)
-    names = [c.name for c in cache_tensors(variant)]
+    cache_names = [c.name for c in cache_tensors(variant)]
     feeds: dict[str, list[dict[str, np.ndarray]]] = {"init": [], "track": []}
     with torch.no_grad():
         for pair in pairs:
             cache = init(torch.from_numpy(np.ascontiguousarray(pair[template], dtype=np.float32)))
             feeds["init"].append({template: pair[template]})
-            feeds["track"].append({search: pair[search], **{n: c.numpy() for n, c in zip(names, cache, strict=True)}})
+            feeds["track"].append({search: pair[search], **{n: c.numpy() for n, c in zip(cache_names, cache, strict=True)}})
     return feeds
 
 

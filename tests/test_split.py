@@ -247,24 +247,9 @@ def onnx_pair_dir(exported, split_exported, tmp_path):
 def test_compare_split_rows_beside_full(onnx_pair_dir, tmp_path, capsys) -> None:
     report = tmp_path / "compare.json"
     code, _, stderr = run_cli(
-        capsys,
-        "compare",
-        "fgaf3",
-        "--runtimes",
-        "onnxruntime",
-        "--split",
-        "--samples",
-        "2",
-        "--threads",
-        "1",
-        "--runs",
-        "3",
-        "--warmup",
-        "1",
-        "--out",
-        str(onnx_pair_dir),
-        "--json",
-        str(report),
+        capsys, "compare", "fgaf3",
+        "--runtimes", "onnxruntime", "--split", "--samples", "2", "--threads", "1", "--runs", "3",
+        "--warmup", "1", "--out", str(onnx_pair_dir), "--json", str(report),
     )
     assert code == 0, stderr
     data = json.loads(report.read_text())
@@ -283,24 +268,9 @@ def test_compare_split_rows_beside_full(onnx_pair_dir, tmp_path, capsys) -> None
 def test_bench_split_rows_beside_full(onnx_pair_dir, tmp_path, capsys) -> None:
     report = tmp_path / "bench.json"
     code, _, stderr = run_cli(
-        capsys,
-        "bench",
-        "fgaf3",
-        "--runtime",
-        "onnxruntime",
-        "--split",
-        "--threads",
-        "1",
-        "--concurrency",
-        "1",
-        "--seconds",
-        "0.3",
-        "--warmup",
-        "1",
-        "--out",
-        str(onnx_pair_dir),
-        "--json",
-        str(report),
+        capsys, "bench", "fgaf3",
+        "--runtime", "onnxruntime", "--split", "--threads", "1", "--concurrency", "1", "--seconds", "0.3",
+        "--warmup", "1", "--out", str(onnx_pair_dir), "--json", str(report),
     )
     assert code == 0, stderr
     cells = {c["runtime"] for c in json.loads(report.read_text())["cells"]}

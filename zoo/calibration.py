@@ -26,7 +26,7 @@ import numpy as np
 
 from zoo.datasets.frames import is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.errors import UsageError
-from zoo.sample_inputs import SCENES, _image, input_roles
+from zoo.sample_inputs import SCENES, _image, role_inputs
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import TrackerLoop
 
@@ -133,7 +133,7 @@ def make_pairs(variant: Variant, preset: TrackingPreset, source: CalibrationSour
         raise ValueError(f"unknown stream {stream!r}")
     pre = variant.preprocessing
     loop = TrackerLoop(preset, infer=None, template_size=pre.template_size, search_size=pre.search_size)
-    names = {role: name for name, role in input_roles(variant).items()}
+    names = role_inputs(variant)
     pairs = []
     for draw in range(n):
         rng = np.random.default_rng([STREAMS[stream], draw])

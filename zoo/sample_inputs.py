@@ -112,6 +112,11 @@ def input_roles(variant: Variant) -> dict[str, str]:
     return roles
 
 
+def role_inputs(variant: Variant) -> dict[str, str]:
+    """``template``/``search`` -> catalog input name (:func:`input_roles` the other way round)."""
+    return {role: name for name, role in input_roles(variant).items()}
+
+
 _input_roles = input_roles  # the earlier private name
 
 

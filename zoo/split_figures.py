@@ -12,7 +12,7 @@ from zoo.counting import ModelFigures, count_figures
 from zoo.models import build_model
 from zoo.models.fusion import Attention
 from zoo.models.split import cache_kind, cache_tensors, split_model
-from zoo.sample_inputs import input_roles
+from zoo.sample_inputs import role_inputs
 from zoo.schema import Variant
 
 
@@ -43,10 +43,9 @@ def split_figures(variant: Variant, model: torch.nn.Module | None = None) -> Spl
     weights unless ``model`` is given: counts do not depend on the weights' values)."""
     if model is None:
         model = build_model(variant.arch)
-    roles = input_roles(variant)
-    shapes = {roles[s.name]: s.shape for s in variant.io.inputs}
-    template, search = torch.zeros(shapes["template"]), torch.zeros(shapes["search"])
-    names = {role: name for name, role in roles.items()}
+    names = role_inputs(variant)
+    shapes = {s.name: s.shape for s in variant.io.inputs}
+    template, search = torch.zeros(shapes[names["template"]]), torch.zeros(shapes[names["search"]])
     full = count_figures(model, {names["template"]: template, names["search"]: search})
     init, track = split_model(model, variant)
     kv = cache_kind(variant) == "template_kv"
