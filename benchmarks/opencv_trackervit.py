@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
 import cv2
 
-from compare.opencv import agreement, load_trackervit, with_threshold
 from compare.runners import open_artifact
-from compare.tracker import Tracker
+from compare.tracking.opencv_client import agreement, load_trackervit, with_threshold
+from compare.tracking.tracker import Tracker
 from exporters.opencv_probe import write_probes
 from zoo.catalog import Catalog
 from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames

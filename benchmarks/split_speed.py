@@ -30,10 +30,10 @@ from compare.runners import open_artifact
 from zoo import api
 from zoo.artifacts import artifact_dir
 from zoo.backends import RUNTIMES, by_runtime
-from zoo.errors import UsageError, ZooError
-from zoo.names import choose
 from zoo.catalog import Catalog
+from zoo.errors import UsageError, ZooError
 from zoo.models.fusion import BLOCK_DESIGNS
+from zoo.names import choose
 from zoo.sample_inputs import sample_pairs
 from zoo.split_figures import split_figures
 

@@ -42,7 +42,7 @@ from zoo.schema import Variant
 from zoo.tracker_parity import describe_tracker_failure
 
 #: ``verify(target, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
-#: compares it with the reference (the compare layer provides it: :mod:`compare.verify`)
+#: compares it with the reference (the compare layer provides it: :mod:`compare.parity.verify`)
 Verifier = Callable[["Target", Path, Manifest], Parity]
 
 

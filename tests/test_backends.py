@@ -10,8 +10,8 @@ import typing
 import pytest
 from click.testing import CliRunner
 
-from compare.artifacts import choose_runtimes
-from compare.profile import check_request
+from compare.diagnose.profile import check_request
+from compare.provision import choose_runtimes
 from compare.runners.base import ArtifactRunner
 from exporters import get_exporter
 from exporters.base import Exporter

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compare.bench import Cell, fill_ratios, run_cell, scaling_rows, speed_column
-from compare.worker import RunnerSpec, Task, measure
+from compare.measure.bench import Cell, fill_ratios, run_cell, scaling_rows, speed_column
+from compare.measure.worker import MeasureTask, RunnerSpec, measure
 from tests.helpers.catalog import CATALOG
 from tests.helpers.export import zoo
 from zoo.sample_inputs import sample_pairs
@@ -40,7 +40,7 @@ def test_concurrent_instances_are_separate_processes_running_at_once(artifacts) 
 
 def test_measure_reports_a_failing_instance_instead_of_raising(tmp_path) -> None:
     spec = RunnerSpec("onnxruntime", "fp32", VARIANT, tmp_path / "no-such-artifact")
-    (m,) = measure([Task(spec, PAIR, 1, 0, 1)])
+    (m,) = measure([MeasureTask(spec, PAIR, 1, 0, 1)])
     assert not m.ok and m.error and "manifest" in m.error.lower()
     assert m.pid != os.getpid()
 

@@ -16,13 +16,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from compare.artifacts import choose_runtimes
+from compare.comparison import Options, run
 from compare.inputs import pairs_from_arrays
-from compare.parity import cosine_similarity, diff_output
-from compare.run import Options, run
+from compare.measure.timing import time_spec
+from compare.measure.worker import RunnerSpec
+from compare.parity.runtimes import cosine_similarity, diff_output
+from compare.provision import choose_runtimes
 from compare.runners import open_artifact
-from compare.timing import time_spec
-from compare.worker import RunnerSpec
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import zoo
 from zoo.artifacts import file_entry, read_manifest, write_manifest

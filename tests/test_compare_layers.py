@@ -17,9 +17,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from compare.layer_map import canonical_name, layouts, to_source_layout
-from compare.layers import LayerReport, _tolerance, layers_variant
-from compare.layers_split import ScopeResolver, layers_split
+from compare.diagnose.layer_map import canonical_name, layouts, to_source_layout
+from compare.diagnose.layers import LayerReport, _tolerance, layers_variant
+from compare.diagnose.layers_split import layers_split
+from compare.diagnose.onnx_graph import ScopeResolver
 from compare.runners.taps import dequantized
 from exporters.base import BuildContext
 from exporters.mnn import MnnExporter

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from compare import bench, timing
-from compare.machine import TOLERANCE_CORES, contention, cpu_busy_seconds
-from compare.timing import Timing, TimingJob, time_jobs, time_spec
-from compare.worker import RunnerSpec
+from compare.measure import bench, timing
+from compare.measure.machine import TOLERANCE_CORES, contention, cpu_busy_seconds
+from compare.measure.timing import Timing, TimingJob, time_jobs, time_spec
+from compare.measure.worker import RunnerSpec
 from zoo.catalog import Catalog
 from zoo.sample_inputs import sample_pairs
 

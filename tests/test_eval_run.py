@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compare.evalrun import run_evaluation, tracker_specs
+from compare.tracking.evaluation import run_evaluation, tracker_specs
 from tests.helpers.catalog import CATALOG
 from tests.helpers.tracking import run_cli
 from zoo.datasets import load_dataset

@@ -14,8 +14,8 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
+from compare.parity.verify import Verifier
 from compare.runners import PytorchRunner, open_artifact
-from compare.verify import Verifier
 from exporters.pipeline import Pipeline, build_order
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import assert_artifact_valid, json_rows, zoo

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from compare.verify import Verifier
+from compare.parity.verify import Verifier
 from exporters.pipeline import Pipeline, build_order
 from tests.helpers.catalog import CATALOG
 from tests.helpers.cli import run_main

@@ -127,7 +127,7 @@ IMPORTS = [imp for path in SOURCES for imp in _collect(path)]
 
 def test_sources_found() -> None:
     names = {_module_name(p) for p in SOURCES}
-    assert {"zoo.backends", "zoo.artifacts", "exporters.pipeline", "compare.verify", "zoo.cli"} <= names
+    assert {"zoo.backends", "zoo.artifacts", "exporters.pipeline", "compare.parity.verify", "zoo.cli"} <= names
     assert any(i.module == "exporters.pipeline" and i.target == "zoo.artifacts" for i in IMPORTS)
 
 
@@ -153,14 +153,14 @@ def test_the_checker_catches_violations(tmp_path) -> None:
     """The rule applied to made-up modules: a core module importing compare, and a function-local
     import, are both seen."""
     src = tmp_path / "mod.py"
-    src.write_text("import zoo.schema\nfrom compare import run\n\ndef f():\n    from exporters.pipeline import Pipeline\n"
+    src.write_text("import zoo.schema\nfrom compare import comparison\n\ndef f():\n    from exporters.pipeline import Pipeline\n"
                    "class C:\n    def m(self):\n        import zoo.cli\n")
     from unittest import mock
 
     with mock.patch(f"{__name__}._module_name", return_value="zoo.fake"):
         found = _collect(src)
     assert [(i.target, i.function) for i in found] == [
-        ("zoo.schema", None), ("compare.run", None), ("exporters.pipeline", "f"), ("zoo.cli", "C.m")]
+        ("zoo.schema", None), ("compare.comparison", None), ("exporters.pipeline", "f"), ("zoo.cli", "C.m")]
     assert [layer(i.module, i.function) for i in found] == ["core"] * 4
     assert [_target_layer(i.target) in ALLOWED["core"] for i in found] == [True, False, False, False]
 
@@ -174,7 +174,7 @@ def test_a_runtime_measurement_process_does_not_import_torch() -> None:
     from zoo.backends import BACKENDS
 
     runners = [b.runner.split(":")[0] for b in BACKENDS]
-    code = f"import sys, compare.worker, compare.tracker, {', '.join(runners)}; print('torch' in sys.modules)"
+    code = f"import sys, compare.measure.worker, compare.tracking.tracker, {', '.join(runners)}; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from compare.opencv import MAX_SCORE_DIFF, MIN_IOU, OpenCVVersionWarning, agreement, load_trackervit, with_threshold
 from compare.runners import open_artifact
-from compare.tracker import Tracker
+from compare.tracking.opencv_client import MAX_SCORE_DIFF, MIN_IOU, OpenCVVersionWarning, agreement, load_trackervit, with_threshold
+from compare.tracking.tracker import Tracker
 from exporters.opencv_probe import measure, write_probes
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import zoo

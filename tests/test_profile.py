@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from compare.profile import Profile, profile_variant
-from compare.profile_parts import Graph, Node, PartMapper
-from compare.verify import Verifier
+from compare.diagnose.onnx_graph import Graph, Node, PartMapper
+from compare.diagnose.profile import Profile, profile_variant
+from compare.parity.verify import Verifier
 from exporters.pipeline import Pipeline, build_order
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import zoo

@@ -14,8 +14,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from compare.parity.verify import Verifier
 from compare.runners import open_artifact
-from compare.verify import Verifier
 from exporters import onnx_int8
 from exporters.pipeline import Pipeline, Target
 from exporters.tflite_quant import bind_outputs_by_identity

@@ -166,8 +166,7 @@ def test_tables_stay_readable_at_80_columns():
 def test_the_clock_column_is_empty_where_the_clock_is_only_nominal(monkeypatch):
     """Under a hypervisor without cpufreq, /proc/cpuinfo repeats the nominal MHz: no clock is
     reported (README: the clock column stays empty there); on bare metal it is read."""
-    from compare import machine
-
+    from compare.measure import machine
     monkeypatch.setattr(machine, "_read_numbers", lambda pattern: [])
     monkeypatch.setattr(machine, "_cpuinfo", lambda: "flags\t\t: fpu sse2 hypervisor avx512f\ncpu MHz\t\t: 2445.000\n")
     assert machine.cpu_mhz() is None and machine.clock_source().startswith("not exposed")

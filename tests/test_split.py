@@ -15,7 +15,7 @@ import torch
 
 from compare.runners import PytorchRunner, open_artifact
 from compare.runners.split import SplitRunner
-from compare.tracker import Tracker
+from compare.tracking.tracker import Tracker
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS, VARIANTS
 from tests.helpers.split import SPLIT_PRECISIONS
 from tests.helpers.tracking import run_cli

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from compare.layers_split import layers_split
+from compare.diagnose.layers_split import layers_split
 from compare.runners import open_artifact
 from compare.runners.split import SplitRunner
 from exporters.split import graph_feeds

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare import tracker as _tracker
+from compare.parity.verify import Verifier
 from compare.runners import ArtifactRunner, PytorchRunner, open_artifact
-from compare.verify import Verifier
+from compare.tracking import tracker as _tracker
 from exporters import get_exporter
 from exporters.pipeline import Pipeline, build_order
 from zoo.artifacts import Manifest, artifact_dir, default_out_dir, read_manifest

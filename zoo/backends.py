@@ -146,7 +146,7 @@ class Flavour:
 
 
 FLAVOURS: tuple[Flavour, ...] = (
-    Flavour("opencv", "onnx", ("fp32",), "exporters.opencv:OpencvOnnxExporter", "compare.opencv:check_trackervit",
+    Flavour("opencv", "onnx", ("fp32",), "exporters.opencv:OpencvOnnxExporter", "compare.tracking.opencv_client:check_trackervit",
             client="cv2.TrackerVit", client_module="cv2", preset="opencv-vit", title="OpenCV TrackerVit"),
 )
 #: flavour names (``zoo export --for``)

@@ -11,7 +11,7 @@ OSTrack's (``lib/test/tracker/ostrack.py`` with ``sample_target``, ``hann2d``, `
 
 Pure geometry and array code: :class:`TrackerLoop` drives any ``infer`` callable (catalog-named
 NCHW float32 arrays in, ``score``/``size``/``offset`` out), so the same loop runs on PyTorch eager
-and every exported artifact (``compare.tracker.Tracker`` binds it to a runner and times it).
+and every exported artifact (``compare.tracking.tracker.Tracker`` binds it to a runner and times it).
 
 Conventions: frames are ``H x W x 3`` uint8 **RGB** arrays; boxes are ``(x, y, w, h)`` in frame
 pixels, ``(x, y)`` the top-left corner (OSTrack's and pytracking's convention).

@@ -4,7 +4,7 @@ A tap works over "a graph file + its runtime": it reads the runner's model file 
 settings (threads, precision mode), never the variant, so split graphs and other precisions plug
 in unchanged. ``run(pair)`` takes catalog-named NCHW arrays and returns :class:`Tapped` records
 (runtime tensor name, array in the runtime's own layout and shape); naming them after module paths
-is :mod:`compare.layer_map`'s job.
+is :mod:`compare.diagnose.layer_map`'s job.
 
 - ONNX Runtime: a copy of the model with every node output made a graph output.
 - MNN: ``Interpreter.runSessionWithCallBackInfo``; the end callback copies each op's output

@@ -1,6 +1,6 @@
 """``zoo bench``: thread scaling, several trackers at once, sustained runs, the study's speed column.
 
-Library code (:mod:`compare.bench`) measures and returns data; this module draws and writes it.
+Library code (:mod:`compare.measure.bench`) measures and returns data; this module draws and writes it.
 """
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from compare import bench
-from compare.artifacts import choose_runtimes, runner_specs
-from compare.machine import machine_info
-from compare.worker import memory_method
+from compare.measure import bench
+from compare.measure.machine import machine_info
+from compare.measure.worker import memory_method
+from compare.provision import choose_runtimes, runner_specs
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog

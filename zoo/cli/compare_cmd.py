@@ -1,7 +1,7 @@
 """``zoo compare``: every runtime against PyTorch eager on the same inputs, then timing tables.
 
 ``zoo compare --pytorch-vs-onnx [VARIANT...]`` is the ONNX-only parity check (no timing).
-Library code (:mod:`compare.run`) returns the data; this module only draws and writes it.
+Library code (:mod:`compare.comparison`) returns the data; this module only draws and writes it.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from compare.artifacts import choose_runtimes
-from compare.run import Options, run
-from compare.run import save_inputs as write_inputs
-from compare.run import save_outputs as write_outputs
+from compare.comparison import Options, run
+from compare.comparison import save_inputs as write_inputs
+from compare.comparison import save_outputs as write_outputs
+from compare.provision import choose_runtimes
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog

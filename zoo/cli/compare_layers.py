@@ -1,12 +1,12 @@
-"""``zoo compare VARIANT --layers``: the tables and files of :mod:`compare.layers` (drawing only)."""
+"""``zoo compare VARIANT --layers``: the tables and files of :mod:`compare.diagnose.layers` (drawing only)."""
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
+from compare.diagnose.layers import depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
+from compare.diagnose.layers_split import layers_split
 from compare.inputs import load_pairs
-from compare.layers import depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
-from compare.layers_split import layers_split
 from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
 from zoo.errors import ZooError
 

@@ -1,6 +1,6 @@
 """``zoo eval run``: One-Pass Evaluation of trackers on a benchmark, locally or on a Ray cluster.
 
-The library (:mod:`compare.evalrun`) plans, runs and writes; this module parses, shows progress
+The library (:mod:`compare.tracking.evaluation`) plans, runs and writes; this module parses, shows progress
 and draws the summary.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from compare.evalrun import run_evaluation, tracker_specs
+from compare.tracking.evaluation import run_evaluation, tracker_specs
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from compare.verify import Verifier
+from compare.parity.verify import Verifier
 from exporters import get_exporter, get_flavour_exporter
 from exporters.pipeline import Pipeline, build_order
 from zoo.artifacts import default_out_dir

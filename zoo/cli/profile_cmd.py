@@ -1,13 +1,13 @@
 """``zoo profile VARIANT --runtime mnn|onnxruntime``: per-op time mapped to backbone / fusion blocks / head.
 
-Library code (:mod:`compare.profile`) returns the data; this module only draws and writes it.
+Library code (:mod:`compare.diagnose.profile`) returns the data; this module only draws and writes it.
 """
 from __future__ import annotations
 
 import click
 
-from compare.machine import machine_info
-from compare.profile import check_request, profile_variant
+from compare.diagnose.profile import check_request, profile_variant
+from compare.measure.machine import machine_info
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, PROFILED_RUNTIMES, describe
 from zoo.catalog import Catalog

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from compare.tracker import Tracker
+from compare.tracking.tracker import Tracker
 from zoo.api import Tracker as ApiTracker
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.cli.options import DIR, REPORT_FILE, counts, oversubscribe_option

@@ -30,8 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from compare.artifacts import ensure_artifacts
-from compare.tracker import SequenceRun, Tracker, TrackerSpec, track_sequence
+from compare.provision import ensure_artifacts
+from compare.tracking.tracker import SequenceRun, Tracker, TrackerSpec, track_sequence
 from zoo.backends import REFERENCE_RUNTIME
 from zoo.catalog import Catalog
 from zoo.datasets.frames import read_frame, sequence_frames
@@ -119,7 +119,7 @@ def remove_stale_temporaries(folder: Path) -> int:
 
 # -- one task -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Task:
+class SequenceTask:
     """One tracker on one sequence."""
 
     id: int  # position in the run's task list
@@ -128,7 +128,7 @@ class Task:
 
 
 @dataclass
-class TaskResult:
+class SequenceResult:
     task_id: int
     run: SequenceRun | None
     error: str | None = None
@@ -160,16 +160,16 @@ def frames_of(seq: Sequence):
         yield read_frame(path)
 
 
-def run_task(task: Task, cache: TrackerCache) -> TaskResult:
+def run_sequence_task(task: SequenceTask, cache: TrackerCache) -> SequenceResult:
     """Run one task with a tracker from ``cache``; errors come back as text (they cross processes)."""
     try:
         tracker = cache.get(task.spec)
         run = track_sequence(tracker, frames_of(task.sequence), task.sequence.ground_truth[0], task.sequence.name)
-        return TaskResult(task.id, run, pid=os.getpid())
+        return SequenceResult(task.id, run, pid=os.getpid())
     except UsageError as exc:
-        return TaskResult(task.id, None, str(exc), usage_error=True, pid=os.getpid())
+        return SequenceResult(task.id, None, str(exc), usage_error=True, pid=os.getpid())
     except Exception as exc:  # a runtime failure on one sequence is reported, the others still run
-        return TaskResult(task.id, None, f"{task.spec.name} {task.sequence.name}: {type(exc).__name__}: {exc}", pid=os.getpid())
+        return SequenceResult(task.id, None, f"{task.spec.name} {task.sequence.name}: {type(exc).__name__}: {exc}", pid=os.getpid())
 
 
 # -- executors --------------------------------------------------------------------------------------
@@ -184,12 +184,12 @@ def _pool_init(threads: int) -> None:
     _WORKER_CACHE = TrackerCache()
 
 
-def _pool_run(task: Task) -> TaskResult:
+def _pool_run(task: SequenceTask) -> SequenceResult:
     assert _WORKER_CACHE is not None
-    return run_task(task, _WORKER_CACHE)
+    return run_sequence_task(task, _WORKER_CACHE)
 
 
-def _run_local(tasks: list[Task], threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
+def _run_local(tasks: list[SequenceTask], threads: int, on_result: Callable[[SequenceTask, SequenceResult], None]) -> None:
     cache = TrackerCache()
     previous = cv2.getNumThreads()
     cv2.setNumThreads(threads)
@@ -199,13 +199,13 @@ def _run_local(tasks: list[Task], threads: int, on_result: Callable[[Task, TaskR
             if current is not None and task.spec.name != current:  # one loaded runtime at a time
                 cache.close()
             current = task.spec.name
-            on_result(task, run_task(task, cache))
+            on_result(task, run_sequence_task(task, cache))
     finally:
         cache.close()
         cv2.setNumThreads(previous)
 
 
-def _run_pool(tasks: list[Task], jobs: int, threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
+def _run_pool(tasks: list[SequenceTask], jobs: int, threads: int, on_result: Callable[[SequenceTask, SequenceResult], None]) -> None:
     ctx = mp.get_context("spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pool_init, initargs=(threads,))
     finished = False
@@ -226,7 +226,7 @@ def _ray_actor_class(ray):
         def __init__(self, threads: int):
             _pool_init(threads)
 
-        def run(self, task: Task) -> TaskResult:
+        def run(self, task: SequenceTask) -> SequenceResult:
             return _pool_run(task)
 
     return TrackActor
@@ -257,7 +257,7 @@ def connect_ray(address: str, cpus: int | None = None):
     return ray
 
 
-def _run_ray(tasks: list[Task], actors: int, threads: int, on_result: Callable[[Task, TaskResult], None]) -> None:
+def _run_ray(tasks: list[SequenceTask], actors: int, threads: int, on_result: Callable[[SequenceTask, SequenceResult], None]) -> None:
     ray = ray_module()
     from ray.util import ActorPool
 
@@ -268,7 +268,7 @@ def _run_ray(tasks: list[Task], actors: int, threads: int, on_result: Callable[[
         for task in tasks:
             pool.submit(lambda actor, t: actor.run.remote(t), task)
         while pool.has_next():
-            result: TaskResult = pool.get_next_unordered()
+            result: SequenceResult = pool.get_next_unordered()
             on_result(tasks[result.task_id], result)
     finally:
         for actor in pool_actors:
@@ -320,7 +320,7 @@ def check_frames(dataset: Dataset) -> None:
 
 def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jobs: int = 1, ray_address: str | None = None,
                    threads: int = 1, on_start: Callable[[int, int], None] | None = None,
-                   on_result: Callable[[Task, TaskResult], None] | None = None,
+                   on_result: Callable[[SequenceTask, SequenceResult], None] | None = None,
                    summaries: dict[str, TrackerSummary] | None = None) -> EvalRun:
     """Run every tracker on every sequence not finished yet and write the results.
 
@@ -332,7 +332,7 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
     results = Path(results)
     summaries = {} if summaries is None else summaries
     summaries.update({spec.name: TrackerSummary(spec.name) for spec in specs})
-    tasks: list[Task] = []
+    tasks: list[SequenceTask] = []
     for spec in specs:
         folder = result_folder(results, spec.name, dataset.name)
         remove_stale_temporaries(folder)
@@ -340,12 +340,12 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
             if is_finished(results, spec.name, dataset.name, seq):
                 summaries[spec.name].skipped += 1
             else:
-                tasks.append(Task(len(tasks), spec, seq))
+                tasks.append(SequenceTask(len(tasks), spec, seq))
     outcome = EvalRun(summaries, tasks=len(tasks))
     if on_start is not None:
         on_start(len(tasks), sum(len(t.sequence) for t in tasks))
 
-    def done(task: Task, result: TaskResult) -> None:
+    def done(task: SequenceTask, result: SequenceResult) -> None:
         summary = summaries[task.spec.name]
         outcome.pids.add(result.pid)
         if result.run is None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from compare.parity.verify import REFERENCE
 from compare.runners import PytorchRunner, runner_for
-from compare.tracker import Tracker
-from compare.verify import REFERENCE
+from compare.tracking.tracker import Tracker
 from zoo.artifacts import Manifest, Parity, read_manifest
 from zoo.backends import by_flavour
 from zoo.catalog import Catalog

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from compare.verify import Verifier
-from compare.worker import RunnerSpec
+from compare.measure.worker import RunnerSpec
+from compare.parity.verify import Verifier
 from exporters import get_exporter
 from exporters.pipeline import Pipeline, Target, build_order
 from zoo.artifacts import MANIFEST_NAME, artifact_dir, verified_manifest
@@ -93,7 +93,7 @@ def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: l
 
 def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, out: Path,
                  on_event: Callable | None = None, split: bool = False) -> tuple[list, list[Wanted]]:
-    """Picklable runner recipes (:class:`compare.worker.RunnerSpec`) for every variant x runtime,
+    """Picklable runner recipes (:class:`compare.measure.worker.RunnerSpec`) for every variant x runtime,
     ``pytorch`` meaning the eager reference; artifacts are exported where missing. Returns the
     specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note).
     ``split``: each runtime's split artifact too, right after it (runtime ``<runtime>-split``: its

@@ -1,6 +1,6 @@
 """Deployment benchmarks on the runners: thread scaling, several trackers at once, sustained runs.
 
-Everything is measured in child processes (:mod:`compare.worker`), one runtime instance each:
+Everything is measured in child processes (:mod:`compare.measure.worker`), one runtime instance each:
 
 - a **cell** is one variant x runtime x thread count x concurrency ``c``: ``c`` processes load
   their own instance, warm up, wait at a barrier and then all run for the same ``seconds``.
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from compare.inputs import Pair
-from compare.machine import contention, sample_clock
-from compare.worker import Measurement, RunnerSpec, Task, measure
+from compare.measure.machine import contention, sample_clock
+from compare.measure.worker import Measurement, MeasureTask, RunnerSpec, measure
 from zoo.fileio import atomic_path
 
 BASELINE = "base-c128"
@@ -86,7 +86,7 @@ def _instance(m: Measurement) -> Instance:
 def run_cell(spec: RunnerSpec, pair: Pair, threads: int, concurrency: int, seconds: float,
              warmup: int = 5, min_runs: int = 5) -> Cell:
     """``concurrency`` instances of ``spec`` at ``threads`` threads, started together."""
-    tasks = [Task(spec, pair, threads, warmup, min_runs, seconds) for _ in range(concurrency)]
+    tasks = [MeasureTask(spec, pair, threads, warmup, min_runs, seconds) for _ in range(concurrency)]
     ms = measure(tasks, concurrent=True)
     instances = [_instance(m) for m in ms]
     cell = Cell(spec.variant.name, spec.runtime, spec.precision, threads, concurrency,
@@ -275,7 +275,7 @@ def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float,
     seconds; fps, CPU clock and temperature per window for each instance, and with several
     instances one more result, ``instance="all"``, whose windows count every instance's runs
     (aggregate fps) on a common time axis starting at the earliest instance's start."""
-    tasks = [Task(spec, pair, threads, warmup, 1, duration_s) for _ in range(concurrency)]
+    tasks = [MeasureTask(spec, pair, threads, warmup, 1, duration_s) for _ in range(concurrency)]
     with _ClockSampler(min(1.0, window_s / 2)) as clock:
         ms = measure(tasks, concurrent=concurrency > 1, timeout_s=duration_s + 600)
     base = dict(variant=spec.variant.name, runtime=spec.runtime, precision=spec.precision, threads=threads,

@@ -15,7 +15,7 @@ ops add up to the mean profiled run). The end-to-end latency is the median of th
 ``last_inference_time`` (as ``zoo compare`` reports it); the profile total is also given as the
 median of the per-run sums of op times; ``profile_vs_e2e`` is the median over rounds of (op
 time sum of the profiled run / the end-to-end run of the same round): pairing cancels most of
-what the machine's load does to both. Ops are assigned to parts by :mod:`compare.profile_parts`;
+what the machine's load does to both. Ops are assigned to parts by :mod:`compare.diagnose.onnx_graph`;
 per-part MACs and parameters come from :func:`zoo.figures.part_rows` (``zoo info``'s figures).
 """
 from __future__ import annotations
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.artifacts import ensure_artifacts
+from compare.diagnose.layers_split import split_reference
+from compare.diagnose.onnx_graph import UNKNOWN, Graph, PartMapper, ScopeResolver
 from compare.inputs import Pair, load_pairs
-from compare.layers_split import ScopeResolver, split_reference
-from compare.profile_parts import UNKNOWN, Graph, PartMapper
+from compare.provision import ensure_artifacts
 from compare.runners import open_artifact
 from compare.runners.base import OpRecord
 from zoo.artifacts import artifact_dir, read_manifest
@@ -64,7 +64,7 @@ class OpTime:
     part: str
     block: str
     unit: str
-    rule: str  # how the part was found (compare.profile_parts)
+    rule: str  # how the part was found (compare.diagnose.onnx_graph)
     share_pct: float = 0.0
 
 

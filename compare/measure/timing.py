@@ -1,6 +1,6 @@
 """Latency of each runtime x thread count, beside PyTorch eager and a matrix-multiply ceiling.
 
-Every runtime x thread count is measured in a process of its own (:mod:`compare.worker`): load,
+Every runtime x thread count is measured in a process of its own (:mod:`compare.measure.worker`): load,
 one first run (its latency is reported), ``warmup`` runs, ``runs`` timed runs. Latency is the
 runner's ``last_inference_time`` (the runtime's own call, without NCHW<->NHWC conversion).
 Reported: median, p90, p99, min (ms), fps (1000 / median), first-run latency, CPU time / wall
@@ -12,7 +12,7 @@ libraries at the same thread count, measured in the same run. Thread counts abov
 
 A row is flagged unreliable (``reliable`` False, ``contention`` says why) when other processes
 used more CPUs during its timed runs than the measurement left free (the machine's busy CPU
-time from ``/proc/stat`` minus the child's own: :func:`compare.machine.contention`), when it
+time from ``/proc/stat`` minus the child's own: :func:`compare.measure.machine.contention`), when it
 beats the sgemm ceiling (> 100 %: the ceiling or the row was measured under load), or when its
 speedup is relative to an unreliable PyTorch row.
 """
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from compare.inputs import Pair
-from compare.machine import contention
-from compare.worker import Measurement, RunnerSpec, Task, measure
+from compare.measure.machine import contention
+from compare.measure.worker import Measurement, MeasureTask, RunnerSpec, measure
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -154,7 +154,7 @@ def timing_from(m: Measurement, spec: RunnerSpec, warmup: int) -> Timing:
 
 def time_spec(spec: RunnerSpec, pair: Pair, threads: int, warmup: int, runs: int) -> Timing:
     """Time one runner in a fresh process."""
-    return timing_from(measure([Task(spec, pair, threads, warmup, runs)])[0], spec, warmup)
+    return timing_from(measure([MeasureTask(spec, pair, threads, warmup, runs)])[0], spec, warmup)
 
 
 @dataclass

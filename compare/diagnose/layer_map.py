@@ -1,7 +1,7 @@
 """Which tensor a runtime computed is which PyTorch module's output, read from the exported graph.
 
 The exported ONNX graph (the artifact every other format is converted from) names its nodes after
-module scopes (:mod:`compare.profile_parts`). A module *call* is a connected piece of the nodes in
+module scopes (:mod:`compare.diagnose.onnx_graph`). A module *call* is a connected piece of the nodes in
 its scope (the shared backbone runs twice: two pieces, ordered as the graph runs them, which is
 the order PyTorch called it); its output is the one tensor of that piece read outside it (when a
 module returns a tuple, the one whose shape is that of a tuple element). A module without a node
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare.profile_parts import _SUFFIX, PartMapper
+from compare.diagnose.onnx_graph import _SUFFIX, PartMapper
 from compare.runners.taps import Tapped
 
 #: how each runtime's tensor names relate to the source ONNX graph; a runtime not listed is calibrated by value

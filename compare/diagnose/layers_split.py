@@ -14,7 +14,7 @@ Per input pair and graph:
   tensors with that cache fed in, as the split runner does per frame. A track graph's error
   therefore includes what the runtime's cache carried in.
 - Names: the split artifact's fp32 ONNX graphs (``onnx-split``: ``init/model.onnx``,
-  ``track/model.onnx``) play the full graph's part (:mod:`compare.layer_map`); value-named runtimes
+  ``track/model.onnx``) play the full graph's part (:mod:`compare.diagnose.layer_map`); value-named runtimes
   are calibrated per graph on their fp32 split artifact.
 
 Module calls the split's own code makes outside a module (``InitNet`` runs a fusion block's
@@ -24,17 +24,16 @@ not in the graph.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from compare.artifacts import ensure_artifacts
+from compare.diagnose.layer_map import SourceGraph, TensorMap, map_by_values, naming
+from compare.diagnose.layers import CALIBRATION_PRECISION, LayerReport, record_calls, report_from_taps
+from compare.diagnose.onnx_graph import PartMapper, ScopeResolver
 from compare.inputs import Pair
-from compare.layer_map import SourceGraph, TensorMap, map_by_values, naming
-from compare.layers import CALIBRATION_PRECISION, LayerReport, record_calls, report_from_taps
-from compare.profile_parts import PartMapper
+from compare.provision import ensure_artifacts
 from compare.runners import open_artifact
 from zoo.artifacts import artifact_dir
 from zoo.backends import by_runtime
@@ -46,7 +45,6 @@ from zoo.schema import Variant
 from zoo.weights import load_model
 
 GRAPHS = ("init", "track")
-_CALL = re.compile(r"^(.*?)(?:_(\d+))?$")  # 'qkv_2': the third bare call of a module named qkv
 
 
 def split_reference(variant: Variant, pairs: list[Pair]) -> dict[str, list[dict]]:
@@ -95,27 +93,6 @@ def split_taps(path: Path, variant: Variant, pairs: list[Pair]) -> tuple:
         return runner.manifest, out
     finally:
         runner.close()
-
-
-class ScopeResolver:
-    """Module paths of ONNX scopes the exporter names after a bare module: a module the split's code
-    calls outside its parent module (``block.attn.qkv(h)`` inside ``InitNet.forward``) is scoped by its
-    own attribute name, the scope's last segment numbered per repeat (``/qkv``, ``/qkv_1``;
-    ``/ffn/fc1_1`` is the second ``ffn.fc1``). The k-th repeat of a scope is the k-th module whose
-    path ends with it, in the order PyTorch called them (``order``: module paths by first call)."""
-
-    def __init__(self, order: list[str]):
-        self.order = list(order)
-
-    def __call__(self, node_name: str) -> str | None:
-        segments = node_name.split("/")[1:-1]  # the last segment is the op's own name
-        if not segments:
-            return None
-        parts = [_CALL.match(seg) for seg in segments]
-        suffix = ".".join(p.group(1) for p in parts)
-        k = int(parts[-1].group(2) or 0)
-        candidates = [m for m in self.order if m == suffix or m.endswith("." + suffix)]
-        return candidates[k] if k < len(candidates) else None
 
 
 def split_sources(variant: Variant, onnx_dir: Path, pair: Pair, reference: dict[str, list[dict]]) -> dict:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.artifacts import Wanted, ensure_artifacts
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
-from compare.machine import machine_info as describe_machine
-from compare.parity import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
-from compare.timing import Timing, TimingJob, time_jobs, timing_rows
-from compare.worker import RunnerSpec, memory_method
+from compare.measure.machine import machine_info as describe_machine
+from compare.measure.timing import Timing, TimingJob, time_jobs, timing_rows
+from compare.measure.worker import RunnerSpec, memory_method
+from compare.parity.runtimes import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
+from compare.provision import Wanted, ensure_artifacts
 from zoo.schema import Variant
 from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
@@ -88,7 +88,7 @@ class Report:
 
 
 def machine_info() -> dict:
-    """The machine (:func:`compare.machine.machine_info`) plus how memory and latency are measured."""
+    """The machine (:func:`compare.measure.machine.machine_info`) plus how memory and latency are measured."""
     return {**describe_machine(), "memory": memory_method(),
             "latency": "runtime call only (runner.last_inference_time), no layout conversion",
             "isolation": "one process per runtime x thread count"}

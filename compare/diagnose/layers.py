@@ -3,7 +3,7 @@
 PyTorch: forward hooks on every module of the BatchNorm-folded model (what the exporters ship:
 the folded model's module paths are the catalog architecture's) record each call's output. Each
 runtime: its tensor tap (:mod:`compare.runners.taps`) gives every intermediate tensor; the tensors
-are named after module calls through the exported ONNX graph (:mod:`compare.layer_map`).
+are named after module calls through the exported ONNX graph (:mod:`compare.diagnose.layer_map`).
 
 Per matched module call, over every input pair: max abs error, mean abs error, the lowest cosine
 similarity, the scale (max |PyTorch|), the relative error (max abs / scale) and the ratio of the max
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.artifacts import ensure_artifacts
+from compare.diagnose.layer_map import SourceGraph, TensorMap, apply_map, located, map_by_names, map_by_values, naming, tap_drift
+from compare.diagnose.onnx_graph import PartMapper
 from compare.inputs import Pair
-from compare.layer_map import SourceGraph, TensorMap, apply_map, located, map_by_names, map_by_values, naming, tap_drift
-from compare.parity import cosine_similarity
-from compare.profile_parts import PartMapper
+from compare.parity.runtimes import cosine_similarity
+from compare.provision import ensure_artifacts
 from compare.runners import open_artifact
 from zoo.artifacts import artifact_dir, read_manifest
 from zoo.backends import by_runtime

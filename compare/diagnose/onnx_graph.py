@@ -45,6 +45,7 @@ from pathlib import Path
 from zoo.models import build_model
 
 UNKNOWN = "unknown"
+_BARE_CALL = re.compile(r"^(.*?)(?:_(\d+))?$")  # 'qkv_2': the third bare call of a module named qkv
 _CALL = re.compile(r"_\d+$")  # 'stages.0.0.0_1': second call of a module
 _SUFFIX = re.compile(r"(__matmul_converted|__before_tr|_raster_\d+|_nchwc)+$")  # MNN's and ORT's
 
@@ -109,7 +110,7 @@ class PartMapper:
 
     def __init__(self, module_names: Iterable[str], fallback: Callable[[str], str | None] | None = None):
         """``fallback``: module path of a name no scope chain resolves (e.g. a split graph's bare
-        ``/qkv_1/...`` scopes, :class:`compare.layers_split.ScopeResolver`)."""
+        ``/qkv_1/...`` scopes, :class:`ScopeResolver`)."""
         self.modules = {m for m in module_names if m}
         self.fallback = fallback
         self.children: dict[str, list[str]] = {}
@@ -215,3 +216,24 @@ class PartMapper:
                 return Assignment(a.module, "tensor" if a.rule == "name" else a.rule)
         node = executed.nodes.get(name) if executed is not None else None
         return self.assign_node(executed, node) if node else Assignment("", UNKNOWN)
+
+
+class ScopeResolver:
+    """Module paths of ONNX scopes the exporter names after a bare module: a module the split's code
+    calls outside its parent module (``block.attn.qkv(h)`` inside ``InitNet.forward``) is scoped by its
+    own attribute name, the scope's last segment numbered per repeat (``/qkv``, ``/qkv_1``;
+    ``/ffn/fc1_1`` is the second ``ffn.fc1``). The k-th repeat of a scope is the k-th module whose
+    path ends with it, in the order PyTorch called them (``order``: module paths by first call)."""
+
+    def __init__(self, order: list[str]):
+        self.order = list(order)
+
+    def __call__(self, node_name: str) -> str | None:
+        segments = node_name.split("/")[1:-1]  # the last segment is the op's own name
+        if not segments:
+            return None
+        parts = [_BARE_CALL.match(seg) for seg in segments]
+        suffix = ".".join(p.group(1) for p in parts)
+        k = int(parts[-1].group(2) or 0)
+        candidates = [m for m in self.order if m == suffix or m.endswith("." + suffix)]
+        return candidates[k] if k < len(candidates) else None

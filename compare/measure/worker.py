@@ -3,7 +3,7 @@
 Timing every runtime in one long-lived process skews the figures: MNN keeps a process-wide
 thread pool, so once a 2-thread MNN runtime has existed a later 1-thread one spins a second
 core; peak memory of one runtime hides in what an earlier one freed; allocator and BLAS state
-carry over. Each :class:`Task` therefore runs in a fresh ``spawn`` child that builds its
+carry over. Each :class:`MeasureTask` therefore runs in a fresh ``spawn`` child that builds its
 runner from a picklable :class:`RunnerSpec`, loads it, runs once (first-run latency), warms up,
 then times ``runs`` calls (or keeps going for ``duration_s`` seconds) and sends back a
 :class:`Measurement` with its own pid.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.machine import cpu_busy_seconds
+from compare.measure.machine import cpu_busy_seconds
 from compare.runners import open_artifact
 from zoo.backends import reference_runner_class
 from zoo.procs import die_with_parent, ignore_sigint, sigint_blocked
@@ -119,7 +119,7 @@ class RunnerSpec:
 
 
 @dataclass(frozen=True)
-class Task:
+class MeasureTask:
     """What one child process does: load ``spec`` at ``threads`` threads and time it."""
 
     spec: RunnerSpec
@@ -153,7 +153,7 @@ class Measurement:
         return self.error is None and bool(self.times_s)
 
 
-def run_task(task: Task, barrier=None) -> Measurement:
+def run_measurement(task: MeasureTask, barrier=None) -> Measurement:
     """Run ``task`` in this process (the child's body); errors are reported, not raised."""
     result = Measurement(pid=os.getpid(), threads=task.threads)
     try:
@@ -192,12 +192,12 @@ def run_task(task: Task, barrier=None) -> Measurement:
     return result
 
 
-def _child(task: Task, barrier, results) -> None:
+def _child(task: MeasureTask, barrier, results) -> None:
     # Ctrl-C reaches the whole foreground process group: the parent stops the children (no
     # traceback from each of them), and a parent that dies takes them along.
     ignore_sigint()
     die_with_parent()
-    results.put(run_task(task, barrier))
+    results.put(run_measurement(task, barrier))
 
 
 def _stop(procs: list) -> None:
@@ -215,7 +215,7 @@ def _stop(procs: list) -> None:
             p.join()
 
 
-def _collect(procs: list, results, out: list, tasks: list[Task], timeout_s: float) -> None:
+def _collect(procs: list, results, out: list, tasks: list[MeasureTask], timeout_s: float) -> None:
     """Start ``procs``, gather their measurements into ``out`` and reap them."""
     with sigint_blocked():  # the children start with SIGINT blocked, then ignore it
         for _, p in procs:
@@ -242,7 +242,7 @@ def _collect(procs: list, results, out: list, tasks: list[Task], timeout_s: floa
             out[i] = Measurement(pid=p.pid or 0, threads=tasks[i].threads, error=f"child process died ({why})")
 
 
-def measure(tasks: list[Task], concurrent: bool = False, timeout_s: float = 900.0) -> list[Measurement]:
+def measure(tasks: list[MeasureTask], concurrent: bool = False, timeout_s: float = 900.0) -> list[Measurement]:
     """Run each task in a fresh process: one after another, or all at once behind a barrier.
 
     Results come back in task order. A child that dies (a runtime crashing in native code) or
