@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
 from compare.runners import open_artifact
-from zoo.artifacts import artifact_dir, read_manifest
+from zoo.artifacts import ArtifactKey, read_manifest
 from zoo.backends import BACKENDS, REDUCED_PRECISIONS
 from zoo.catalog import Catalog
 from zoo.sample_inputs import sample_pairs
@@ -53,7 +53,7 @@ def measure(variant_name: str, out: Path, precisions: list[str], runs: int, warm
         for p in b.precisions:
             if p not in precisions:
                 continue
-            path = artifact_dir(out, variant_name, b.format, p)
+            path = ArtifactKey(variant_name, b.format, p).path(out)
             if (path / "manifest.json").is_file():
                 runner = open_artifact(path, variant, threads=1)
                 runner.load()

@@ -26,9 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
-from compare.runners import open_artifact
 from zoo import api
-from zoo.artifacts import artifact_dir
 from zoo.backends import RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
@@ -45,13 +43,9 @@ def measure(variant, runtime: str, out: Path, rounds: int, warmup: int, repeats:
     once, in alternating order. Per block: the speed-up as median(full) / median(split). Returned:
     the medians over all rounds, the median of the blocks' speed-ups and their range.
     """
-    fmt = by_runtime(runtime).format
-    for split in (False, True):
-        if not (artifact_dir(out, variant.name, fmt, precision, split) / "manifest.json").is_file():
-            api.export(variant.name, fmt, precision, out=out, split=split)
+    full = api.load_runner(variant.name, runtime, precision, threads=1, out=out)  # exported first where missing
+    split = api.load_runner(variant.name, runtime, precision, threads=1, out=out, split=True)
     pair = sample_pairs(variant, 1)[0]
-    full = open_artifact(artifact_dir(out, variant.name, fmt, precision), variant, threads=1).load()
-    split = open_artifact(artifact_dir(out, variant.name, fmt, precision, True), variant, threads=1).load()
     blocks = []
     try:
         split.infer(pair)  # the init graph, once

@@ -15,7 +15,9 @@ from compare.measure.machine import machine_info as describe_machine
 from compare.measure.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.measure.worker import RunnerSpec, memory_method
 from compare.parity.runtimes import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
-from compare.provision import Wanted, ensure_artifacts
+from compare.provision import Provisioned, ensure, runtime_keys
+from zoo.artifacts import ArtifactKey, Status, default_out_dir
+from zoo.catalog import Catalog
 from zoo.schema import Variant
 from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
@@ -36,7 +38,7 @@ class Options:
     runs: int = 20  # 0: no timing
     warmup: int = 3
     parity_threads: int = 1
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)
     jobs: int = 1
     #: also each runtime's split artifact (init + track graphs): parity, and the track graph's time per frame
     split: bool = False
@@ -46,7 +48,7 @@ class Options:
 class Report:
     """Everything a comparison measured."""
 
-    artifacts: list[Wanted]
+    artifacts: list[Provisioned]
     parity: list[RuntimeParity]
     timing: list[Timing]
     inputs: dict[str, list[Pair]]  # variant -> pairs used
@@ -59,8 +61,8 @@ class Report:
     @property
     def failures(self) -> list[str]:
         """One line per failed export, runtime error or output above tolerance."""
-        lines = [f"{w.variant.name} {w.label} {w.precision}: export failed: {w.note}"
-                 for w in self.artifacts if w.status == "failed"]
+        lines = [f"{w.key.variant} {w.key.label} {w.key.precision}: export failed: {w.note}"
+                 for w in self.artifacts if w.status is Status.FAILED]
         for r in self.parity:
             if r.error:
                 lines.append(f"{r.variant} {r.runtime} {r.precision}: {r.error}")
@@ -78,8 +80,8 @@ class Report:
             "parity": parity_rows(self.parity),
             "tracker": tracker_rows(self.parity),
             "timing": timing_rows(sorted(self.timing, key=lambda t: (self._order[t.variant], t.threads))),
-            "skipped": [{"variant": w.variant.name, "runtime": w.label, "precision": w.precision, "note": w.note}
-                        for w in self.artifacts if w.status == "skipped"],
+            "skipped": [{"variant": w.key.variant, "runtime": w.key.label, "precision": w.key.precision, "note": w.note}
+                        for w in self.artifacts if w.status is Status.SKIPPED],
         }
 
     def as_json(self) -> dict:
@@ -94,26 +96,27 @@ def machine_info() -> dict:
             "isolation": "one process per runtime x thread count"}
 
 
-def run(variants: list[Variant], opts: Options, on_progress: OnProgress | None = None,
+def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: OnProgress | None = None,
         on_export: Callable | None = None) -> Report:
     """Export what is missing, compare every runtime with PyTorch, then time them (``opts.runs`` > 0)."""
     progress = on_progress or (lambda stage, text: None)
     inputs = {v.name: load_pairs(v, opts.samples, opts.inputs_file) for v in variants}  # bad inputs fail first
-    artifacts = ensure_artifacts(variants, opts.runtimes, opts.precisions, opts.out, on_event=on_export, jobs=opts.jobs)
+    keys = runtime_keys(variants, opts.runtimes, opts.precisions)
     if opts.split:
-        artifacts += ensure_artifacts(variants, opts.runtimes, opts.precisions, opts.out, on_event=on_export, jobs=opts.jobs, split=True)
-    usable = [w for w in artifacts if w.status in ("found", "built")]
+        keys += runtime_keys(variants, opts.runtimes, opts.precisions, split=True)
+    artifacts = ensure(keys, opts.out, catalog, on_event=on_export, jobs=opts.jobs)
+    usable = [w for w in artifacts if w.usable]
     parity: list[RuntimeParity] = []
     outputs: dict = {}
     for v in variants:
-        mine = [(w.label, w.path) for w in usable if w.variant.name == v.name]
+        mine = [(w.key.label, w.path) for w in usable if w.key.variant == v.name]
         progress("parity", f"{v.name}: {len(mine)} artifact(s) vs PyTorch on {len(inputs[v.name])} sample(s)")
-        parity.extend(compare_variant(v, mine, inputs[v.name], threads=opts.parity_threads, keep_outputs=outputs))
+        parity.extend(compare_variant(v, mine, inputs[v.name], catalog.preset(v), threads=opts.parity_threads, keep_outputs=outputs))
     timing: list[Timing] = []
     if opts.runs > 0:
-        jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec("pytorch", "fp32", v),
-                          [RunnerSpec(w.label, w.precision, v, w.path) for w in usable if w.variant.name == v.name],
-                          _track_macs(v, [w for w in usable if w.variant.name == v.name]))
+        jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec.reference(v),
+                          [RunnerSpec(w.key, v, w.path) for w in usable if w.key.variant == v.name],
+                          _track_macs(v, [w.key for w in usable if w.key.variant == v.name]))
                 for v in variants]
         progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
         timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,
@@ -139,9 +142,9 @@ def save_outputs(report: Report, path: Path) -> None:
     save_npz(path, arrays)
 
 
-def _track_macs(variant: Variant, wanted: list) -> dict[str, int]:
+def _track_macs(variant: Variant, keys: list[ArtifactKey]) -> dict[str, int]:
     """MACs per call of each split artifact's timed graph (the track graph), by runtime label."""
-    split = [w.label for w in wanted if w.split]
+    split = [k.label for k in keys if k.split]
     if not split:
         return {}
     macs = split_summary(variant)["macs_total_track"]

@@ -1,8 +1,14 @@
-"""Runtimes by name and the artifacts they run: found under the artifacts directory (checked
-against their manifests and the catalog), exported through :mod:`exporters.pipeline` where missing.
+"""The one door to every artifact: :func:`ensure` (keys, artifacts folder, catalog) -> provisioned artifacts.
 
-Runtime names, their formats and the precisions each offers come from :mod:`zoo.backends`;
-``pytorch`` is the eager reference.
+Every command and the Python API get their artifacts here, and only here is the export pipeline
+(:mod:`exporters.pipeline`) driven: the catalog in use is passed down to it and to the verifier,
+the weights of every variant involved are materialised once with that catalog's hub
+(:func:`zoo.weights.ensure_weights`), missing converters are reported before any work, and an
+installed artifact is checked against its manifest and the catalog before anyone loads it.
+
+Keys come from :func:`keys_for` (``zoo export``'s variants x formats x precisions) or
+:func:`runtime_keys` (variants x runtimes x precisions; ``pytorch`` is the eager reference, whose
+only "artifact" is its verified weights).
 """
 from __future__ import annotations
 
@@ -10,14 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from compare.measure.worker import RunnerSpec
 from compare.parity.verify import Verifier
-from exporters import get_exporter
-from exporters.pipeline import Pipeline, Target, build_order
-from zoo.artifacts import MANIFEST_NAME, artifact_dir, verified_manifest
-from zoo.backends import REFERENCE_RUNTIME, RUNTIMES, by_runtime
+from exporters import get_exporter, get_flavour_exporter
+from exporters.pipeline import Pipeline, Row, build_order
+from zoo.artifacts import MANIFEST_NAME, ArtifactKey, Status, verified_manifest
+from zoo.backends import FORMATS, REDUCED_PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_flavour
+from zoo.calibration import open_source
+from zoo.catalog import Catalog
+from zoo.errors import UsageError
+from zoo.hub.resolve import resolve_hub
 from zoo.names import choose
 from zoo.schema import Variant
+from zoo.weights import ensure_weights
 
 
 def choose_runtimes(names: list[str] | tuple[str, ...]) -> list[str]:
@@ -26,92 +36,115 @@ def choose_runtimes(names: list[str] | tuple[str, ...]) -> list[str]:
     return choose([n for n in names if n != REFERENCE_RUNTIME], RUNTIMES, "runtime", default=("all",) if not names else ())
 
 
-@dataclass
-class Wanted:
-    """One artifact a comparison needs."""
+def keys_for(variants: list[Variant], formats: list[str], precisions: list[str], flavour: str | None = None,
+             split: bool = False) -> list[ArtifactKey]:
+    """The artifacts ``zoo export`` is asked for, per variant in format order. ``flavour`` (``--for``)
+    builds that client's artifact of its one format; it does not combine with ``split``."""
+    if flavour is not None:
+        spec = by_flavour(flavour)
+        if split:
+            raise UsageError(f"--for {flavour} builds the client's single-graph artifact; it does not combine with --split")
+        if list(formats) != [spec.format]:
+            raise UsageError(f"--for {flavour} builds {spec.format} only ({spec.title}), not {' '.join(formats)}")
+        bad = [p for p in precisions if p not in spec.precisions]
+        if bad:
+            raise UsageError(f"--for {flavour} offers {', '.join(spec.precisions)} only, not {', '.join(bad)}")
+    return [ArtifactKey(v.name, fmt, p, flavour, split) for v in variants for fmt in FORMATS if fmt in formats for p in precisions]
 
-    variant: Variant
-    runtime: str
-    format: str
-    precision: str
-    path: Path
-    status: str = "found"  # found | built | failed | skipped
+
+def plan(keys: list[ArtifactKey]) -> list[ArtifactKey]:
+    """What :func:`ensure` with ``refresh`` will build or reuse, in build order (sources first);
+    a request with nothing to export is a usage error."""
+    return build_order(keys)[0]
+
+
+def runtime_keys(variants: list[Variant], runtimes: list[str], precisions: list[str], split: bool = False) -> list[ArtifactKey]:
+    """One key per variant x runtime x precision (``pytorch``: the reference, which runs fp32 only)."""
+    return [ArtifactKey.for_runtime(v.name, runtime, p, split) for v in variants for runtime in runtimes for p in precisions
+            if runtime != REFERENCE_RUNTIME or p == "fp32"]
+
+
+@dataclass
+class Provisioned:
+    """One artifact after the door: where it is and what became of it."""
+
+    key: ArtifactKey
+    #: its directory (None for the PyTorch reference)
+    path: Path | None
+    status: Status
+    #: why it was skipped or failed, or how it was (re)built
     note: str | None = None
-    split: bool = False  # an init + track split artifact
+    #: the export pipeline's row when the pipeline handled it (size, error, seconds, log)
+    row: Row | None = None
 
     @property
-    def label(self) -> str:
-        """The runtime as tables show it: ``onnxruntime``, or ``onnxruntime-split`` for a split artifact."""
-        return self.runtime + ("-split" if self.split else "")
+    def usable(self) -> bool:
+        return self.status.usable
 
 
-def ensure_artifacts(variants: list[Variant], runtimes: list[str], precisions: list[str], out: Path,
-                     on_event: Callable | None = None, jobs: int = 1, split: bool = False) -> list[Wanted]:
-    """The artifacts for every variant x runtime x precision, exporting those that are missing.
+def prime_weights(variants: list[Variant], catalog: Catalog) -> None:
+    """Materialise and verify every variant's weights with the catalog's hub (once, before any
+    runner or converter loads them; a worker process then finds them in the cache)."""
+    hub = resolve_hub(catalog_hub=catalog.hub)
+    for v in variants:
+        ensure_weights(v, hub)
 
-    An existing artifact is checked against its manifest (sizes, cached sha256) and the catalog
-    before use: a corrupt or stale one is a :class:`zoo.artifacts.CorruptArtifact` naming the file
-    and the command that rebuilds it. Missing ones go through the export pipeline (which verifies
-    them before installing); a precision a format does not offer is ``skipped``, a failed export
-    ``failed`` with the pipeline's note. ``on_event(target, stage)`` is the pipeline's callback.
-    ``split``: the init + track split artifacts (``<format>[-<precision>]-split``) instead.
+
+def ensure(keys: list[ArtifactKey], artifacts_dir: Path, catalog: Catalog, *, refresh: bool = False, force: bool = False,
+           jobs: int = 1, on_event: Callable[[ArtifactKey, str], None] | None = None, calibration: str | None = None,
+           int8_target: str | None = None) -> list[Provisioned]:
+    """Provision ``keys`` under ``artifacts_dir`` with ``catalog``: the only caller of the export pipeline.
+
+    An installed artifact is checked against its manifest (sizes, cached sha256) and the catalog: a
+    corrupt or stale one is a :class:`zoo.artifacts.CorruptArtifact` naming the file and the command
+    that rebuilds it; it is ``found``. Missing ones are exported (and verified before they are
+    installed): ``built``, or ``failed`` with the pipeline's note; a precision the format does not
+    offer is ``skipped``. ``refresh`` (``zoo export``): every key goes through the pipeline, which
+    reuses an artifact with the same build key (``reused``) and rebuilds the rest (``force``: all);
+    the result then also holds the ONNX sources the others convert from, in build order, and the
+    skipped keys last. ``on_event(key, stage)`` reports the pipeline's progress.
     """
-    wanted: list[Wanted] = []
-    for v in variants:
-        for runtime in runtimes:
-            backend = by_runtime(runtime)
-            for precision in precisions:
-                w = Wanted(v, runtime, backend.format, precision, artifact_dir(out, v.name, backend.format, precision, split), split=split)
-                if precision not in backend.precisions:
-                    w.status, w.note = "skipped", f"{backend.format} offers {', '.join(backend.precisions)} only"
-                elif (w.path / MANIFEST_NAME).is_file():
-                    verified_manifest(w.path, v)
-                else:
-                    w.status = "missing"
-                wanted.append(w)
-    missing = [w for w in wanted if w.status == "missing"]
-    if not missing:
-        return wanted
-    targets: list[Target] = []
-    for v in variants:
-        mine = [w for w in missing if w.variant.name == v.name]
-        if mine:
-            targets += build_order([v], list(dict.fromkeys(w.format for w in mine)),
-                                   list(dict.fromkeys(w.precision for w in mine)), split=split)[0]
-    targets = [t for t in targets if t.format == "onnx" or any(
-        (w.variant.name, w.format, w.precision) == (t.variant.name, t.format, t.precision) for w in missing)]
-    for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
+    artifacts_dir = Path(artifacts_dir)
+    prime_weights([catalog.get(name) for name in dict.fromkeys(k.variant for k in keys)], catalog)
+    if refresh:
+        ordered, skipped = build_order(keys)
+        todo = [Provisioned(k, k.path(artifacts_dir), Status.MISSING) for k in ordered]
+        done = [Provisioned(r.key, r.key.path(artifacts_dir), Status.SKIPPED, r.note, r) for r in skipped]
+        _export(todo, artifacts_dir, catalog, force, jobs, on_event, calibration, int8_target)
+        return todo + done
+    result = [_installed(k, artifacts_dir, catalog) for k in keys]
+    missing = [p for p in result if p.status is Status.MISSING]
+    if missing:
+        ordered, _ = build_order([p.key for p in missing])
+        by_key = {p.key: p for p in missing}
+        todo = [by_key.get(k) or Provisioned(k, k.path(artifacts_dir), Status.MISSING) for k in ordered]
+        _export(todo, artifacts_dir, catalog, force, jobs, on_event, calibration, int8_target)
+    return result
+
+
+def _installed(key: ArtifactKey, artifacts_dir: Path, catalog: Catalog) -> Provisioned:
+    if key.is_reference:
+        return Provisioned(key, None, Status.FOUND, "PyTorch eager, the catalog's weights")
+    path = key.path(artifacts_dir)
+    if not key.offered:
+        return Provisioned(key, path, Status.SKIPPED, f"{key.format} offers {', '.join(key.offered_precisions)} only")
+    if (path / MANIFEST_NAME).is_file():
+        verified_manifest(path, catalog.get(key.variant))
+        return Provisioned(key, path, Status.FOUND)
+    return Provisioned(key, path, Status.MISSING)
+
+
+def _export(todo: list[Provisioned], artifacts_dir: Path, catalog: Catalog, force: bool, jobs: int, on_event,
+            calibration: str | None, int8_target: str | None) -> None:
+    """Run the pipeline over ``todo`` (build order) and record each row's outcome in place."""
+    keys = [p.key for p in todo]
+    if calibration is not None and any(k.precision in REDUCED_PRECISIONS for k in keys):
+        open_source(calibration)  # a bad --calibration: one line, exit 2, before any work
+    for fmt in dict.fromkeys(k.format for k in keys):  # a missing converter: one line, before any work
         get_exporter(fmt).versions()
-    rows = Pipeline(out, Verifier(), jobs=jobs, on_event=on_event).run(targets)
-    by_key = {(r.variant, r.format, r.precision): r for r in rows}
-    for w in missing:
-        row = by_key[(w.variant.name, w.format, w.precision)]
-        w.status = "failed" if row.status == "failed" else "built"
-        w.note = row.note if row.status == "failed" else None
-    return wanted
-
-
-def runner_specs(variants: list[Variant], runtimes: list[str], precision: str, out: Path,
-                 on_event: Callable | None = None, split: bool = False) -> tuple[list, list[Wanted]]:
-    """Picklable runner recipes (:class:`compare.measure.worker.RunnerSpec`) for every variant x runtime,
-    ``pytorch`` meaning the eager reference; artifacts are exported where missing. Returns the
-    specs of usable artifacts and the :class:`Wanted` list (failed / skipped ones carry a note).
-    ``split``: each runtime's split artifact too, right after it (runtime ``<runtime>-split``: its
-    init graph runs once, each timed call is the track graph)."""
-    artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
-    wanted = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event) if artifact_runtimes else []
-    usable = {(w.variant.name, w.runtime): w for w in wanted if w.status in ("found", "built")}
-    wanted_split = ensure_artifacts(variants, artifact_runtimes, [precision], out, on_event=on_event, split=True) \
-        if split and artifact_runtimes else []
-    usable_split = {(w.variant.name, w.runtime): w for w in wanted_split if w.status in ("found", "built")}
-    specs = []
-    for v in variants:
-        for runtime in runtimes:
-            if runtime == REFERENCE_RUNTIME:
-                specs.append(RunnerSpec(REFERENCE_RUNTIME, "fp32", v))
-            elif (v.name, runtime) in usable:
-                specs.append(RunnerSpec(runtime, precision, v, usable[(v.name, runtime)].path))
-            if split and (v.name, runtime) in usable_split:
-                w = usable_split[(v.name, runtime)]
-                specs.append(RunnerSpec(w.label, precision, v, w.path))
-    return specs, wanted + wanted_split
+    for flavour in dict.fromkeys(k.flavour for k in keys if k.flavour):
+        get_flavour_exporter(flavour).versions()
+    pipeline = Pipeline(artifacts_dir, Verifier(catalog), catalog, force=force, jobs=jobs, on_event=on_event,
+                        calibration=calibration, int8_target=int8_target)
+    for p, row in zip(todo, pipeline.run(keys), strict=True):
+        p.status, p.note, p.row = row.status, row.note, row

@@ -24,6 +24,7 @@ from typing import ClassVar
 from zoo.artifacts import Converter, TensorBinding
 from zoo.backends import Backend, by_format
 from zoo.calibration import CalibrationSource
+from zoo.catalog import Catalog
 from zoo.errors import ZooError
 from zoo.procs import run_group
 from zoo.schema import QuantRecipe, TensorSpec, Variant
@@ -61,6 +62,8 @@ class BuildContext:
     force: bool = False
     #: reduced precisions: the recipe from zoo.yaml and the calibration pairs
     quantization: Quantization | None = None
+    #: the catalog in use (presets, recipes): passed down, never reloaded below the CLI/API
+    catalog: Catalog | None = None
 
 
 @dataclass
@@ -177,8 +180,9 @@ class Exporter(ABC):
     def convert(self, ctx: BuildContext) -> ConvertResult:
         """Write the model files into ``ctx.build_dir``; converter output goes to ``ctx.log_path``."""
 
-    def options(self, precision: str) -> dict:
-        """Options that determine the artifact besides the versions (part of the build key)."""
+    def options(self, precision: str, catalog: Catalog) -> dict:
+        """Options that determine the artifact besides the versions (part of the build key); ``catalog``
+        is the catalog in use (an exporter whose output depends on a preset reads it there)."""
         return {"precision": precision}
 
     def needs_onnx_for(self, precision: str) -> bool:

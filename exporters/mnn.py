@@ -12,6 +12,7 @@ import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, nchw_bindings, package_version, python_tool, run_tool
 from zoo.artifacts import Converter
+from zoo.catalog import Catalog
 
 MODEL_FILE = "model.mnn"
 # _tools.mnnconvert returns True even on failure: success is judged by its output file and log
@@ -28,7 +29,7 @@ class MnnExporter(Exporter):
         flags = ["-f", "ONNX", "--modelFile", "model.onnx", "--MNNModel", MODEL_FILE, "--bizCode", "zoo"]
         return flags + (["--fp16"] if precision == "fp16" else [])
 
-    def options(self, precision: str) -> dict:
+    def options(self, precision: str, catalog: Catalog) -> dict:
         return {"precision": precision, "flags": self.flags(precision)}
 
     def convert(self, ctx: BuildContext) -> ConvertResult:

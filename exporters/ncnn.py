@@ -15,6 +15,7 @@ import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, run_tool
 from zoo.artifacts import Converter
+from zoo.catalog import Catalog
 
 PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
 
@@ -49,7 +50,7 @@ class NcnnExporter(Exporter):
                 f"ncnnparam={PARAM}", f"ncnnbin={BIN}", "pnnxparam=model.pnnx.param", "pnnxbin=model.pnnx.bin",
                 "pnnxpy=model_pnnx.py", "pnnxonnx=model.pnnx.onnx", "ncnnpy=model_ncnn.py"]
 
-    def options(self, precision: str) -> dict:
+    def options(self, precision: str, catalog: Catalog) -> dict:
         return {"precision": precision, "fp16_weights": precision == "fp16"}
 
     def convert(self, ctx: BuildContext) -> ConvertResult:

@@ -19,6 +19,7 @@ from exporters import onnx_int8
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
 from zoo import __version__ as zoo_version
 from zoo.artifacts import Converter
+from zoo.catalog import Catalog
 from zoo.models.fold import fold_batchnorm
 from zoo.weights import load_model
 
@@ -59,7 +60,7 @@ class OnnxExporter(Exporter):
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("torch", "onnx", "onnxsim", "onnxslim", "onnxruntime")}
 
-    def options(self, precision: str) -> dict:
+    def options(self, precision: str, catalog: Catalog) -> dict:
         return {"precision": precision, "opset": OPSET, "fold_batchnorm": True, "simplify": "onnxsim|onnxslim"}
 
     def needs_onnx_for(self, precision: str) -> bool:

@@ -99,11 +99,11 @@ class OpencvOnnxExporter(Exporter):
         require("cv2", self.extra, "OpenCV (opencv-python)")
         return {"onnx": package_version("onnx", self.extra), "opencv": importlib.import_module("cv2").__version__}
 
-    def options(self, precision: str) -> dict:
+    def options(self, precision: str, catalog: Catalog) -> dict:
         # the client check runs zoo's tracker with the flavour's preset: a changed preset rebuilds (and rechecks)
         preset = by_flavour(self.flavour).preset
         return {"precision": precision, "flavour": self.flavour, "outputs": OUTPUT_NAMES, "frame_order": FRAME_ORDER,
-                "check_preset": {preset: Catalog.load().tracking.presets[preset].model_dump()}}
+                "check_preset": {preset: catalog.tracking.presets[preset].model_dump()}}
 
     def convert(self, ctx: BuildContext) -> ConvertResult:
         """Measure OpenCV's input transform, prepend the inverse 1x1 layer, rename the outputs."""

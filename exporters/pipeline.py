@@ -1,10 +1,10 @@
 """Export orchestration: plan, build, verify, install; atomic, locked, idempotent.
 
 For each variant the ONNX artifact is built (or reused) first when any requested format converts
-from it. Each target ``<out>/<variant>/<format>[-<precision>]`` is built under a per-target file
-lock in a temporary directory inside ``<out>/.build`` (same file system), verified in its own
+from it. Each artifact (:class:`zoo.artifacts.ArtifactKey`, in ``<out>/<variant>/<key.dirname>``) is
+built under a per-artifact file lock in a temporary directory inside ``<out>/.build`` (same file system), verified in its own
 runtime against PyTorch eager on a fixed realistic input pair, given its ``manifest.json`` and
-only then moved into place. A target whose manifest has the same build key (weights, catalog
+only then moved into place. An artifact whose manifest has the same build key (weights, catalog
 I/O and preprocessing, options, tolerance, toolchain versions) and whose files still match their
 sha256 is reused; a corrupt one is rebuilt. Failures never leave a partial artifact: the build
 directory is removed and its log kept in ``<out>/.logs``.
@@ -31,8 +31,8 @@ from exporters.base import BuildContext, Exporter, Quantization
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
 from zoo import __version__ as zoo_version
-from zoo.artifacts import SPLIT_SUFFIX, ClientTarget, Manifest, Parity, check_bindings, check_files, file_entry, read_manifest, write_manifest
-from zoo.backends import FORMATS, REDUCED_PRECISIONS, by_flavour, flavour_dirname
+from zoo.artifacts import ArtifactKey, ClientTarget, Manifest, Parity, Status, check_bindings, check_files, file_entry, read_manifest, write_manifest
+from zoo.backends import REDUCED_PRECISIONS
 from zoo.calibration import make_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
@@ -41,32 +41,13 @@ from zoo.parity import describe_failure
 from zoo.schema import Variant
 from zoo.tracker_parity import describe_tracker_failure
 
-#: ``verify(target, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
+#: ``verify(key, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
 #: compares it with the reference (the compare layer provides it: :mod:`compare.parity.verify`)
-Verifier = Callable[["Target", Path, Manifest], Parity]
+Verifier = Callable[[ArtifactKey, Path, Manifest], Parity]
 
 
 class ExportFailed(ZooError):
     """A target could not be exported or failed verification."""
-
-
-@dataclass(frozen=True)
-class Target:
-    variant: Variant
-    format: str
-    precision: str
-    #: a flavour of zoo.backends.FLAVOURS (``zoo export --for``), None for the plain artifact
-    flavour: str | None = None
-    #: an init + track split artifact (exporters.split) instead of the full graph
-    split: bool = False
-
-    @property
-    def dirname(self) -> str:
-        return flavour_dirname(self.format, self.precision, self.flavour) + (SPLIT_SUFFIX if self.split else "")
-
-    @property
-    def label(self) -> str:
-        return f"{self.variant.name} {self.dirname}"
 
 
 @dataclass
@@ -76,7 +57,7 @@ class Row:
     variant: str
     format: str
     precision: str
-    status: str  # built | rebuilt | reused | failed | skipped
+    status: Status  # built | rebuilt | reused | failed | skipped
     size_mb: float | None = None
     max_abs_err: float | None = None
     seconds: float | None = None
@@ -86,61 +67,45 @@ class Row:
     flavour: str | None = None
     split: bool = False
 
+    @property
+    def key(self) -> ArtifactKey:
+        return ArtifactKey(self.variant, self.format, self.precision, self.flavour, self.split)
+
+    @classmethod
+    def of(cls, key: ArtifactKey, status: Status, **fields) -> Row:
+        return cls(key.variant, key.format, key.precision, status, flavour=key.flavour, split=key.split, **fields)
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": str(self.status)}
 
 
-def build_order(variants: list[Variant], formats: list[str], precisions: list[str],
-                flavour: str | None = None, split: bool = False) -> tuple[list[Target], list[Row]]:
-    """Targets in build order (ONNX first per variant, added when a format needs it) and skip rows;
-    ``split``: init + track split artifacts (their ONNX source is the split ONNX artifact).
+def build_order(keys: list[ArtifactKey]) -> tuple[list[ArtifactKey], list[Row]]:
+    """``keys`` in build order and the skip rows of those whose format does not offer their precision.
 
-    A precision a format does not offer is skipped with a note; when nothing at all remains the
-    request is a usage error. With ``flavour`` (``--for``) the targets are that flavour of its format.
+    Per variant, the artifact another one converts from comes first: the fp32 ONNX artifact (the split
+    one for split keys) before every format that converts from it (ONNX int8 too), a flavour's plain
+    artifact before the flavour. When nothing at all remains the request is a usage error.
     """
-    if flavour is not None:
-        if split:
-            raise UsageError(f"--for {flavour} builds the client's single-graph artifact; it does not combine with --split")
-        return _flavour_order(variants, formats, precisions, flavour)
-    targets: list[Target] = []
+    ordered: list[ArtifactKey] = []
     skipped: list[Row] = []
-    for variant in variants:
+    for variant in dict.fromkeys(k.variant for k in keys):
         wanted = []
-        for fmt in FORMATS:
-            if fmt not in formats:
+        for key in (k for k in keys if k.variant == variant):
+            if not key.offered:
+                skipped.append(Row.of(key, Status.SKIPPED, note=f"{key.format}{' --for ' + key.flavour if key.flavour else ''} "
+                                      f"offers {', '.join(key.offered_precisions)} only"))
                 continue
-            exporter = get_exporter(fmt)
-            for precision in precisions:
-                if precision in exporter.precisions:
-                    wanted.append(Target(variant, fmt, precision, split=split))
-                else:
-                    skipped.append(Row(variant.name, fmt, precision, "skipped",
-                                       note=f"{fmt} offers {', '.join(exporter.precisions)} only"))
-        source = Target(variant, "onnx", "fp32", split=split)
-        if wanted and any(get_exporter(t.format).needs_onnx_for(t.precision) for t in wanted):
-            # the fp32 ONNX artifact first: the others (ONNX int8 too) convert from it
-            wanted = [source] + [t for t in wanted if t != source]
-        targets.extend(wanted)
-    if not targets:
+            before = [key.plain] if key.flavour else [key.source] if _exporter(key).needs_onnx_for(key.precision) else []
+            wanted += [k for k in before + [key] if k not in wanted]
+        sources = [k for k in wanted if k.format == "onnx" and k.precision == "fp32" and k.flavour is None]
+        ordered += sources + [k for k in wanted if k not in sources]
+    if not ordered:
         raise UsageError("nothing to export: " + "; ".join(sorted({r.note for r in skipped if r.note})))
-    return targets, skipped
+    return ordered, skipped
 
 
-def _flavour_order(variants: list[Variant], formats: list[str], precisions: list[str], flavour: str) -> tuple[list[Target], list[Row]]:
-    spec = by_flavour(flavour)
-    if list(formats) != [spec.format]:
-        raise UsageError(f"--for {flavour} builds {spec.format} only ({spec.title}), not {' '.join(formats)}")
-    bad = [p for p in precisions if p not in spec.precisions]
-    if bad:
-        raise UsageError(f"--for {flavour} offers {', '.join(spec.precisions)} only, not {', '.join(bad)}")
-    targets = []
-    for variant in variants:
-        targets += [Target(variant, spec.format, "fp32")] + [Target(variant, spec.format, p, flavour) for p in precisions]
-    return targets, []
-
-
-def _exporter(target: Target) -> Exporter:
-    return get_flavour_exporter(target.flavour) if target.flavour else get_exporter(target.format)
+def _exporter(key: ArtifactKey) -> Exporter:
+    return get_flavour_exporter(key.flavour) if key.flavour else get_exporter(key.format)
 
 
 def _prepare_out_dir(out: Path) -> None:
@@ -159,128 +124,118 @@ def _digest(data: dict) -> str:
 
 
 class Pipeline:
-    """Export targets into ``out``, each checked by ``verify`` before it is installed;
-    ``on_event(target, stage)`` reports progress."""
+    """Export keys into ``out``, each checked by ``verify`` before it is installed;
+    ``on_event(key, stage)`` reports progress."""
 
-    def __init__(self, out: Path, verify: Verifier, force: bool = False, jobs: int = 1,
-                 on_event: Callable[[Target, str], None] | None = None, calibration: str | None = None,
+    def __init__(self, out: Path, verify: Verifier, catalog: Catalog, force: bool = False, jobs: int = 1,
+                 on_event: Callable[[ArtifactKey, str], None] | None = None, calibration: str | None = None,
                  int8_target: str | None = None):
         self.out = Path(out).absolute()
+        #: variants, presets and the quantization recipes come from the catalog in use (never reloaded here)
+        self.catalog = catalog
         #: reduced precisions: --calibration (None: the bundled photographs) and --int8-target
         self.calibration, self.int8_target = calibration, int8_target
-        self._spec, self._source, self._pairs = None, None, {}
+        self._source, self._pairs = None, {}
         self._quant_lock = threading.Lock()
         self.verify = verify
         self.force = force
         self.jobs = max(1, int(jobs))
-        self.on_event = on_event or (lambda target, stage: None)
+        self.on_event = on_event or (lambda key, stage: None)
 
     # -- public --------------------------------------------------------------------------------
-    def run(self, targets: list[Target]) -> list[Row]:
-        """Export every target (variants in parallel up to ``jobs``); rows in ``targets`` order."""
+    def run(self, keys: list[ArtifactKey]) -> list[Row]:
+        """Export every key (variants in parallel up to ``jobs``); rows in ``keys`` order."""
         _prepare_out_dir(self.out)
-        by_variant: dict[str, list[Target]] = {}
-        for t in targets:
-            by_variant.setdefault(t.variant.name, []).append(t)
+        by_variant: dict[str, list[ArtifactKey]] = {}
+        for k in keys:
+            by_variant.setdefault(k.variant, []).append(k)
         if self.jobs == 1 or len(by_variant) == 1:
             results = [self._run_variant(ts) for ts in by_variant.values()]
         else:
             with ThreadPoolExecutor(self.jobs) as pool:
                 results = list(pool.map(self._run_variant, by_variant.values()))
-        rows = {(r.variant, r.format, r.precision, r.flavour, r.split): r for rs in results for r in rs}
-        return [rows[(t.variant.name, t.format, t.precision, t.flavour, t.split)] for t in targets]
-
-    def target_dir(self, target: Target) -> Path:
-        return self.out / target.variant.name / target.dirname
+        rows = {r.key: r for rs in results for r in rs}
+        return [rows[k] for k in keys]
 
     # -- per variant ---------------------------------------------------------------------------
-    def _run_variant(self, targets: list[Target]) -> list[Row]:
+    def _run_variant(self, keys: list[ArtifactKey]) -> list[Row]:
         rows, onnx_row = [], None
-        for target in targets:
-            exporter = _exporter(target)
-            if exporter.needs_onnx_for(target.precision) and (onnx_row is None or onnx_row.status == "failed"):
-                rows.append(Row(target.variant.name, target.format, target.precision, "failed",
-                                note="needs the ONNX artifact, which failed", flavour=target.flavour, split=target.split))
+        for key in keys:
+            exporter = _exporter(key)
+            if exporter.needs_onnx_for(key.precision) and (onnx_row is None or onnx_row.status is Status.FAILED):
+                rows.append(Row.of(key, Status.FAILED, note="needs the ONNX artifact, which failed"))
                 continue
-            row = self._export(target, exporter)
-            if target.format == "onnx" and target.precision == "fp32" and target.flavour is None:
+            row = self._export(key, exporter)
+            if key == key.source:  # the fp32 ONNX artifact the others convert from
                 onnx_row = row
             rows.append(row)
         return rows
 
-    def _build_inputs(self, target: Target, exporter: Exporter) -> dict:
-        v = target.variant
+    def _build_inputs(self, key: ArtifactKey, exporter: Exporter) -> dict:
+        v = self.catalog.get(key.variant)
         versions = exporter.versions()
         source = None
-        if exporter.needs_onnx_for(target.precision):
+        if exporter.needs_onnx_for(key.precision):
             onnx = get_exporter("onnx")
             versions = {**onnx.versions(), **versions}
-            source = self._build_inputs(Target(v, "onnx", "fp32", split=target.split), onnx)
-        extra = {"flavour": target.flavour} if target.flavour else {}  # plain targets keep their build key
-        if target.precision in REDUCED_PRECISIONS:  # only then: fp32/fp16 build keys stay what they were
-            extra["quantization"] = self._quantization(target).record()
-        if target.split:  # full targets keep their keys
+            source = self._build_inputs(key.source, onnx)
+        extra = {"flavour": key.flavour} if key.flavour else {}  # plain artifacts keep their build key
+        if key.precision in REDUCED_PRECISIONS:  # only then: fp32/fp16 build keys stay what they were
+            extra["quantization"] = self._quantization(key).record()
+        if key.split:  # full artifacts keep their keys
             extra["split"] = split_build_info(v)
         return {
             **extra,
-            "variant": v.name, "weights_sha256": v.weights.sha256, "format": target.format,
-            "precision": target.precision, "io": v.io.model_dump(), "preprocessing": v.preprocessing.model_dump(),
-            "tolerance": self._tolerance(target), "options": exporter.options(target.precision),
+            "variant": v.name, "weights_sha256": v.weights.sha256, "format": key.format,
+            "precision": key.precision, "io": v.io.model_dump(), "preprocessing": v.preprocessing.model_dump(),
+            "tolerance": v.tolerance(key.format, key.precision).model_dump(exclude_none=True),
+            "options": exporter.options(key.precision, self.catalog),
             "exporter_revision": exporter.revision, "versions": versions, "zoo_version": zoo_version,
             "source_onnx": _digest(source) if source else None,
         }
 
-    @staticmethod
-    def _tolerance(target: Target) -> dict:
-        tol = target.variant.tolerances.get(target.format, {}).get(target.precision)
-        if tol is None:
-            raise ExportFailed(f"zoo.yaml has no {target.format} {target.precision} tolerance for {target.variant.name}")
-        return tol.model_dump(exclude_none=True)
-
-    def _quantization(self, target: Target) -> Quantization:
-        """The recipe and calibration pairs of a reduced-precision target (computed once per variant/recipe)."""
+    def _quantization(self, key: ArtifactKey) -> Quantization:
+        """The recipe and calibration pairs of a reduced-precision artifact (computed once per variant/recipe)."""
         with self._quant_lock:
-            if self._spec is None:
-                self._spec = Catalog.load().quantization
-                if self._spec is None:
-                    raise ExportFailed("zoo.yaml has no quantization: block (recipes of reduced precisions)")
+            spec = self.catalog.quantization
+            if spec is None:
+                raise ExportFailed("zoo.yaml has no quantization: block (recipes of reduced precisions)")
             if self._source is None:
                 self._source = open_source(self.calibration)
-            spec = self._spec
-            recipes = spec.recipes.get(target.format, {}).get(target.precision, {})
+            recipes = spec.recipes.get(key.format, {}).get(key.precision, {})
             wanted = self.int8_target or spec.default_target
-            key = wanted if wanted in recipes else "any"
-            if key not in recipes:
-                raise ExportFailed(f"zoo.yaml has no {target.format} {target.precision} recipe for target {wanted!r} "
+            recipe_key = wanted if wanted in recipes else "any"
+            if recipe_key not in recipes:
+                raise ExportFailed(f"zoo.yaml has no {key.format} {key.precision} recipe for target {wanted!r} "
                                    f"(has {', '.join(recipes) or 'none'})")
-            recipe = recipes[key]
-            cache_key = (target.variant.name, recipe.calibration_method != "none")
+            recipe = recipes[recipe_key]
+            cache_key = (key.variant, recipe.calibration_method != "none")
             if cache_key not in self._pairs:
                 pairs = []
                 if recipe.calibration_method != "none":
-                    preset = Catalog.load().preset(target.variant)
-                    pairs = make_pairs(target.variant, preset, self._source, spec.calibration_pairs, "calibration",
+                    variant = self.catalog.get(key.variant)
+                    pairs = make_pairs(variant, self.catalog.preset(variant), self._source, spec.calibration_pairs, "calibration",
                                        spec.jitter_shift, spec.jitter_scale)
                 self._pairs[cache_key] = pairs
-            return Quantization(recipe, wanted if key != "any" else "any", self._source, self._pairs[cache_key])
+            return Quantization(recipe, wanted if recipe_key != "any" else "any", self._source, self._pairs[cache_key])
 
-    def _export(self, target: Target, exporter: Exporter) -> Row:
+    def _export(self, key: ArtifactKey, exporter: Exporter) -> Row:
         start = time.perf_counter()
-        row = Row(target.variant.name, target.format, target.precision, "failed", flavour=target.flavour, split=target.split)
+        row = Row.of(key, Status.FAILED)
         try:
-            build_inputs = self._build_inputs(target, exporter)
-            key = _digest(build_inputs)
-            dest = self.target_dir(target)
+            build_inputs = self._build_inputs(key, exporter)
+            build_key = _digest(build_inputs)
+            dest = key.path(self.out)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(dest.parent / f".{target.dirname}.lock")):
-                reuse_note = self._existing(dest, key, target.variant)
+            with FileLock(str(dest.parent / f".{key.dirname}.lock")):
+                reuse_note = self._existing(dest, build_key, self.catalog.get(key.variant))
                 if reuse_note is None:
                     manifest = read_manifest(dest)
-                    row.status, row.note = "reused", "same weights, options and toolchain"
+                    row.status, row.note = Status.REUSED, "same weights, options and toolchain"
                 else:
-                    self.on_event(target, "building")
-                    manifest = self._build(target, exporter, build_inputs, key, dest)
-                    row.status = "rebuilt" if reuse_note else "built"
+                    self.on_event(key, "building")
+                    manifest = self._build(key, exporter, build_inputs, build_key, dest)
+                    row.status = Status.REBUILT if reuse_note else Status.BUILT
                     row.note = reuse_note or None
             row.size_mb = manifest.size_bytes / 1e6
             row.max_abs_err = max(o.max_abs_err for o in manifest.parity.outputs)
@@ -289,12 +244,12 @@ class Pipeline:
             row.note = str(exc)
             row.log = getattr(exc, "log_path", None)
         except OSError as exc:
-            row.note = f"{target.label}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+            row.note = f"{key.name}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
         row.seconds = time.perf_counter() - start
-        self.on_event(target, row.status)
+        self.on_event(key, row.status)
         return row
 
-    def _existing(self, dest: Path, key: str, variant: Variant) -> str | None:
+    def _existing(self, dest: Path, build_key: str, variant: Variant) -> str | None:
         """None when ``dest`` holds a reusable artifact, else why it is (re)built ('' when absent)."""
         if not dest.exists():
             return ""
@@ -304,7 +259,7 @@ class Pipeline:
             return "existing artifact had no valid manifest: rebuilt"
         if self.force:
             return "--force: rebuilt"
-        if manifest.build_key != key:
+        if manifest.build_key != build_key:
             return "weights, options or toolchain changed: rebuilt"
         problems = check_files(dest, manifest)
         if problems:
@@ -315,33 +270,34 @@ class Pipeline:
         return None
 
     # -- build, verify, install ----------------------------------------------------------------
-    def _build(self, target: Target, exporter: Exporter, build_inputs: dict, key: str, dest: Path) -> Manifest:
+    def _build(self, key: ArtifactKey, exporter: Exporter, build_inputs: dict, build_key: str, dest: Path) -> Manifest:
         build_root = self.out / ".build"
-        for stale in build_root.glob(f"{target.variant.name}--{target.dirname}--*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; we hold the target lock
-        build_dir = Path(tempfile.mkdtemp(prefix=f"{target.variant.name}--{target.dirname}--", dir=build_root))
+        for stale in build_root.glob(f"{key.variant}--{key.dirname}--*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; we hold the key lock
+        build_dir = Path(tempfile.mkdtemp(prefix=f"{key.variant}--{key.dirname}--", dir=build_root))
         os.chmod(build_dir, 0o755)  # mkdtemp makes it 0700; the installed artifact is for everyone
         log_path = build_dir / "export.log"
         log_path.touch()
         try:
-            ctx = BuildContext(target.variant, target.precision, build_dir, log_path, force=self.force)
-            if target.precision in REDUCED_PRECISIONS:
-                ctx.quantization = self._quantization(target)
-            if exporter.needs_onnx_for(target.precision):
-                ctx.onnx_path = self._copy_onnx(target, build_dir)
+            variant = self.catalog.get(key.variant)
+            ctx = BuildContext(variant, key.precision, build_dir, log_path, force=self.force, catalog=self.catalog)
+            if key.precision in REDUCED_PRECISIONS:
+                ctx.quantization = self._quantization(key)
+            if exporter.needs_onnx_for(key.precision):
+                ctx.onnx_path = self._copy_onnx(key, build_dir)
             t0 = time.perf_counter()
-            self.on_event(target, "converting")
-            result = convert_split(exporter, ctx) if target.split else exporter.convert(ctx)
+            self.on_event(key, "converting")
+            result = convert_split(exporter, ctx) if key.split else exporter.convert(ctx)
             if ctx.onnx_path is not None and ctx.onnx_path.is_dir():
                 shutil.rmtree(ctx.onnx_path)
             elif ctx.onnx_path is not None:
                 ctx.onnx_path.unlink(missing_ok=True)
             export_seconds = time.perf_counter() - t0
             manifest = Manifest(
-                variant=target.variant.name, format=target.format, precision=target.precision,
+                variant=key.variant, format=key.format, precision=key.precision,
                 files=[file_entry(build_dir, f) for f in result.files], inputs=result.inputs, outputs=result.outputs,
-                weights_sha256=target.variant.weights.sha256, zoo_version=zoo_version, converter=result.converter,
-                versions=build_inputs["versions"], build_key=key, build_inputs=build_inputs,
+                weights_sha256=variant.weights.sha256, zoo_version=zoo_version, converter=result.converter,
+                versions=build_inputs["versions"], build_key=build_key, build_inputs=build_inputs,
                 export_seconds=round(export_seconds, 3), verify_seconds=0.0,
                 parity=Parity(reference="", inputs="", atol=0, rtol=0, passed=False, outputs=[]),
                 created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=result.notes,
@@ -349,35 +305,35 @@ class Pipeline:
                 quantization=ctx.quantization.record() if ctx.quantization else None,
                 graphs=result.graphs,
             )
-            self.on_event(target, "verifying")
+            self.on_event(key, "verifying")
             t1 = time.perf_counter()
-            manifest.parity = self.verify(target, build_dir, manifest)
+            manifest.parity = self.verify(key, build_dir, manifest)
             manifest.verify_seconds = round(time.perf_counter() - t1, 3)
             if not manifest.parity.passed:
                 why = (describe_tracker_failure(manifest.parity.tracker) if manifest.parity.tracker is not None
                        else describe_failure(manifest.parity.outputs, manifest.parity.atol, manifest.parity.rtol))
-                raise ExportFailed(f"{target.label}: verification failed: " + why)
+                raise ExportFailed(f"{key.name}: verification failed: " + why)
             write_manifest(build_dir, manifest)
             self._install(build_dir, dest)
             return manifest
         except Exception as exc:
-            kept = self.out / ".logs" / f"{target.variant.name}--{target.dirname}.log"
+            kept = self.out / ".logs" / f"{key.variant}--{key.dirname}.log"
             try:
                 shutil.copyfile(log_path, kept)
             except OSError:
                 kept = None
             shutil.rmtree(build_dir, ignore_errors=True)
             err = exc if isinstance(exc, ZooError) else ExportFailed(
-                f"{target.label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            if isinstance(exc, ZooError) and not str(exc).startswith(target.label):
-                err = type(exc)(f"{target.label}: {exc}")
+                f"{key.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            if isinstance(exc, ZooError) and not str(exc).startswith(key.name):
+                err = type(exc)(f"{key.name}: {exc}")
             err.log_path = str(kept) if kept else None
             raise err from exc
 
-    def _copy_onnx(self, target: Target, build_dir: Path) -> Path:
+    def _copy_onnx(self, key: ArtifactKey, build_dir: Path) -> Path:
         """Copy the installed, verified ONNX model under its lock (a concurrent --force may replace it)."""
-        onnx_dir = self.target_dir(Target(target.variant, "onnx", "fp32", split=target.split))
-        if target.split:
+        onnx_dir = key.source.path(self.out)
+        if key.split:
             return self._copy_split_onnx(onnx_dir, build_dir)
         with FileLock(str(onnx_dir.parent / ".onnx.lock")):
             manifest = read_manifest(onnx_dir)

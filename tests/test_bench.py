@@ -13,6 +13,7 @@ from compare.measure.bench import Cell, fill_ratios, run_cell, scaling_rows, spe
 from compare.measure.worker import MeasureTask, RunnerSpec, measure
 from tests.helpers.catalog import CATALOG
 from tests.helpers.export import zoo
+from zoo.artifacts import ArtifactKey
 from zoo.sample_inputs import sample_pairs
 
 VARIANT = CATALOG.get("base-c128")
@@ -26,7 +27,7 @@ def artifacts(exported) -> Path:
 
 
 def test_concurrent_instances_are_separate_processes_running_at_once(artifacts) -> None:
-    spec = RunnerSpec("ncnn", "fp32", VARIANT, artifacts / "base-c128" / "ncnn")
+    spec = RunnerSpec(ArtifactKey.for_runtime(VARIANT.name, "ncnn"), VARIANT, artifacts / "base-c128" / "ncnn")
     cell = run_cell(spec, PAIR, threads=1, concurrency=2, seconds=0.6, warmup=1)
     assert cell.error is None, cell.error
     pids = [i.pid for i in cell.instances]
@@ -39,7 +40,7 @@ def test_concurrent_instances_are_separate_processes_running_at_once(artifacts) 
 
 
 def test_measure_reports_a_failing_instance_instead_of_raising(tmp_path) -> None:
-    spec = RunnerSpec("onnxruntime", "fp32", VARIANT, tmp_path / "no-such-artifact")
+    spec = RunnerSpec(ArtifactKey.for_runtime(VARIANT.name, "onnxruntime"), VARIANT, tmp_path / "no-such-artifact")
     (m,) = measure([MeasureTask(spec, PAIR, 1, 0, 1)])
     assert not m.ok and m.error and "manifest" in m.error.lower()
     assert m.pid != os.getpid()

@@ -25,7 +25,7 @@ from compare.provision import choose_runtimes
 from compare.runners import open_artifact
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import zoo
-from zoo.artifacts import file_entry, read_manifest, write_manifest
+from zoo.artifacts import ArtifactKey, file_entry, read_manifest, write_manifest
 from zoo.backends import RUNTIMES as BACKEND_RUNTIMES
 from zoo.errors import UsageError
 from zoo.sample_inputs import sample_pairs
@@ -43,7 +43,7 @@ def artifacts(exported) -> Path:
 def report(artifacts):
     """Parity of every runtime and precision with PyTorch on 3 photo pairs (library API, no timing)."""
     opts = Options(runtimes=RUNTIMES, precisions=["fp32", "fp16"], samples=3, runs=0, out=artifacts)
-    return run(CATALOG.select(DEFAULT_VARIANTS), opts)
+    return run(CATALOG, CATALOG.select(DEFAULT_VARIANTS), opts)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_oversubscribed_thread_count_runs_and_is_flagged(artifacts) -> None:
 
     variant = CATALOG.get("base-c128")
     n = (os.cpu_count() or 1) + 1
-    spec = RunnerSpec("ncnn", "fp32", variant, artifacts / "base-c128" / "ncnn")
+    spec = RunnerSpec(ArtifactKey.for_runtime(variant.name, "ncnn"), variant, artifacts / "base-c128" / "ncnn")
     row = time_spec(spec, sample_pairs(variant, 1)[0], n, warmup=0, runs=2)
     assert row.error is None and row.oversubscribed and row.threads == n and row.median_ms > 0
     assert row.pid != os.getpid()  # measured in a child process of its own

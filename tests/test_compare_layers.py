@@ -48,7 +48,7 @@ def layer_reports(exported):
         if (name, precision) not in cache:
             v = CATALOG.get(name)
             runtimes = [r for r in RUNTIMES if precision in _precisions(r)]
-            reports = layers_variant(v, runtimes, [precision], sample_pairs(v, 1), exported.out)
+            reports = layers_variant(CATALOG, v, runtimes, [precision], sample_pairs(v, 1), exported.out)
             cache[(name, precision)] = {r.runtime: r for r in reports}
         return cache[(name, precision)]
 
@@ -162,7 +162,7 @@ def test_perturbed_weight_is_the_first_divergent_layer(exported, tmp_path: Path)
     shutil.copyfile(build / "model.mnn", mnn_dir / "model.mnn")
     _refresh_manifest(mnn_dir)
 
-    reports = {r.runtime: r for r in layers_variant(v, ["onnxruntime", "mnn"], ["fp32"], sample_pairs(v, 1), out)}
+    reports = {r.runtime: r for r in layers_variant(CATALOG, v, ["onnxruntime", "mnn"], ["fp32"], sample_pairs(v, 1), out)}
     for runtime, r in reports.items():
         first = r.first_divergent
         assert first is not None and first.module == PERTURBED_MODULE, (runtime, first)
@@ -237,14 +237,14 @@ def test_onnx_int8_qdq_layers(int8_onnx: Path, layer_reports) -> None:
     so its outputs are the runtime's own, bit for bit; integer tensors are dequantized, and a conv's
     value carries the ReLU the quantizer folded into the uint8 range."""
     v = CATALOG.get("base-c128")
-    (report,) = layers_variant(v, ["onnxruntime"], ["int8"], sample_pairs(v, 1), int8_onnx)
+    (report,) = layers_variant(CATALOG, v, ["onnxruntime"], ["int8"], sample_pairs(v, 1), int8_onnx)
     check_reduced(report, layer_reports("base-c128", "fp32")["onnxruntime"])
     assert report.tap_drift is not None and report.tap_drift < 1e-6, report.tap_drift  # the real int8 kernels, not a float simulation
     assert len(report.unmatched_tensors) <= 8, report.unmatched_tensors  # QDQ weights, copies and ORT's transposes are inserted
     relu = [d for d in report.layers if d.module.startswith("backbone.stages.0.0")]
     assert relu and all(d.rel_err < 0.05 for d in relu), relu  # the pre-ReLU conv output would be ~1.0 off
     # with --atol/--rtol the first layer above them is named, upstream of the outputs
-    (gated,) = layers_variant(v, ["onnxruntime"], ["int8"], sample_pairs(v, 1), int8_onnx, atol=0.0, rtol=0.02)
+    (gated,) = layers_variant(CATALOG, v, ["onnxruntime"], ["int8"], sample_pairs(v, 1), int8_onnx, atol=0.0, rtol=0.02)
     assert gated.tolerance == "options" and gated.first_divergent is not None
     assert gated.first_divergent.graph_order < max(d.graph_order for d in gated.layers)
 
@@ -257,7 +257,7 @@ def test_tflite_int8_layers(exported, layer_reports, tmp_path: Path) -> None:
     _export(out, "base-c128", "--to", "tflite", "--precision", "int8", "int8-dynamic")
     v = CATALOG.get("base-c128")
     fp32 = layer_reports("base-c128", "fp32")["tflite"]
-    for report in layers_variant(v, ["tflite"], ["int8", "int8-dynamic"], sample_pairs(v, 1), out):
+    for report in layers_variant(CATALOG, v, ["tflite"], ["int8", "int8-dynamic"], sample_pairs(v, 1), out):
         check_reduced(report, fp32)
 
 
@@ -281,7 +281,7 @@ def test_split_graphs_layers(split_exported, name: str, runtimes) -> None:
     fgaf3 (asymmetric: the init graph runs the fusion blocks' K/V path outside the block modules,
     scoped by bare module names) and base-c128 (joint: the cache is the template tokens)."""
     v = CATALOG.get(name)
-    reports = layers_split(v, list(runtimes), ["fp32"], sample_pairs(v, 1), split_exported.out)
+    reports = layers_split(CATALOG, v, list(runtimes), ["fp32"], sample_pairs(v, 1), split_exported.out)
     assert sorted((r.runtime, r.graph) for r in reports) == sorted((rt, g) for rt in runtimes for g in ("init", "track"))
     depth = v.arch.fusion.depth
     for r in reports:

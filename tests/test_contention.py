@@ -84,7 +84,7 @@ def test_rows_beyond_the_sgemm_ceiling_are_flagged(monkeypatch) -> None:
     rows = iter([_row("pytorch", 1736.0), _row("mnn", 7.0)])
     monkeypatch.setattr(timing, "sgemm_gflops", lambda n: {"torch (MKL)": 100.0})
     monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(rows))
-    dummy = RunnerSpec("pytorch", "fp32", Catalog.load().get(VARIANT))
+    dummy = RunnerSpec.reference(Catalog.load().get(VARIANT))
     ref, mnn = time_jobs([TimingJob(VARIANT, 651_000_000, {}, dummy, [dummy])], [2], 1, 5)
     assert mnn.pct_of_sgemm == pytest.approx(186, abs=1) and not mnn.reliable and "sgemm" in mnn.contention
     assert ref.reliable and ref.contention is None  # 0.75% of sgemm: nothing says it was disturbed here
@@ -99,7 +99,7 @@ def test_speedup_against_an_unreliable_reference_is_flagged(monkeypatch) -> None
     rows = iter([ref_row, _row("mnn", 20.0)])
     monkeypatch.setattr(timing, "sgemm_gflops", lambda n: {})
     monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(rows))
-    dummy = RunnerSpec("pytorch", "fp32", Catalog.load().get(VARIANT))
+    dummy = RunnerSpec.reference(Catalog.load().get(VARIANT))
     _, mnn = time_jobs([TimingJob(VARIANT, 1, {}, dummy, [dummy])], [2], 1, 5)
     assert not mnn.reliable and "unreliable PyTorch" in mnn.contention
 
@@ -109,7 +109,7 @@ def test_speedup_against_an_unreliable_reference_is_flagged(monkeypatch) -> None
 @pytest.fixture(scope="module")
 def spec_pair():
     v = Catalog.load().get(VARIANT)
-    return RunnerSpec("pytorch", "fp32", v), sample_pairs(v, 1)[0]
+    return RunnerSpec.reference(v), sample_pairs(v, 1)[0]
 
 
 def test_a_timing_row_measured_beside_a_burner_is_flagged(spec_pair) -> None:

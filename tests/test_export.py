@@ -14,9 +14,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from compare.parity.verify import Verifier
+from compare.provision import ensure, keys_for
 from compare.runners import PytorchRunner, open_artifact
-from exporters.pipeline import Pipeline, build_order
+from exporters.pipeline import Pipeline
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import assert_artifact_valid, json_rows, zoo
 from zoo.artifacts import check_files, read_manifest
@@ -165,8 +165,8 @@ def test_corrupt_artifact_is_detected_and_rebuilt(exported, tmp_path) -> None:
 
 
 def _pipeline_rows(out: Path, names: list[str], formats: list[str], precisions=("fp32",), catalog=CATALOG):
-    targets, _ = build_order(catalog.select(names), formats, list(precisions))
-    return {(r.format, r.precision): r for r in Pipeline(out, Verifier()).run(targets)}
+    provisioned = ensure(keys_for(catalog.select(names), formats, list(precisions)), out, catalog, refresh=True)
+    return {(p.key.format, p.key.precision): p.row for p in provisioned}
 
 
 def _no_partial(out: Path, variant: str, dirname: str) -> None:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from compare.parity.verify import Verifier
-from exporters.pipeline import Pipeline, build_order
+from compare.provision import ensure, keys_for
 from tests.helpers.catalog import CATALOG
 from tests.helpers.cli import run_main
 from tests.helpers.export import ZOO, assert_artifact_valid
@@ -179,8 +178,8 @@ def test_pull_installs_verified_artifacts_usable_by_export(hub, tmp_path, run) -
     # identical files (the ncnn .param of both precisions) are fetched once
     assert len({h.path for h in hub.hits()}) == len(hub.hits())
     assert_artifact_valid(out / VARIANT / "ncnn", CATALOG.get(VARIANT))
-    targets, _ = build_order([CATALOG.get(VARIANT)], FORMATS, ["fp32", "fp16"])
-    assert {r.status for r in Pipeline(out, Verifier()).run(targets)} == {"reused"}  # zoo export finds them as its own
+    keys = keys_for([CATALOG.get(VARIANT)], FORMATS, ["fp32", "fp16"])
+    assert {p.status for p in ensure(keys, out, CATALOG, refresh=True) if p.status != "skipped"} == {"reused"}  # zoo export finds them as its own
     hub.reset()
     code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--json", "-")
     assert code == 0 and {r["status"] for r in json.loads(stdout)} == {"cached"}
@@ -449,8 +448,8 @@ def test_every_format_round_trips(tmp_path, monkeypatch, run) -> None:
     for key in HUB_ENV:
         monkeypatch.delenv(key, raising=False)
     src = tmp_path / "artifacts"
-    targets, _ = build_order([CATALOG.get(VARIANT)], ["onnx", "mnn", "tflite", "ncnn"], ["fp32", "fp16"])
-    assert all(r.status == "built" for r in Pipeline(src, Verifier()).run(targets))
+    keys = keys_for([CATALOG.get(VARIANT)], ["onnx", "mnn", "tflite", "ncnn"], ["fp32", "fp16"])
+    assert all(p.status == "built" for p in ensure(keys, src, CATALOG) if p.status != "skipped")
     publish([CATALOG.get(VARIANT)], ["onnx", "mnn", "tflite", "ncnn"], ["fp32", "fp16"], src, tmp_path / "rel")
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
     with HubServer(tmp_path / "rel") as srv:

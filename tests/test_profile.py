@@ -14,8 +14,7 @@ import pytest
 
 from compare.diagnose.onnx_graph import Graph, Node, PartMapper
 from compare.diagnose.profile import Profile, profile_variant
-from compare.parity.verify import Verifier
-from exporters.pipeline import Pipeline, build_order
+from compare.provision import ensure, keys_for
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import zoo
 from zoo.backends import PROFILED_RUNTIMES
@@ -28,9 +27,8 @@ RUNS, WARMUP = 40, 5  # medians over 40 interleaved runs: stable on a busy 2-cor
 
 
 def _export(out: Path, names: list[str]) -> Path:
-    targets, _ = build_order(CATALOG.select(names), ["onnx", "mnn"], ["fp32"])
-    rows = Pipeline(out, Verifier()).run(targets)
-    assert all(r.status == "built" for r in rows), [(r.variant, r.format, r.note) for r in rows]
+    provisioned = ensure(keys_for(CATALOG.select(names), ["onnx", "mnn"], ["fp32"]), out, CATALOG)
+    assert all(p.status == "built" for p in provisioned), [(p.key, p.note) for p in provisioned]
     return out
 
 
@@ -48,7 +46,7 @@ def profiles(exported, tmp_path_factory):
             _export(own, [name])
             built.add(name)
         if (name, runtime) not in cache:
-            cache[(name, runtime)] = profile_variant(CATALOG.get(name), runtime, threads=1, runs=RUNS, warmup=WARMUP, out=out)
+            cache[(name, runtime)] = profile_variant(CATALOG, CATALOG.get(name), runtime, threads=1, runs=RUNS, warmup=WARMUP, out=out)
         return cache[(name, runtime)]
 
     return get
@@ -194,9 +192,9 @@ def test_graph_rules(mapper) -> None:
 def test_library_rejects_bad_requests(tmp_path) -> None:
     v = CATALOG.get("fgaf3")
     with pytest.raises(UsageError, match=f"choose from {', '.join(PROFILED_RUNTIMES)}"):
-        profile_variant(v, "tflite", out=tmp_path)
+        profile_variant(CATALOG, v, "tflite", out=tmp_path)
     with pytest.raises(UsageError, match="fp32"):
-        profile_variant(v, "onnxruntime", precision="fp16", out=tmp_path)
+        profile_variant(CATALOG, v, "onnxruntime", precision="fp16", out=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing exported for a bad request
 
 

@@ -15,15 +15,15 @@ import pytest
 from onnx import numpy_helper
 
 from compare.parity.verify import Verifier
+from compare.provision import ensure
 from compare.runners import open_artifact
 from exporters import onnx_int8
-from exporters.pipeline import Pipeline, Target
 from exporters.tflite_quant import bind_outputs_by_identity
 from tests.helpers.artifacts import FOREIGN_ENV
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.cli import run_main
 from tests.helpers.export import json_rows, zoo
-from zoo.artifacts import check_files, read_manifest
+from zoo.artifacts import ArtifactKey, check_files, read_manifest
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, artifact_dirname, offered
 from zoo.calibration import disjoint, make_pairs, open_source, pair_digest
 from zoo.catalog import Catalog
@@ -137,8 +137,8 @@ def test_broken_quantized_model_fails_the_gate_and_is_not_installed(quantized, t
 
     shutil.copytree(out / "base-c128" / "onnx", dest / "base-c128" / "onnx")
     variant = CATALOG.get("base-c128")  # the smaller model: the gate must catch it on flat score maps too
-    rows = Pipeline(dest, Verifier()).run([Target(variant, "onnx", "fp32"), Target(variant, "onnx", "int8")])
-    assert rows[0].status == "reused"
+    rows = [p.row for p in ensure([ArtifactKey(variant.name, "onnx", "int8")], dest, CATALOG, refresh=True)]
+    assert rows[0].key == ArtifactKey(variant.name, "onnx") and rows[0].status == "reused"
     assert rows[1].status == "failed" and "tracker-level check failed" in rows[1].note, rows[1].note
     assert not (dest / "base-c128" / "onnx-int8").exists()
     assert not list((dest / ".build").iterdir())
@@ -156,7 +156,7 @@ def test_swapped_outputs_fail_the_gate(quantized, tmp_path) -> None:
     size, offset = manifest.binding("outputs", "size"), manifest.binding("outputs", "offset")
     size.runtime_name, offset.runtime_name = offset.runtime_name, size.runtime_name
     variant = CATALOG.get("fgaf3")
-    parity = Verifier()(Target(variant, "tflite", "int8"), work, manifest)
+    parity = Verifier(CATALOG)(ArtifactKey(variant.name, "tflite", "int8"), work, manifest)
     assert not parity.passed and parity.tracker is not None and parity.tracker.mean_iou < 0.3, parity.tracker
 
 

@@ -20,7 +20,7 @@ from exporters.split import graph_feeds
 from tests.helpers.artifacts import FOREIGN_ENV
 from tests.helpers.catalog import CATALOG
 from tests.helpers.export import zoo
-from zoo.artifacts import artifact_dir, check_files, read_manifest
+from zoo.artifacts import ArtifactKey, check_files, read_manifest
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, offered
 from zoo.models.split import cache_tensors
 from zoo.sample_inputs import sample_pairs
@@ -45,7 +45,7 @@ def test_split_reduced_precision_passes_the_tracker_gate_and_runs(split_quantize
     out, rows = split_quantized
     assert rows[(fmt, precision)]["status"] == "built", rows[(fmt, precision)]
     variant = CATALOG.get(NAME)
-    path = artifact_dir(out, NAME, fmt, precision, split=True)
+    path = ArtifactKey(NAME, fmt, precision, split=True).path(out)
     manifest = read_manifest(path)
     assert check_files(path, manifest) == [] and manifest.graphs is not None
     assert [c.name for c in manifest.graphs.cache] == [t.name for t in cache_tensors(variant)]
@@ -58,7 +58,7 @@ def test_split_reduced_precision_passes_the_tracker_gate_and_runs(split_quantize
     # it runs as a split: one init, a track call per crop, outputs near float32 at tracker level
     pairs = sample_pairs(variant, 4)[1:]
     template = pairs[0]["template"]
-    with open_artifact(path, variant) as runner, open_artifact(artifact_dir(out, NAME, "onnx", "fp32", split=True), variant) as ref:
+    with open_artifact(path, variant) as runner, open_artifact(ArtifactKey(NAME, "onnx", "fp32", split=True).path(out), variant) as ref:
         assert isinstance(runner, SplitRunner)
         got = [runner.infer({"template": template, "search": p["search"]}) for p in pairs]
         want = [ref.infer({"template": template, "search": p["search"]}) for p in pairs]
@@ -72,8 +72,8 @@ def test_split_reduced_precision_passes_the_tracker_gate_and_runs(split_quantize
 def test_split_int8_graphs_are_quantized(split_quantized, fmt: str) -> None:
     """Both graphs really hold int8 weights: each file is well under the fp32 graph's size."""
     out, _ = split_quantized
-    fp32 = read_manifest(artifact_dir(out, NAME, "onnx", "fp32", split=True))
-    int8 = read_manifest(artifact_dir(out, NAME, fmt, "int8", split=True))
+    fp32 = read_manifest(ArtifactKey(NAME, "onnx", "fp32", split=True).path(out))
+    int8 = read_manifest(ArtifactKey(NAME, fmt, "int8", split=True).path(out))
     def sizes(m):
         return {g: sum(f.bytes for f in m.files if f.path.startswith(f"{g}/")) for g in ("init", "track")}
 
@@ -99,7 +99,7 @@ def test_split_int8_layers(split_quantized) -> None:
     (int8 is gated at tracker level), the track graph's quantization error far above fp32's yet bounded."""
     out, _ = split_quantized
     variant = CATALOG.get(NAME)
-    reports = layers_split(variant, ["onnxruntime"], ["int8"], sample_pairs(variant, 1), out)
+    reports = layers_split(CATALOG, variant, ["onnxruntime"], ["int8"], sample_pairs(variant, 1), out)
     assert sorted(r.graph for r in reports) == ["init", "track"]
     for r in reports:
         assert not r.skipped and r.error is None, (r.graph, r.error)

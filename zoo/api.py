@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.parity.verify import Verifier
+from compare.provision import ensure, keys_for
 from compare.runners import ArtifactRunner, PytorchRunner, open_artifact
 from compare.tracking import tracker as _tracker
-from exporters import get_exporter
-from exporters.pipeline import Pipeline, build_order
-from zoo.artifacts import Manifest, artifact_dir, default_out_dir, read_manifest
+from zoo.artifacts import ArtifactKey, Manifest, Status, default_out_dir, read_manifest
 from zoo.backends import FORMATS, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import ExportError, UsageError
@@ -35,11 +33,15 @@ from zoo.hub.resolve import resolve_hub
 from zoo.models import build_model
 from zoo.names import choose
 from zoo.sample_inputs import sample_pairs
-from zoo.weights import ensure_weights, load_model
+from zoo.weights import load_model
 
 
 def _catalog(catalog: Catalog | str | Path | None) -> Catalog:
     return catalog if isinstance(catalog, Catalog) else Catalog.load(Path(catalog) if catalog else None)
+
+
+def _artifacts(out: str | Path | None) -> Path:
+    return Path(out) if out else default_out_dir()
 
 
 def list_variants(pattern: str = "*", catalog: Catalog | str | Path | None = None) -> list[str]:
@@ -70,16 +72,11 @@ def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[
     variant = cat.get(name)
     fmts = choose([formats] if isinstance(formats, str) else formats, FORMATS, "format")
     precs = choose([precisions] if isinstance(precisions, str) else precisions, PRECISIONS, "precision")
-    targets, _skipped = build_order([variant], fmts, precs, split=split)
-    for fmt in dict.fromkeys(t.format for t in targets):
-        get_exporter(fmt).versions()
-    ensure_weights(variant, resolve_hub(catalog_hub=cat.hub))
-    pipeline = Pipeline(Path(out) if out else default_out_dir(), Verifier(), force=force)
-    rows = pipeline.run(targets)
-    failed = [r for r in rows if r.status == "failed"]
+    provisioned = ensure(keys_for([variant], fmts, precs, split=split), _artifacts(out), cat, refresh=True, force=force)
+    failed = [p for p in provisioned if p.status is Status.FAILED]
     if failed:
-        raise ExportError("; ".join(f"{r.variant} {r.format} {r.precision}: {r.note}" for r in failed))
-    return [read_manifest(Path(r.path)) for r in rows]
+        raise ExportError("; ".join(f"{p.key.name}: {p.note}" for p in failed))
+    return [read_manifest(p.path) for p in provisioned if p.usable]
 
 
 def load_runner(name: str, runtime: str = "onnxruntime", precision: str = "fp32", threads: int = 1,
@@ -97,11 +94,10 @@ def load_runner(name: str, runtime: str = "onnxruntime", precision: str = "fp32"
         raise UsageError(f"{runtime} offers {', '.join(backend.precisions)} only, not {precision!r}")
     if threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
-    root = Path(out) if out else default_out_dir()
-    path = artifact_dir(root, name, backend.format, precision, split)
-    if not (path / "manifest.json").is_file():
-        export(name, backend.format, precision, out=root, catalog=cat, split=split)
-    return open_artifact(path, variant, threads=threads).load()
+    (provisioned,) = ensure([ArtifactKey.for_runtime(name, runtime, precision, split)], _artifacts(out), cat)
+    if not provisioned.usable:
+        raise ExportError(f"{provisioned.key.name}: {provisioned.note}")
+    return open_artifact(provisioned.path, variant, threads=threads).load()
 
 
 def sample_pair(name: str, index: int = 0, catalog: Catalog | str | Path | None = None) -> dict[str, np.ndarray]:
@@ -145,12 +141,13 @@ class Tracker(_tracker.Tracker):
                 raise UsageError(f"pytorch runs fp32 only, not {precision!r}")
             if threads < 1:
                 raise UsageError(f"threads must be >= 1, got {threads}")
+            ensure([ArtifactKey.for_runtime(v.name, REFERENCE_RUNTIME)], _artifacts(out), cat)  # the catalog's weights, via its hub
             runner = PytorchRunner(v)
             runner.set_threads(threads)
             runner.load()
         else:
             runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat, split=split)
         own = v.tracking or cat.tracking.default
-        name = _tracker.tracker_name(v.name, runtime, precision, preset_name if preset_name != own else None,
-                                     split=split and runtime != REFERENCE_RUNTIME)
+        key = ArtifactKey.for_runtime(v.name, runtime, precision, split)
+        name = _tracker.tracker_name(key, preset_name if preset_name != own else None)
         super().__init__(runner, v, cat.tracking.presets[preset_name], name=name)

@@ -2,7 +2,7 @@
 (what it is, how it was built, how well it matched PyTorch), and the checks that it is intact and
 still fits the catalog.
 
-One manifest per artifact directory ``<out>/<variant>/<format>[-<precision>]/``. Runners read
+One manifest per artifact directory ``<artifacts>/<variant>/<ArtifactKey.dirname>/``. Runners read
 the I/O bindings from it (catalog name -> the runtime's own tensor name, shape, layout), the
 pipeline reads the build key from it to decide whether an existing artifact can be reused, and
 the file list (sha256 + bytes) lets anyone check the artifact is intact.
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from zoo.backends import artifact_dirname
+from zoo.backends import REFERENCE_RUNTIME, by_flavour, by_format, by_runtime, flavour_dirname
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, sha256_cached
 from zoo.schema import TensorSpec, Variant
@@ -32,9 +34,103 @@ def default_out_dir() -> Path:
     return Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts")
 
 
-def artifact_dir(out: Path | str, variant: str, fmt: str, precision: str, split: bool = False) -> Path:
-    """``out/<variant>/<format>[-<precision>][-split]``: the directory of one artifact."""
-    return Path(out) / variant / (artifact_dirname(fmt, precision) + (SPLIT_SUFFIX if split else ""))
+class Status(StrEnum):
+    """What became of one artifact a command asked for (``zoo export``'s status column)."""
+
+    FOUND = "found"  # installed already, checked against its manifest and the catalog
+    BUILT = "built"
+    REBUILT = "rebuilt"
+    REUSED = "reused"  # the pipeline found an identical verified artifact (same build key)
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the format does not offer the precision
+    MISSING = "missing"  # not installed (before provisioning)
+
+    @property
+    def usable(self) -> bool:
+        """The artifact is installed and verified."""
+        return self in (Status.FOUND, Status.BUILT, Status.REBUILT, Status.REUSED)
+
+    @property
+    def final(self) -> bool:
+        """A provisioning outcome (not a stage or the state before it)."""
+        return self is not Status.MISSING
+
+
+@dataclass(frozen=True, order=True)
+class ArtifactKey:
+    """The identity of one artifact: which variant, in which format and precision, for which client
+    flavour, full or split. It owns the artifact's directory name, its label in tables and the
+    runtime that runs it; ``format == "pytorch"`` is the eager reference (weights only, no files)."""
+
+    variant: str
+    format: str
+    precision: str = "fp32"
+    #: a flavour of zoo.backends.FLAVOURS (``zoo export --for``), None for the plain artifact
+    flavour: str | None = None
+    #: an init + track split artifact instead of the full graph
+    split: bool = False
+
+    @classmethod
+    def for_runtime(cls, variant: str, runtime: str, precision: str = "fp32", split: bool = False) -> ArtifactKey:
+        """The key of ``runtime``'s artifact (``pytorch``: the reference, never split)."""
+        if runtime == REFERENCE_RUNTIME:
+            return cls(variant, REFERENCE_RUNTIME, "fp32")
+        return cls(variant, by_runtime(runtime).format, precision, split=split)
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ArtifactKey:
+        """The key of an installed artifact, read from its manifest."""
+        return cls(manifest.variant, manifest.format, manifest.precision,
+                   manifest.client.flavour if manifest.client else None, manifest.graphs is not None)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.format == REFERENCE_RUNTIME
+
+    @property
+    def runtime(self) -> str:
+        """The runtime that runs it (``pytorch`` for the reference)."""
+        return REFERENCE_RUNTIME if self.is_reference else by_format(self.format).runtime
+
+    @property
+    def offered_precisions(self) -> tuple[str, ...]:
+        """The precisions its format (or flavour) offers."""
+        if self.is_reference:
+            return ("fp32",)
+        return by_flavour(self.flavour).precisions if self.flavour else by_format(self.format).precisions
+
+    @property
+    def offered(self) -> bool:
+        return self.precision in self.offered_precisions
+
+    @property
+    def dirname(self) -> str:
+        """``<format>[-<precision>][-<flavour>][-split]``: its directory under ``<artifacts>/<variant>/``."""
+        return flavour_dirname(self.format, self.precision, self.flavour) + (SPLIT_SUFFIX if self.split else "")
+
+    def path(self, root: Path | str) -> Path:
+        """``root/<variant>/<dirname>``."""
+        return Path(root) / self.variant / self.dirname
+
+    @property
+    def label(self) -> str:
+        """The runtime as tables show it: ``onnxruntime``, ``onnxruntime-split``."""
+        return self.runtime + (SPLIT_SUFFIX if self.split else "")
+
+    @property
+    def name(self) -> str:
+        """``<variant> <dirname>`` (progress lines, error messages)."""
+        return f"{self.variant} {self.dirname}"
+
+    @property
+    def source(self) -> ArtifactKey:
+        """The verified fp32 ONNX artifact it converts from (the split one for a split artifact)."""
+        return ArtifactKey(self.variant, "onnx", "fp32", split=self.split)
+
+    @property
+    def plain(self) -> ArtifactKey:
+        """The plain artifact a flavour converts from."""
+        return ArtifactKey(self.variant, self.format, "fp32") if self.flavour else self
 
 
 class CorruptArtifact(ZooError):

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zoo.backends import FORMATS, PRECISIONS
+from zoo.errors import ZooError
 
 #: an artifact format / precision: the names :mod:`zoo.backends` declares
 Format = Literal[FORMATS]  # type: ignore[valid-type]
@@ -281,6 +282,14 @@ class Variant(Strict):
         if not VARIANT_NAME.match(v):
             raise ValueError("lower-case letters, digits and '-' only")
         return v
+
+    def tolerance(self, fmt: str, precision: str) -> Tolerance:
+        """The catalog's tolerance of this variant's ``fmt`` artifact at ``precision`` (the one lookup
+        every check uses); a :class:`zoo.errors.ZooError` naming what ``zoo.yaml`` lacks."""
+        tol = self.tolerances.get(fmt, {}).get(precision)
+        if tol is None:
+            raise ZooError(f"zoo.yaml has no {fmt} {precision} tolerance for {self.name}")
+        return tol
 
     @field_validator("tolerances")
     @classmethod

@@ -33,10 +33,11 @@ from compare.diagnose.layer_map import SourceGraph, TensorMap, apply_map, locate
 from compare.diagnose.onnx_graph import PartMapper
 from compare.inputs import Pair
 from compare.parity.runtimes import cosine_similarity
-from compare.provision import ensure_artifacts
+from compare.provision import ensure, runtime_keys
 from compare.runners import open_artifact
-from zoo.artifacts import artifact_dir, read_manifest
+from zoo.artifacts import ArtifactKey, Status, read_manifest
 from zoo.backends import by_runtime
+from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import atomic_path
 from zoo.models.fold import fold_batchnorm
@@ -311,7 +312,7 @@ def calibrate(variant: Variant, path: Path, pair: Pair, values: dict[str, np.nda
 
 
 # -- everything ---------------------------------------------------------------------------------
-def layers_variant(variant: Variant, runtimes: list[str], precisions: list[str], pairs: list[Pair], out: Path,
+def layers_variant(catalog: Catalog, variant: Variant, runtimes: list[str], precisions: list[str], pairs: list[Pair], out: Path,
                    atol: float | None = None, rtol: float | None = None, on_export: Callable | None = None,
                    on_progress: Callable[[str, str], None] | None = None) -> list[LayerReport]:
     """Per-layer comparison of ``variant`` in every runtime x precision (artifacts exported where
@@ -319,30 +320,30 @@ def layers_variant(variant: Variant, runtimes: list[str], precisions: list[str],
     if not pairs:
         raise UsageError("no input pairs")
     progress = on_progress or (lambda stage, text: None)
-    wanted = ensure_artifacts([variant], runtimes, precisions, out, on_event=on_export)
+    wanted = ensure(runtime_keys([variant], runtimes, precisions), out, catalog, on_event=on_export)
     extra = [r for r in runtimes if naming(r) == "values" and CALIBRATION_PRECISION in by_runtime(r).precisions]
-    support = ensure_artifacts([variant], ["onnxruntime", *extra], [CALIBRATION_PRECISION], out, on_event=on_export)
+    support = ensure(runtime_keys([variant], ["onnxruntime", *extra], [CALIBRATION_PRECISION]), out, catalog, on_event=on_export)
     for w in support:
-        if w.status == "failed":
-            raise ZooError(f"{variant.name}: export of {w.format} {w.precision} (needed to name tensors) failed: {w.note}")
+        if w.status is Status.FAILED:
+            raise ZooError(f"{variant.name}: export of {w.key.format} {w.key.precision} (needed to name tensors) failed: {w.note}")
     progress("layers", f"{variant.name}: PyTorch")
     reference = reference_calls(variant, pairs)
-    source, values = source_graph(variant, artifact_dir(out, variant.name, "onnx", CALIBRATION_PRECISION), pairs[0])
+    source, values = source_graph(variant, ArtifactKey(variant.name, "onnx", CALIBRATION_PRECISION).path(out), pairs[0])
     maps: dict[str, TensorMap] = {}
     reports = []
     for w in wanted:
-        if w.status in ("skipped", "failed"):
-            reports.append(LayerReport(variant.name, w.runtime, w.format, w.precision, str(w.path), naming(w.runtime), error=w.note,
-                                       skipped=w.status == "skipped"))
+        if not w.usable:
+            reports.append(LayerReport(variant.name, w.key.runtime, w.key.format, w.key.precision, str(w.path), naming(w.key.runtime), error=w.note,
+                                       skipped=w.status is Status.SKIPPED))
             continue
         calibration = None
-        if naming(w.runtime) == "values":
-            if w.runtime not in maps:
-                progress("layers", f"{variant.name} {w.runtime}: naming tensors ({CALIBRATION_PRECISION} artifact)")
-                maps[w.runtime] = calibrate(variant, artifact_dir(out, variant.name, w.format, CALIBRATION_PRECISION), pairs[0], values)
-            calibration = maps[w.runtime]
-        progress("layers", f"{variant.name} {w.runtime} {w.precision}")
-        reports.append(compare_layers(variant, w.runtime, w.path, pairs, reference, source, calibration, atol, rtol))
+        if naming(w.key.runtime) == "values":
+            if w.key.runtime not in maps:
+                progress("layers", f"{variant.name} {w.key.runtime}: naming tensors ({CALIBRATION_PRECISION} artifact)")
+                maps[w.key.runtime] = calibrate(variant, ArtifactKey(variant.name, w.key.format, CALIBRATION_PRECISION).path(out), pairs[0], values)
+            calibration = maps[w.key.runtime]
+        progress("layers", f"{variant.name} {w.key.runtime} {w.key.precision}")
+        reports.append(compare_layers(variant, w.key.runtime, w.path, pairs, reference, source, calibration, atol, rtol))
     return reports
 
 

@@ -33,10 +33,11 @@ from compare.diagnose.layer_map import SourceGraph, TensorMap, map_by_values, na
 from compare.diagnose.layers import CALIBRATION_PRECISION, LayerReport, record_calls, report_from_taps
 from compare.diagnose.onnx_graph import PartMapper, ScopeResolver
 from compare.inputs import Pair
-from compare.provision import ensure_artifacts
+from compare.provision import ensure, runtime_keys
 from compare.runners import open_artifact
-from zoo.artifacts import artifact_dir
+from zoo.artifacts import ArtifactKey, Status
 from zoo.backends import by_runtime
+from zoo.catalog import Catalog
 from zoo.errors import ZooError
 from zoo.models.fold import fold_batchnorm
 from zoo.models.split import split_model
@@ -110,7 +111,7 @@ def split_sources(variant: Variant, onnx_dir: Path, pair: Pair, reference: dict[
     return result
 
 
-def layers_split(variant: Variant, runtimes: list[str], precisions: list[str], pairs: list[Pair], out: Path,
+def layers_split(catalog: Catalog, variant: Variant, runtimes: list[str], precisions: list[str], pairs: list[Pair], out: Path,
                  atol: float | None = None, rtol: float | None = None, on_export: Callable | None = None,
                  on_progress: Callable[[str, str], None] | None = None) -> list[LayerReport]:
     """One report per runtime x precision x graph of the split artifacts of ``variant`` (exported
@@ -118,38 +119,38 @@ def layers_split(variant: Variant, runtimes: list[str], precisions: list[str], p
     artifact of each value-named runtime)."""
     progress = on_progress or (lambda stage, text: None)
     reports: list[LayerReport] = []
-    wanted = ensure_artifacts([variant], runtimes, precisions, out, on_event=on_export, split=True)
+    wanted = ensure(runtime_keys([variant], runtimes, precisions, split=True), out, catalog, on_event=on_export)
     extra = [r for r in runtimes if naming(r) == "values" and CALIBRATION_PRECISION in by_runtime(r).precisions]
-    for w in ensure_artifacts([variant], ["onnxruntime", *extra], [CALIBRATION_PRECISION], out, on_event=on_export, split=True):
-        if w.status == "failed":
-            raise ZooError(f"{variant.name}: split export of {w.format} {w.precision} (needed to name tensors) failed: {w.note}")
+    for w in ensure(runtime_keys([variant], ["onnxruntime", *extra], [CALIBRATION_PRECISION], split=True), out, catalog, on_event=on_export):
+        if w.status is Status.FAILED:
+            raise ZooError(f"{variant.name}: split export of {w.key.format} {w.key.precision} (needed to name tensors) failed: {w.note}")
     progress("layers", f"{variant.name} split: PyTorch")
     reference = split_reference(variant, pairs)
-    sources = split_sources(variant, artifact_dir(out, variant.name, "onnx", CALIBRATION_PRECISION, split=True), pairs[0], reference)
+    sources = split_sources(variant, ArtifactKey(variant.name, "onnx", CALIBRATION_PRECISION, split=True).path(out), pairs[0], reference)
     maps: dict[str, dict[str, TensorMap]] = {}
     for w in wanted:
-        if w.status in ("skipped", "failed"):
+        if not w.usable:
             for g in GRAPHS:
-                reports.append(LayerReport(variant.name, w.runtime, w.format, w.precision, str(w.path), naming(w.runtime), error=w.note,
-                                           skipped=w.status == "skipped", graph=g))
+                reports.append(LayerReport(variant.name, w.key.runtime, w.key.format, w.key.precision, str(w.path), naming(w.key.runtime), error=w.note,
+                                           skipped=w.status is Status.SKIPPED, graph=g))
             continue
-        if naming(w.runtime) == "values" and w.runtime not in maps:
-            progress("layers", f"{variant.name} {w.runtime} split: naming tensors ({CALIBRATION_PRECISION} artifact)")
-            _, cal = split_taps(artifact_dir(out, variant.name, w.format, CALIBRATION_PRECISION, split=True), variant, pairs[:1])
-            maps[w.runtime] = {g: map_by_values(cal[g][0], sources[g][1]) for g in GRAPHS}
-        progress("layers", f"{variant.name} {w.runtime} {w.precision} split")
+        if naming(w.key.runtime) == "values" and w.key.runtime not in maps:
+            progress("layers", f"{variant.name} {w.key.runtime} split: naming tensors ({CALIBRATION_PRECISION} artifact)")
+            _, cal = split_taps(ArtifactKey(variant.name, w.key.format, CALIBRATION_PRECISION, split=True).path(out), variant, pairs[:1])
+            maps[w.key.runtime] = {g: map_by_values(cal[g][0], sources[g][1]) for g in GRAPHS}
+        progress("layers", f"{variant.name} {w.key.runtime} {w.key.precision} split")
         try:
             manifest, taps = split_taps(w.path, variant, pairs)
         except ZooError as exc:
-            reports += [LayerReport(variant.name, w.runtime, w.format, w.precision, str(w.path), error=str(exc), graph=g) for g in GRAPHS]
+            reports += [LayerReport(variant.name, w.key.runtime, w.key.format, w.key.precision, str(w.path), error=str(exc), graph=g) for g in GRAPHS]
             continue
         except Exception as exc:  # noqa: BLE001 - a runtime failure is a finding about this artifact
             detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            reports += [LayerReport(variant.name, w.runtime, w.format, w.precision, str(w.path), error=detail, graph=g) for g in GRAPHS]
+            reports += [LayerReport(variant.name, w.key.runtime, w.key.format, w.key.precision, str(w.path), error=detail, graph=g) for g in GRAPHS]
             continue
         for g in GRAPHS:
-            calibration = maps.get(w.runtime, {}).get(g)
-            reports.append(report_from_taps(variant, w.runtime, manifest, str(w.path), taps[g], reference[g], sources[g][0],
+            calibration = maps.get(w.key.runtime, {}).get(g)
+            reports.append(report_from_taps(variant, w.key.runtime, manifest, str(w.path), taps[g], reference[g], sources[g][0],
                                             calibration, atol, rtol, graph=g))
     return reports
 

@@ -29,11 +29,12 @@ import numpy as np
 from compare.diagnose.layers_split import split_reference
 from compare.diagnose.onnx_graph import UNKNOWN, Graph, PartMapper, ScopeResolver
 from compare.inputs import Pair, load_pairs
-from compare.provision import ensure_artifacts
+from compare.provision import ensure, runtime_keys
 from compare.runners import open_artifact
 from compare.runners.base import OpRecord
-from zoo.artifacts import artifact_dir, read_manifest
+from zoo.artifacts import ArtifactKey, Status, default_out_dir, read_manifest
 from zoo.backends import PROFILED_RUNTIMES, by_runtime
+from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.figures import figure_rows, part_rows
 from zoo.names import choose
@@ -160,8 +161,8 @@ def aggregate(records: list[Record], mapper: PartMapper, executed: Graph | None,
 OnEvent = Callable[[str, str], None]
 
 
-def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision: str = "fp32", runs: int = 30,
-                    warmup: int = 5, out: Path = Path("artifacts"), on_export: Callable | None = None,
+def profile_variant(catalog: Catalog, variant: Variant, runtime: str, threads: int = 1, precision: str = "fp32", runs: int = 30,
+                    warmup: int = 5, out: Path | None = None, on_export: Callable | None = None,
                     on_progress: OnEvent | None = None, pair: Pair | None = None, split: bool = False) -> Profile:
     """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing).
 
@@ -174,15 +175,16 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
     if runs < 1 or threads < 1 or warmup < 0:
         raise UsageError("runs and threads must be >= 1, warmup >= 0")
     progress = on_progress or (lambda stage, text: None)
+    out = out if out is not None else default_out_dir()
     pair = pair if pair is not None else load_pairs(variant, 1, None)[0]
-    wanted = ensure_artifacts([variant], [runtime], [precision], out, on_event=on_export, split=split)
+    wanted = ensure(runtime_keys([variant], [runtime], [precision], split=split), out, catalog, on_event=on_export)
     if by_runtime(runtime).needs_onnx:  # the ONNX graph it was converted from: names without a module path are looked up there
-        wanted += ensure_artifacts([variant], ["onnxruntime"], ["fp32"], out, on_event=on_export, split=split)
+        wanted += ensure(runtime_keys([variant], ["onnxruntime"], ["fp32"], split=split), out, catalog, on_event=on_export)
     for w in wanted:
-        if w.status == "skipped":
-            raise UsageError(f"{variant.name}: {w.runtime} {w.precision}: {w.note}")
-        if w.status == "failed":
-            raise ZooError(f"{variant.name}: export of {w.format} {w.precision} failed: {w.note}")
+        if w.status is Status.SKIPPED:
+            raise UsageError(f"{variant.name}: {w.key.runtime} {w.key.precision}: {w.note}")
+        if w.status is Status.FAILED:
+            raise ZooError(f"{variant.name}: export of {w.key.format} {w.key.precision} failed: {w.note}")
     path = wanted[0].path
     runner = open_artifact(path, variant, threads=threads)
     profiler = (runner.track_runner if split else runner).profiler()
@@ -207,7 +209,7 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
             records = profiler.finish()[warmup:]  # also frees the session (and ORT's trace directory)
     if len(records) != runs:
         raise ZooError(f"{runtime}: expected {runs} profiled runs, found {len(records)}")
-    onnx_dir = artifact_dir(out, variant.name, "onnx", "fp32", split)
+    onnx_dir = ArtifactKey(variant.name, "onnx", "fp32", split=split).path(out)
     files = [f.path for f in read_manifest(onnx_dir).files]
     source = Graph.from_onnx(onnx_dir / next(f for f in files if not split or f.startswith("track/")))
     mapper = PartMapper.for_variant(variant)

@@ -28,7 +28,8 @@ import numpy as np
 
 from compare.measure.machine import cpu_busy_seconds
 from compare.runners import open_artifact
-from zoo.backends import reference_runner_class
+from zoo.artifacts import ArtifactKey
+from zoo.backends import REFERENCE_RUNTIME, reference_runner_class
 from zoo.procs import die_with_parent, ignore_sigint, sigint_blocked
 from zoo.schema import Variant
 
@@ -100,22 +101,35 @@ def memory_method() -> str:
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """A picklable recipe for a runner: PyTorch eager for ``variant``, or an artifact directory."""
+    """A picklable recipe for a runner: the artifact ``key`` of ``variant`` in its directory, or
+    PyTorch eager for the reference key."""
 
-    runtime: str  # "pytorch" or a runtime name (onnxruntime, mnn, tflite, ncnn)
-    precision: str
+    key: ArtifactKey
     variant: Variant
     artifact: Path | None = None
 
+    @classmethod
+    def reference(cls, variant: Variant) -> RunnerSpec:
+        return cls(ArtifactKey.for_runtime(variant.name, REFERENCE_RUNTIME), variant)
+
     def build(self):
         """The (unloaded) runner this spec describes."""
-        if self.artifact is None:
+        if self.key.is_reference:
             return reference_runner_class()(self.variant)
         return open_artifact(self.artifact, self.variant)
 
     @property
+    def runtime(self) -> str:
+        """The runtime as tables show it (``mnn``, ``mnn-split``)."""
+        return self.key.label
+
+    @property
+    def precision(self) -> str:
+        return self.key.precision
+
+    @property
     def label(self) -> str:
-        return f"{self.variant.name} {self.runtime} {self.precision}"
+        return f"{self.variant.name} {self.key.label} {self.key.precision}"
 
 
 @dataclass(frozen=True)

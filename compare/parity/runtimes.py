@@ -22,10 +22,9 @@ import numpy as np
 from compare.inputs import Pair
 from compare.runners import BaseRunner, PytorchRunner, open_artifact
 from zoo.artifacts import TrackerParity
-from zoo.catalog import Catalog
 from zoo.errors import ZooError
 from zoo.parity import compare_output
-from zoo.schema import Variant
+from zoo.schema import TrackingPreset, Variant
 from zoo.tracker_parity import tracker_parity
 from zoo.tracking import decode
 
@@ -145,12 +144,14 @@ def reference_outputs(variant: Variant, pairs: list[Pair], threads: int = 1) -> 
 
 
 def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, actual: list[dict[str, np.ndarray]],
-                    expected: list[dict[str, np.ndarray]], artifact: str | None = None) -> RuntimeParity:
-    """Parity and tracker figures of given outputs (one dict per sample) against the reference."""
-    tol = variant.tolerances.get(fmt, {}).get(precision)
+                    expected: list[dict[str, np.ndarray]], preset: TrackingPreset, artifact: str | None = None) -> RuntimeParity:
+    """Parity and tracker figures of given outputs (one dict per sample) against the reference;
+    ``preset``: the tracking preset the tracker-level gate decodes with."""
     result = RuntimeParity(variant.name, runtime, fmt, precision, artifact)
-    if tol is None:
-        result.error = f"zoo.yaml has no {fmt} {precision} tolerance for {variant.name}"
+    try:
+        tol = variant.tolerance(fmt, precision)
+    except ZooError as exc:
+        result.error = str(exc)
         return result
     for spec in variant.io.outputs:
         result.outputs.append(diff_output(variant.name, runtime, precision, spec.name,
@@ -162,14 +163,14 @@ def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, ac
         if tol.tracker is not None:
             # int8 error is 0.05-0.2 by nature: element-wise figures are reported (only NaN/Inf fail),
             # the tracker-level gate of the catalog decides
-            result.gate = tracker_parity(expected, actual, Catalog.load().preset(variant), crop, tol.tracker)
+            result.gate = tracker_parity(expected, actual, preset, crop, tol.tracker)
             for o in result.outputs:
                 o.passed = o.nan_count == 0 and o.inf_count == 0
     return result
 
 
 def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: list[Pair],
-                     expected: list[dict[str, np.ndarray]], threads: int = 1,
+                     expected: list[dict[str, np.ndarray]], preset: TrackingPreset, threads: int = 1,
                      keep_outputs: dict | None = None) -> RuntimeParity:
     """Run the artifact in ``artifact_dir`` on every pair and compare with ``expected``.
 
@@ -190,13 +191,13 @@ def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: 
                              error=f"{type(exc).__name__}: {detail}")
     if keep_outputs is not None:
         keep_outputs[(variant.name, runtime, manifest.precision)] = actual
-    result = compare_outputs(variant, runtime, manifest.format, manifest.precision, actual, expected, str(artifact_dir))
+    result = compare_outputs(variant, runtime, manifest.format, manifest.precision, actual, expected, preset, str(artifact_dir))
     if manifest.weights_sha256 != variant.weights.sha256 and result.error is None:
         result.error = "artifact was built from other weights than the catalog's (re-export it)"
     return result
 
 
-def compare_variant(variant: Variant, artifacts: list[tuple[str, Path]], pairs: list[Pair], threads: int = 1,
+def compare_variant(variant: Variant, artifacts: list[tuple[str, Path]], pairs: list[Pair], preset: TrackingPreset, threads: int = 1,
                     keep_outputs: dict | None = None,
                     on_result: Callable[[RuntimeParity], None] | None = None) -> list[RuntimeParity]:
     """Every ``(runtime, artifact_dir)`` of one variant against PyTorch on the same ``pairs``.
@@ -209,7 +210,7 @@ def compare_variant(variant: Variant, artifacts: list[tuple[str, Path]], pairs: 
         keep_outputs[(variant.name, "pytorch", "fp32")] = expected
     results = []
     for runtime, artifact_dir in artifacts:
-        result = compare_artifact(variant, runtime, artifact_dir, pairs, expected, threads, keep_outputs)
+        result = compare_artifact(variant, runtime, artifact_dir, pairs, expected, preset, threads, keep_outputs)
         results.append(result)
         if on_result is not None:
             on_result(result)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from compare.runners import PytorchRunner, runner_for
-from zoo.artifacts import Manifest, Parity
+from zoo.artifacts import ArtifactKey, Manifest, Parity
 from zoo.backends import by_flavour
 from zoo.calibration import make_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import ZooError
 from zoo.parity import compare_output
 from zoo.sample_inputs import sample_pairs
-from zoo.schema import Variant
+from zoo.schema import QuantizationSpec, Variant
 from zoo.tracker_parity import tracker_parity
 
 #: the verification input: the first scene of zoo.sample_inputs
@@ -28,9 +28,11 @@ REFERENCE = "PyTorch eager, fp32, catalog weights (BatchNorm unfolded)"
 
 
 class Verifier:
-    """``verifier(target, build_dir, manifest) -> Parity`` for :class:`exporters.pipeline.Pipeline`."""
+    """``verifier(key, build_dir, manifest) -> Parity`` for :class:`exporters.pipeline.Pipeline`; the
+    catalog in use gives the variants, their tolerances, presets and the quantization settings."""
 
-    def __init__(self):
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
         self._refs: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
         self._lock = threading.Lock()
         self._held_out: dict[tuple, tuple[list, list]] = {}
@@ -54,26 +56,25 @@ class Verifier:
                 opened = open_source(path)
                 if source and opened.sha256 != source.get("sha256"):
                     raise ZooError(f"calibration source {path or 'bundled'} changed during the export (sha256 differs)")
-                spec = Catalog.load().quantization
-                shift, scale = (spec.jitter_shift, spec.jitter_scale) if spec else (0.3, 0.2)
-                pairs = make_pairs(variant, Catalog.load().preset(variant), opened, n, "verification", shift, scale)
+                spec = self.catalog.quantization or QuantizationSpec.model_validate({"recipes": {}})  # the schema's jitter defaults
+                pairs = make_pairs(variant, self.catalog.preset(variant), opened, n, "verification", spec.jitter_shift, spec.jitter_scale)
                 with PytorchRunner(variant) as ref:
                     self._held_out[key] = (pairs, [ref.infer(p) for p in pairs])
             return self._held_out[key]
 
-    def __call__(self, target, build_dir: Path, manifest: Manifest) -> Parity:
-        if getattr(target, "flavour", None):  # a flavoured artifact: its client's check (zoo.backends.FLAVOURS)
-            return by_flavour(target.flavour).checker_function()(self, target, build_dir, manifest)
-        variant = target.variant
+    def __call__(self, key: ArtifactKey, build_dir: Path, manifest: Manifest) -> Parity:
+        if key.flavour:  # a flavoured artifact: its client's check (zoo.backends.FLAVOURS)
+            return by_flavour(key.flavour).checker_function()(self, key, build_dir, manifest)
+        variant = self.catalog.get(key.variant)
         inputs, expected = self.reference(variant)
-        tol = variant.tolerances[target.format][target.precision]
+        tol = variant.tolerance(key.format, key.precision)
         with runner_for(build_dir, manifest) as runner:
             actual = runner.infer(inputs)
             tracker = None
             if tol.tracker is not None:
                 pairs, refs = self.held_out(variant, (manifest.quantization or {}).get("calibration"), tol.tracker.pairs)
                 outs = [runner.infer(p) for p in pairs]
-                tracker = tracker_parity(refs, outs, Catalog.load().preset(variant), variant.preprocessing.search_size,
+                tracker = tracker_parity(refs, outs, self.catalog.preset(variant), variant.preprocessing.search_size,
                                          tol.tracker)
         outputs = [compare_output(spec.name, actual[spec.name], expected[spec.name], tol.atol, tol.rtol)
                    for spec in variant.io.outputs]

@@ -30,8 +30,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from compare.provision import ensure_artifacts
+from compare.provision import ensure, runtime_keys
 from compare.tracking.tracker import SequenceRun, Tracker, TrackerSpec, track_sequence
+from zoo.artifacts import Status
 from zoo.backends import REFERENCE_RUNTIME
 from zoo.catalog import Catalog
 from zoo.datasets.frames import read_frame, sequence_frames
@@ -49,28 +50,24 @@ def tracker_specs(catalog: Catalog, variants: list[Variant], runtimes: list[str]
     exporting missing artifacts first. Returns the specs and notes on combinations left out (a
     precision a runtime does not offer). A failed export raises :class:`ExportError`. ``split``: the
     artifacts' split form (init graph at initialisation, track graph per frame)."""
-    artifact_runtimes = [r for r in runtimes if r != REFERENCE_RUNTIME]
-    wanted = ensure_artifacts(variants, artifact_runtimes, precisions, out, on_event=on_event, split=split) if artifact_runtimes else []
-    failed = [w for w in wanted if w.status == "failed"]
+    if REFERENCE_RUNTIME in runtimes:
+        notes = [f"{v.name}: pytorch runs fp32 only (skipped {p})" for v in variants for p in precisions if p != "fp32"]
+    else:
+        notes = []
+    provisioned = ensure(runtime_keys(variants, runtimes, precisions, split), out, catalog, on_event=on_event)
+    failed = [w for w in provisioned if w.status is Status.FAILED]
     if failed:
-        raise ExportError("; ".join(f"{w.variant.name} {w.runtime} {w.precision}: {w.note}" for w in failed))
-    paths = {(w.variant.name, w.runtime, w.precision): w.path for w in wanted if w.status in ("found", "built")}
-    specs, notes = [], []
-    for v in variants:
+        raise ExportError("; ".join(f"{w.key.variant} {w.key.runtime} {w.key.precision}: {w.note}" for w in failed))
+    by_name = {v.name: v for v in variants}
+    specs = []
+    for w in provisioned:
+        v = by_name[w.key.variant]
+        if w.status is Status.SKIPPED:
+            notes.append(f"{v.name}: {w.key.runtime} does not offer {w.key.precision} (skipped)")
+            continue
         name = catalog.preset_name(v, preset)
         suffix = name if preset and name != (v.tracking or catalog.tracking.default) else None
-        for runtime in runtimes:
-            for precision in precisions:
-                if runtime == REFERENCE_RUNTIME:
-                    if precision != "fp32":
-                        notes.append(f"{v.name}: pytorch runs fp32 only (skipped {precision})")
-                        continue
-                    specs.append(TrackerSpec(v, catalog.tracking.presets[name], runtime, "fp32", None, threads, suffix))
-                elif (v.name, runtime, precision) in paths:
-                    specs.append(TrackerSpec(v, catalog.tracking.presets[name], runtime, precision,
-                                             paths[(v.name, runtime, precision)], threads, suffix, split))
-                else:
-                    notes.append(f"{v.name}: {runtime} does not offer {precision} (skipped)")
+        specs.append(TrackerSpec(w.key, v, catalog.tracking.presets[name], w.path, threads, suffix))
     return specs, notes
 
 

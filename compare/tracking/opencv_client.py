@@ -21,9 +21,8 @@ import numpy as np
 from compare.parity.verify import REFERENCE
 from compare.runners import PytorchRunner, runner_for
 from compare.tracking.tracker import Tracker
-from zoo.artifacts import Manifest, Parity, read_manifest
+from zoo.artifacts import ArtifactKey, Manifest, Parity, read_manifest
 from zoo.backends import by_flavour
-from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import ZooError
 from zoo.parity import compare_output
@@ -176,14 +175,14 @@ def blob_inputs(inputs: dict[str, np.ndarray], layer_weight, layer_bias) -> dict
             for name, x in inputs.items()}
 
 
-def check_trackervit(verifier, target, build_dir: Path, manifest: Manifest) -> Parity:
+def check_trackervit(verifier, key: ArtifactKey, build_dir: Path, manifest: Manifest) -> Parity:
     """The export check of an ``onnx-opencv`` artifact: ONNX Runtime vs PyTorch (the verifier's
     pair, in OpenCV's input space) as the returned :class:`Parity`, then ``cv2.TrackerVit`` vs
     ``zoo.Tracker`` (preset ``opencv-vit``, PyTorch eager) on a synthetic sequence, recorded in
     ``manifest.client.check``; a disagreement raises :class:`ClientCheckFailed`."""
-    variant = target.variant
+    variant = verifier.catalog.get(key.variant)
     inputs, expected = verifier.reference(variant)
-    tol = variant.tolerances[target.format][target.precision]
+    tol = variant.tolerance(key.format, key.precision)
     transform = manifest.client.input_transform
     with runner_for(build_dir, manifest) as runner:
         actual = runner.infer(blob_inputs(inputs, transform["layer_weight"], transform["layer_bias"]))
@@ -192,7 +191,7 @@ def check_trackervit(verifier, target, build_dir: Path, manifest: Manifest) -> P
                     atol=tol.atol, rtol=tol.rtol, passed=all(o.passed for o in outputs), outputs=outputs)
     if not parity.passed:
         return parity
-    preset = Catalog.load().preset(variant.name, by_flavour(target.flavour).preset)
+    preset = verifier.catalog.preset(variant.name, preset_name(key))
     spec = dict(CHECK_SEQUENCE)
     seq = make_sequence(spec.pop("name"), **spec)
     runs = {}
@@ -203,7 +202,7 @@ def check_trackervit(verifier, target, build_dir: Path, manifest: Manifest) -> P
             zoo_tracker = Tracker(runner, variant, zoo_preset)
             runs[label] = agreement(trackervit(build_dir / manifest.files[0].path, threshold), zoo_tracker, seq.frames,
                                     seq.ground_truth[0], CHECK_SEQUENCE["name"]).summary()
-    manifest.client.check = {"against": f"zoo.Tracker(preset={preset_name(target)!r}, runtime='pytorch')",
+    manifest.client.check = {"against": f"zoo.Tracker(preset={preset_name(key)!r}, runtime='pytorch')",
                              "min_iou_required": MIN_IOU, "max_score_diff_allowed": MAX_SCORE_DIFF, "runs": runs}
     failed = {label: r for label, r in runs.items() if not r["passed"]}
     if failed:
@@ -214,5 +213,6 @@ def check_trackervit(verifier, target, build_dir: Path, manifest: Manifest) -> P
     return parity
 
 
-def preset_name(target) -> str:
-    return by_flavour(target.flavour).preset
+def preset_name(key: ArtifactKey) -> str:
+    """The tracking preset that mirrors the flavour's client loop."""
+    return by_flavour(key.flavour).preset

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from compare.runners import BaseRunner, open_artifact
-from zoo.backends import REFERENCE_RUNTIME, reference_runner_class
+from zoo.artifacts import SPLIT_SUFFIX, ArtifactKey
+from zoo.backends import reference_runner_class
 from zoo.sample_inputs import role_inputs
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import XYWH, TrackerLoop, check_box
@@ -26,35 +27,33 @@ from zoo.tracking import XYWH, TrackerLoop, check_box
 NAME_FORMAT = "{variant}@{runtime}-{precision}"
 
 
-def tracker_name(variant: str, runtime: str, precision: str, preset: str | None = None, split: bool = False) -> str:
+def tracker_name(key: ArtifactKey, preset: str | None = None) -> str:
     """``fgaf3@tflite-fp16``; a split artifact adds ``-split`` (``fgaf3@tflite-fp16-split``), a preset
     other than the variant's own is appended as ``+<preset>``."""
-    name = NAME_FORMAT.format(variant=variant, runtime=runtime, precision=precision) + ("-split" if split else "")
+    name = NAME_FORMAT.format(variant=key.variant, runtime=key.runtime, precision=key.precision) + (SPLIT_SUFFIX if key.split else "")
     return f"{name}+{preset}" if preset else name
 
 
 @dataclass(frozen=True)
 class TrackerSpec:
-    """A picklable recipe for a :class:`Tracker`: variant, preset, runtime, precision, artifact."""
+    """A picklable recipe for a :class:`Tracker`: the artifact (its key and directory; the reference
+    key for PyTorch eager), the variant, the tracking preset and the runtime's thread count."""
 
+    key: ArtifactKey
     variant: Variant
     preset: TrackingPreset
-    runtime: str  # "pytorch" or a runtime of zoo.backends
-    precision: str = "fp32"
     artifact: Path | None = None  # the artifact directory (None for pytorch)
     threads: int = 1
     #: the preset's name when it is not the variant's own (goes into the tracker's name)
     preset_suffix: str | None = None
-    #: the artifact is a split one (init graph at initialisation, track graph per frame)
-    split: bool = False
 
     @property
     def name(self) -> str:
-        return tracker_name(self.variant.name, self.runtime, self.precision, self.preset_suffix, self.split)
+        return tracker_name(self.key, self.preset_suffix)
 
     def runner(self) -> BaseRunner:
         """The (unloaded) runner: PyTorch eager, or the artifact checked against its manifest."""
-        if self.runtime == REFERENCE_RUNTIME or self.artifact is None:
+        if self.key.is_reference:
             runner: BaseRunner = reference_runner_class()(self.variant)
             runner.set_threads(self.threads)
             return runner

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.helpers.catalog import DEFAULT_VARIANTS
 from tests.helpers.export import json_rows, zoo
-from zoo.artifacts import artifact_dir
+from zoo.artifacts import ArtifactKey
 from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS
 
 #: what the shared export builds: every precision but the reduced ones (int8, int8-dynamic, bf16),
@@ -40,7 +40,7 @@ class SharedExport:
     files: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def path(self, variant: str, fmt: str, precision: str = "fp32") -> Path:
-        return artifact_dir(self.out, variant, fmt, precision)
+        return ArtifactKey(variant, fmt, precision).path(self.out)
 
     def copy(self, dest: Path, variant: str, *dirnames: str) -> Path:
         """Copy ``variant``'s artifacts (all of them, or the directories named) to

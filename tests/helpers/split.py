@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.helpers.artifacts import FOREIGN_ENV
 from tests.helpers.catalog import DEFAULT_VARIANTS
 from tests.helpers.export import zoo
-from zoo.artifacts import artifact_dir
+from zoo.artifacts import ArtifactKey
 from zoo.backends import FORMATS
 
 #: the precisions the split tests build (issue 15: fp32 + fp16)
@@ -26,7 +26,7 @@ class SplitExport:
     seconds: float
 
     def path(self, variant: str, fmt: str, precision: str = "fp32") -> Path:
-        return artifact_dir(self.out, variant, fmt, precision, split=True)
+        return ArtifactKey(variant, fmt, precision, split=True).path(self.out)
 
     def row(self, variant: str, fmt: str, precision: str) -> dict:
         (row,) = [r for r in self.rows if (r["variant"], r["format"], r["precision"]) == (variant, fmt, precision)]

@@ -11,8 +11,9 @@ import click
 
 from compare.measure import bench
 from compare.measure.machine import machine_info
+from compare.measure.specs import runner_specs
 from compare.measure.worker import memory_method
-from compare.provision import choose_runtimes, runner_specs
+from compare.provision import choose_runtimes
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
@@ -20,9 +21,7 @@ from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, choose, count
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.figures import part_rows
-from zoo.hub.resolve import resolve_hub
 from zoo.sample_inputs import sample_pairs
-from zoo.weights import ensure_weights
 
 _KEY = KEY_COLUMNS
 CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left"),
@@ -65,15 +64,15 @@ def _fusion_share(variant) -> float | None:
     return next((r["macs_total_share_pct"] for r in part_rows(variant) if r["part"] == "fusion"), None)
 
 
-def _specs(selected, runtimes, precision, out, split=False):
+def _specs(catalog, selected, runtimes, precision, out, split=False):
     names = [r for r in runtimes if r != REFERENCE_RUNTIME]
     chosen = ([REFERENCE_RUNTIME] if REFERENCE_RUNTIME in runtimes else []) + (choose_runtimes(names) if names else [])
     with progress_bar(counted=True) as progress:
         task = progress.add_task("artifacts", total=None)
-        specs, wanted = runner_specs(selected, chosen, precision, out, on_event=export_reporter(progress, task), split=split)
+        specs, wanted = runner_specs(catalog, selected, chosen, precision, out, on_event=export_reporter(progress, task), split=split)
     for w in wanted:
-        if w.status in ("failed", "skipped"):
-            err().print(f"[yellow]{w.status}:[/] {w.variant.name} {w.runtime} {w.precision}: {w.note}", highlight=False)
+        if not w.usable:
+            err().print(f"[yellow]{w.status}:[/] {w.key.variant} {w.key.label} {w.key.precision}: {w.note}", highlight=False)
     if not specs:
         raise ZooError("nothing to benchmark: no usable artifact")
     return specs
@@ -118,10 +117,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
                          "(risks exhausting memory and stalling the machine)")
     if duration is not None and window > duration:
         raise UsageError(f"--window {window:g} is longer than --duration {duration:g}")
-    hub = resolve_hub(catalog_hub=catalog.hub)
-    for v in selected:
-        ensure_weights(v, hub)
-    specs = _specs(selected, list(runtimes), precision, out_dir or default_out_dir(), split)
+    specs = _specs(catalog, selected, list(runtimes), precision, out_dir or default_out_dir(), split)
     pairs = {v.name: sample_pairs(v, 1)[0] for v in selected}
     report: dict = {"machine": {**machine_info(), "memory": memory_method()}}
     tables: dict[str, tuple[list[dict], list[Column]]] = {}

@@ -21,8 +21,6 @@ from zoo.cli.compare_layers import run_layers
 from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
-from zoo.hub.resolve import resolve_hub
-from zoo.weights import ensure_weights
 
 PARITY_COLUMNS = [
     *KEY_COLUMNS,
@@ -145,10 +143,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     if layers:
         if inputs_file is not None and not inputs_file.is_file():
             raise UsageError(f"--inputs file not found: {inputs_file}")
-        hub = resolve_hub(catalog_hub=catalog.hub)
-        for v in selected:
-            ensure_weights(v, hub)
-        run_layers(selected, choose_runtimes(runtimes or ("all",)), choose(precisions, PRECISIONS, "precision", default=("fp32",)),
+        run_layers(catalog, selected, choose_runtimes(runtimes or ("all",)), choose(precisions, PRECISIONS, "precision", default=("fp32",)),
                    samples, inputs_file, out_dir or default_out_dir(), atol, rtol, plot, json_file, csv_file, markdown_file, split=split)
         return
     if onnx_only:
@@ -161,14 +156,11 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     if inputs_file is not None and not inputs_file.is_file():
         raise UsageError(f"--inputs file not found: {inputs_file}")
     thread_list = counts(threads, "--threads", ("1", "2", "4"), allow_oversubscribe)
-    hub = resolve_hub(catalog_hub=catalog.hub)
-    for v in selected:
-        ensure_weights(v, hub)
     opts = Options(runtimes=runtime_list, precisions=precision_list, samples=samples,
                    inputs_file=inputs_file, threads=thread_list, runs=runs,
                    warmup=warmup, parity_threads=1,
                    out=out_dir or default_out_dir(), jobs=jobs, split=split)
-    report = _run_with_progress(selected, opts)
+    report = _run_with_progress(catalog, selected, opts)
     tables = report.rows()
     title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
     out().print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
@@ -198,7 +190,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         raise ZooError(f"{len(failures)} comparison(s) failed")
 
 
-def _run_with_progress(selected, opts):
+def _run_with_progress(catalog, selected, opts):
     lock = threading.Lock()
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
@@ -208,4 +200,4 @@ def _run_with_progress(selected, opts):
             with lock:
                 progress.update(task, description=f"{stage}: {text}")
 
-        return run(selected, opts, on_progress=on_progress, on_export=on_export)
+        return run(catalog, selected, opts, on_progress=on_progress, on_export=on_export)

@@ -56,7 +56,7 @@ def depth_columns(rows: list[dict]) -> list[Column]:
     return [Column("module", "module (depth order)", justify="left"), *(Column(k, k, ".2e") for k in labels)]
 
 
-def run_layers(selected, runtimes: list[str], precisions: list[str], samples: int, inputs_file: Path | None, out_dir: Path,
+def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], samples: int, inputs_file: Path | None, out_dir: Path,
                atol: float | None, rtol: float | None, plot: Path | None, json_file, csv_file, markdown_file, split: bool = False) -> None:
     """Compare every layer of each selected variant (``split``: and each graph of its split
     artifacts), draw the tables, write the files asked for."""
@@ -68,9 +68,9 @@ def run_layers(selected, runtimes: list[str], precisions: list[str], samples: in
         for v in selected:
             pairs = load_pairs(v, samples, inputs_file)
             on_progress = lambda stage, text: progress.update(task, description=f"{stage}: {text}")
-            reports += layers_variant(v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
+            reports += layers_variant(catalog, v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
             if split:
-                reports += layers_split(v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
+                reports += layers_split(catalog, v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
     summary = summary_rows([r for r in reports if not r.skipped])
     skipped = [r for r in reports if r.skipped]
     depth = depth_rows(reports)

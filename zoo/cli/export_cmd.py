@@ -6,18 +6,13 @@ from pathlib import Path
 
 import click
 
-from compare.parity.verify import Verifier
-from exporters import get_exporter, get_flavour_exporter
-from exporters.pipeline import Pipeline, build_order
-from zoo.artifacts import default_out_dir
-from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, REDUCED_PRECISIONS, describe
-from zoo.calibration import open_source
+from compare.provision import ensure, keys_for, plan
+from zoo.artifacts import Status, default_out_dir
+from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import MultiValueOption, choose, out_option, report_options
-from zoo.cli.output import Column, err, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import FINAL_STAGES, Column, err, out, progress_bar, rich_table, write_reports
 from zoo.errors import ZooError
-from zoo.hub.resolve import resolve_hub
-from zoo.weights import ensure_weights
 
 SUMMARY_COLUMNS = [
     Column("variant", "variant", justify="left"),
@@ -83,46 +78,37 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     prec_list = choose(precisions, PRECISIONS, "precision", default=("fp32",))
     if flavour is not None:
         flavour = choose((flavour,), FLAVOUR_NAMES, "--for client")[0]
-    targets, skipped = build_order(selected, fmt_list, prec_list, flavour, split=split)
-    if calibration is not None and any(t.precision in REDUCED_PRECISIONS for t in targets):
-        open_source(calibration)  # a bad --calibration: one line, exit 2, before any work
-    for fmt in dict.fromkeys(t.format for t in targets):  # a missing converter: one line, before any work
-        get_exporter(fmt).versions()
-    if flavour is not None:
-        get_flavour_exporter(flavour).versions()
-    hub = resolve_hub(catalog_hub=catalog.hub)
-    for v in selected:
-        ensure_weights(v, hub)
+    keys = keys_for(selected, fmt_list, prec_list, flavour, split=split)
+    planned = plan(keys)  # nothing to export: one line, exit 2, before any work
+    artifacts_dir = Path(out_dir or default_out_dir()).absolute()
 
     lock = threading.Lock()
     with progress_bar(counted=True) as progress:
-        task = progress.add_task("exporting", total=len(targets))
+        task = progress.add_task("exporting", total=len(planned))
 
-        def on_event(target, stage):
+        def on_event(key, stage):
             with lock:
-                if stage in ("built", "rebuilt", "reused", "failed"):
+                if stage in FINAL_STAGES:
                     progress.advance(task)
-                    progress.console.print(f"{target.label}: {stage}", highlight=False)
+                    progress.console.print(f"{key.name}: {stage}", highlight=False)
                 else:
-                    progress.update(task, description=f"{target.label}: {stage}")
+                    progress.update(task, description=f"{key.name}: {stage}")
 
-        pipeline = Pipeline(out_dir or default_out_dir(), Verifier(), force=force, jobs=jobs, on_event=on_event,
-                            calibration=calibration, int8_target=int8_target)
-        rows = pipeline.run(targets)
-
-    rows = rows + skipped
+        provisioned = ensure(keys, artifacts_dir, catalog, refresh=True, force=force, jobs=jobs, on_event=on_event,
+                             calibration=calibration, int8_target=int8_target)
+    rows = [p.row for p in provisioned]
     if verbose:
         for row in rows:
-            if row.status in ("built", "rebuilt") and row.path:
+            if row.status in (Status.BUILT, Status.REBUILT) and row.path:
                 _print_log(f"{row.variant} {row.format} {row.precision} log", Path(row.path) / "export.log", None)
-    failed = [r for r in rows if r.status == "failed"]
+    failed = [r for r in rows if r.status is Status.FAILED]
     for row in failed:
         _print_log(f"{row.variant} {row.format} {row.precision} log", row.log, None if verbose else LOG_TAIL)
     table_rows = [{**r.as_dict(), "note": _short(r.note), "format": r.format + (f" --for {r.flavour}" if r.flavour else "")}
                   for r in rows]  # full notes: below and in the reports
     for row in table_rows:  # a split artifact shows as <format>-split (the reports keep format + split)
         row["format"] += "-split" if row.get("split") else ""
-    out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {pipeline.out}"))
+    out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {artifacts_dir}"))
     write_reports([r.as_dict() for r in rows], SUMMARY_COLUMNS, json_file, csv_file, markdown_file)
     for row in failed:
         err().print(f"[red]failed:[/] {row.note}" + (f" (log: {row.log})" if row.log else ""), highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from zoo.artifacts import MANIFEST_NAME, artifact_dir, default_out_dir
+from zoo.artifacts import MANIFEST_NAME, ArtifactKey, default_out_dir
 from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, Finite, MultiValueOption, choose, report_options
@@ -137,7 +137,7 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
     if not precisions:  # reduced precisions (int8, bf16) are opt-in exports: "all" takes the ones that exist
         root = src or default_out_dir()
         prec_list = [p for p in prec_list if p not in REDUCED_PRECISIONS
-                     or any((artifact_dir(root, v.name, f, p) / MANIFEST_NAME).is_file() for v in selected for f in fmt_list)]
+                     or any((ArtifactKey(v.name, f, p).path(root) / MANIFEST_NAME).is_file() for v in selected for f in fmt_list)]
     with err().status("verifying and copying"):
         result = publish(selected, fmt_list, prec_list, src or default_out_dir(), dest, base_url, allow_http,
                          hub=resolve_hub(catalog_hub=selected_catalog.hub), split=split)

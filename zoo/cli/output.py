@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from zoo.artifacts import Status
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes
 
@@ -266,6 +267,10 @@ def _progress_class():
     return _PROGRESS_CLASS
 
 
+#: the export pipeline's final stages (its others: building, converting, verifying)
+FINAL_STAGES = frozenset({Status.BUILT, Status.REBUILT, Status.REUSED, Status.FAILED})
+
+
 def export_reporter(progress, task, lock=None):
     """An export-pipeline ``on_event(target, stage)`` callback: final stages (built, reused,
     failed...) are printed as lines above the progress display, the others update ``task``."""
@@ -273,11 +278,11 @@ def export_reporter(progress, task, lock=None):
 
     guard = lock or contextlib.nullcontext()
 
-    def on_event(target, stage: str) -> None:
+    def on_event(key, stage: str) -> None:
         with guard:
-            if stage in ("built", "rebuilt", "reused", "failed"):
-                progress.console.print(f"export {target.label}: {stage}", highlight=False)
+            if stage in FINAL_STAGES:
+                progress.console.print(f"export {key.name}: {stage}", highlight=False)
             else:
-                progress.update(task, description=f"export {target.label}: {stage}")
+                progress.update(task, description=f"export {key.name}: {stage}")
 
     return on_event

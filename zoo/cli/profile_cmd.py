@@ -13,8 +13,6 @@ from zoo.backends import PRECISIONS, PROFILED_RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import choose, counts, out_option, oversubscribe_option, report_options
 from zoo.cli.output import KEY_COLUMNS, Column, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
-from zoo.hub.resolve import resolve_hub
-from zoo.weights import ensure_weights
 
 TOP_COLUMNS = [
     Column("rank", "#"),
@@ -113,11 +111,10 @@ def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, split, 
     check_request(runtime, precision)
     catalog = Catalog.load()
     v = catalog.get(variant)
-    ensure_weights(v, resolve_hub(catalog_hub=catalog.hub))
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
         on_export = export_reporter(progress, task)
-        result = profile_variant(v, runtime, threads=threads, precision=precision, runs=runs, warmup=warmup,
+        result = profile_variant(catalog, v, runtime, threads=threads, precision=precision, runs=runs, warmup=warmup,
                                  out=out_dir or default_out_dir(), on_export=on_export, split=split,
                                  on_progress=lambda stage, text: progress.update(task, description=text))
     data = result.as_json(top)

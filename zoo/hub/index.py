@@ -24,8 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, Manifest
-from zoo.backends import artifact_dirname
+from zoo.artifacts import MANIFEST_NAME, ArtifactKey, Manifest
 from zoo.errors import ZooError
 from zoo.hub.resolve import safe_relpath
 from zoo.schema import Format, Precision, Sha256
@@ -81,7 +80,7 @@ class ArtifactRef(_Strict):
 
     @property
     def dirname(self) -> str:
-        return artifact_dirname(self.format, self.precision) + (SPLIT_SUFFIX if self.split else "")
+        return ArtifactKey(self.manifest.variant, self.format, self.precision, split=self.split).dirname
 
     @property
     def manifest_file(self) -> FileRef:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo import __version__
-from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, artifact_dir, check_bindings, check_files, check_split, read_manifest
+from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, ArtifactKey, check_bindings, check_files, check_split, read_manifest
 from zoo.backends import offered
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import os_reason, sha256_file
@@ -97,7 +97,7 @@ def release_targets(variants: list[Variant], formats: list[str], precisions: lis
             for prec in precisions:
                 if prec not in offered(fmt):
                     continue
-                for path in [artifact_dir(src, v.name, fmt, prec)] + ([artifact_dir(src, v.name, fmt, prec, True)] if split else []):
+                for path in [ArtifactKey(v.name, fmt, prec, split=s).path(src) for s in ([False, True] if split else [False])]:
                     if (path / MANIFEST_NAME).is_file():
                         targets.append((v, fmt, prec, path))
                     else:

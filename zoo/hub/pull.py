@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, Manifest, check_files, read_manifest
-from zoo.backends import FORMATS, PRECISIONS, artifact_dirname, offered
+from zoo.artifacts import MANIFEST_NAME, ArtifactKey, Manifest, check_files, read_manifest
+from zoo.backends import FORMATS, PRECISIONS, offered
 from zoo.errors import ZooError
 from zoo.fileio import os_reason, verified_file
 from zoo.hub.download import Outcome, Reporter, Transfer
@@ -232,14 +232,13 @@ def _cached_dirs(name: str, formats: list[str] | None, precisions: list[str] | N
     """Intact cached artifact dirs of ``name`` that match the request, and what is missing."""
     root = artifact_cache_root() / name
     found, lost = [], []
-    suffix = SPLIT_SUFFIX if split else ""
     for fmt in formats or FORMATS:
-        precs = [p for p in (precisions or PRECISIONS) if p in offered(fmt)]
-        hits = [h for h in (_intact(root / (artifact_dirname(fmt, p) + suffix)) for p in precs) if h]
+        keys = [ArtifactKey(name, fmt, p, split=split) for p in (precisions or PRECISIONS) if p in offered(fmt)]
+        hits = [h for h in (_intact(k.path(root.parent)) for k in keys) if h]
         found += hits
         if formats and precisions:
             have = {d.name for d, _ in hits}
-            lost += [f"{name} {artifact_dirname(fmt, p) + suffix}" for p in precs if artifact_dirname(fmt, p) + suffix not in have]
+            lost += [k.name for k in keys if k.dirname not in have]
         elif formats and not hits:
             lost.append(f"{name} {fmt} (any precision)")
     if not formats and not found:
