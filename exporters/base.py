@@ -64,6 +64,8 @@ class BuildContext:
     quantization: Quantization | None = None
     #: the catalog in use (presets, recipes): passed down, never reloaded below the CLI/API
     catalog: Catalog | None = None
+    #: one graph of a split artifact, for an exporter that converts from PyTorch: (module, example inputs)
+    graph_module: tuple | None = None
 
 
 @dataclass
@@ -96,6 +98,12 @@ class ConvertResult:
     graphs: object | None = None
 
 
+def append_log(log_path: Path, text: str) -> None:
+    """Append ``text`` (one line break at the end) to a build log."""
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+
+
 def package_version(dist: str, extra: str) -> str:
     """Installed version of distribution ``dist``; a :class:`MissingPackage` naming the extra if absent."""
     try:
@@ -105,9 +113,10 @@ def package_version(dist: str, extra: str) -> str:
 
 
 def nchw_bindings(specs: list[TensorSpec], runtime_names: list[str] | None = None) -> list[TensorBinding]:
-    """Bindings for a runtime that keeps the catalog's NCHW shapes (runtime names default to the catalog's)."""
+    """Bindings for a runtime that keeps the catalog's shapes and layouts (NCHW; NLC for a split
+    artifact's cache tensors); runtime names default to the catalog's."""
     names = runtime_names or [s.name for s in specs]
-    return [TensorBinding(name=s.name, runtime_name=r, shape=list(s.shape), dtype=s.dtype, layout="NCHW")
+    return [TensorBinding(name=s.name, runtime_name=r, shape=list(s.shape), dtype=s.dtype, layout=s.layout)
             for s, r in zip(specs, names, strict=True)]
 
 
@@ -150,11 +159,16 @@ def python_tool(code: str) -> list[str]:
 
 class Exporter(ABC):
     """Converts one variant into one format. Its format, precisions, pip extra and whether it
-    converts from ONNX are the :class:`zoo.backends.Backend` row named by ``name``."""
+    converts from ONNX are the :class:`zoo.backends.Backend` row named by ``name``.
+
+    Split artifacts (:mod:`exporters.split`) are part of the contract: :meth:`convert_graph` converts
+    one graph (``init`` or ``track``) given a context whose variant has that graph's I/O."""
 
     name: ClassVar[str]
     #: bump when the exporter's code changes what it produces (part of the build key)
     revision: ClassVar[int] = 1
+    #: reduced precisions bind outputs by identity on probe inputs (:meth:`convert_graph` gets them)
+    binds_by_probe: ClassVar[bool] = False
 
     @property
     def backend(self) -> Backend:
@@ -188,3 +202,11 @@ class Exporter(ABC):
     def needs_onnx_for(self, precision: str) -> bool:
         """Whether this precision converts from the verified fp32 ONNX artifact (built first)."""
         return self.needs_onnx
+
+    def convert_graph(self, ctx: BuildContext, probes: list[dict] | None = None) -> ConvertResult:
+        """One graph of a split artifact into ``ctx.build_dir``: ``ctx.variant`` carries the graph's I/O,
+        ``ctx.onnx_path`` the graph's verified ONNX file (``ctx.graph_module`` the PyTorch module and
+        example inputs for an exporter that does not convert from ONNX); ``probes`` are the graph's
+        inputs for exporters that bind by probe. A binding that is a :class:`zoo.artifacts.GraphBinding`
+        states its own ``perm``. By default the graph is converted like a full model."""
+        return self.convert(ctx)

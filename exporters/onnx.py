@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from exporters import onnx_int8
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version, require
 from zoo import __version__ as zoo_version
 from zoo.artifacts import Converter
 from zoo.catalog import Catalog
 from zoo.models.fold import fold_batchnorm
+from zoo.schema import IOSpec
 from zoo.weights import load_model
 
 OPSET = 17
@@ -29,11 +30,6 @@ MODEL_FILE = "model.onnx"
 
 #: serialises torch.onnx.export within the process (see OnnxExporter.convert)
 _TORCH_EXPORT = threading.Lock()
-
-
-def _log(log_path: Path, text: str) -> None:
-    with open(log_path, "a", encoding="utf-8") as f:
-        f.write(text if text.endswith("\n") else text + "\n")
 
 
 def _simplify(model, log_path: Path):
@@ -46,7 +42,7 @@ def _simplify(model, log_path: Path):
             raise RuntimeError("onnxsim could not validate the simplified model")
         return simplified, f"onnxsim {package_version('onnxsim', 'onnx')}"
     except Exception as exc:  # noqa: BLE001 - any onnxsim failure falls back to onnxslim
-        _log(log_path, f"onnxsim failed ({type(exc).__name__}: {exc}); trying onnxslim")
+        append_log(log_path, f"onnxsim failed ({type(exc).__name__}: {exc}); trying onnxslim")
     onnxslim = require("onnxslim", "onnx")
     slimmed = onnxslim.slim(model)
     onnx.checker.check_model(slimmed)
@@ -75,32 +71,7 @@ class OnnxExporter(Exporter):
         variant = ctx.variant
         model = fold_batchnorm(load_model(variant))
         dummies = tuple(torch.zeros(spec.shape) for spec in variant.io.inputs)
-        in_names = [s.name for s in variant.io.inputs]
-        out_names = [s.name for s in variant.io.outputs]
-        raw_path = ctx.build_dir / "raw.onnx"
-        kwargs = dict(input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=False, do_constant_folding=True)
-        buf = io.StringIO()
-        # torch.onnx.export keeps global state and redirect_stdout swaps sys.stdout for the whole
-        # process: with variants exported in parallel (--jobs) one export at a time
-        with _TORCH_EXPORT, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                torch.onnx.export(model, dummies, str(raw_path), **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                _log(ctx.log_path, buf.getvalue())
-                raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-        _log(ctx.log_path, "torch.onnx.export " + json.dumps({k: v for k, v in kwargs.items()}) + "\n" + buf.getvalue())
-
-        model_proto = onnx.load(str(raw_path))
-        raw_path.unlink()
-        model_proto, simplifier = _simplify(model_proto, ctx.log_path)
-        ops = {node.op_type for node in model_proto.graph.node}
-        if "BatchNormalization" in ops:
-            raise ConversionError("a BatchNormalization node survived folding")
-        graph_in = [i.name for i in model_proto.graph.input]
-        graph_out = [o.name for o in model_proto.graph.output]
-        if graph_in != in_names or graph_out != out_names:
-            raise ConversionError(f"ONNX graph I/O {graph_in} -> {graph_out} differs from the catalog's {in_names} -> {out_names}")
+        model_proto, simplifier = export_module(model, dummies, variant.io, ctx.build_dir, ctx.log_path)
         pre = variant.preprocessing
         meta = {
             "variant": variant.name,
@@ -115,11 +86,12 @@ class OnnxExporter(Exporter):
         del model_proto.metadata_props[:]
         for key, value in meta.items():
             model_proto.metadata_props.add(key=key, value=value)
-        model_proto.producer_name = "zoo"
         model_proto.producer_version = zoo_version
         onnx.checker.check_model(model_proto, full_check=True)
         onnx.save(model_proto, str(ctx.build_dir / MODEL_FILE))
-        _log(ctx.log_path, f"simplified with {simplifier}; {len(model_proto.graph.node)} nodes, ops: {sorted(ops)}")
+        ops = {node.op_type for node in model_proto.graph.node}
+        append_log(ctx.log_path, f"simplified with {simplifier}; {len(model_proto.graph.node)} nodes, ops: {sorted(ops)}")
+        in_names, out_names = [s.name for s in variant.io.inputs], [s.name for s in variant.io.outputs]
         flags = [f"torch.onnx.export(fold_batchnorm(model), opset_version={OPSET}, dynamo=False, do_constant_folding=True, "
                  f"input_names={in_names}, output_names={out_names})", simplifier]
         return ConvertResult(
@@ -128,3 +100,51 @@ class OnnxExporter(Exporter):
             outputs=nchw_bindings(variant.io.outputs),
             converter=Converter(name="torch.onnx", version=package_version("torch", "onnx"), flags=flags),
         )
+
+    def convert_graph(self, ctx: BuildContext, probes: list[dict] | None = None) -> ConvertResult:
+        """fp32: ``ctx.graph_module`` exported like the full model (no metadata: the artifact's is in
+        its manifest); int8: the graph's verified fp32 ONNX quantized like the full model."""
+        if ctx.graph_module is None:
+            return self.convert(ctx)
+        onnx = require("onnx", self.extra)
+        module, args = ctx.graph_module
+        model_proto, simplifier = export_module(module, args, ctx.variant.io, ctx.build_dir, ctx.log_path)
+        onnx.checker.check_model(model_proto, full_check=True)
+        onnx.save(model_proto, str(ctx.build_dir / MODEL_FILE))
+        flags = [f"torch.onnx.export(split_model(fold_batchnorm(model)).{ctx.build_dir.name}, opset_version={OPSET}, dynamo=False)",
+                 simplifier]
+        return ConvertResult(files=[MODEL_FILE], inputs=nchw_bindings(ctx.variant.io.inputs), outputs=nchw_bindings(ctx.variant.io.outputs),
+                             converter=Converter(name="torch.onnx", version=package_version("torch", "onnx"), flags=flags))
+
+
+def export_module(module: torch.nn.Module, args: tuple, io_spec: IOSpec, build_dir: Path, log_path: Path):
+    """``torch.onnx.export`` (opset 17, the catalog's tensor names) + simplify + check of ``module``:
+    returns (the ONNX model, the simplifier's name). A BatchNormalization node left after folding,
+    or graph I/O other than ``io_spec``'s, is a :class:`ConversionError`."""
+    onnx = require("onnx", "onnx")
+    in_names = [s.name for s in io_spec.inputs]
+    out_names = [s.name for s in io_spec.outputs]
+    raw_path = build_dir / "raw.onnx"
+    kwargs = dict(input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    buf = io.StringIO()
+    # torch.onnx.export keeps global state and redirect_stdout swaps sys.stdout for the whole
+    # process: with variants exported in parallel (--jobs) one export at a time
+    with _TORCH_EXPORT, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, args, str(raw_path), **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            append_log(log_path, buf.getvalue())
+            raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    append_log(log_path, "torch.onnx.export " + json.dumps(kwargs) + "\n" + buf.getvalue())
+    model_proto = onnx.load(str(raw_path))
+    raw_path.unlink()
+    model_proto, simplifier = _simplify(model_proto, log_path)
+    if "BatchNormalization" in {node.op_type for node in model_proto.graph.node}:
+        raise ConversionError("a BatchNormalization node survived folding")
+    graph_in = [i.name for i in model_proto.graph.input]
+    graph_out = [o.name for o in model_proto.graph.output]
+    if graph_in != in_names or graph_out != out_names:
+        raise ConversionError(f"ONNX graph I/O {graph_in} -> {graph_out} differs from the catalog's {in_names} -> {out_names}")
+    model_proto.producer_name = "zoo"
+    return model_proto, simplifier

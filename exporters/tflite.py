@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
-from zoo.artifacts import Converter, TensorBinding
+from zoo.artifacts import Converter, GraphBinding, TensorBinding
 from zoo.backends import by_format
 from zoo.sample_inputs import sample_pairs
 
@@ -87,6 +87,7 @@ def convert_quantized_graph(ctx: BuildContext, work: Path, probes: list[dict], k
 
 class TfliteExporter(Exporter):
     name = "tflite"
+    binds_by_probe = True  # quantized outputs of equal shape are told apart on probe inputs
 
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("onnx2tf", "tensorflow", "ai-edge-litert")}
@@ -123,6 +124,34 @@ class TfliteExporter(Exporter):
             converter=converter,
             notes=notes,
         )
+
+    def convert_graph(self, ctx: BuildContext, probes: list[dict] | None = None) -> ConvertResult:
+        """onnx2tf of one split graph, bound through its own perms.
+
+        Token-major inputs (the track graph's cache, layout NLC) keep their ONNX layout (onnx2tf
+        ``-kat``): left to itself, onnx2tf reads a 3-D input as NCW and moves it channels-last, which
+        costs a transpose of every cache tensor back to tokens-first on every frame (fgaf3: 12
+        TRANSPOSE ops per frame)."""
+        work = ctx.build_dir / "work"
+        work.mkdir()
+        io_spec = ctx.variant.io
+        keep = tuple(s.name for s in io_spec.inputs if s.layout != "NCHW")
+        if ctx.quantization is not None:  # int8 / int8-dynamic: calibrated on the graph's own feeds
+            bindings, target, notes, converter = convert_quantized_graph(ctx, work, probes, keep_shape=keep)
+        else:
+            result, target = convert_graph(ctx, work, ctx.build_dir.name, keep_shape=keep)
+            bindings = result.bindings
+            converter = Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags])
+            notes = ["onnx2tf self-check vs ONNX Runtime: " + ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())]
+
+        def bind(spec) -> GraphBinding:
+            b = bindings[spec.name]
+            perm = list(b.perm)
+            layout = spec.layout if perm == list(range(len(perm))) else "".join(spec.layout[i] for i in perm)
+            return GraphBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout=layout, perm=perm)
+
+        return ConvertResult(files=[target], inputs=[bind(s) for s in io_spec.inputs], outputs=[bind(s) for s in io_spec.outputs],
+                             converter=converter, notes=notes)
 
     @staticmethod
     def _binding(spec, bindings) -> TensorBinding:

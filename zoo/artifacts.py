@@ -160,7 +160,7 @@ class TensorBinding(_Model):
     runtime_name: str = Field(description="the tensor / blob / signature name inside the artifact")
     shape: list[int] = Field(description="shape in the runtime's layout")
     dtype: str
-    layout: Literal["NCHW", "NHWC"]
+    layout: Literal["NCHW", "NHWC", "NLC"]
 
 
 class GraphBinding(TensorBinding):

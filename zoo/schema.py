@@ -111,7 +111,8 @@ class TensorSpec(Strict):
     name: str
     shape: list[PositiveInt]
     dtype: Literal["float32"]
-    layout: Literal["NCHW"]
+    #: NCHW for images and maps; NLC (batch, tokens, channels) for a split artifact's cache tensors
+    layout: Literal["NCHW", "NLC"]
     description: str = ""
 
 

@@ -1,0 +1,71 @@
+"""The one door (compare.provision) and the artifact value it hands out (zoo.artifacts.ArtifactKey)."""
+from __future__ import annotations
+
+import pytest
+
+import zoo
+from compare.provision import ensure, keys_for, plan, runtime_keys
+from tests.helpers.catalog import CATALOG
+from zoo.artifacts import ArtifactKey, CorruptArtifact, Status
+from zoo.catalog import Catalog
+from zoo.errors import ExportError, UsageError
+from zoo.paths import catalog_path
+
+VARIANT = "base-c128"
+
+
+@pytest.mark.parametrize(("key", "dirname", "label"), [
+    (ArtifactKey("fgaf3", "onnx"), "onnx", "onnxruntime"),
+    (ArtifactKey("fgaf3", "mnn", "fp16"), "mnn-fp16", "mnn"),
+    (ArtifactKey("fgaf3", "tflite", "int8", split=True), "tflite-int8-split", "tflite-split"),
+    (ArtifactKey("fgaf3", "onnx", "fp32", "opencv"), "onnx-opencv", "onnxruntime"),
+    (ArtifactKey.for_runtime("fgaf3", "pytorch"), "pytorch", "pytorch"),
+])
+def test_a_key_owns_its_directory_and_label(key, dirname, label, tmp_path) -> None:
+    assert key.dirname == dirname and key.label == label
+    assert key.path(tmp_path) == tmp_path / "fgaf3" / dirname
+    assert key.name == f"fgaf3 {dirname}"
+
+
+def test_keys_of_runtimes_and_their_sources() -> None:
+    v = CATALOG.get(VARIANT)
+    keys = runtime_keys([v], ["pytorch", "ncnn"], ["fp32", "fp16"], split=True)
+    assert keys == [ArtifactKey(VARIANT, "pytorch"), ArtifactKey(VARIANT, "ncnn", "fp32", split=True),
+                    ArtifactKey(VARIANT, "ncnn", "fp16", split=True)]
+    assert all(k.source == ArtifactKey(VARIANT, "onnx", split=True) for k in keys[1:])
+    # build order: the ONNX source first, then the formats in table order; unoffered precisions left out
+    assert plan(keys_for([v], ["ncnn", "onnx"], ["fp16", "int8"])) == [
+        ArtifactKey(VARIANT, "onnx"), ArtifactKey(VARIANT, "onnx", "int8"), ArtifactKey(VARIANT, "ncnn", "fp16")]
+    with pytest.raises(UsageError, match="nothing to export"):
+        plan(keys_for([v], ["mnn"], ["int8"]))
+    with pytest.raises(UsageError, match="does not combine with --split"):
+        keys_for([v], ["onnx"], ["fp32"], flavour="opencv", split=True)
+
+
+def test_installed_artifacts_are_found_and_checked(exported, tmp_path) -> None:
+    """Installed artifacts are handed out as found (nothing exported); an unoffered precision is
+    skipped with a note; a corrupt one is refused naming the rebuild command."""
+    keys = [ArtifactKey(VARIANT, "ncnn"), ArtifactKey(VARIANT, "mnn", "int8"), ArtifactKey.for_runtime(VARIANT, "pytorch")]
+    got = ensure(keys, exported.out, CATALOG)
+    assert [p.status for p in got] == [Status.FOUND, Status.SKIPPED, Status.FOUND]
+    assert got[0].path == exported.path(VARIANT, "ncnn") and got[2].path is None
+    assert "mnn offers fp32, fp16 only" in got[1].note
+    mine = exported.copy(tmp_path / "art", VARIANT, "ncnn")
+    (mine / VARIANT / "ncnn" / "model.ncnn.bin").write_bytes(b"\0" * 16)
+    with pytest.raises(CorruptArtifact, match=r"zoo export base-c128 --to ncnn --precision fp32 .*--force"):
+        ensure([ArtifactKey(VARIANT, "ncnn")], mine, CATALOG)
+
+
+def test_export_uses_the_catalog_it_is_given(exported, tmp_path) -> None:
+    """``zoo.export(..., catalog=X)``: a reduced precision's recipe comes from X, not from the default
+    zoo.yaml (X renames the x86 ONNX int8 recipe, so its default target has none)."""
+    text = catalog_path().read_text()
+    assert "        x86:  # onnxruntime" in text
+    other = tmp_path / "other.yaml"
+    other.write_text(text.replace("        x86:  # onnxruntime", "        riscv:  # onnxruntime"))
+    art = exported.copy(tmp_path / "art", VARIANT, "onnx")
+    with pytest.raises(ExportError, match=r"no onnx int8 recipe for target 'x86' \(has riscv, arm\)"):
+        zoo.export(VARIANT, "onnx", "int8", out=art, catalog=other)
+    with pytest.raises(ExportError, match=r"has riscv, arm"):  # a loaded catalog too
+        zoo.export(VARIANT, "onnx", "int8", out=art, catalog=Catalog.load(other))
+    assert not (art / VARIANT / "onnx-int8").exists()
