@@ -37,9 +37,8 @@ from zoo.calibration import make_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
-from zoo.parity import describe_failure
+from zoo.parity import parity_failure
 from zoo.schema import Variant
-from zoo.tracker_parity import describe_tracker_failure
 
 #: ``verify(key, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
 #: compares it with the reference (the compare layer provides it: :mod:`compare.parity.verify`)
@@ -310,9 +309,7 @@ class Pipeline:
             manifest.parity = self.verify(key, build_dir, manifest)
             manifest.verify_seconds = round(time.perf_counter() - t1, 3)
             if not manifest.parity.passed:
-                why = (describe_tracker_failure(manifest.parity.tracker) if manifest.parity.tracker is not None
-                       else describe_failure(manifest.parity.outputs, manifest.parity.atol, manifest.parity.rtol))
-                raise ExportFailed(f"{key.name}: verification failed: " + why)
+                raise ExportFailed(f"{key.name}: verification failed: " + parity_failure(manifest.parity))
             write_manifest(build_dir, manifest)
             self._install(build_dir, dest)
             return manifest

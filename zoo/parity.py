@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.artifacts import OutputParity
+from zoo.artifacts import OutputParity, Parity
+from zoo.tracker_parity import describe_tracker_failure
 
 
 def compare_output(name: str, actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> OutputParity:
@@ -39,3 +40,11 @@ def describe_failure(outputs: list[OutputParity], atol: float, rtol: float) -> s
     parts = [f"{o.name} max abs err {o.max_abs_err:.3g}, max rel err {o.max_rel_err:.3g}, {o.worst_ratio:.3g}x the allowance"
              for o in bad]
     return f"above tolerance (atol {atol:g}, rtol {rtol:g}): " + "; ".join(parts)
+
+
+def parity_failure(parity: Parity) -> str:
+    """Why ``parity`` failed, in one line: the tracker-level gate's figures where it decides (reduced
+    precisions), the element-wise ones otherwise."""
+    if parity.tracker is not None:
+        return describe_tracker_failure(parity.tracker)
+    return describe_failure(parity.outputs, parity.atol, parity.rtol)
