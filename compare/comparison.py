@@ -16,6 +16,7 @@ from compare.measure.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.measure.worker import RunnerSpec, memory_method
 from compare.parity.runtimes import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
 from compare.provision import Wanted, ensure_artifacts
+from zoo.artifacts import default_out_dir
 from zoo.schema import Variant
 from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
@@ -36,7 +37,7 @@ class Options:
     runs: int = 20  # 0: no timing
     warmup: int = 3
     parity_threads: int = 1
-    out: Path = Path("artifacts")
+    out: Path = field(default_factory=default_out_dir)  # $ZOO_ARTIFACTS or ./artifacts
     jobs: int = 1
     #: also each runtime's split artifact (init + track graphs): parity, and the track graph's time per frame
     split: bool = False

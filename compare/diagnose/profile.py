@@ -32,7 +32,7 @@ from compare.inputs import Pair, load_pairs
 from compare.provision import ensure_artifacts
 from compare.runners import open_artifact
 from compare.runners.base import OpRecord
-from zoo.artifacts import artifact_dir, read_manifest
+from zoo.artifacts import artifact_dir, default_out_dir, read_manifest
 from zoo.backends import PROFILED_RUNTIMES, by_runtime
 from zoo.errors import UsageError, ZooError
 from zoo.figures import figure_rows, part_rows
@@ -161,9 +161,10 @@ OnEvent = Callable[[str, str], None]
 
 
 def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision: str = "fp32", runs: int = 30,
-                    warmup: int = 5, out: Path = Path("artifacts"), on_export: Callable | None = None,
+                    warmup: int = 5, out: Path | None = None, on_export: Callable | None = None,
                     on_progress: OnEvent | None = None, pair: Pair | None = None, split: bool = False) -> Profile:
-    """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing).
+    """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing,
+    under ``out``: default ``$ZOO_ARTIFACTS`` or ``./artifacts``).
 
     ``split``: the split artifact's track graph, the per-frame work, fed the cache its own init
     graph made of the pair's template; parts and MACs are the track graph's
@@ -175,6 +176,7 @@ def profile_variant(variant: Variant, runtime: str, threads: int = 1, precision:
         raise UsageError("runs and threads must be >= 1, warmup >= 0")
     progress = on_progress or (lambda stage, text: None)
     pair = pair if pair is not None else load_pairs(variant, 1, None)[0]
+    out = out if out is not None else default_out_dir()
     wanted = ensure_artifacts([variant], [runtime], [precision], out, on_event=on_export, split=split)
     if by_runtime(runtime).needs_onnx:  # the ONNX graph it was converted from: names without a module path are looked up there
         wanted += ensure_artifacts([variant], ["onnxruntime"], ["fp32"], out, on_event=on_export, split=split)
