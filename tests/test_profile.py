@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from compare.diagnose import profile as profile_module
 from compare.diagnose.onnx_graph import Graph, Node, PartMapper
 from compare.diagnose.profile import Profile, profile_variant
 from compare.parity.verify import Verifier
@@ -198,6 +199,19 @@ def test_library_rejects_bad_requests(tmp_path) -> None:
     with pytest.raises(UsageError, match="fp32"):
         profile_variant(v, "onnxruntime", precision="fp16", out=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing exported for a bad request
+
+
+def test_library_default_artifacts_folder_is_zoo_artifacts(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ZOO_ARTIFACTS", str(tmp_path / "env"))
+    seen = []
+
+    def ensure_artifacts(variants, runtimes, precisions, out, **kwargs):
+        seen.append(out)
+        raise UsageError("stop here")
+    monkeypatch.setattr(profile_module, "ensure_artifacts", ensure_artifacts)
+    with pytest.raises(UsageError, match="stop here"):
+        profile_variant(CATALOG.get("fgaf3"), "onnxruntime", pair={})
+    assert seen == [tmp_path / "env"]
 
 
 # -- CLI ----------------------------------------------------------------------------------------
