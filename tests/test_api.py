@@ -93,7 +93,7 @@ def test_one_default_runtime_for_the_cli_and_the_api():
 
 
 def test_dir_lists_the_public_api_without_importing_it():
-    proc = subprocess.run([sys.executable, "-c", "import sys, zoo; names = dir(zoo); "
-                           "print(all(n in names for n in zoo.__all__), 'zoo.api' in sys.modules, 'torch' in sys.modules, "
-                           "'import_module' in names)"], capture_output=True, text=True, cwd=REPO)
+    code = ("import sys, zoo; names = dir(zoo); "
+            "print(all(n in names for n in zoo.__all__), 'zoo.api' in sys.modules, 'torch' in sys.modules, 'import_module' in names)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert proc.stdout.split() == ["True", "False", "False", "False"], proc.stdout + proc.stderr

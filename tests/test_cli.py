@@ -170,7 +170,7 @@ def test_track_boxes_file_is_boxes_with_out_a_hidden_alias(capsys, monkeypatch) 
 
 @pytest.mark.parametrize("spelling", ["--boxes", "--out"])
 def test_track_boxes_given_a_directory_points_to_artifacts(spelling, tmp_path, capsys, monkeypatch) -> None:
-    code, stdout, err = run_main(capsys, monkeypatch, "track", "fgaf3", str(tmp_path), "--runtime", "pytorch", spelling, str(tmp_path))
+    code, _, err = run_main(capsys, monkeypatch, "track", "fgaf3", str(tmp_path), "--runtime", "pytorch", spelling, str(tmp_path))
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "is a directory" in lines[0], err
     assert "the artifacts folder is --artifacts DIR" in lines[0]
