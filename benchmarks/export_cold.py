@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         report = Path(tmp) / "rows.json"
         cmd = [sys.executable, "-m", "zoo", "export", variant,
-               "--to", "onnx", "mnn", "tflite", "ncnn", *args, "--out", str(Path(tmp) / "artifacts"), "--json", str(report)]
+               "--to", "onnx", "mnn", "tflite", "ncnn", *args, "--artifacts", str(Path(tmp) / "artifacts"), "--json", str(report)]
         start = time.perf_counter()
         env = {**os.environ, "ZOO_CACHE_DIR": str(Path(tmp) / "cache")}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)

@@ -37,7 +37,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
 
 def export(variants: list[str], precisions: list[str], out: Path, jobs: int) -> None:
     formats = [b.format for b in BACKENDS]
-    cmd = [*ZOO, "export", *variants, "--to", *formats, "--precision", *precisions, "--out", str(out), "--jobs", str(jobs)]
+    cmd = [*ZOO, "export", *variants, "--to", *formats, "--precision", *precisions, "--artifacts", str(out), "--jobs", str(jobs)]
     print("$ zoo " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:

@@ -128,7 +128,7 @@ def main() -> None:
     missing = [v for v in args.variants if not (args.artifacts / v / "onnx-opencv" / "manifest.json").is_file()]
     if missing:
         raise SystemExit(f"no onnx-opencv artifact for {', '.join(missing)} under {args.artifacts}: "
-                         f"zoo export {' '.join(missing)} --to onnx --for opencv --out {args.artifacts}")
+                         f"zoo export {' '.join(missing)} --to onnx --for opencv --artifacts {args.artifacts}")
     load_before = os.getloadavg()[0]
     norm = normalisation_rows(args.cv_dirs)
     agree, speed = run(args.variants, args.artifacts, args.repeat)

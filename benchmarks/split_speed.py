@@ -8,8 +8,8 @@ each call timed as the runtime's own run (``runner.last_inference_time``). Print
 warm-up, the speed-up (full / split), MACs per frame of each graph (zoo/counting.py convention)
 and the cache size.
 
-    python benchmarks/split_speed.py [--variants fgaf3 base-c128] [--runtimes tflite onnxruntime]
-                                     [--out artifacts] [--rounds 40] [--warmup 5] [--repeats 1]
+    python benchmarks/split_speed.py [--variants fgaf3 base-c128] [--runtime tflite onnxruntime]
+                                     [--artifacts artifacts] [--rounds 40] [--warmup 5] [--repeats 1]
                                      [--precision fp32] [--json FILE]
 """
 
@@ -72,8 +72,9 @@ def measure(variant, runtime: str, out: Path, rounds: int, warmup: int, repeats:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="*", default=None)
-    parser.add_argument("--runtimes", nargs="*", default=["tflite", "onnxruntime"])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts"))
+    # the zoo CLI's names (--runtime, --artifacts); --runtimes and --out are the old ones
+    parser.add_argument("--runtime", "--runtimes", dest="runtimes", nargs="*", default=["tflite", "onnxruntime"])
+    parser.add_argument("--artifacts", "--out", dest="out", type=Path, default=Path(os.environ.get("ZOO_ARTIFACTS") or "artifacts"))
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--precision", default="fp32", help="one precision the runtimes' formats all offer (e.g. int8 for tflite)")

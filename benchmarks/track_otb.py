@@ -48,7 +48,7 @@ def track_table(variants: list[str], sequence: str, artifacts: Path, tmp: Path, 
     rows = []
     configs = [("pytorch", "fp32")] + [(b.runtime, p) for b in BACKENDS for p in b.precisions]
     for variant in variants:
-        zoo("export", variant, "--to", *[b.format for b in BACKENDS], "--precision", "fp32", "fp16", "--out", str(artifacts))
+        zoo("export", variant, "--to", *[b.format for b in BACKENDS], "--precision", "fp32", "fp16", "--artifacts", str(artifacts))
         boxes = {}
         for runtime, precision in configs:
             report = tmp / f"{variant}-{runtime}-{precision}.json"

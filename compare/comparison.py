@@ -38,7 +38,7 @@ class Options:
     runs: int = 20  # 0: no timing
     warmup: int = 3
     parity_threads: int = 1
-    out: Path = field(default_factory=default_out_dir)
+    out: Path = field(default_factory=default_out_dir)  # $ZOO_ARTIFACTS or ./artifacts
     jobs: int = 1
     #: also each runtime's split artifact (init + track graphs): parity, and the track graph's time per frame
     split: bool = False

@@ -2,6 +2,7 @@
 their input like the CLI does."""
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import subprocess
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.backends import DEFAULT_RUNTIME
+from zoo.cli import cli
 from zoo.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,3 +82,18 @@ def test_import_zoo_is_light():
     proc = subprocess.run([sys.executable, "-c", "import sys, zoo; print('torch' in sys.modules, zoo.__version__)"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.stdout.split()[0] == "False", proc.stdout
+
+
+def test_one_default_runtime_for_the_cli_and_the_api():
+    assert inspect.signature(zoo.load_runner).parameters["runtime"].default == DEFAULT_RUNTIME
+    assert inspect.signature(zoo.Tracker).parameters["runtime"].default == DEFAULT_RUNTIME
+    assert next(p for p in cli.commands["track"].params if p.name == "runtime").default == DEFAULT_RUNTIME
+    with pytest.raises(UsageError, match=f"^{DEFAULT_RUNTIME} offers "):  # refused before any export
+        zoo.load_runner("fgaf3", precision="fp61")
+
+
+def test_dir_lists_the_public_api_without_importing_it():
+    code = ("import sys, zoo; names = dir(zoo); "
+            "print(all(n in names for n in zoo.__all__), 'zoo.api' in sys.modules, 'torch' in sys.modules, 'import_module' in names)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert proc.stdout.split() == ["True", "False", "False", "False"], proc.stdout + proc.stderr

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.catalog import CATALOG
+from tests.helpers.cli import run_main
+from zoo.cli import cli
 
 ZOO = shutil.which("zoo")
 pytestmark = pytest.mark.skipif(ZOO is None, reason="zoo console script not installed")
@@ -109,3 +111,66 @@ def test_weights_command_verifies(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)[0]
     assert Path(row["path"]).is_file() and row["sha256"] == CATALOG.get("base-c128").weights.sha256
+
+
+# -- one name per meaning: --artifacts DIR everywhere, the old spellings hidden aliases ----------------
+
+def _params(command: str, *args: str) -> dict:
+    """The values ``zoo COMMAND ARGS`` parses to (click only: nothing runs)."""
+    cmd = cli.commands[command] if command != "eval run" else cli.commands["eval"].commands["run"]
+    with cmd.make_context(command, list(args)) as ctx:
+        return ctx.params
+
+
+ARTIFACT_COMMANDS = {  # command: (arguments before --artifacts, the parameter it fills)
+    "export": (("fgaf3", "--to", "onnx"), "out_dir"),
+    "compare": (("fgaf3",), "out_dir"),
+    "bench": (("fgaf3", "--runtime", "pytorch"), "out_dir"),
+    "profile": (("fgaf3",), "out_dir"),
+    "pull": (("fgaf3",), "out_dir"),
+    "publish": (("fgaf3", "--to", "release"), "src"),
+    "track": (("fgaf3", "clip.mp4"), "artifacts_dir"),
+    "eval run": (("fgaf3", "--dataset", "otb", "--root", "data"), "artifacts_dir"),
+}
+
+
+@pytest.mark.parametrize("command", ARTIFACT_COMMANDS)
+def test_every_command_takes_the_artifacts_folder_as_artifacts(command, capsys, monkeypatch) -> None:
+    args, dest = ARTIFACT_COMMANDS[command]
+    assert _params(command, *args, "--artifacts", "art")[dest] == Path("art")
+    code, stdout, _ = run_main(capsys, monkeypatch, *command.split(), "--help")
+    assert code == 0 and "--artifacts DIR" in stdout and "--out" not in stdout
+
+
+@pytest.mark.parametrize("command", ["export", "compare", "bench", "profile", "pull"])
+def test_out_is_a_hidden_alias_of_artifacts_where_it_meant_that(command, capsys, monkeypatch) -> None:
+    args, dest = ARTIFACT_COMMANDS[command]
+    assert _params(command, *args, "--out", "old")[dest] == Path("old")
+    # its errors name the documented option
+    code, _, err = run_main(capsys, monkeypatch, *command.split(), *args, "--out", "")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "'--artifacts'" in lines[0] and "empty path" in lines[0], err
+
+
+@pytest.mark.parametrize("command", ["compare", "bench", "eval run"])
+def test_runtime_is_the_name_and_runtimes_a_hidden_alias(command, capsys, monkeypatch) -> None:
+    args = {"compare": ("fgaf3",), "bench": ("fgaf3",), "eval run": ("fgaf3", "--dataset", "otb", "--root", "data")}[command]
+    for spelling in ("--runtime", "--runtimes"):
+        assert _params(command, *args, spelling, "onnxruntime", "mnn,tflite")["runtimes"] == ("onnxruntime", "mnn", "tflite")
+    code, stdout, _ = run_main(capsys, monkeypatch, *command.split(), "--help")
+    assert code == 0 and "--runtime RUNTIME..." in stdout and "--runtimes" not in stdout
+
+
+def test_track_boxes_file_is_boxes_with_out_a_hidden_alias(capsys, monkeypatch) -> None:
+    for spelling in ("--boxes", "--out"):
+        assert _params("track", "fgaf3", "clip.mp4", spelling, "boxes.txt")["boxes_file"] == Path("boxes.txt")
+    code, stdout, _ = run_main(capsys, monkeypatch, "track", "--help")
+    assert code == 0 and "--boxes FILE" in stdout and "--out" not in stdout
+
+
+@pytest.mark.parametrize("spelling", ["--boxes", "--out"])
+def test_track_boxes_given_a_directory_points_to_artifacts(spelling, tmp_path, capsys, monkeypatch) -> None:
+    code, _, err = run_main(capsys, monkeypatch, "track", "fgaf3", str(tmp_path), "--runtime", "pytorch", spelling, str(tmp_path))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "is a directory" in lines[0], err
+    assert "the artifacts folder is --artifacts DIR" in lines[0]

@@ -289,6 +289,13 @@ def _one_line_usage_error(proc, text: str) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_options_default_artifacts_folder_is_zoo_artifacts(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ZOO_ARTIFACTS", str(tmp_path / "env"))
+    assert Options(runtimes=["onnxruntime"]).out == tmp_path / "env"
+    monkeypatch.delenv("ZOO_ARTIFACTS")
+    assert Options(runtimes=["onnxruntime"]).out == Path("artifacts")
+
+
 def test_unknown_runtime_suggests(tmp_path) -> None:
     _one_line_usage_error(zoo("compare", "fgaf3", "--runtimes", "onnxruntim", "--out", str(tmp_path)),
                           "unknown runtime 'onnxruntim' (did you mean 'onnxruntime'")

@@ -214,3 +214,22 @@ def test_otb_david_starts_at_frame_300(tmp_path) -> None:
     frames = sequence_frames(ds.sequences[0])
     assert [f.name for f in frames] == ["0300.jpg", "0301.jpg", "0302.jpg", "0303.jpg"]
     assert np.array_equal(read_frame(frames[0]), read_frame(folder / "img" / "0300.jpg"))
+
+
+def test_a_sequence_named_outside_the_test_split_runs(tmp_path, capsys) -> None:
+    """``--sequences NAME`` runs that sequence even when it is not in the official test split;
+    wildcards keep selecting within the split."""
+    root, results = tmp_path / "lasot", tmp_path / "results"
+    write_dataset(root, "lasot", count=2, frames=6)  # airplane-1, airplane-9: test split
+    write_sequence(make_sequence("airplane-2", frames=6), root, "lasot")  # a training sequence
+    assert load_dataset("lasot", root=root, patterns=["airplane-*"]).names() == ["airplane-1", "airplane-9"]
+    assert sorted(load_dataset("lasot", root=root, patterns=["airplane-2", "airplane-9"]).names()) == ["airplane-2", "airplane-9"]
+    code, stdout, stderr = run_cli(capsys, "eval", "run", "base-c128", "--dataset", "lasot", "--root", str(root), "--runtime", "pytorch",
+                                   "--results", str(results), "--sequences", "airplane-2", "--json", "-")
+    assert code == 0, stderr
+    assert json.loads(stdout)["sequences"] == ["airplane-2"]
+    assert (results / "base-c128@pytorch-fp32" / "lasot" / "airplane-2.txt").is_file()
+    # a name that is not there at all is still refused, with a suggestion
+    code, _, stderr = run_cli(capsys, "eval", "run", "base-c128", "--dataset", "lasot", "--root", str(root), "--runtime", "pytorch",
+                              "--results", str(results), "--sequences", "airplane-3")
+    assert code == 2 and "--sequences 'airplane-3' matches no sequence" in stderr

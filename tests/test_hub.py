@@ -150,7 +150,7 @@ def test_publish_names_the_export_command_for_missing_artifacts(exported, tmp_pa
     code, _, err = run("publish", VARIANT, "--formats", "onnx", "tflite", "--precision", "fp16",
                        "--artifacts", str(partial), "--to", str(tmp_path / "rel"))
     line = one_error_line(err)
-    assert code == 2 and f"zoo export {VARIANT} --to tflite --precision fp16 --out {partial}" in line
+    assert code == 2 and f"zoo export {VARIANT} --to tflite --precision fp16 --artifacts {partial}" in line
     (tmp_path / "file").write_text("x")
     for bad in (["--to", str(tmp_path / "file")], ["--to", str(tmp_path / "rel"), "--base-url", "ftp://host/x"]):
         code, _, err = run("publish", VARIANT, "--formats", "onnx", "--artifacts", str(exported), *bad)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from compare.diagnose import profile as profile_module
 from compare.diagnose.onnx_graph import Graph, Node, PartMapper
 from compare.diagnose.profile import Profile, profile_variant
 from compare.provision import ensure, keys_for
@@ -196,6 +197,19 @@ def test_library_rejects_bad_requests(tmp_path) -> None:
     with pytest.raises(UsageError, match="fp32"):
         profile_variant(CATALOG, v, "onnxruntime", precision="fp16", out=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing exported for a bad request
+
+
+def test_library_default_artifacts_folder_is_zoo_artifacts(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ZOO_ARTIFACTS", str(tmp_path / "env"))
+    seen = []
+
+    def ensure(keys, out, catalog, **kwargs):
+        seen.append(out)
+        raise UsageError("stop here")
+    monkeypatch.setattr(profile_module, "ensure", ensure)
+    with pytest.raises(UsageError, match="stop here"):
+        profile_variant(CATALOG, CATALOG.get("fgaf3"), "onnxruntime", pair={})
+    assert seen == [tmp_path / "env"]
 
 
 # -- CLI ----------------------------------------------------------------------------------------

@@ -27,3 +27,10 @@ def __getattr__(name: str):
     if name in __all__:
         return getattr(import_module("zoo.api"), name)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API (tab completion; listing it does not import it), the module's dunders and the
+    submodules already imported: not the helpers this file imports for itself."""
+    own = {n for n, v in globals().items() if n.startswith("__") or getattr(v, "__name__", None) == f"{__name__}.{n}"}
+    return sorted(own | set(__all__))

@@ -26,7 +26,7 @@ from compare.provision import ensure, keys_for
 from compare.runners import ArtifactRunner, PytorchRunner, open_artifact
 from compare.tracking import tracker as _tracker
 from zoo.artifacts import ArtifactKey, Manifest, Status, default_out_dir, read_manifest
-from zoo.backends import FORMATS, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_runtime
+from zoo.backends import DEFAULT_RUNTIME, FORMATS, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import ExportError, UsageError
 from zoo.hub.resolve import resolve_hub
@@ -79,10 +79,10 @@ def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[
     return [read_manifest(p.path) for p in provisioned if p.usable]
 
 
-def load_runner(name: str, runtime: str = "onnxruntime", precision: str = "fp32", threads: int = 1,
+def load_runner(name: str, runtime: str = DEFAULT_RUNTIME, precision: str = "fp32", threads: int = 1,
                 out: str | Path | None = None, catalog: Catalog | str | Path | None = None, split: bool = False) -> ArtifactRunner:
     """A loaded runner of variant ``name``'s artifact for ``runtime`` (``onnxruntime``, ``mnn``,
-    ``tflite``, ``ncnn``) at ``precision``: exported first when missing, checked against its manifest
+    ``tflite``, ``ncnn``; default :data:`zoo.backends.DEFAULT_RUNTIME`) at ``precision``: exported first when missing, checked against its manifest
     and the catalog. ``runner.infer({"template": ..., "search": ...})`` takes catalog-named NCHW
     float32 arrays; close it with ``runner.close()`` or use it as a context manager. ``split``: the
     split artifact (init graph when the template changes, track graph every call)."""
@@ -111,7 +111,8 @@ class Tracker(_tracker.Tracker):
     by the catalog's tracking loop (``preset``: a name under ``tracking.presets`` in ``zoo.yaml``;
     default the variant's own, OSTrack's conventions).
 
-    ``runtime`` is ``pytorch`` (eager, fp32) or one of ``onnxruntime``, ``mnn``, ``tflite``, ``ncnn``;
+    ``runtime`` is ``pytorch`` (eager, fp32) or one of ``onnxruntime``, ``mnn``, ``tflite``, ``ncnn``
+    (default :data:`zoo.backends.DEFAULT_RUNTIME`);
     the artifact is exported first when missing (under ``out``, default ``$ZOO_ARTIFACTS`` or
     ``./artifacts``) and checked against its manifest. Use it as::
 
@@ -130,7 +131,7 @@ class Tracker(_tracker.Tracker):
     crop's resize) follows ``cv2.setNumThreads`` (``zoo track`` and ``zoo eval run`` set it to the same).
     """
 
-    def __init__(self, variant: str, runtime: str = "tflite", precision: str = "fp32", threads: int = 1,
+    def __init__(self, variant: str, runtime: str = DEFAULT_RUNTIME, precision: str = "fp32", threads: int = 1,
                  preset: str | None = None, out: str | Path | None = None, catalog: Catalog | str | Path | None = None,
                  split: bool = False):
         cat = _catalog(catalog)

@@ -381,7 +381,7 @@ def rebuild_hint(manifest: Manifest | None, artifact_dir: Path) -> str:
     out = Path(artifact_dir).parent.parent
     split = " --split" if manifest.graphs is not None else ""
     return (f"rebuild it with 'zoo export {manifest.variant} --to {manifest.format} --precision {manifest.precision}{split} "
-            f"--out {out} --force'")
+            f"--artifacts {out} --force'")
 
 
 def verified_manifest(artifact_dir: Path, variant: Variant) -> Manifest:

@@ -20,6 +20,9 @@ REFERENCE_RUNTIME = "pytorch"
 #: the reference runner (PyTorch eager), named like the table's runners so that a process timing
 #: another runtime never imports torch (about 2 s of every measurement child's start-up)
 REFERENCE_RUNNER = "compare.runners.pytorch:PytorchRunner"
+#: the runtime used when none is named: ``zoo track``, ``zoo eval run``, ``zoo.Tracker`` and
+#: ``zoo.load_runner``
+DEFAULT_RUNTIME = "tflite"
 
 
 @dataclass(frozen=True)

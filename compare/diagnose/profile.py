@@ -164,7 +164,8 @@ OnEvent = Callable[[str, str], None]
 def profile_variant(catalog: Catalog, variant: Variant, runtime: str, threads: int = 1, precision: str = "fp32", runs: int = 30,
                     warmup: int = 5, out: Path | None = None, on_export: Callable | None = None,
                     on_progress: OnEvent | None = None, pair: Pair | None = None, split: bool = False) -> Profile:
-    """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing).
+    """Profile ``variant`` in ``runtime`` (exporting its artifact, and for MNN the source ONNX, if missing,
+    under ``out``: default ``$ZOO_ARTIFACTS`` or ``./artifacts``).
 
     ``split``: the split artifact's track graph, the per-frame work, fed the cache its own init
     graph made of the pair's template; parts and MACs are the track graph's

@@ -17,7 +17,7 @@ from compare.provision import choose_runtimes
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options, resource_limit
+from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options, resource_limit
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 from zoo.figures import part_rows
@@ -80,7 +80,7 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
 
 @click.command("bench")
 @click.argument("variants", nargs=-1, required=True)
-@click.option("--runtime", "runtimes", cls=MultiValueOption, required=True, metavar="RUNTIME...",
+@click.option("--runtime", "runtimes", cls=MultiValueOption, hidden_aliases=("--runtimes",), required=True, metavar="RUNTIME...",
               help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)} (or all).")
 @click.option("--precision", default="fp32", show_default=True, help=f"Artifact precision ({describe(PRECISIONS)}).")
 @click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Threads per instance [default: 1 2 4; 1 with --duration].")
@@ -96,7 +96,7 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
 @click.option("--window", type=Finite(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
 @click.option("--plot", "plot_file", type=REPORT_FILE, default=None,
               help="PNG of sustained fps over time [default: beside --json, else ./zoo-bench-sustained.png].")
-@out_option
+@artifacts_option()
 @oversubscribe_option
 @report_options("the results")
 def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, duration, window, plot_file,

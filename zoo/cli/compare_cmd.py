@@ -18,7 +18,7 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.compare_layers import run_layers
-from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, choose, counts, out_option, oversubscribe_option, report_options
+from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 
@@ -101,7 +101,7 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
               "track graph per frame), exported where missing: its parity, and the track graph's time per frame beside the full graph's.")
 @click.option("--pytorch-vs-onnx", "onnx_only", is_flag=True,
               help="Parity of ONNX Runtime against PyTorch only (no timing); exports ONNX where missing.")
-@click.option("--runtimes", cls=MultiValueOption, metavar="RUNTIME...",
+@click.option("--runtime", "runtimes", cls=MultiValueOption, hidden_aliases=("--runtimes",), metavar="RUNTIME...",
               help=f"{describe(RUNTIMES)} (default: all); PyTorch eager is always the reference.")
 @click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
               help=f"{describe(PRECISIONS)} (default fp32; all = every one).")
@@ -115,7 +115,7 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Thread counts to time [default: 1 2 4].")
 @click.option("--runs", type=click.IntRange(0, 100000), default=20, show_default=True, help="Timed runs (0: no timing).")
 @click.option("--warmup", type=click.IntRange(0, 10000), default=3, show_default=True, help="Untimed runs first.")
-@out_option
+@artifacts_option()
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @oversubscribe_option
 @click.option("--layers", is_flag=True,
@@ -130,7 +130,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
                 split=False) -> None:
     """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).
 
-    Artifacts come from OUT/<variant>/<format>[-<precision>]/ and are exported where missing.
+    Artifacts come from ARTIFACTS/<variant>/<format>[-<precision>]/ and are exported where missing.
     Exit 1 when any output is above its catalog tolerance, has NaN/Inf, or a runtime fails
     (with --layers: when any module output is above its allowance).
     """
@@ -148,7 +148,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         return
     if onnx_only:
         if runtimes or precisions or threads:
-            raise UsageError("--pytorch-vs-onnx compares ONNX Runtime fp32 only: drop --runtimes/--precision/--threads")
+            raise UsageError("--pytorch-vs-onnx compares ONNX Runtime fp32 only: drop --runtime/--precision/--threads")
         runtime_list, precision_list, runs = ["onnxruntime"], ["fp32"], 0
     else:
         runtime_list = choose_runtimes(runtimes or ("all",))

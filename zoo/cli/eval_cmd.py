@@ -33,7 +33,7 @@ def _dataset_options(f):
         click.option("--annotations", type=DIR, default=None,
                      help="Toolkit annotation layout (LaSOT annos/<seq>.txt + annos/absent/; TNL2K gt_rect/ + absent/)."),
         click.option("--sequences", "patterns", cls=MultiValueOption, metavar="PATTERN...",
-                     help="Only sequences matching these shell patterns."),
+                     help="Only these sequences: names (run even outside the test split) or shell patterns (within it)."),
         click.option("--all-sequences", is_flag=True, help="Every annotated sequence, not only the official test split."),
         click.option("--protocol", type=click.Choice(["pytracking", "toolkit"]), default="pytracking", show_default=True,
                      help="pytracking's analysis or the official MATLAB toolkits' rules (see README)."),

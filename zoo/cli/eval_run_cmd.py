@@ -13,9 +13,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from compare.tracking.evaluation import run_evaluation, tracker_specs
 from zoo.artifacts import default_out_dir
-from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
+from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import DIR, MultiValueOption, counts, oversubscribe_option, report_options
+from zoo.cli.options import DIR, MultiValueOption, artifacts_option, counts, oversubscribe_option, report_options
 from zoo.cli.output import Column, err, out, rich_table, write_reports
 from zoo.datasets import load_dataset
 from zoo.errors import UsageError, ZooError
@@ -32,20 +32,21 @@ SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("sequenc
 @click.option("--dataset", "dataset", required=True, metavar="NAME", help="lasot, lasot_ext, tnl2k or otb.")
 @click.option("--root", type=DIR, required=True,
               help="Dataset root with frames (LaSOT <class>/<seq>/img/, TNL2K <seq>/imgs/, OTB <Seq>/img/).")
-@click.option("--runtime", "runtimes", cls=MultiValueOption, metavar="RUNTIME...",
-              help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)} or all (default: tflite).")
+@click.option("--runtime", "runtimes", cls=MultiValueOption, hidden_aliases=("--runtimes",), metavar="RUNTIME...",
+              help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)} or all (default: {DEFAULT_RUNTIME}).")
 @click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
               help=f"{describe(PRECISIONS)} (default fp32; each runtime runs those it offers).")
 @click.option("--threads", default="1", show_default=True, metavar="N", help="Threads per tracker.")
 @click.option("--preset", default=None, metavar="NAME", help="Tracking preset of zoo.yaml (default: each variant's own).")
-@click.option("--sequences", "patterns", cls=MultiValueOption, metavar="PATTERN...", help="Only sequences matching these shell patterns.")
+@click.option("--sequences", "patterns", cls=MultiValueOption, metavar="PATTERN...",
+              help="Only these sequences: names (run even outside the test split) or shell patterns (within it).")
 @click.option("--all-sequences", is_flag=True, help="Every sequence under the root, not only the official test split.")
 @click.option("--results", "results_dir", type=DIR, default=Path("results"), show_default=True,
               help="Results root: <results>/<tracker>/<dataset>/<seq>.txt (+ _time.txt, _score.txt).")
 @click.option("--jobs", default="1", show_default=True, metavar="N", help="Processes (one loaded runtime each); with --ray the number of actors.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run on Ray: a cluster address, 'auto' (the running cluster) or 'local' (start one on this machine).")
-@click.option("--artifacts", "artifacts_dir", type=DIR, default=None, help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@artifacts_option("artifacts_dir", hidden_aliases=())
 @click.option("--split", is_flag=True, help="Use the split artifact: its init graph (template -> cache) at initialisation, "
               "its track graph (search + cache) per frame; exported first when missing.")
 @report_options("the per-tracker summary")
@@ -62,7 +63,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
     """
     catalog = Catalog.load()
     chosen = catalog.select(variants)
-    runtime_names = choose(list(runtimes or ()), (REFERENCE_RUNTIME, *RUNTIMES), "runtime", default=("tflite",))
+    runtime_names = choose(list(runtimes or ()), (REFERENCE_RUNTIME, *RUNTIMES), "runtime", default=(DEFAULT_RUNTIME,))
     precision_names = choose(list(precisions or ()), PRECISIONS, "precision", default=("fp32",))
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
     (jobs_n,) = counts([jobs], "--jobs", allow_oversubscribe=allow_oversubscribe)

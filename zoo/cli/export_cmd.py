@@ -10,7 +10,7 @@ from compare.provision import ensure, keys_for, plan
 from zoo.artifacts import Status, default_out_dir
 from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import MultiValueOption, choose, out_option, report_options
+from zoo.cli.options import MultiValueOption, artifacts_option, choose, report_options
 from zoo.cli.output import FINAL_STAGES, Column, err, out, progress_bar, rich_table, write_reports
 from zoo.errors import ZooError
 
@@ -51,7 +51,7 @@ def _short(note: str | None, width: int = 60) -> str | None:
 @click.option("--for", "flavour", metavar="CLIENT",
               help="Build for a client that loads the artifact by itself: "
                    + "; ".join(f"{f.name} = {f.title} ({f.format}, into <variant>/{f.format}-{f.name})" for f in FLAVOURS) + ".")
-@out_option
+@artifacts_option()
 @click.option("--force", is_flag=True, help="Rebuild even when an identical verified artifact exists.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the converters' logs.")
@@ -62,15 +62,16 @@ def _short(note: str | None, width: int = 60) -> str | None:
               help="Hardware an int8 recipe targets where the format has several (ONNX: x86 = U8S8, arm = S8S8); "
                    "default: zoo.yaml's quantization.default_target.")
 @click.option("--split", is_flag=True, help="Export split artifacts instead: an init graph (template -> cache) and a track "
-              "graph (search + cache -> maps) in OUT/<variant>/<format>[-<precision>]-split/.")
+              "graph (search + cache -> maps) in ARTIFACTS/<variant>/<format>[-<precision>]-split/.")
 @report_options("the summary rows")
 def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file,
                calibration=None, int8_target=None, split=False) -> None:
     """Export VARIANTs (names, wildcards, 'all') to each FORMAT, verified against PyTorch.
 
-    Artifacts go to OUT/<variant>/<format>[-<precision>]/ with a manifest.json; formats that
-    convert from ONNX build (or reuse) the ONNX artifact first. With --split each artifact holds
-    an init and a track graph (template caching) in OUT/<variant>/<format>[-<precision>]-split/.
+    Artifacts go to ARTIFACTS/<variant>/<format>[-<precision>]/ (--artifacts DIR, default
+    $ZOO_ARTIFACTS or ./artifacts) with a manifest.json; formats that convert from ONNX build (or
+    reuse) the ONNX artifact first. With --split each artifact holds an init and a track graph
+    (template caching) in ARTIFACTS/<variant>/<format>[-<precision>]-split/.
     """
     catalog = Catalog.load()
     selected = catalog.select(variants)

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from zoo.artifacts import MANIFEST_NAME, ArtifactKey, default_out_dir
 from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import DIR, Finite, MultiValueOption, choose, report_options
+from zoo.cli.options import DIR, Finite, MultiValueOption, artifacts_option, choose, report_options
 from zoo.cli.output import Column, err, out, rich_table, write_reports
 from zoo.errors import UsageError
 from zoo.hub import store
@@ -119,8 +119,7 @@ def target_options(default: str):
 @target_options("all (every one must have been exported; int8/int8-dynamic/bf16 where exported)")
 @click.option("--to", "dest", required=True, type=DIR, help="Release directory to write (replaced whole).")
 @click.option("--base-url", help="Where clients will fetch the files from (recorded in index.json; default: beside index.json).")
-@click.option("--artifacts", "src", type=DIR, default=None,
-              help="Where the artifacts were exported [default: $ZOO_ARTIFACTS or ./artifacts].")
+@artifacts_option("src", hidden_aliases=(), help="Where the artifacts were exported [default: $ZOO_ARTIFACTS or ./artifacts].")
 @click.option("--allow-http", is_flag=True, help="Accept a plain http --base-url on a non-loopback host.")
 @click.option("--split", is_flag=True, help="Publish each artifact's split form (zoo export --split) too.")
 @report_options()
@@ -149,8 +148,7 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
 @click.command("pull")
 @target_options("everything the hub publishes for the variant")
 @hub_options
-@click.option("--out", "out_dir", type=DIR, default=None,
-              help="Also place the artifacts in this artifacts directory (e.g. ./artifacts, where zoo export and zoo compare look).")
+@artifacts_option(help="Also place the artifacts in this artifacts directory (e.g. ./artifacts, where zoo export and zoo compare look).")
 @click.option("--jobs", type=click.IntRange(1, 16), default=4, show_default=True, help="Files downloaded at once.")
 @click.option("--split", is_flag=True, help="The split artifacts (init + track graphs, <format>[-<precision>]-split) instead.")
 @report_options()
@@ -160,7 +158,7 @@ def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, r
 
     Interrupted files resume (HTTP Range), transient failures are retried with backoff, and
     nothing becomes visible in the cache before its hash matches. Artifacts land in
-    <cache>/artifacts/<variant>/<format>[-fp16]/ (see 'zoo cache dir'), and with --out also there.
+    <cache>/artifacts/<variant>/<format>[-fp16]/ (see 'zoo cache dir'), and with --artifacts DIR also there.
     """
     catalog = Catalog.load()
     selected = catalog.select(variants)
@@ -178,7 +176,7 @@ def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, r
         row["where"] = _short_path(row["path"])
     _emit(rows, PULL_COLUMNS, f"zoo pull ← {source}", (json_file, csv_file, markdown_file))
     if out_dir is None:
-        out().print(f"artifacts are in {artifact_cache_root()}; --out DIR also places them where zoo export / compare look",
+        out().print(f"artifacts are in {artifact_cache_root()}; --artifacts DIR also places them where zoo export / compare look",
                       highlight=False)
 
 

@@ -1,15 +1,18 @@
 """Options and parsing every command shares.
 
+- :class:`AliasedOption`: an option with old spellings still parsed but left out of ``--help``;
 - :class:`MultiValueOption`: ``--to onnx mnn`` or ``--to onnx,mnn`` (or repeated);
 - :func:`choose` (:mod:`zoo.names`): names, wildcards, ``all`` and "did you mean";
 - :data:`REPORT_FILE` and :func:`report_options`: ``--json/--csv/--markdown FILE`` (``-`` is
   stdout; the tables then go to stderr so stdout stays machine-readable);
-- :data:`DIR`: a non-empty directory path; :func:`out_option`: the artifacts directory;
+- :data:`DIR`: a non-empty directory path; :func:`artifacts_option`: ``--artifacts DIR``, the
+  artifacts directory on every command (``--out`` only names a command's own output file);
 - :class:`Finite`: a float option that refuses NaN and infinity (and applies a range);
 - :func:`counts`: thread counts / instance counts bounded by what the machine can run.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -21,7 +24,27 @@ from zoo.errors import UsageError
 from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
 
 
-class MultiValueOption(click.Option):
+class AliasedOption(click.Option):
+    """An option whose ``hidden_aliases`` (old spellings scripts still use) parse like its other
+    names but appear neither in ``--help`` nor in its error messages."""
+
+    def __init__(self, param_decls, *args, hidden_aliases: tuple[str, ...] = (), **kwargs):
+        self.hidden_aliases = tuple(hidden_aliases)
+        super().__init__([*param_decls, *self.hidden_aliases], *args, **kwargs)
+
+    def _shown(self) -> click.Option:
+        shown = copy.copy(self)
+        shown.opts = [o for o in self.opts if o not in self.hidden_aliases]
+        return shown
+
+    def get_help_record(self, ctx):
+        return click.Option.get_help_record(self._shown(), ctx)
+
+    def get_error_hint(self, ctx) -> str:
+        return click.Option.get_error_hint(self._shown(), ctx)
+
+
+class MultiValueOption(AliasedOption):
     """An option taking one or more values: ``--to onnx mnn`` or ``--to onnx,mnn``.
 
     Values run up to the next token starting with ``-``; the option may also be repeated.
@@ -58,6 +81,10 @@ class ReportPath(click.ParamType):
 
     name = "FILE"
 
+    def __init__(self, directory_hint: str = ""):
+        #: said after "PATH is a directory" (e.g. which option takes a directory instead)
+        self.directory_hint = directory_hint
+
     def convert(self, value, param, ctx):
         if isinstance(value, Path) and str(value) == "-":
             return value
@@ -68,7 +95,7 @@ class ReportPath(click.ParamType):
             self.fail("an empty path is not a file name", param, ctx)
         path = Path(value).expanduser()
         if path.is_dir():
-            self.fail(f"{path} is a directory", param, ctx)
+            self.fail(f"{path} is a directory" + (f" ({self.directory_hint})" if self.directory_hint else ""), param, ctx)
         ancestor = path.parent
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent
@@ -124,10 +151,16 @@ class Finite(click.ParamType):
         return number
 
 
-def out_option(func):
-    """``--out DIR``: the artifacts directory (default ``$ZOO_ARTIFACTS`` or ``./artifacts``)."""
-    return click.option("--out", "out_dir", type=DIR, default=None,
-                        help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")(func)
+#: help of ``--artifacts`` where omitting it means the default directory
+ARTIFACTS_HELP = "Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts)."
+
+
+def artifacts_option(dest: str = "out_dir", hidden_aliases: tuple[str, ...] = ("--out",), help: str = ARTIFACTS_HELP):
+    """``--artifacts DIR``: the artifacts directory, the same name on every command (default
+    ``$ZOO_ARTIFACTS`` or ``./artifacts``, :func:`zoo.artifacts.default_out_dir`). ``--out``, its
+    old name on export/compare/bench/profile/pull, still parses there but is not shown."""
+    return click.option("--artifacts", dest, cls=AliasedOption, hidden_aliases=hidden_aliases, type=DIR,
+                        default=None, metavar="DIR", help=help)
 
 
 def report_options(what: str = "the rows"):

@@ -11,7 +11,7 @@ from compare.measure.machine import machine_info
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, PROFILED_RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import choose, counts, out_option, oversubscribe_option, report_options
+from zoo.cli.options import artifacts_option, choose, counts, oversubscribe_option, report_options
 from zoo.cli.output import KEY_COLUMNS, Column, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 
 TOP_COLUMNS = [
@@ -95,7 +95,7 @@ def _markdown(data: dict) -> str:
 @click.option("--warmup", type=click.IntRange(0, 10000), default=5, show_default=True, help="Untimed rounds first.")
 @click.option("--top", type=click.IntRange(1, 10000), default=10, show_default=True, help="Slowest ops listed.")
 @click.option("--split", is_flag=True, help="Profile the split artifact's track graph (the per-frame work; exported first when missing).")
-@out_option
+@artifacts_option()
 @oversubscribe_option
 @report_options("totals, top ops, parts, blocks, units and every op")
 def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, split, out_dir, allow_oversubscribe,

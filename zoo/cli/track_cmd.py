@@ -13,8 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from compare.tracking.tracker import Tracker
 from zoo.api import Tracker as ApiTracker
-from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
-from zoo.cli.options import DIR, REPORT_FILE, counts, oversubscribe_option
+from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
+from zoo.cli.options import REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, oversubscribe_option
 from zoo.cli.output import Column, err, out, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.errors import UsageError, ZooError
@@ -26,6 +26,9 @@ SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("frames"
                    Column("loop_ms_mean", "loop ms mean", ".2f"), Column("loop_ms_median", "loop ms median", ".2f"),
                    Column("fps", "fps", ".1f"), Column("mean_iou", "mean IoU", ".3f"),
                    Column("iou_ge_0.5", "IoU≥0.5 %", ".1f")]
+#: ``--boxes`` (old name ``--out``, hidden) is a file: a directory there is most likely meant as
+#: the artifacts folder, which is ``--artifacts``
+BOXES_FILE = ReportPath("--boxes/--out is the boxes file; the artifacts folder is --artifacts DIR")
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
@@ -139,14 +142,15 @@ def summary_row(tracker: Tracker, frames: int, ious: list[float] | None) -> dict
 @click.argument("variant")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--init", "init", metavar="X,Y,W,H", help="The target in the first frame (pixels; default: a sequence folder's first ground-truth box).")
-@click.option("--runtime", default="tflite", show_default=True, metavar="RUNTIME", help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)}.")
+@click.option("--runtime", default=DEFAULT_RUNTIME, show_default=True, metavar="RUNTIME", help=f"{REFERENCE_RUNTIME} {describe(RUNTIMES)}.")
 @click.option("--precision", default="fp32", show_default=True, metavar="PRECISION", help=f"{describe(PRECISIONS)} (as the runtime offers).")
 @click.option("--threads", default="1", show_default=True, metavar="N", help="Threads of the runtime.")
 @click.option("--preset", default=None, metavar="NAME", help="Tracking preset of zoo.yaml (default: the variant's own).")
-@click.option("--out", "boxes_file", type=REPORT_FILE, default=None, help="Write the boxes (x,y,w,h per frame, comma separated) to FILE.")
+@click.option("--boxes", "boxes_file", cls=AliasedOption, hidden_aliases=("--out",), type=BOXES_FILE, default=None,
+              help="Write the boxes (x,y,w,h per frame, comma separated) to FILE.")
 @click.option("--video", "video_file", type=REPORT_FILE, default=None, help="Write the frames with the box and score drawn (mp4).")
 @click.option("--json", "json_file", type=REPORT_FILE, default=None, help="Per-frame boxes, scores, times (and IoU) and the summary as JSON ('-': stdout).")
-@click.option("--artifacts", "artifacts_dir", type=DIR, default=None, help="Artifacts directory (default: $ZOO_ARTIFACTS or ./artifacts).")
+@artifacts_option("artifacts_dir", hidden_aliases=())
 @click.option("--split", is_flag=True, help="Use the split artifact: its init graph (template -> cache) at initialisation, "
               "its track graph (search + cache) per frame; exported first when missing.")
 @oversubscribe_option
@@ -158,7 +162,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
 
       zoo track fgaf3 clip.mp4 --init 120,80,60,90 --video tracked.mp4
 
-      zoo track base-c128 ~/data/OTB/Crossing --runtime mnn --out boxes.txt
+      zoo track base-c128 ~/data/OTB/Crossing --runtime mnn --boxes boxes.txt
     """
     (runtime,) = choose([runtime], (REFERENCE_RUNTIME, *RUNTIMES), "runtime")
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)

@@ -108,6 +108,11 @@ def _annotation_dirs(spec: DatasetSpec, directory: Path) -> tuple[Path, Path | N
     return boxes, absent, att
 
 
+def is_pattern(text: str) -> bool:
+    """Whether ``text`` is a shell wildcard pattern (``*``, ``?``, ``[...]``) rather than a name."""
+    return any(c in text for c in "*?[")
+
+
 def select(names: Seq[str], patterns: Seq[str] | None, dataset: str) -> list[str]:
     """The names matching any of ``patterns`` (shell globs, exact names too); no pattern: all."""
     if not patterns:
@@ -126,7 +131,9 @@ def load_dataset(name: str, *, root: Path | None = None, annotations: Path | Non
                  on_sequence: Callable[[str], None] | None = None) -> Dataset:
     """Read the ground truth of ``name`` (lasot, lasot_ext, tnl2k, otb) from a dataset ``root`` or an
     ``annotations`` folder, restricted to the official test split (unless ``all_sequences``) and to
-    ``patterns``. Split sequences absent from the folder are listed in ``Dataset.missing``."""
+    ``patterns``. A pattern without a wildcard names one sequence, which is read even when it is not
+    in the split; wildcards select within the split. Split sequences absent from the folder are
+    listed in ``Dataset.missing``."""
     spec = dataset_spec(name)
     if (root is None) == (annotations is None):
         raise UsageError("give the ground truth with exactly one of --root DIR or --annotations DIR")
@@ -146,7 +153,9 @@ def load_dataset(name: str, *, root: Path | None = None, annotations: Path | Non
     if split is None:
         candidates, missing = sorted(entries), []
     else:
-        candidates = [n for n in split if n in entries]
+        # a sequence named exactly (no wildcard) runs even outside the test split: the user asked for it
+        named = [p for p in patterns or () if not is_pattern(p) and p in entries and p not in split]
+        candidates = [n for n in split if n in entries] + sorted(set(named))
         missing = [n for n in split if n not in entries]
         if not candidates:
             raise UsageError(f"{source}: none of the {len(split)} {spec.title} test sequences is annotated here "

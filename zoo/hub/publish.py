@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo import __version__
-from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, ArtifactKey, check_bindings, check_files, check_split, read_manifest
+from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, ArtifactKey, check_bindings, check_files, check_split, default_out_dir, read_manifest
 from zoo.backends import offered
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import os_reason, sha256_file
@@ -103,7 +103,7 @@ def release_targets(variants: list[Variant], formats: list[str], precisions: lis
                     else:
                         missing.setdefault(v.name, []).append((fmt, prec, path.name))
     if missing:
-        out = "" if src == Path("artifacts") else f" --out {src}"
+        out = "" if Path(src) == default_out_dir() else f" --artifacts {src}"
         what = "; ".join(f"{n} {', '.join(d for _, _, d in m)}" for n, m in missing.items())
         cmds = " && ".join(
             f"zoo export {n} --to {' '.join(dict.fromkeys(f for f, _, _ in m))} --precision {' '.join(dict.fromkeys(p for _, p, _ in m))}"
