@@ -79,8 +79,8 @@ def test_dead_fields_are_gone() -> None:
 
 
 def test_pull_plan_items_are_named_fields() -> None:
-    from zoo.hub import pull
+    from zoo.release import pull
 
-    src = (REPO / "zoo" / "hub" / "pull.py").read_text()
+    src = (REPO / "zoo" / "release" / "pull.py").read_text()
     assert [f.name for f in dataclasses.fields(pull.PullItem)] == ["variant", "item", "artifact", "files", "blobs"]
     assert "plan: list[tuple" not in src
