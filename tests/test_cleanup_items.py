@@ -67,8 +67,8 @@ def test_export_benchmark_is_a_script_under_benchmarks() -> None:
 
 
 def test_dead_fields_are_gone() -> None:
+    from compare import inputs
     from compare.measure.worker import Measurement
-    from compare.parity.runtimes import pairs as inputs
     from exporters.tflite_convert import TfliteResult
     from zoo.hub.download import Outcome
 
