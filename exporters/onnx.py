@@ -27,15 +27,16 @@ MODEL_FILE = "model.onnx"
 
 
 #: serialises torch.onnx.export within the process (see OnnxExporter.convert)
-_TORCH_EXPORT = threading.Lock()
+TORCH_EXPORT_LOCK = threading.Lock()
 
 
-def _log(log_path: Path, text: str) -> None:
+def append_log(log_path: Path, text: str) -> None:
+    """Append ``text`` (with a final newline) to the build log at ``log_path``."""
     with open(log_path, "a", encoding="utf-8") as f:
         f.write(text if text.endswith("\n") else text + "\n")
 
 
-def _simplify(model, log_path: Path):
+def simplify_onnx(model, log_path: Path):
     """onnxsim, then onnxslim as a fallback; returns (model, tool name)."""
     onnx = require("onnx", "onnx")
     try:
@@ -45,7 +46,7 @@ def _simplify(model, log_path: Path):
             raise RuntimeError("onnxsim could not validate the simplified model")
         return simplified, f"onnxsim {package_version('onnxsim', 'onnx')}"
     except Exception as exc:  # noqa: BLE001 - any onnxsim failure falls back to onnxslim
-        _log(log_path, f"onnxsim failed ({type(exc).__name__}: {exc}); trying onnxslim")
+        append_log(log_path, f"onnxsim failed ({type(exc).__name__}: {exc}); trying onnxslim")
     onnxslim = require("onnxslim", "onnx")
     slimmed = onnxslim.slim(model)
     onnx.checker.check_model(slimmed)
@@ -54,7 +55,7 @@ def _simplify(model, log_path: Path):
 
 class OnnxExporter(Exporter):
     name = "onnx"
-    revision = 2  # 2: tokens <-> feature maps through channels-last (zoo.models.tracker_net._tokens / _feature_map)
+    revision = 2  # 2: tokens <-> feature maps through channels-last (zoo.models.tracker_net.to_tokens / to_feature_map)
 
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("torch", "onnx", "onnxsim", "onnxslim", "onnxruntime")}
@@ -81,18 +82,18 @@ class OnnxExporter(Exporter):
         buf = io.StringIO()
         # torch.onnx.export keeps global state and redirect_stdout swaps sys.stdout for the whole
         # process: with variants exported in parallel (--jobs) one export at a time
-        with _TORCH_EXPORT, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+        with TORCH_EXPORT_LOCK, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(model, dummies, str(raw_path), **kwargs)
             except Exception as exc:  # noqa: BLE001
-                _log(ctx.log_path, buf.getvalue())
+                append_log(ctx.log_path, buf.getvalue())
                 raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-        _log(ctx.log_path, "torch.onnx.export " + json.dumps({k: v for k, v in kwargs.items()}) + "\n" + buf.getvalue())
+        append_log(ctx.log_path, "torch.onnx.export " + json.dumps({k: v for k, v in kwargs.items()}) + "\n" + buf.getvalue())
 
         model_proto = onnx.load(str(raw_path))
         raw_path.unlink()
-        model_proto, simplifier = _simplify(model_proto, ctx.log_path)
+        model_proto, simplifier = simplify_onnx(model_proto, ctx.log_path)
         ops = {node.op_type for node in model_proto.graph.node}
         if "BatchNormalization" in ops:
             raise ConversionError("a BatchNormalization node survived folding")
@@ -118,7 +119,7 @@ class OnnxExporter(Exporter):
         model_proto.producer_version = zoo_version
         onnx.checker.check_model(model_proto, full_check=True)
         onnx.save(model_proto, str(ctx.build_dir / MODEL_FILE))
-        _log(ctx.log_path, f"simplified with {simplifier}; {len(model_proto.graph.node)} nodes, ops: {sorted(ops)}")
+        append_log(ctx.log_path, f"simplified with {simplifier}; {len(model_proto.graph.node)} nodes, ops: {sorted(ops)}")
         flags = [f"torch.onnx.export(fold_batchnorm(model), opset_version={OPSET}, dynamo=False, do_constant_folding=True, "
                  f"input_names={in_names}, output_names={out_names})", simplifier]
         return ConvertResult(

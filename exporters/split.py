@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version, require
-from exporters.onnx import _TORCH_EXPORT, OPSET, _log, _simplify
+from exporters.onnx import OPSET, TORCH_EXPORT_LOCK, append_log, simplify_onnx
 from exporters.tflite import convert_graph as convert_tflite_graph
 from exporters.tflite import convert_quantized_graph
 from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
@@ -100,17 +100,17 @@ def _export_onnx(module: torch.nn.Module, args: tuple, io_spec: IOSpec, path, lo
     out_names = [s.name for s in io_spec.outputs]
     raw = path.with_name("raw.onnx")
     buf = io.StringIO()
-    with _TORCH_EXPORT, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+    with TORCH_EXPORT_LOCK, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, args, str(raw), input_names=in_names, output_names=out_names, opset_version=OPSET, dynamo=False, do_constant_folding=True)
         except Exception as exc:  # noqa: BLE001
-            _log(log_path, buf.getvalue())
+            append_log(log_path, buf.getvalue())
             raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    _log(log_path, f"torch.onnx.export {path.parent.name}\n" + buf.getvalue())
+    append_log(log_path, f"torch.onnx.export {path.parent.name}\n" + buf.getvalue())
     proto = onnx.load(str(raw))
     raw.unlink()
-    proto, simplifier = _simplify(proto, log_path)
+    proto, simplifier = simplify_onnx(proto, log_path)
     if "BatchNormalization" in {n.op_type for n in proto.graph.node}:
         raise ConversionError("a BatchNormalization node survived folding")
     got_in, got_out = [i.name for i in proto.graph.input], [o.name for o in proto.graph.output]
@@ -208,7 +208,7 @@ def convert_split(exporter: Exporter, ctx: BuildContext) -> ConvertResult:
             sub_q = dataclasses.replace(q, pairs=feeds[g] if feeds else []) if q is not None else None
             sub = BuildContext(graph_variant(variant, g), ctx.precision, sub_dir, ctx.log_path, onnx_path=ctx.onnx_path / g / ONNX_FILE,
                                force=ctx.force, quantization=sub_q)
-            _log(ctx.log_path, f"--- {g} graph")
+            append_log(ctx.log_path, f"--- {g} graph")
             if exporter.name == "tflite":
                 files, ins, outs, converter, extra_notes = _convert_tflite(exporter, ctx, g, sub, probes[g] if probes else None)
                 more += extra_notes

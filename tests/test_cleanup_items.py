@@ -29,7 +29,7 @@ from exporters import tflite_convert as tc
 perm = (0, 2, 3, 1)
 b = {"x": tc.TfliteBinding("x", "input", "serving_default", "x", [1, 8, 8, 3], "float32", "NHWC", perm),
      "y": tc.TfliteBinding("y", "output", "serving_default", "y", [1, 8, 8, 4], "float32", "NHWC", perm)}
-out = tc._invoke(sys.argv[1], [b["x"]], {"x": np.ones((1, 3, 8, 8), np.float32)}, 1)
+out = tc.invoke_signature(sys.argv[1], [b["x"]], {"x": np.ones((1, 3, 8, 8), np.float32)}, 1)
 assert out["y"].shape == (1, 8, 8, 4), out["y"].shape
 print("ran", float(out["y"].max()))
 """

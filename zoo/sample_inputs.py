@@ -39,7 +39,7 @@ SCENES: tuple[Scene, ...] = (
 
 
 @lru_cache(maxsize=None)
-def _image(name: str) -> np.ndarray:
+def sample_image(name: str) -> np.ndarray:
     try:
         import skimage.data
     except ImportError:
@@ -84,7 +84,7 @@ def normalize(crop_hwc: np.ndarray, pre: Preprocessing) -> np.ndarray:
 
 def scene_pair(scene: Scene, pre: Preprocessing) -> dict[str, np.ndarray]:
     """``{"template": ..., "search": ...}`` for one scene (NCHW float32)."""
-    image = _image(scene.image)
+    image = sample_image(scene.image)
     cx, cy, bw, bh = scene.box
     base = math.sqrt(bw * bh)
     search_center = (cx + scene.shift[0] * bw, cy + scene.shift[1] * bh)
