@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 from exporters import onnx_int8
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version
 from zoo.artifacts import Converter
 from zoo.models.fold import fold_batchnorm
+from zoo.requirements import require
 from zoo.version import __version__ as zoo_version
 from zoo.weights import load_model
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version
 from exporters.opencv_probe import measure, write_probes
 from zoo.artifacts import Converter
 from zoo.backends import by_flavour
 from zoo.catalog import Catalog
+from zoo.requirements import require
 from zoo.schema import Preprocessing
 
 MODEL_FILE = "model.onnx"
