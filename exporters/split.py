@@ -24,11 +24,12 @@ from exporters.onnx import OPSET, TORCH_EXPORT_LOCK, append_log, simplify_onnx
 from exporters.tflite import convert_graph as convert_tflite_graph
 from exporters.tflite import convert_quantized_graph
 from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
+from zoo.io_roles import role_inputs
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
 from zoo.requirements import require
-from zoo.sample_inputs import role_inputs, sample_pairs
+from zoo.sample_inputs import sample_pairs
 from zoo.schema import IOSpec, TensorSpec, Variant
 from zoo.weights import load_model
 

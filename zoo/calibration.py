@@ -26,7 +26,8 @@ import numpy as np
 
 from zoo.datasets.frames import is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.errors import UsageError
-from zoo.sample_inputs import SCENES, role_inputs, sample_image
+from zoo.io_roles import role_inputs
+from zoo.sample_inputs import SCENES, sample_image
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import TrackerLoop
 

@@ -38,9 +38,9 @@ from compare.runners import open_artifact
 from zoo.artifacts import artifact_dir
 from zoo.backends import by_runtime
 from zoo.errors import ZooError
+from zoo.io_roles import role_inputs
 from zoo.models.fold import fold_batchnorm
 from zoo.models.split import split_model
-from zoo.sample_inputs import role_inputs
 from zoo.schema import Variant
 from zoo.weights import load_model
 
