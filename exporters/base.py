@@ -9,7 +9,6 @@ Verification, manifest, locking and installation are the pipeline's (:mod:`expor
 """
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -18,7 +17,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from types import ModuleType
 from typing import ClassVar
 
 from zoo.artifacts import Converter, TensorBinding
@@ -27,25 +25,12 @@ from zoo.calibration import CalibrationSource
 from zoo.catalog import Catalog
 from zoo.errors import ZooError
 from zoo.procs import run_group
+from zoo.requirements import MissingPackage
 from zoo.schema import QuantRecipe, TensorSpec, Variant
 
 
 class ConversionError(ZooError):
     """A converter failed or produced something unusable (the build log has the details)."""
-
-
-class MissingPackage(ZooError):
-    """A converter or runtime package is not installed; the message names the pip extra."""
-
-
-def require(module: str, extra: str, what: str | None = None) -> ModuleType:
-    """Import ``module`` or raise a one-line :class:`MissingPackage` naming ``pip install 'zoo[extra]'``."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingPackage(
-            f"{what or module} is not installed ({exc.name or module}): pip install 'zoo[{extra}]'"
-        ) from None
 
 
 @dataclass

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib.util
 import shutil
 
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, nchw_bindings, package_version, python_tool, run_tool
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, python_tool, run_tool
 from zoo.artifacts import Converter
 from zoo.catalog import Catalog
+from zoo.requirements import MissingPackage
 
 MODEL_FILE = "model.mnn"
 # _tools.mnnconvert returns True even on failure: success is judged by its output file and log

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 
 from exporters import onnx_int8
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version, require
-from zoo import __version__ as zoo_version
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version
 from zoo.artifacts import Converter
 from zoo.catalog import Catalog
 from zoo.models.fold import fold_batchnorm
+from zoo.requirements import require
 from zoo.schema import IOSpec
+from zoo.version import __version__ as zoo_version
 from zoo.weights import load_model
 
 OPSET = 17
@@ -29,10 +30,10 @@ MODEL_FILE = "model.onnx"
 
 
 #: serialises torch.onnx.export within the process (see OnnxExporter.convert)
-_TORCH_EXPORT = threading.Lock()
+TORCH_EXPORT_LOCK = threading.Lock()
 
 
-def _simplify(model, log_path: Path):
+def simplify_onnx(model, log_path: Path):
     """onnxsim, then onnxslim as a fallback; returns (model, tool name)."""
     onnx = require("onnx", "onnx")
     try:
@@ -51,7 +52,7 @@ def _simplify(model, log_path: Path):
 
 class OnnxExporter(Exporter):
     name = "onnx"
-    revision = 2  # 2: tokens <-> feature maps through channels-last (zoo.models.tracker_net._tokens / _feature_map)
+    revision = 2  # 2: tokens <-> feature maps through channels-last (zoo.models.tracker_net.to_tokens / to_feature_map)
 
     def versions(self) -> dict[str, str]:
         return {dist: package_version(dist, self.extra) for dist in ("torch", "onnx", "onnxsim", "onnxslim", "onnxruntime")}
@@ -129,7 +130,7 @@ def export_module(module: torch.nn.Module, args: tuple, io_spec: IOSpec, build_d
     buf = io.StringIO()
     # torch.onnx.export keeps global state and redirect_stdout swaps sys.stdout for the whole
     # process: with variants exported in parallel (--jobs) one export at a time
-    with _TORCH_EXPORT, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+    with TORCH_EXPORT_LOCK, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, args, str(raw_path), **kwargs)
@@ -139,7 +140,7 @@ def export_module(module: torch.nn.Module, args: tuple, io_spec: IOSpec, build_d
     append_log(log_path, "torch.onnx.export " + json.dumps(kwargs) + "\n" + buf.getvalue())
     model_proto = onnx.load(str(raw_path))
     raw_path.unlink()
-    model_proto, simplifier = _simplify(model_proto, log_path)
+    model_proto, simplifier = simplify_onnx(model_proto, log_path)
     if "BatchNormalization" in {node.op_type for node in model_proto.graph.node}:
         raise ConversionError("a BatchNormalization node survived folding")
     graph_in = [i.name for i in model_proto.graph.input]

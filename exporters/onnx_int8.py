@@ -14,8 +14,9 @@ import io
 import logging
 from pathlib import Path
 
-from exporters.base import BuildContext, ConversionError, ConvertResult, nchw_bindings, package_version, require
+from exporters.base import BuildContext, ConversionError, ConvertResult, nchw_bindings, package_version
 from zoo.artifacts import Converter
+from zoo.requirements import require
 
 MODEL_FILE = "model.int8.onnx"
 TYPES = {"uint8": "QUInt8", "int8": "QInt8"}

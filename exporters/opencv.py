@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, require
-from exporters.opencv_probe import measure, write_probes
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version
+from exporters.opencv_probe import AFFINE_TOLERANCE, measure, write_probes
 from zoo.artifacts import Converter
 from zoo.backends import by_flavour
 from zoo.catalog import Catalog
+from zoo.requirements import require
 from zoo.schema import Preprocessing
 
 MODEL_FILE = "model.onnx"
@@ -112,7 +113,7 @@ class OpencvOnnxExporter(Exporter):
         transform = measure_installed()
         with open(ctx.log_path, "a", encoding="utf-8") as log:
             log.write(f"cv2.TrackerVit input transform (probe models): {json.dumps(transform)}\n")
-        if transform["affine_residual"] > 1e-4:
+        if transform["affine_residual"] > AFFINE_TOLERANCE:
             raise ConversionError(f"OpenCV {transform['opencv']} does not feed TrackerVit an affine of the pixels "
                                   f"(residual {transform['affine_residual']:.2g})")
         weight, bias = input_layer(transform, variant.preprocessing)

@@ -30,7 +30,6 @@ from exporters import get_exporter, get_flavour_exporter
 from exporters.base import BuildContext, Exporter, Quantization
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
-from zoo import __version__ as zoo_version
 from zoo.artifacts import ArtifactKey, ClientTarget, Manifest, Parity, Status, check_bindings, check_files, file_entry, read_manifest, write_manifest
 from zoo.backends import REDUCED_PRECISIONS
 from zoo.calibration import make_pairs, open_source
@@ -39,6 +38,7 @@ from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
 from zoo.parity import parity_failure
 from zoo.schema import Variant
+from zoo.version import __version__ as zoo_version
 
 #: ``verify(key, build_dir, manifest) -> Parity``: runs the built artifact in its runtime and
 #: compares it with the reference (the compare layer provides it: :mod:`compare.parity.verify`)

@@ -18,10 +18,11 @@ import torch
 
 from exporters.base import BuildContext, ConvertResult, Exporter, append_log
 from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
+from zoo.io_roles import role_inputs
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
-from zoo.sample_inputs import role_inputs, sample_pairs
+from zoo.sample_inputs import sample_pairs
 from zoo.schema import IOSpec, TensorSpec, Variant
 from zoo.weights import load_model
 

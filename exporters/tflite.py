@@ -11,9 +11,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, MissingPackage, package_version
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version
 from zoo.artifacts import Converter, GraphBinding, TensorBinding
 from zoo.backends import by_format
+from zoo.requirements import MissingPackage
 from zoo.sample_inputs import sample_pairs
 
 MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite", "int8": "model_int8.tflite",

@@ -126,7 +126,8 @@ def _sample_input(shape: list[int], dtype: np.dtype, seed: int) -> np.ndarray:
     return x.astype(dtype)
 
 
-def _onnx_io(onnx_path: Path, names: list[str], outputs: bool) -> _IO:
+def onnx_io(onnx_path: Path, names: list[str], outputs: bool) -> _IO:
+    """Shape and dtype of the ONNX graph's inputs (``outputs``: outputs) named ``names``."""
     import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
 
@@ -145,7 +146,7 @@ def _onnx_io(onnx_path: Path, names: list[str], outputs: bool) -> _IO:
     return found
 
 
-def _run_onnx2tf(onnx_path: Path, work: Path, argv: list[str], log_path: Path, timeout: float) -> Path:
+def run_onnx2tf(onnx_path: Path, work: Path, argv: list[str], log_path: Path, timeout: float) -> Path:
     """Run onnx2tf in ``work`` (all its output to ``log_path``); the folder with both models."""
     shutil.copyfile(onnx_path, work / "model.onnx")  # onnx2tf overwrites its input with onnxsim's
     # Deterministic stand-in for the sample onnx2tf would download; it also feeds its dummy inference.
@@ -184,7 +185,7 @@ def _convert(onnx_path: Path, argv: list[str], versions: dict[str, str], log_pat
     """
     with tempfile.TemporaryDirectory(prefix="onnx2tf-", dir=target.parent) as tmp:
         if not use_cache:
-            shutil.copyfile(_run_onnx2tf(onnx_path, Path(tmp), argv, log_path, timeout) / target.name, target)
+            shutil.copyfile(run_onnx2tf(onnx_path, Path(tmp), argv, log_path, timeout) / target.name, target)
             return False
         key = hashlib.sha256(onnx_path.read_bytes())
         key.update(json.dumps([argv, versions, CALIBRATION_FILE, "imagenet_like-v1"]).encode())
@@ -199,7 +200,7 @@ def _convert(onnx_path: Path, argv: list[str], versions: dict[str, str], log_pat
                 shutil.copyfile(entry / target.name, target)
                 return True
             shutil.rmtree(entry, ignore_errors=True)
-            out = _run_onnx2tf(onnx_path, Path(tmp), argv, log_path, timeout)
+            out = run_onnx2tf(onnx_path, Path(tmp), argv, log_path, timeout)
             entry.mkdir()
             for f in MODEL_FILES.values():
                 shutil.copyfile(out / f, entry / f)
@@ -209,7 +210,8 @@ def _convert(onnx_path: Path, argv: list[str], versions: dict[str, str], log_pat
     return False
 
 
-def _check_builtin_only(path: Path, precision: str) -> None:
+def check_builtin_only(path: Path, precision: str) -> None:
+    """Refuse a TFLite model with Flex/custom ops, or an ``fp16`` one without float16 tensors."""
     model = tfl_schema.Model.GetRootAsModel(path.read_bytes(), 0)
     names = {v: k for k, v in vars(tfl_schema.BuiltinOperator).items() if not k.startswith("_")}
     custom = []
@@ -227,7 +229,7 @@ def _check_builtin_only(path: Path, precision: str) -> None:
             raise TfliteConversionError(f"{path.name} has no float16 tensors: not an fp16-weight model")
 
 
-def _match(names: list[str], sig_names: list[str], what: str) -> dict[str, str]:
+def match_signature(names: list[str], sig_names: list[str], what: str) -> dict[str, str]:
     """Catalog name -> signature name: exact, then onnx2tf's ':' -> '__', then alphanumerics only."""
     def norm(s: str) -> str:
         return re.sub(r"[^0-9a-z]+", "_", s.lower()).strip("_")
@@ -242,18 +244,20 @@ def _match(names: list[str], sig_names: list[str], what: str) -> dict[str, str]:
     return found
 
 
-def _perms(onnx_shape: list[int], tfl_shape: list[int]) -> list[tuple[int, ...]]:
+def layout_perms(onnx_shape: list[int], tfl_shape: list[int]) -> list[tuple[int, ...]]:
+    """The permutations (identity, channels-last) that turn ``onnx_shape`` into ``tfl_shape``."""
     r = len(onnx_shape)
     cands = [tuple(range(r))] + ([(0, *range(2, r), 1)] if r >= 3 else [])
     return [p for p in dict.fromkeys(cands) if [onnx_shape[i] for i in p] == list(tfl_shape)]
 
 
-def _layout(perm: tuple[int, ...]) -> str:
+def layout_name(perm: tuple[int, ...]) -> str:
+    """The layout label of ``perm`` (e.g. NCHW or NHWC; ``as-is`` for ranks without labels)."""
     labels = LAYOUTS.get(len(perm))
     return "as-is" if labels is None else labels[perm != tuple(range(len(perm)))]
 
 
-def _invoke(tflite_path: Path, inputs: list[TfliteBinding], feed: dict[str, np.ndarray],
+def invoke_signature(tflite_path: Path, inputs: list[TfliteBinding], feed: dict[str, np.ndarray],
             num_threads: int) -> dict[str, np.ndarray]:
     """Raw signature outputs (model layout) for NCHW ``feed`` keyed by catalog name."""
     with native_quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
@@ -268,7 +272,7 @@ def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO
                      log_path: Path, kept: frozenset[str] = frozenset()) -> tuple[dict[str, TfliteBinding], dict[str, float]]:
     """Check ``target`` is builtin-only, bind catalog names to its signature, compare with ONNX Runtime."""
     input_names, output_names = list(onnx_in), list(onnx_out)
-    _check_builtin_only(target, precision)
+    check_builtin_only(target, precision)
     try:
         with native_quiet():  # the XNNPACK delegate's INFO line
             interpreter = Interpreter(model_path=str(target), num_threads=1)
@@ -281,16 +285,16 @@ def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO
         raise TfliteConversionError(f"{target.name} has no {SIGNATURE_KEY!r} signature (has {sorted(signatures)})")
     runner = interpreter.get_signature_runner(key)
     details = {**runner.get_input_details(), **runner.get_output_details()}
-    names = {**_match(input_names, signatures[key]["inputs"], "input"),
-             **_match(output_names, signatures[key]["outputs"], "output")}
+    names = {**match_signature(input_names, signatures[key]["inputs"], "input"),
+             **match_signature(output_names, signatures[key]["outputs"], "output")}
 
     def binding(name: str, role: str, perm: tuple[int, ...]) -> TfliteBinding:
         d = details[names[name]]
         return TfliteBinding(name, role, key, names[name], [int(x) for x in d["shape"]],
-                             np.dtype(d["dtype"]).name, _layout(perm), perm)
+                             np.dtype(d["dtype"]).name, layout_name(perm), perm)
 
     shapes = {n: shape for n, (shape, _) in (onnx_in | onnx_out).items()}
-    cands = {n: _perms(shape, [int(x) for x in details[names[n]]["shape"]]) for n, shape in shapes.items()}
+    cands = {n: layout_perms(shape, [int(x) for x in details[names[n]]["shape"]]) for n, shape in shapes.items()}
     for n, found in cands.items():
         if not found:
             raise TfliteConversionError(f"{n!r}: TFLite shape {details[names[n]]['shape'].tolist()} is no layout "
@@ -304,7 +308,7 @@ def _bind_and_verify(onnx_path: Path, target: Path, precision: str, onnx_in: _IO
     feed = {n: _sample_input(shape, dt, seed=i + 1) for i, (n, (shape, dt)) in enumerate(onnx_in.items())}
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ref = dict(zip(output_names, session.run(output_names, feed)))
-    raw = _invoke(target, list(table.values()), feed, 1)
+    raw = invoke_signature(target, list(table.values()), feed, 1)
     diffs: dict[str, float] = {}
     for n in output_names:
         errs = {p: float(np.abs(raw[names[n]].transpose(np.argsort(p)) - ref[n]).max()) for p in cands[n]}
@@ -336,7 +340,7 @@ def convert_onnx_to_tflite(onnx_path: Path, out_dir: Path, precision: str, log_p
     onnx_path, out_dir, log_path = Path(onnx_path), Path(out_dir), Path(log_path)
     if not onnx_path.is_file():
         raise TfliteConversionError(f"ONNX model not found: {onnx_path}")
-    onnx_in, onnx_out = _onnx_io(onnx_path, input_names, False), _onnx_io(onnx_path, output_names, True)
+    onnx_in, onnx_out = onnx_io(onnx_path, input_names, False), onnx_io(onnx_path, output_names, True)
     if set(input_names) & set(output_names):
         raise TfliteConversionError(f"names both input and output: {sorted(set(input_names) & set(output_names))}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,18 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from exporters.tflite_convert import FLAGS, TfliteBinding, TfliteConversionError, _check_builtin_only, _invoke, _layout, _match, _onnx_io, _perms, _run_onnx2tf
+from exporters.tflite_convert import (
+    FLAGS,
+    TfliteBinding,
+    TfliteConversionError,
+    check_builtin_only,
+    invoke_signature,
+    layout_name,
+    layout_perms,
+    match_signature,
+    onnx_io,
+    run_onnx2tf,
+)
 from zoo.native import native_quiet
 from zoo.paths import cache_dir
 from zoo.procs import run_group
@@ -69,7 +80,7 @@ def _saved_model(onnx_path: Path, work: Path, argv: list[str], log_path: Path, t
     """onnx2tf's saved model of ``onnx_path``; cached (zoo cache, keyed by the ONNX bytes, flags and
     versions) so that int8 and int8-dynamic of one variant run onnx2tf once."""
     if not use_cache:
-        return _checked(_run_onnx2tf(onnx_path, work, argv, log_path, timeout), log_path)
+        return _checked(run_onnx2tf(onnx_path, work, argv, log_path, timeout), log_path)
     versions = {d: dist_version(d) for d in ("onnx2tf", "tensorflow")}
     key = hashlib.sha256(onnx_path.read_bytes())
     key.update(json.dumps([argv, versions, "saved_model-v1"]).encode())
@@ -78,7 +89,7 @@ def _saved_model(onnx_path: Path, work: Path, argv: list[str], log_path: Path, t
     with FileLock(str(entry) + ".lock"):
         if not (entry / "done").is_file():
             shutil.rmtree(entry, ignore_errors=True)
-            out = _checked(_run_onnx2tf(onnx_path, work, argv, log_path, timeout), log_path)
+            out = _checked(run_onnx2tf(onnx_path, work, argv, log_path, timeout), log_path)
             shutil.copytree(out, entry / "saved")
             (entry / "done").write_text("ok")
         else:
@@ -130,7 +141,7 @@ def bind_outputs_by_identity(raw: list[dict[str, np.ndarray]], refs: list[dict[s
 
     def cost(c: str, s: str) -> tuple[float, tuple] | None:
         best = None
-        for p in _perms(onnx_shapes[c], details[s]):
+        for p in layout_perms(onnx_shapes[c], details[s]):
             err = float(np.mean([np.abs(r[s].transpose(np.argsort(p)) - f[c]).mean() / (np.abs(f[c]).mean() + 1e-6)
                                  for r, f in zip(raw, refs, strict=True)]))
             if best is None or err < best[0]:
@@ -163,14 +174,14 @@ def convert_quantized(onnx_path: Path, work: Path, precision: str, recipe: dict,
     ``keep_shape`` keep their ONNX layout (onnx2tf ``-kat``)."""
     import onnxruntime as ort
 
-    onnx_in, onnx_out = _onnx_io(onnx_path, input_names, False), _onnx_io(onnx_path, output_names, True)
+    onnx_in, onnx_out = onnx_io(onnx_path, input_names, False), onnx_io(onnx_path, output_names, True)
     kept = frozenset(keep_shape)
     argv = ["-i", "model.onnx", "-o", "out", *FLAGS, *(["-kat", *keep_shape] if keep_shape else [])]
     saved = _saved_model(onnx_path, work, argv, log_path, timeout, use_cache)
     target = work / target_name
     in_names = {n: n for n in input_names}
     _quantize(saved, pairs, recipe, target, in_names, log_path, timeout, kept)
-    _check_builtin_only(target, precision)
+    check_builtin_only(target, precision)
     from ai_edge_litert.interpreter import Interpreter
 
     try:
@@ -183,21 +194,21 @@ def convert_quantized(onnx_path: Path, work: Path, precision: str, recipe: dict,
     key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
     runner = interpreter.get_signature_runner(key)
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
-    names = _match(input_names, signatures[key]["inputs"], "input")
+    names = match_signature(input_names, signatures[key]["inputs"], "input")
     inputs = {}
     for n in input_names:
         d = in_details[names[n]]
-        found = _perms(onnx_in[n][0], [int(x) for x in d["shape"]])
+        found = layout_perms(onnx_in[n][0], [int(x) for x in d["shape"]])
         if not found:
             raise TfliteConversionError(f"{n!r}: TFLite shape {d['shape'].tolist()} is no layout of the ONNX shape {onnx_in[n][0]}")
         perm = found[0] if n in kept else found[-1]
-        inputs[n] = TfliteBinding(n, "input", key, names[n], [int(x) for x in d["shape"]], np.dtype(d["dtype"]).name, _layout(perm), perm)
+        inputs[n] = TfliteBinding(n, "input", key, names[n], [int(x) for x in d["shape"]], np.dtype(d["dtype"]).name, layout_name(perm), perm)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     refs = [dict(zip(output_names, session.run(output_names, p), strict=True)) for p in probes]
-    raw = [_invoke(target, list(inputs.values()), p, 1) for p in probes]
+    raw = [invoke_signature(target, list(inputs.values()), p, 1) for p in probes]
     shapes = {s: [int(x) for x in d["shape"]] for s, d in out_details.items()}
     chosen = bind_outputs_by_identity(raw, refs, shapes, {n: onnx_out[n][0] for n in output_names})
-    outputs = {c: TfliteBinding(c, "output", key, s, shapes[s], np.dtype(out_details[s]["dtype"]).name, _layout(p), p)
+    outputs = {c: TfliteBinding(c, "output", key, s, shapes[s], np.dtype(out_details[s]["dtype"]).name, layout_name(p), p)
                for c, (s, p, _) in chosen.items()}
     errors = {c: e for c, (_, _, e) in chosen.items()}
     return target, {**inputs, **outputs}, errors, ["onnx2tf", *argv]

@@ -29,7 +29,7 @@ from exporters import tflite_convert as tc
 perm = (0, 2, 3, 1)
 b = {"x": tc.TfliteBinding("x", "input", "serving_default", "x", [1, 8, 8, 3], "float32", "NHWC", perm),
      "y": tc.TfliteBinding("y", "output", "serving_default", "y", [1, 8, 8, 4], "float32", "NHWC", perm)}
-out = tc._invoke(sys.argv[1], [b["x"]], {"x": np.ones((1, 3, 8, 8), np.float32)}, 1)
+out = tc.invoke_signature(sys.argv[1], [b["x"]], {"x": np.ones((1, 3, 8, 8), np.float32)}, 1)
 assert out["y"].shape == (1, 8, 8, 4), out["y"].shape
 print("ran", float(out["y"].max()))
 """
@@ -67,8 +67,8 @@ def test_export_benchmark_is_a_script_under_benchmarks() -> None:
 
 
 def test_dead_fields_are_gone() -> None:
+    from compare import inputs
     from compare.measure.worker import Measurement
-    from compare.parity.runtimes import pairs as inputs
     from exporters.tflite_convert import TfliteResult
     from zoo.hub.download import Outcome
 
@@ -79,8 +79,40 @@ def test_dead_fields_are_gone() -> None:
 
 
 def test_pull_plan_items_are_named_fields() -> None:
-    from zoo.hub import pull
+    from zoo.release import pull
 
-    src = (REPO / "zoo" / "hub" / "pull.py").read_text()
+    src = (REPO / "zoo" / "release" / "pull.py").read_text()
     assert [f.name for f in dataclasses.fields(pull.PullItem)] == ["variant", "item", "artifact", "files", "blobs"]
     assert "plan: list[tuple" not in src
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return ({n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names})
+
+
+def test_issue_22_residue_is_gone() -> None:
+    """Issue 22 §9: dead names removed, the input roles and the optional-package helpers in core
+    modules of their own, the OpenCV affine tolerance defined once."""
+    import zoo
+    from compare.tracking import evaluation
+    from exporters import base, opencv_probe
+    from zoo import io_roles, requirements, sample_inputs, version
+
+    assert zoo.__version__ == version.__version__
+    assert not {"_input_roles", "role_inputs"} & set(vars(sample_inputs))
+    assert sample_inputs.input_roles is io_roles.input_roles  # used there, defined in zoo.io_roles
+    assert callable(io_roles.role_inputs)
+    assert not hasattr(evaluation, "read_run")
+    assert base.MissingPackage is requirements.MissingPackage and not hasattr(base, "require")  # used there, defined in core
+    assert issubclass(requirements.MissingPackage, zoo.errors.ZooError)
+    with pytest.raises(requirements.MissingPackage, match=r"pip install 'zoo\[onnx\]'"):
+        base.package_version("no-such-distribution-zoo", "onnx")
+    # the runtime layer takes nothing from the export layer
+    for path in sorted((REPO / "compare" / "runners").glob("*.py")):
+        assert not any(m.split(".")[0] == "exporters" for m in _imported_modules(path)), path
+    # exporters.opencv checks the measured affine against the probe's constant, not a copy of it
+    src = (REPO / "exporters" / "opencv.py").read_text()
+    assert opencv_probe.AFFINE_TOLERANCE == 1e-4 and "1e-4" not in src
+    assert any(isinstance(n, ast.Name) and n.id == "AFFINE_TOLERANCE" for n in ast.walk(ast.parse(src)))

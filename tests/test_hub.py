@@ -27,9 +27,9 @@ from zoo.artifacts import check_files, read_manifest
 from zoo.errors import UsageError, WeightsError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import parse_index
-from zoo.hub.publish import publish
 from zoo.hub.resolve import HubConfig, resolve_hub, safe_relpath
 from zoo.paths import weights_path
+from zoo.release.publish import publish
 from zoo.weights import ensure_weights
 
 VARIANT = "base-c128"

@@ -17,13 +17,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from exporters.base import MissingPackage, run_tool
+from exporters.base import run_tool
 from tests.helpers.catalog import CATALOG, REPO
 from tests.helpers.cli import run_main
 from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.errors import UsageError
 from zoo.hub.resolve import resolve_hub
 from zoo.paths import catalog_path, weights_path
+from zoo.requirements import MissingPackage
 
 REGISTER_VARIANT = "fgaf3-bn-c128"
 HUB_ENV = ("ZOO_HUB", "ZOO_OFFLINE", "ZOO_ALLOW_HTTP", "ZOO_HUB_TIMEOUT", "ZOO_HUB_RETRIES", "ZOO_HUB_BACKOFF")

@@ -201,7 +201,7 @@ def test_split_export_rerun_reuses(split_exported) -> None:
 
 def test_publish_and_pull_carry_split_artifacts(exported, split_exported, tmp_path, monkeypatch, capsys) -> None:
     from tests.helpers.hub_server import HubServer
-    from zoo.hub.publish import publish
+    from zoo.release.publish import publish
 
     src = tmp_path / "src"
     shutil.copytree(exported.path("fgaf3", "onnx"), src / "fgaf3" / "onnx")

@@ -171,5 +171,5 @@ def test_bad_names_and_precision(erf_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(tc.TfliteConversionError, match="no output 'score'"):
         tc.convert_onnx_to_tflite(erf_onnx, tmp_path, "fp32", tmp_path / "log", ["image"], ["score"])
     with pytest.raises(tc.TfliteConversionError, match="cannot map output 'score'"):
-        tc._match(["score"], ["size", "offset"], "output")
-    assert tc._match(["a:0", "x.y"], ["a__0", "x_y"], "output") == {"a:0": "a__0", "x.y": "x_y"}
+        tc.match_signature(["score"], ["size", "offset"], "output")
+    assert tc.match_signature(["a:0", "x.y"], ["a__0", "x_y"], "output") == {"a:0": "a__0", "x.y": "x_y"}

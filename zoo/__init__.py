@@ -12,12 +12,8 @@ The Python API (:mod:`zoo.api`) is available from the package itself::
 It is imported on first use, so ``import zoo`` stays light (no torch, no runtimes).
 """
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("zoo")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+source"
+from zoo.version import __version__
 
 #: the public API, served lazily from zoo.api (PEP 562)
 __all__ = ["list_variants", "get_model", "export", "load_runner", "sample_pair", "Tracker", "__version__"]

@@ -26,7 +26,8 @@ import numpy as np
 
 from zoo.datasets.frames import is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.errors import UsageError
-from zoo.sample_inputs import SCENES, _image, role_inputs
+from zoo.io_roles import role_inputs
+from zoo.sample_inputs import SCENES, sample_image
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import TrackerLoop
 
@@ -61,7 +62,7 @@ def _bundled() -> CalibrationSource:
     digest = hashlib.sha256()
     items = []
     for scene in SCENES:
-        image = _image(scene.image)
+        image = sample_image(scene.image)
         digest.update(scene.image.encode() + repr(scene.box).encode() + image.tobytes())
         cx, cy, w, h = scene.box
         items.append(_Item(scene.image, [scene.image], np.array([[cx - w / 2, cy - h / 2, w, h]])))
@@ -105,7 +106,7 @@ def open_source(path: str | Path | None) -> CalibrationSource:
 
 def _read(frame) -> np.ndarray:
     if isinstance(frame, str):
-        return _image(frame)
+        return sample_image(frame)
     return read_frame(frame)
 
 

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import platformdirs
 
-import zoo
-
-PACKAGE_DIR = Path(zoo.__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def catalog_path() -> Path:

@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from zoo.errors import UsageError, ZooError
+from zoo.io_roles import input_roles
 from zoo.schema import Preprocessing, Variant
 
 
@@ -39,7 +40,7 @@ SCENES: tuple[Scene, ...] = (
 
 
 @lru_cache(maxsize=None)
-def _image(name: str) -> np.ndarray:
+def sample_image(name: str) -> np.ndarray:
     try:
         import skimage.data
     except ImportError:
@@ -84,7 +85,7 @@ def normalize(crop_hwc: np.ndarray, pre: Preprocessing) -> np.ndarray:
 
 def scene_pair(scene: Scene, pre: Preprocessing) -> dict[str, np.ndarray]:
     """``{"template": ..., "search": ...}`` for one scene (NCHW float32)."""
-    image = _image(scene.image)
+    image = sample_image(scene.image)
     cx, cy, bw, bh = scene.box
     base = math.sqrt(bw * bh)
     search_center = (cx + scene.shift[0] * bw, cy + scene.shift[1] * bh)
@@ -92,32 +93,6 @@ def scene_pair(scene: Scene, pre: Preprocessing) -> dict[str, np.ndarray]:
         "template": normalize(crop(image, (cx, cy), base * pre.template_context, pre.template_size), pre),
         "search": normalize(crop(image, search_center, base * pre.search_context, pre.search_size), pre),
     }
-
-
-def input_roles(variant: Variant) -> dict[str, str]:
-    """Catalog input name -> ``template``/``search``, matched by the input's spatial size."""
-    pre = variant.preprocessing
-    sizes = {"template": pre.template_size, "search": pre.search_size}
-    roles: dict[str, str] = {}
-    for spec in variant.io.inputs:
-        hits = [role for role, size in sizes.items() if spec.shape[-2:] == [size, size] and spec.shape[1] == 3]
-        if len(hits) != 1:
-            raise UsageError(
-                f"{variant.name}: input {spec.name!r} {spec.shape} matches neither the template nor the search "
-                f"crop size ({pre.template_size}, {pre.search_size}) unambiguously"
-            )
-        roles[spec.name] = hits[0]
-    if sorted(roles.values()) != ["search", "template"]:
-        raise UsageError(f"{variant.name}: expects exactly one template and one search input")
-    return roles
-
-
-def role_inputs(variant: Variant) -> dict[str, str]:
-    """``template``/``search`` -> catalog input name (:func:`input_roles` the other way round)."""
-    return {role: name for name, role in input_roles(variant).items()}
-
-
-_input_roles = input_roles  # the earlier private name
 
 
 def sample_pairs(source: Variant | Preprocessing, n: int = 1) -> list[dict[str, np.ndarray]]:

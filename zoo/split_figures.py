@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from zoo.counting import ModelFigures, count_figures
+from zoo.io_roles import role_inputs
 from zoo.models import build_model
 from zoo.models.fusion import Attention
 from zoo.models.split import cache_kind, cache_tensors, split_model
-from zoo.sample_inputs import role_inputs
 from zoo.schema import Variant
 
 

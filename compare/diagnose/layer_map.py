@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare.diagnose.onnx_graph import _SUFFIX, PartMapper
+from compare.diagnose.onnx_graph import RUNTIME_SUFFIX, PartMapper
 from compare.runners.taps import Tapped
 
 #: how each runtime's tensor names relate to the source ONNX graph; a runtime not listed is calibrated by value
@@ -203,7 +203,7 @@ def map_by_names(taps: Iterable[Tapped], source: SourceGraph) -> TensorMap:
             result.inserted.append(t.name)
             continue
         # a DequantizeLinear copy carries its input's value, or the graph output's name the quantizer moved onto it
-        candidates = (t.alias, t.name) if t.alias is not None else (t.name, _SUFFIX.sub("", t.name), source.node_output.get(t.name))
+        candidates = (t.alias, t.name) if t.alias is not None else (t.name, RUNTIME_SUFFIX.sub("", t.name), source.node_output.get(t.name))
         if t.alias is not None and not any(k in source.position for k in candidates):  # a dequantized graph input
             result.inserted.append(t.name)
             continue

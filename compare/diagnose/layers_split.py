@@ -39,9 +39,9 @@ from zoo.artifacts import ArtifactKey, Status
 from zoo.backends import by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import ZooError
+from zoo.io_roles import role_inputs
 from zoo.models.fold import fold_batchnorm
 from zoo.models.split import split_model
-from zoo.sample_inputs import role_inputs
 from zoo.schema import Variant
 from zoo.weights import load_model
 

@@ -47,7 +47,7 @@ from zoo.models import build_model
 UNKNOWN = "unknown"
 _BARE_CALL = re.compile(r"^(.*?)(?:_(\d+))?$")  # 'qkv_2': the third bare call of a module named qkv
 _CALL = re.compile(r"_\d+$")  # 'stages.0.0.0_1': second call of a module
-_SUFFIX = re.compile(r"(__matmul_converted|__before_tr|_raster_\d+|_nchwc)+$")  # MNN's and ORT's
+RUNTIME_SUFFIX = re.compile(r"(__matmul_converted|__before_tr|_raster_\d+|_nchwc)+$")  # MNN's and ORT's
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class PartMapper:
         module = self.module_of(name)
         if module:
             return Assignment(module, "name")
-        for key in (name, _SUFFIX.sub("", name)) if source is not None else ():
+        for key in (name, RUNTIME_SUFFIX.sub("", name)) if source is not None else ():
             if key in source.producer:
                 a = self.assign_node(source, source.producer[key])
                 return Assignment(a.module, "tensor" if a.rule == "name" else a.rule)

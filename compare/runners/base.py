@@ -18,7 +18,6 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from exporters.base import MissingPackage, require  # noqa: F401  (re-exported for runners)
 from zoo.artifacts import Manifest, TensorBinding, read_manifest
 from zoo.backends import by_format
 from zoo.errors import UsageError, ZooError

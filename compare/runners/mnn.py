@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, OpRecord, native_quiet, require, to_layout
+from compare.runners.base import ArtifactRunner, OpRecord, native_quiet, to_layout
 from compare.runners.taps import MnnTap
+from zoo.requirements import require
 
 RUNTIME_PRECISION = {"fp32": "high", "fp16": "low"}
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, require
+from compare.runners.base import ArtifactRunner
 from compare.runners.taps import NcnnTap
+from zoo.requirements import require
 
 
 class NcnnRunner(ArtifactRunner):

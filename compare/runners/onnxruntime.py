@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, OpRecord, require, to_layout
+from compare.runners.base import ArtifactRunner, OpRecord, to_layout
 from compare.runners.taps import OrtTap
+from zoo.requirements import require
 
 
 class OnnxRuntimeRunner(ArtifactRunner):

@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from compare.runners.base import native_quiet, require, to_layout
+from compare.runners.base import native_quiet, to_layout
+from zoo.requirements import require
 
 
 class Tapped(NamedTuple):

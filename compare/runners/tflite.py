@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, native_quiet, require
+from compare.runners.base import ArtifactRunner, native_quiet
 from compare.runners.taps import TfliteTap
+from zoo.requirements import require
 
 SIGNATURE = "serving_default"
 

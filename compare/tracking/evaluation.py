@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from compare.provision import ensure, runtime_keys
 from compare.tracking.tracker import SequenceRun, Tracker, TrackerSpec, track_sequence
@@ -370,8 +369,3 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
             _run_local(tasks, threads, done)
     outcome.wall_s = time.perf_counter() - start
     return outcome
-
-
-def read_run(results: Path, tracker: str, dataset: str, sequence: str) -> np.ndarray:
-    """The boxes of a written result (``(N, 4)``)."""
-    return np.loadtxt(result_folder(results, tracker, dataset) / f"{sequence}.txt", ndmin=2)

@@ -19,7 +19,7 @@ import numpy as np
 from compare.runners import BaseRunner, open_artifact
 from zoo.artifacts import SPLIT_SUFFIX, ArtifactKey
 from zoo.backends import reference_runner_class
-from zoo.sample_inputs import role_inputs
+from zoo.io_roles import role_inputs
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracking import XYWH, TrackerLoop, check_box
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.tflite_convert import TfliteBinding, TfliteResult, _invoke
+from exporters.tflite_convert import TfliteBinding, TfliteResult, invoke_signature
 
 
 def run_tflite(tflite_path: Path, bindings: TfliteResult | Mapping[str, TfliteBinding],
@@ -23,6 +23,6 @@ def run_tflite(tflite_path: Path, bindings: TfliteResult | Mapping[str, TfliteBi
     missing = sorted({b.name for b in ins} - set(inputs))
     if missing:
         raise ValueError(f"missing inputs {missing} for {Path(tflite_path).name}")
-    raw = _invoke(Path(tflite_path), ins, inputs, num_threads)
+    raw = invoke_signature(Path(tflite_path), ins, inputs, num_threads)
     return {b.name: np.ascontiguousarray(raw[b.signature_name].transpose(np.argsort(b.perm)))
             for b in table.values() if b.role == "output"}

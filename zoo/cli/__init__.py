@@ -6,7 +6,6 @@ import sys
 
 import click
 
-from zoo import __version__
 from zoo.cli import output
 from zoo.cli.bench_cmd import bench_cmd
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
@@ -20,6 +19,7 @@ from zoo.cli.profile_cmd import profile_cmd
 from zoo.cli.track_cmd import track_cmd
 from zoo.errors import ZooError
 from zoo.procs import Interrupted, interrupt_handlers
+from zoo.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,12 +15,12 @@ from zoo.cli.options import DIR, Finite, MultiValueOption, artifacts_option, cho
 from zoo.cli.output import Column, err, out, rich_table, write_reports
 from zoo.errors import UsageError
 from zoo.hub import store
-from zoo.hub.publish import publish
-from zoo.hub.pull import pull
 from zoo.hub.resolve import resolve_hub
 from zoo.hub.store import artifact_cache_root, scan
 from zoo.names import did_you_mean
 from zoo.paths import cache_dir
+from zoo.release.publish import publish
+from zoo.release.pull import pull
 
 
 def _emit(rows: list[dict], columns: list[Column], title: str, reports: tuple, payload=None) -> None:

@@ -25,11 +25,11 @@ import httpx
 from filelock import Timeout
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from zoo import __version__
 from zoo.errors import ZooError
 from zoo.fileio import os_reason, sha256_file, verified_file
 from zoo.hub.resolve import HubConfig, check_url
 from zoo.hub.store import file_lock, part_path
+from zoo.version import __version__
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 #: No single file of a release is larger (an index declaring more is refused before any request).

@@ -1,5 +1,5 @@
 """Fetch a hub's index and a variant's weights into the cache (the part of the hub that
-:mod:`zoo.weights` needs; :mod:`zoo.hub.pull` builds on it)."""
+:mod:`zoo.weights` needs; :mod:`zoo.release.pull` builds on it)."""
 from __future__ import annotations
 
 from pathlib import Path

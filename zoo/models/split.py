@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from zoo.models.fusion import BLOCK_DESIGNS, FusionBlock
-from zoo.models.tracker_net import TrackerNet, _feature_map, _tokens
+from zoo.models.tracker_net import TrackerNet, to_feature_map, to_tokens
 from zoo.schema import Variant
 
 #: attention design -> what the init graph caches (see the module docstring)
@@ -107,7 +107,7 @@ class InitNet(nn.Module):
         self.backbone, self.fusion, self.kind = model.backbone, model.fusion, kind
 
     def forward(self, template: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        t = _tokens(self.backbone(template))
+        t = to_tokens(self.backbone(template))
         if self.fusion.segment is not None:
             t = t + self.fusion.segment[0]
         if self.kind == "template_tokens":
@@ -132,7 +132,7 @@ class TrackNet(nn.Module):
         cache = cache or tuple(named[n] for n in self.cache_names)
         search_map = self.backbone(search)
         h, w = search_map.shape[-2:]
-        s = _tokens(search_map)
+        s = to_tokens(search_map)
         if self.fusion.segment is not None:
             s = s + self.fusion.segment[1]
         if self.kind == "template_tokens":
@@ -148,7 +148,7 @@ class TrackNet(nn.Module):
                 k = torch.cat([cache[2 * i], k], dim=1)
                 v = torch.cat([cache[2 * i + 1], v], dim=1)
                 s = _residuals(block, s, _attention(block, q, k, v))
-        return self.head(_feature_map(s, h, w))
+        return self.head(to_feature_map(s, h, w))
 
 
 def split_model(model: TrackerNet, variant: Variant) -> tuple[InitNet, TrackNet]:

@@ -12,7 +12,7 @@ from zoo.models.head import CenterHead
 PARTS = ("backbone", "fusion", "head")
 
 
-def _tokens(feature_map: torch.Tensor) -> torch.Tensor:
+def to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, H*W, C) tokens.
 
     Written as a channels-last permute + reshape (not ``flatten(2).transpose(1, 2)``, the same
@@ -25,8 +25,8 @@ def _tokens(feature_map: torch.Tensor) -> torch.Tensor:
     return feature_map.permute(0, 2, 3, 1).reshape(b, h * w, c)
 
 
-def _feature_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, H*W, C) tokens -> (B, C, H, W), the inverse of :func:`_tokens` (same channels-last route)."""
+def to_feature_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B, C, H, W), the inverse of :func:`to_tokens` (same channels-last route)."""
     b, _, c = tokens.shape
     return tokens.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
@@ -46,5 +46,5 @@ class TrackerNet(nn.Module):
     def forward(self, template: torch.Tensor, search: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         search_map = self.backbone(search)
         h, w = search_map.shape[-2:]
-        _, search_tokens = self.fusion(_tokens(self.backbone(template)), _tokens(search_map))
-        return self.head(_feature_map(search_tokens, h, w))
+        _, search_tokens = self.fusion(to_tokens(self.backbone(template)), to_tokens(search_map))
+        return self.head(to_feature_map(search_tokens, h, w))

@@ -21,7 +21,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo import __version__
 from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, ArtifactKey, check_bindings, check_files, check_split, default_out_dir, read_manifest
 from zoo.backends import offered
 from zoo.errors import UsageError, ZooError
@@ -30,6 +29,7 @@ from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef, p
 from zoo.hub.resolve import INDEX_NAME, HubConfig, check_url
 from zoo.hub.store import swap_in
 from zoo.schema import Variant
+from zoo.version import __version__
 from zoo.weights import ensure_weights
 
 
