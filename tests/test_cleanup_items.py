@@ -92,7 +92,7 @@ def _imported_modules(path: Path) -> set[str]:
             | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names})
 
 
-def test_issue_22_residue_is_gone() -> None:
+def test_dead_code_and_copied_constants_are_gone() -> None:
     """Issue 22 §9: dead names removed, the input roles and the optional-package helpers in core
     modules of their own, the OpenCV affine tolerance defined once."""
     import zoo
