@@ -27,7 +27,7 @@ from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import ZooError
 from zoo.parity import compare_output
-from zoo.tracking import iou_xywh
+from zoo.evaluation.metrics import iou
 
 #: what an artifact must show against zoo's tracker on every frame of a sequence
 MIN_IOU = 0.99
@@ -110,7 +110,7 @@ class Agreement:
     def ious(self) -> np.ndarray:
         """Per-frame IoU; identical boxes count 1 (also when degenerate, e.g. a box shrunk to 0 x 0)."""
         same = (self.opencv_boxes == self.zoo_boxes).all(axis=1)
-        return np.where(same, 1.0, iou_xywh(self.opencv_boxes, self.zoo_boxes))
+        return np.where(same, 1.0, iou(self.opencv_boxes, self.zoo_boxes, pixels=False))
 
     @property
     def score_diffs(self) -> np.ndarray:

@@ -14,7 +14,7 @@ from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISI
 from zoo.calibration import open_source
 from zoo.catalog import Catalog
 from zoo.cli.options import MultiValueOption, choose, out_option, report_options
-from zoo.cli.output import Column, err, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
 from zoo.errors import ZooError
 from zoo.hub.resolve import resolve_hub
 from zoo.weights import ensure_weights
@@ -98,14 +98,7 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     with progress_bar(counted=True) as progress:
         task = progress.add_task("exporting", total=len(targets))
 
-        def on_event(target, stage):
-            with lock:
-                if stage in ("built", "rebuilt", "reused", "failed"):
-                    progress.advance(task)
-                    progress.console.print(f"{target.label}: {stage}", highlight=False)
-                else:
-                    progress.update(task, description=f"{target.label}: {stage}")
-
+        on_event = export_reporter(progress, task, lock, advance=True, prefix="")
         pipeline = Pipeline(out_dir or default_out_dir(), Verifier(), force=force, jobs=jobs, on_event=on_event,
                             calibration=calibration, int8_target=int8_target)
         rows = pipeline.run(targets)
