@@ -29,6 +29,7 @@ import numpy as np
 from filelock import FileLock
 
 from exporters.tflite_convert import FLAGS, TfliteBinding, TfliteConversionError, _check_builtin_only, _invoke, _layout, _match, _onnx_io, _perms, _run_onnx2tf
+from zoo.layouts import NHWC, to_layout
 from zoo.native import native_quiet
 from zoo.paths import cache_dir
 from zoo.procs import run_group
@@ -98,7 +99,7 @@ def _checked(saved: Path, log_path: Path) -> Path:
 
 def _saved_layout(value: np.ndarray, name: str, kept: frozenset[str]) -> np.ndarray:
     """An NCHW / NLC input as onnx2tf's saved model takes it: 4-D channels-last unless kept (-kat)."""
-    return np.ascontiguousarray(value.transpose(0, 2, 3, 1) if value.ndim == 4 and name not in kept else value)
+    return np.ascontiguousarray(value if name in kept else to_layout(value, NHWC))
 
 
 def _quantize(saved: Path, pairs: list[dict[str, np.ndarray]], recipe: dict, out: Path, names: dict[str, str],

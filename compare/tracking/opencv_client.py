@@ -26,8 +26,8 @@ from zoo.backends import by_flavour
 from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import ZooError
-from zoo.parity import compare_output
 from zoo.evaluation.metrics import iou
+from zoo.parity import compare_output
 
 #: what an artifact must show against zoo's tracker on every frame of a sequence
 MIN_IOU = 0.99

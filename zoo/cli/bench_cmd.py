@@ -123,7 +123,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
         ensure_weights(v, hub)
     specs = _specs(selected, list(runtimes), precision, out_dir or default_out_dir(), split)
     pairs = {v.name: sample_pairs(v, 1)[0] for v in selected}
-    report: dict = {"machine": {**machine_info(), "memory": memory_method()}}
+    report: dict = {"machine": machine_info(memory_method())}
     tables: dict[str, tuple[list[dict], list[Column]]] = {}
 
     if duration is not None:

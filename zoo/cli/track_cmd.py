@@ -17,8 +17,8 @@ from zoo.cli.options import DIR, REPORT_FILE, counts, oversubscribe_option
 from zoo.cli.output import Column, out, progress_bar, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.errors import UsageError, ZooError
-from zoo.names import choose
 from zoo.evaluation import metrics
+from zoo.names import choose
 from zoo.tracking import check_box
 
 SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("frames", "frames"),
