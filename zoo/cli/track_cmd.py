@@ -16,6 +16,7 @@ from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.cli.options import DIR, REPORT_FILE, counts, oversubscribe_option
 from zoo.cli.output import Column, out, progress_bar, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
+from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
 from zoo.errors import UsageError, ZooError
 from zoo.evaluation import metrics
 from zoo.names import choose
@@ -209,7 +210,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     if video is not None:
         video.finish()
     if boxes_file is not None:
-        write_text(boxes_file, "".join(",".join(f"{v:.3f}" for v in r["box"]) + "\n" for r in rows))
+        write_text(boxes_file, boxes_text([r["box"] for r in rows], TRACK_DELIMITER))
     summary = summary_row(tracker, len(rows), ious)
     console = out()
     title = f"zoo track {tracker.name} on {source} ({src.kind}, {len(rows)} frames, {threads_n} thread{'s' if threads_n > 1 else ''})"
