@@ -76,7 +76,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
                     "running those", highlight=False, soft_wrap=True)
     out_dir = Path(artifacts_dir) if artifacts_dir else default_out_dir()
     where = f"Ray ({ray_address})" if ray_address else (f"{jobs_n} processes" if jobs_n > 1 else "this process")
-    state = {"done": 0, "frames": 0, "start": time.perf_counter()}
+    state = {"done": 0, "frames": 0}
     with progress_bar(counted=True, info=True, eta=True) as progress:
         task = progress.add_task("eval run: artifacts", total=None)
         specs, notes = tracker_specs(catalog, chosen, runtime_names, precision_names, out_dir, threads=threads_n, preset=preset,
@@ -86,7 +86,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
         if not specs:
             raise UsageError("no tracker to run (every runtime x precision combination was skipped)")
         progress.update(task, description="eval run")
-        state["start"] = time.perf_counter()
+        state["start"] = time.perf_counter()  # frames/s of the run, not of the exports
         plan = {}
 
         def on_start(n_tasks: int, n_frames: int) -> None:
