@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
 from zoo.backends import BACKENDS  # noqa: E402
-from zoo.tracking import iou_xywh  # noqa: E402
+from zoo.evaluation.metrics import iou  # noqa: E402
 
 OTB = REPO.parent / "shared" / "data" / "otb"
 ZOO = [sys.executable, "-c", "from zoo.cli import main; main()"]
@@ -74,7 +74,7 @@ def track_table(variants: list[str], sequence: str, artifacts: Path, tmp: Path, 
         for row in rows:
             if row["variant"] != variant:
                 continue
-            ious = iou_xywh(boxes[(row["runtime"], row["precision"])], ref)
+            ious = iou(boxes[(row["runtime"], row["precision"])], ref, pixels=False)
             below = np.flatnonzero(ious < 0.5)
             row["iou_vs_pytorch_mean"] = float(ious.mean())
             row["iou_vs_pytorch_min"] = float(ious.min())

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
-from compare.measure.machine import machine_info as describe_machine
+from compare.measure.machine import machine_info
 from compare.measure.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.measure.worker import RunnerSpec, memory_method
 from compare.parity.runtimes import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
@@ -86,14 +86,7 @@ class Report:
 
     def as_json(self) -> dict:
         """Rows plus per-sample tracker figures and the machine the figures come from."""
-        return {"machine": machine_info(), **self.rows(), "samples": sample_rows(self.parity)}
-
-
-def machine_info() -> dict:
-    """The machine (:func:`compare.measure.machine.machine_info`) plus how memory and latency are measured."""
-    return {**describe_machine(), "memory": memory_method(),
-            "latency": "runtime call only (runner.last_inference_time), no layout conversion",
-            "isolation": "one process per runtime x thread count"}
+        return {"machine": machine_info(memory_method(), timed=True), **self.rows(), "samples": sample_rows(self.parity)}
 
 
 def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: OnProgress | None = None,

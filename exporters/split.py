@@ -19,6 +19,7 @@ import torch
 from exporters.base import BuildContext, ConvertResult, Exporter, append_log
 from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
 from zoo.io_roles import role_inputs
+from zoo.layouts import PERMS
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
@@ -31,7 +32,6 @@ SPLIT_REVISION = 2  # 2: TFLite track graphs keep the cache tokens-first (-kat)
 GRAPHS = ("init", "track")
 ONNX_FILE = "model.onnx"
 #: layout name -> perm (runtime tensor = logical tensor.transpose(perm))
-PERMS = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1), "NLC": (0, 1, 2), "NCL": (0, 2, 1)}
 
 
 def graph_io(variant: Variant) -> dict[str, IOSpec]:

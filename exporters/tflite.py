@@ -14,6 +14,7 @@ from pathlib import Path
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version
 from zoo.artifacts import Converter, GraphBinding, TensorBinding
 from zoo.backends import by_format
+from zoo.layouts import NCHW, NHWC, PERMS
 from zoo.requirements import MissingPackage
 from zoo.sample_inputs import sample_pairs
 
@@ -159,7 +160,6 @@ class TfliteExporter(Exporter):
         b = bindings.get(spec.name)
         if b is None:
             raise ConversionError(f"the TFLite converter reported no binding for {spec.name!r}")
-        perms = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1)}
-        if perms.get(b.layout) != tuple(b.perm):
+        if b.layout not in (NCHW, NHWC) or PERMS[b.layout] != tuple(b.perm):
             raise ConversionError(f"{spec.name!r}: unsupported TFLite layout {b.layout} (perm {b.perm})")
         return TensorBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout=b.layout)

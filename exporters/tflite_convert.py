@@ -31,6 +31,7 @@ from ai_edge_litert.interpreter import Interpreter
 from filelock import FileLock
 
 from zoo.errors import ZooError
+from zoo.layouts import NHWC, to_layout
 from zoo.native import native_quiet
 from zoo.paths import cache_dir
 from zoo.procs import run_group
@@ -150,7 +151,7 @@ def run_onnx2tf(onnx_path: Path, work: Path, argv: list[str], log_path: Path, ti
     """Run onnx2tf in ``work`` (all its output to ``log_path``); the folder with both models."""
     shutil.copyfile(onnx_path, work / "model.onnx")  # onnx2tf overwrites its input with onnxsim's
     # Deterministic stand-in for the sample onnx2tf would download; it also feeds its dummy inference.
-    np.save(work / CALIBRATION_FILE, np.ascontiguousarray(imagenet_like((20, 3, 128, 128), 0).transpose(0, 2, 3, 1)))
+    np.save(work / CALIBRATION_FILE, to_layout(imagenet_like((20, 3, 128, 128), 0), NHWC))
     env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # its onnxsim CLI
     with open(log_path, "w", encoding="utf-8", errors="replace") as log:

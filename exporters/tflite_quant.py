@@ -40,6 +40,7 @@ from exporters.tflite_convert import (
     onnx_io,
     run_onnx2tf,
 )
+from zoo.layouts import NHWC, to_layout
 from zoo.native import native_quiet
 from zoo.paths import cache_dir
 from zoo.procs import run_group
@@ -109,7 +110,7 @@ def _checked(saved: Path, log_path: Path) -> Path:
 
 def _saved_layout(value: np.ndarray, name: str, kept: frozenset[str]) -> np.ndarray:
     """An NCHW / NLC input as onnx2tf's saved model takes it: 4-D channels-last unless kept (-kat)."""
-    return np.ascontiguousarray(value.transpose(0, 2, 3, 1) if value.ndim == 4 and name not in kept else value)
+    return np.ascontiguousarray(value if name in kept else to_layout(value, NHWC))
 
 
 def _quantize(saved: Path, pairs: list[dict[str, np.ndarray]], recipe: dict, out: Path, names: dict[str, str],

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from tests.helpers.cli import run_main
 from zoo.cli import output
+from zoo.datasets.synthetic import make_sequence, write_dataset, write_sequence
 
 REPO = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^\[\s*\d+s\] ")
@@ -61,3 +62,21 @@ def test_terminal_progress_stays_rich(monkeypatch) -> None:
     monkeypatch.setattr(output, "err", lambda: console)
     progress = output.progress_bar()
     assert not progress._plain and not progress.disable
+
+
+def test_track_and_eval_run_show_plain_progress_on_a_piped_stderr(capsys, monkeypatch, tmp_path) -> None:
+    """``zoo track`` and ``zoo eval run`` use the CLI's one progress helper: with stderr not a
+    terminal (captured) their progress is plain ``[  Ns] ...`` lines, not rich's (which draws
+    nothing there). The 2 s of silence at the start is lifted so short runs report too."""
+    monkeypatch.setattr(output._progress_class(), "quiet_start", 0.0)
+    clip = make_sequence("Clip", frames=6)
+    folder = write_sequence(clip, tmp_path / "otb", "otb")
+    code, _, err = run_main(capsys, monkeypatch, "track", "base-c128", str(folder), "--runtime", "pytorch")
+    assert code == 0, err
+    assert any(LINE.match(ln) and "track base-c128@pytorch-fp32" in ln for ln in err.splitlines()), err
+
+    write_dataset(tmp_path / "lasot", "lasot", count=1, frames=6)
+    code, _, err = run_main(capsys, monkeypatch, "eval", "run", "base-c128", "--dataset", "lasot", "--root", str(tmp_path / "lasot"),
+                            "--runtime", "pytorch", "--results", str(tmp_path / "results"))
+    assert code == 0, err
+    assert any(LINE.match(ln) and "eval run" in ln for ln in err.splitlines()), err

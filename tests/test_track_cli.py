@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from compare.tracking.tracker import Tracker
 from tests.helpers.tracking import run_cli
+from zoo.datasets.sequence import Sequence
 from zoo.datasets.synthetic import make_sequence, write_sequence
+from zoo.evaluation.protocols import pytracking_errors
 
 FRAMES = 10
 
@@ -101,3 +105,37 @@ def test_missing_source_and_unreadable_frame(otb_folder, tmp_path, capsys) -> No
     code, _, stderr = run_cli(capsys, "track", "base-c128", str(broken), "--runtime", "pytorch", "--video", str(video))
     assert code == 2 and "0003.jpg: not a readable image" in stderr.replace("\n", "")
     assert not video.exists() and not list(tmp_path.glob(".never*"))
+
+
+#: ground truth and tracked boxes (one decimal, as some annotations are) on which a continuous-box
+#: IoU and pytracking's +1 pixel one round differently (in the last bit)
+_TRUTH = [[11.2, 7.2, 54.0, 34.8], [7.8, 23.1, 33.8, 57.0], [34.5, 3.4, 21.0, 35.2], [9.6, 6.7, 39.5, 33.6]]
+_TRACKED = [[8.7, 4.6, 56.0, 35.5], [6.2, 24.9, 33.9, 58.3], [35.8, 5.7, 20.5, 37.7], [10.6, 5.3, 39.4, 33.6]]
+
+
+def test_track_reports_the_iou_eval_analyze_computes(otb_folder, clip, tmp_path, capsys, monkeypatch) -> None:
+    """The same boxes against the same ground truth give the same IoU, to the last bit, in ``zoo
+    track``'s report and in ``zoo eval analyze``'s path (pytracking's protocol, whose success
+    thresholds compare exactly). The untrained network's boxes would not overlap the target:
+    each tracked box is replaced by one of ``_TRACKED``, its ground truth by ``_TRUTH``."""
+    folder = tmp_path / "Clip"
+    shutil.copytree(otb_folder, folder)
+    truth = np.asarray([clip.ground_truth[0].tolist()] + _TRUTH * 2, np.float64)
+    (folder / "groundtruth_rect.txt").write_text("".join(",".join(f"{v:g}" for v in row) + "\n" for row in truth))
+    real_track = Tracker.track
+
+    def tracked(self, frame):
+        _, score = real_track(self, frame)
+        return tuple(_TRACKED[(len(self.loop_times) - 1) % len(_TRACKED)]), score
+
+    monkeypatch.setattr(Tracker, "track", tracked)
+    report = tmp_path / "track.json"
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch", "--json", str(report))
+    assert code == 0, stderr
+    data = json.loads(report.read_text())
+    boxes = np.asarray([f["box"] for f in data["frames"]], np.float64)
+    errors = pytracking_errors(boxes, Sequence("Clip", truth), "default")
+    reported = {f["frame"]: f["iou"] for f in data["frames"] if "iou" in f}
+    assert sorted(reported) == list(range(1, len(truth)))
+    assert [reported[k] for k in sorted(reported)] == errors.overlap[1:].tolist()
+    assert data["summary"]["mean_iou"] == float(np.mean(errors.overlap[1:]))

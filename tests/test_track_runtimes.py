@@ -18,7 +18,7 @@ import zoo
 from tests.helpers.tracking import OTB_ROOT, needs_otb, run_cli
 from zoo.backends import BACKENDS, REDUCED_PRECISIONS
 from zoo.datasets.synthetic import make_sequence
-from zoo.tracking import iou_xywh
+from zoo.evaluation.metrics import iou
 
 FP32_RUNTIMES = [b.runtime for b in BACKENDS]
 ALL = [(b.runtime, p) for b in BACKENDS for p in b.precisions if p not in REDUCED_PRECISIONS]  # reduced: test_quantization.py
@@ -56,7 +56,7 @@ def test_every_runtime_tracks_like_pytorch_at_fp32(runtime, sequence, reference,
         assert len(tracker.network_times) == len(tracker.loop_times) == len(sequence.frames) - 1
         assert all(0 < n <= t for n, t in zip(tracker.network_times, tracker.loop_times, strict=True))
         assert tracker.name == f"base-c128@{runtime}-fp32"
-    ious = iou_xywh(boxes, reference)
+    ious = iou(boxes, reference, pixels=False)
     print(f"{runtime} fp32 per-frame IoU to PyTorch: {np.round(ious, 4).tolist()}")
     assert ious.min() >= 0.99, f"{runtime}: frame {int(ious.argmin())} IoU {ious.min():.4f}"
     # the tracker moved: not a constant box (a loop that ignored the network would pass the IoU check)
@@ -81,7 +81,7 @@ def test_every_runtime_and_precision(variant, sequence, tmp_path_factory) -> Non
         ref = trajectory(tracker, sequence)
     for runtime, precision in ALL:
         with zoo.Tracker(variant, runtime=runtime, precision=precision, out=out) as tracker:
-            ious = iou_xywh(trajectory(tracker, sequence), ref)
+            ious = iou(trajectory(tracker, sequence), ref, pixels=False)
         print(f"{variant} {runtime} {precision}: mean IoU to PyTorch {ious.mean():.4f}, min {ious.min():.4f}")
         if precision == "fp32":
             assert ious.min() >= 0.99, f"{variant} {runtime}: frame {int(ious.argmin())} IoU {ious.min():.4f}"
@@ -105,7 +105,7 @@ def test_zoo_track_runs_real_otb_sequences_on_every_runtime(sequence_name, capsy
         assert data["kind"] == "sequence" and data["summary"]["mean_iou"] is not None
         boxes[runtime] = np.asarray([f["box"] for f in data["frames"]])
     for runtime in FP32_RUNTIMES:
-        ious = iou_xywh(boxes[runtime], boxes["pytorch"])
+        ious = iou(boxes[runtime], boxes["pytorch"], pixels=False)
         assert ious.mean() >= 0.95, f"{sequence_name} {runtime}: mean IoU to PyTorch {ious.mean():.3f}"
 
 

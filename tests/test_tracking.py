@@ -14,8 +14,9 @@ from tests.helpers.tracking import OSTrackReference, ostrack_sample_target, run_
 from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import CatalogError, UsageError
+from zoo.evaluation import metrics
 from zoo.schema import TrackingPreset
-from zoo.tracking import Box, TrackerLoop, clip_box, crop_origin, crop_side, cut, decode, hann, hann2d, iou_xywh, to_input
+from zoo.tracking import Box, TrackerLoop, clip_box, crop_origin, crop_side, cut, decode, hann, hann2d, to_input
 from zoo.weights import load_model
 
 OSTRACK = CATALOG.preset("base-c128")
@@ -133,7 +134,8 @@ def test_box_iou_and_distance() -> None:
     a, b = Box(10, 10, 10, 10), Box(15, 10, 10, 10)
     assert a.iou(a) == 1.0 and a.iou(b) == pytest.approx(50 / 150)
     assert a.center_distance(b) == 5.0 and a.iou(Box(100, 100, 1, 1)) == 0.0
-    assert iou_xywh(np.array([[5, 5, 10, 10], [0, 0, 1, 1]]), np.array([[10, 5, 10, 10], [5, 5, 1, 1]])) == pytest.approx([50 / 150, 0])
+    a_rows, b_rows = np.array([[5, 5, 10, 10], [0, 0, 1, 1]]), np.array([[10, 5, 10, 10], [5, 5, 1, 1]])
+    assert metrics.iou(a_rows, b_rows, pixels=False) == pytest.approx([50 / 150, 0])
 
 
 def test_loop_equals_ostracks_code_on_a_moving_target() -> None:

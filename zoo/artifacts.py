@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from zoo.backends import REFERENCE_RUNTIME, by_flavour, by_format, by_runtime, flavour_dirname
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes, sha256_cached
-from zoo.schema import TensorSpec, Variant
+from zoo.layouts import shape_in
+from zoo.schema import Variant
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -348,13 +349,6 @@ def check_files(artifact_dir: Path, manifest: Manifest) -> list[str]:
     return problems
 
 
-def _expected_shape(spec: TensorSpec, layout: str) -> list[int]:
-    shape = list(spec.shape)
-    if layout == "NHWC" and len(shape) == 4:
-        return [shape[0], shape[2], shape[3], shape[1]]
-    return shape
-
-
 def check_bindings(manifest: Manifest, variant: Variant) -> list[str]:
     """Problems between the manifest's I/O bindings and the catalog's I/O spec of ``variant``:
     names (in order), shapes (in the binding's layout), dtypes. Empty when they agree."""
@@ -367,7 +361,7 @@ def check_bindings(manifest: Manifest, variant: Variant) -> list[str]:
             problems.append(f"{kind} {[b.name for b in bindings]} differ from the catalog's {[s.name for s in specs]}")
             continue
         for b, s in zip(bindings, specs, strict=True):
-            if b.shape != _expected_shape(s, b.layout):
+            if b.shape != shape_in(s.shape, b.layout):
                 problems.append(f"{kind[:-1]} {b.name!r} has shape {b.shape} ({b.layout}), the catalog says {s.shape} (NCHW)")
             if b.dtype != s.dtype:
                 problems.append(f"{kind[:-1]} {b.name!r} has dtype {b.dtype}, the catalog says {s.dtype}")

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from zoo.errors import UsageError
+from zoo.evaluation.metrics import iou
 from zoo.schema import InputRule, Preprocessing, TrackingPreset
 
 Infer = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
@@ -46,11 +47,9 @@ class Box:
     h: float
 
     def iou(self, other: "Box") -> float:
-        ix = max(0.0, min(self.cx + self.w / 2, other.cx + other.w / 2) - max(self.cx - self.w / 2, other.cx - other.w / 2))
-        iy = max(0.0, min(self.cy + self.h / 2, other.cy + other.h / 2) - max(self.cy - self.h / 2, other.cy - other.h / 2))
-        inter = ix * iy
-        union = self.w * self.h + other.w * other.h - inter
-        return inter / union if union > 0 else 0.0
+        """IoU of two continuous boxes (:func:`zoo.evaluation.metrics.iou` with ``pixels=False``:
+        agreement between two trackers' boxes, not accuracy against ground truth)."""
+        return float(iou(np.asarray(self.xywh()), np.asarray(other.xywh()), pixels=False)[0])
 
     def center_distance(self, other: "Box") -> float:
         return math.hypot(self.cx - other.cx, self.cy - other.cy)
@@ -62,16 +61,6 @@ class Box:
 
     def xywh(self) -> XYWH:
         return (self.cx - self.w / 2, self.cy - self.h / 2, self.w, self.h)
-
-
-def iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row IoU of two ``(N, 4)`` x,y,w,h arrays (continuous boxes, no +1 pixel convention)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = ix * iy
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 # -- geometry ------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import numpy as np
 
 from compare.diagnose.onnx_graph import RUNTIME_SUFFIX, PartMapper
 from compare.runners.taps import Tapped
+from zoo.layouts import NHWC, from_layout, shape_in
 
 #: how each runtime's tensor names relate to the source ONNX graph; a runtime not listed is calibrated by value
 NAMING: dict[str, str] = {"onnxruntime": "names", "mnn": "names", "tflite": "values", "ncnn": "values"}
@@ -158,7 +159,7 @@ def layouts(runtime_shape: tuple, shape: tuple) -> list[str]:
     rules = []
     if [d for d in rs if d != 1] == [d for d in s if d != 1]:
         rules.append("reshape")
-    if len(s) == 4 and rs == (s[0], s[2], s[3], s[1]):  # also when C == H == W: a value decides
+    if len(s) == 4 and list(rs) == shape_in(s, NHWC):  # also when C == H == W: a value decides
         rules.append("nhwc")
     if len(s) == 3 and rs == (s[0], s[2], s[1]):
         rules.append("nwc")
@@ -168,7 +169,7 @@ def layouts(runtime_shape: tuple, shape: tuple) -> list[str]:
 def to_source_layout(array: np.ndarray, rule: str, shape: tuple) -> np.ndarray:
     """``array`` in the source graph's layout and shape by ``rule`` (see :func:`layouts`)."""
     if rule == "nhwc":
-        return array.reshape(shape[0], shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2)
+        return from_layout(array.reshape(shape_in(shape, NHWC)), NHWC)
     if rule == "nwc":
         return array.reshape(shape[0], shape[2], shape[1]).transpose(0, 2, 1)
     return array.reshape(shape)

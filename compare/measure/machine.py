@@ -75,11 +75,24 @@ def clock_source() -> str:
     return "/proc/cpuinfo cpu MHz (no cpufreq)"
 
 
-def machine_info() -> dict:
-    """CPU count, processor, Python and where clock/temperature come from (for reports)."""
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": _cpu_model(),
+#: how a comparison's latency figures are taken (``machine_info(timed=True)``)
+LATENCY_METHOD = "runtime call only (runner.last_inference_time), no layout conversion"
+ISOLATION_METHOD = "one process per runtime x thread count"
+
+
+def machine_info(memory: str | None = None, *, timed: bool = False) -> dict:
+    """The ``machine`` section of every report (``zoo compare``, ``zoo bench``, ``zoo profile``):
+    CPU count, processor, Python and where clock/temperature come from; with ``memory`` (how peak
+    memory was measured: ``compare.measure.worker.memory_method()``) that too, and ``timed`` adds
+    how latency was measured and isolated (``zoo compare``'s timing)."""
+    info = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": _cpu_model(),
             "python": platform.python_version(), "clock": clock_source(),
             "temperature": "thermal zones" if glob.glob(_THERMAL) else "not exposed"}
+    if memory is not None:
+        info["memory"] = memory
+    if timed:
+        info.update(latency=LATENCY_METHOD, isolation=ISOLATION_METHOD)
+    return info
 
 
 def _cpu_model() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compare.runners.base import ArtifactRunner, BaseRunner, native_quiet, to_layout
+from compare.runners.base import ArtifactRunner, BaseRunner, native_quiet
 from compare.runners.split import SplitRunner
 from zoo.artifacts import Manifest, read_manifest, verified_manifest
 from zoo.backends import by_format, reference_runner_class
@@ -42,4 +42,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ArtifactRunner", "BaseRunner", "PytorchRunner", "open_artifact", "runner_for", "native_quiet", "to_layout"]
+__all__ = ["ArtifactRunner", "BaseRunner", "PytorchRunner", "open_artifact", "runner_for", "native_quiet"]

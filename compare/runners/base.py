@@ -21,6 +21,7 @@ import numpy as np
 from zoo.artifacts import Manifest, TensorBinding, read_manifest
 from zoo.backends import by_format
 from zoo.errors import UsageError, ZooError
+from zoo.layouts import from_layout, shape_from, to_layout
 from zoo.native import native_quiet  # noqa: F401  (re-exported for runners)
 
 
@@ -31,14 +32,6 @@ class OpRecord(NamedTuple):
     type: str
     mflops: float | None  # the runtime's own count (MNN: multiply-add = 1), None when it has none
     seconds: float
-
-
-def to_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
-    """Transpose a 4-d array between NCHW and NHWC (no-op when equal or not 4-d)."""
-    if src == dst or array.ndim != 4:
-        return array
-    axes = (0, 2, 3, 1) if (src, dst) == ("NCHW", "NHWC") else (0, 3, 1, 2)
-    return np.ascontiguousarray(array.transpose(axes))
 
 
 class BaseRunner(ABC):
@@ -167,10 +160,10 @@ class ArtifactRunner(ManifestRunner):
         feed = {}
         for b in self.manifest.inputs:
             array = inputs[b.name]
-            expected = b.shape if b.layout == "NCHW" else [b.shape[i] for i in (0, 3, 1, 2)]
+            expected = shape_from(b.shape, b.layout)
             if list(array.shape) != expected:
                 raise UsageError(f"{self.name}: input {b.name!r} has shape {list(array.shape)}, expected {expected} (NCHW)")
-            feed[b.runtime_name] = to_layout(array, "NCHW", b.layout)
+            feed[b.runtime_name] = to_layout(array, b.layout)
         raw = self._timed(self._run, feed)
         return {b.name: self._output(raw, b) for b in self.manifest.outputs}
 
@@ -184,7 +177,7 @@ class ArtifactRunner(ManifestRunner):
         if b.runtime_name not in raw:
             raise ZooError(f"{self.name}: the runtime returned no output {b.runtime_name!r} ({b.name})")
         array = np.asarray(raw[b.runtime_name], dtype=np.float32).reshape(b.shape)
-        return to_layout(array, b.layout, "NCHW")
+        return from_layout(array, b.layout)
 
     @abstractmethod
     def _run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...

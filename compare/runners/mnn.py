@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, OpRecord, native_quiet, to_layout
+from compare.runners.base import ArtifactRunner, OpRecord, native_quiet
 from compare.runners.taps import MnnTap
+from zoo.layouts import to_layout
 from zoo.requirements import require
 
 RUNTIME_PRECISION = {"fp32": "high", "fp16": "low"}
@@ -89,7 +90,7 @@ class MnnOpProfiler:
             self._interpreter = mnn.Interpreter(str(self.runner.model_file(".mnn")))
             self._session = self._interpreter.createSession(self.runner.config())
         for b in self.runner.manifest.inputs:
-            array = to_layout(pair[b.name], "NCHW", b.layout)
+            array = to_layout(pair[b.name], b.layout)
             dim = mnn.Tensor_DimensionType_Caffe if b.layout == "NCHW" else mnn.Tensor_DimensionType_Tensorflow
             host = mnn.Tensor(list(array.shape), mnn.Halide_Type_Float, np.ascontiguousarray(array, dtype=np.float32), dim)
             self._interpreter.getSessionInput(self._session, b.runtime_name).copyFrom(host)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.runners.base import ArtifactRunner, OpRecord, to_layout
+from compare.runners.base import ArtifactRunner, OpRecord
 from compare.runners.taps import OrtTap
+from zoo.layouts import to_layout
 from zoo.requirements import require
 
 
@@ -72,7 +73,7 @@ class OrtOpProfiler:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
         self.optimized_model = self._tmp / "optimized.onnx"
-        self._feed = {b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs}
+        self._feed = {b.runtime_name: to_layout(pair[b.name], b.layout) for b in self.runner.manifest.inputs}
         self._outputs = [b.runtime_name for b in self.runner.manifest.outputs]
 
     def run(self) -> float:

@@ -22,7 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from compare.runners.base import native_quiet, to_layout
+from compare.runners.base import native_quiet
+from zoo.layouts import to_layout
 from zoo.requirements import require
 
 
@@ -173,7 +174,7 @@ class OrtTap:
     def run(self, pair: dict[str, np.ndarray]) -> list[Tapped]:
         if self._session is None:
             self._load()
-        feed = {b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs}
+        feed = {b.runtime_name: to_layout(pair[b.name], b.layout) for b in self.runner.manifest.inputs}
         names = [o.name for o in self._session.get_outputs()]
         values = dict(zip(names, self._session.run(names, feed), strict=True))
         ordered = sorted(values, key=lambda n: self._order.get(n, len(self._order)))
@@ -210,7 +211,7 @@ class MnnTap:
             interpreter = mnn.Interpreter(str(self.runner.model_file(".mnn")))
             session = interpreter.createSession(self.runner.config())
         for b in self.runner.manifest.inputs:
-            array = np.ascontiguousarray(to_layout(pair[b.name], "NCHW", b.layout), dtype=np.float32)
+            array = np.ascontiguousarray(to_layout(pair[b.name], b.layout), dtype=np.float32)
             # NHWC only: a split graph's 3-D cache tensors (NLC) are plain row-major arrays, as Caffe's type keeps them
             dim = mnn.Tensor_DimensionType_Tensorflow if b.layout == "NHWC" else mnn.Tensor_DimensionType_Caffe
             interpreter.getSessionInput(session, b.runtime_name).copyFrom(mnn.Tensor(list(array.shape), mnn.Halide_Type_Float, array, dim))
@@ -252,7 +253,7 @@ class TfliteTap:
         signatures = interpreter.get_signature_list()
         key = self.signature if self.signature in signatures else next(iter(signatures))
         runner = interpreter.get_signature_runner(key)
-        runner(**{b.runtime_name: to_layout(pair[b.name], "NCHW", b.layout) for b in self.runner.manifest.inputs})
+        runner(**{b.runtime_name: to_layout(pair[b.name], b.layout) for b in self.runner.manifest.inputs})
         details = {d["index"]: d for d in interpreter.get_tensor_details()}
         # the graph outputs by their catalog names: the converter numbers them (StatefulPartitionedCall:k)
         # in an order that differs between the fp32 and the quantized models of one network
@@ -312,7 +313,7 @@ class NcnnTap:
         out = []
         with runner._net.create_extractor() as ex:
             for b in runner.manifest.inputs:
-                ex.input(b.runtime_name, ncnn.Mat(np.ascontiguousarray(to_layout(pair[b.name], "NCHW", b.layout), np.float32),
+                ex.input(b.runtime_name, ncnn.Mat(np.ascontiguousarray(to_layout(pair[b.name], b.layout), np.float32),
                                                   batch_index=0).clone())
             for blob in ncnn_blobs(runner.model_file(".param")):
                 if blob in inputs:

@@ -36,6 +36,7 @@ from zoo.backends import REFERENCE_RUNTIME
 from zoo.catalog import Catalog
 from zoo.datasets.frames import read_frame, sequence_frames
 from zoo.datasets.sequence import Dataset, Sequence
+from zoo.datasets.textio import RESULTS_DELIMITER, boxes_text
 from zoo.errors import ExportError, UsageError, ZooError
 from zoo.fileio import atomic_write_bytes
 from zoo.schema import Variant
@@ -96,7 +97,7 @@ def write_run(results: Path, dataset: str, run: SequenceRun) -> Path:
     folder = result_folder(results, run.tracker, dataset)
     times = "".join(f"{t:.6f}\n" for t in run.loop_s)
     scores = "".join(f"{s:.6f}\n" for s in run.scores)
-    boxes = "".join("\t".join(f"{v:.3f}" for v in row) + "\n" for row in run.boxes)
+    boxes = boxes_text(run.boxes, RESULTS_DELIMITER)
     atomic_write_bytes(folder / f"{run.sequence}_time.txt", times.encode())
     atomic_write_bytes(folder / f"{run.sequence}_score.txt", scores.encode())
     atomic_write_bytes(folder / f"{run.sequence}.txt", boxes.encode())

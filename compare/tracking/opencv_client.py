@@ -25,8 +25,8 @@ from zoo.artifacts import ArtifactKey, Manifest, Parity, read_manifest
 from zoo.backends import by_flavour
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import ZooError
+from zoo.evaluation.metrics import iou
 from zoo.parity import compare_output
-from zoo.tracking import iou_xywh
 
 #: what an artifact must show against zoo's tracker on every frame of a sequence
 MIN_IOU = 0.99
@@ -109,7 +109,7 @@ class Agreement:
     def ious(self) -> np.ndarray:
         """Per-frame IoU; identical boxes count 1 (also when degenerate, e.g. a box shrunk to 0 x 0)."""
         same = (self.opencv_boxes == self.zoo_boxes).all(axis=1)
-        return np.where(same, 1.0, iou_xywh(self.opencv_boxes, self.zoo_boxes))
+        return np.where(same, 1.0, iou(self.opencv_boxes, self.zoo_boxes, pixels=False))
 
     @property
     def score_diffs(self) -> np.ndarray:

@@ -147,8 +147,12 @@ class SequenceRun:
 
 
 def track_sequence(tracker: Tracker, frames: Iterable[np.ndarray], init_box, sequence: str = "",
-                   on_frame: Callable[[int, XYWH, float], None] | None = None) -> SequenceRun:
-    """Run ``tracker`` over ``frames`` from ``init_box`` (frame 0's box): One-Pass Evaluation."""
+                   on_frame: Callable[[int, np.ndarray, XYWH, float], None] | None = None) -> SequenceRun:
+    """Run ``tracker`` over ``frames`` from ``init_box`` (frame 0's box): One-Pass Evaluation.
+
+    The one per-frame loop of zoo (``zoo eval run``'s sequences and ``zoo track``): initialise on
+    the first frame, track every later one, record box, score and times. ``on_frame(k, frame, box,
+    score)`` is called after each frame (frame 0 with the initial box and score 1)."""
     boxes, scores, loop_s, net_s = [], [], [], []
     for k, frame in enumerate(frames):
         if k == 0:
@@ -165,6 +169,6 @@ def track_sequence(tracker: Tracker, frames: Iterable[np.ndarray], init_box, seq
             loop_s.append(tracker.loop_times[-1])
             net_s.append(tracker.network_times[-1])
         if on_frame is not None:
-            on_frame(k, boxes[-1], scores[-1])
+            on_frame(k, frame, boxes[-1], scores[-1])
     return SequenceRun(tracker.name, sequence, np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64),
                        np.asarray(loop_s, np.float64), np.asarray(net_s, np.float64))

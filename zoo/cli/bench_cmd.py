@@ -119,7 +119,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
         raise UsageError(f"--window {window:g} is longer than --duration {duration:g}")
     specs = _specs(catalog, selected, list(runtimes), precision, out_dir or default_out_dir(), split)
     pairs = {v.name: sample_pairs(v, 1)[0] for v in selected}
-    report: dict = {"machine": {**machine_info(), "memory": memory_method()}}
+    report: dict = {"machine": machine_info(memory_method())}
     tables: dict[str, tuple[list[dict], list[Column]]] = {}
 
     if duration is not None:

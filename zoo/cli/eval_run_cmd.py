@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from compare.tracking.evaluation import run_evaluation, tracker_specs
 from zoo.artifacts import default_out_dir
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, MultiValueOption, artifacts_option, counts, oversubscribe_option, report_options
-from zoo.cli.output import Column, err, out, rich_table, write_reports
+from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
 from zoo.datasets import load_dataset
 from zoo.errors import UsageError, ZooError
 from zoo.names import choose
@@ -77,18 +76,18 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
         err().print(f"note: {len(ds.sequences)} of the {split_total} {ds.spec.title} test sequences are under {ds.source}; "
                     "running those", highlight=False, soft_wrap=True)
     out_dir = Path(artifacts_dir) if artifacts_dir else default_out_dir()
-    specs, notes = tracker_specs(catalog, chosen, runtime_names, precision_names, out_dir, threads=threads_n, preset=preset, split=split,
-                                 on_event=lambda target, stage: err().print(f"export {target.label}: {stage}", highlight=False)
-                                 if stage in ("built", "failed") else None)
-    for note in notes:
-        err().print(f"note: {note}", highlight=False)
-    if not specs:
-        raise UsageError("no tracker to run (every runtime x precision combination was skipped)")
     where = f"Ray ({ray_address})" if ray_address else (f"{jobs_n} processes" if jobs_n > 1 else "this process")
-    state = {"done": 0, "frames": 0, "start": time.perf_counter()}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=err(), transient=True) as progress:
-        task = progress.add_task("eval run", total=None, info="")
+    state = {"done": 0, "frames": 0}
+    with progress_bar(counted=True, info=True, eta=True) as progress:
+        task = progress.add_task("eval run: artifacts", total=None)
+        specs, notes = tracker_specs(catalog, chosen, runtime_names, precision_names, out_dir, threads=threads_n, preset=preset,
+                                     split=split, on_event=export_reporter(progress, task))
+        for note in notes:
+            progress.console.print(f"note: {note}", highlight=False)
+        if not specs:
+            raise UsageError("no tracker to run (every runtime x precision combination was skipped)")
+        progress.update(task, description="eval run")
+        state["start"] = time.perf_counter()  # frames/s of the run, not of the exports
         plan = {}
 
         def on_start(n_tasks: int, n_frames: int) -> None:

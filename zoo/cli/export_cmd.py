@@ -11,7 +11,7 @@ from zoo.artifacts import Status, default_out_dir
 from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import MultiValueOption, artifacts_option, choose, report_options
-from zoo.cli.output import FINAL_STAGES, Column, err, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
 from zoo.errors import ZooError
 
 SUMMARY_COLUMNS = [
@@ -87,14 +87,7 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     with progress_bar(counted=True) as progress:
         task = progress.add_task("exporting", total=len(planned))
 
-        def on_event(key, stage):
-            with lock:
-                if stage in FINAL_STAGES:
-                    progress.advance(task)
-                    progress.console.print(f"{key.name}: {stage}", highlight=False)
-                else:
-                    progress.update(task, description=f"{key.name}: {stage}")
-
+        on_event = export_reporter(progress, task, lock, advance=True, prefix="")
         provisioned = ensure(keys, artifacts_dir, catalog, refresh=True, force=force, jobs=jobs, on_event=on_event,
                              calibration=calibration, int8_target=int8_target)
     rows = [p.row for p in provisioned]

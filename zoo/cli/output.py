@@ -166,16 +166,22 @@ def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Pa
         write_text(markdown_file, (f"## {title}\n\n" if title else "") + to_markdown(rows, columns))
 
 
-def progress_bar(*, counted: bool = False):
+def progress_bar(*, counted: bool = False, info: bool = False, eta: bool = False):
     """The CLI's progress display on stderr: rich's (transient) on a terminal; elsewhere (a pipe,
     a CI log) plain lines, since rich draws nothing there (:class:`LineProgress`). ``counted``
-    adds a bar and N/M."""
-    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    adds a bar and N/M, ``info`` a task's ``info`` field (e.g. a rate; also on the plain lines),
+    ``eta`` the estimated time left. Every command's progress goes through here."""
+    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if counted:
         columns += [BarColumn(), MofNCompleteColumn()]
-    return _progress_class()(*columns, TimeElapsedColumn(), console=err(), transient=True)
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    columns.append(TimeElapsedColumn())
+    if eta:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    return _progress_class()(*columns, console=err(), transient=True)
 
 
 _PROGRESS_CLASS = None
@@ -222,7 +228,8 @@ def _progress_class():
 
             def _line(self, task) -> str:
                 count = f" ({task.completed:g}/{task.total:g})" if task.total else ""
-                return f"{task.description}{count}"
+                info = task.fields.get("info")
+                return f"{task.description}{count}" + (f", {info}" if info else "")
 
             def _emit(self, force: bool = False) -> None:
                 now = time.monotonic()
@@ -244,6 +251,7 @@ def _progress_class():
                     self._emit()
 
             def add_task(self, *args, **kwargs):
+                kwargs.setdefault("info", "")  # the info column's field, present on every task
                 task_id = super().add_task(*args, **kwargs)
                 if self._plain:
                     self._emit(force=True)
@@ -271,9 +279,11 @@ def _progress_class():
 FINAL_STAGES = frozenset({Status.BUILT, Status.REBUILT, Status.REUSED, Status.FAILED})
 
 
-def export_reporter(progress, task, lock=None):
-    """An export-pipeline ``on_event(target, stage)`` callback: final stages (built, reused,
-    failed...) are printed as lines above the progress display, the others update ``task``."""
+def export_reporter(progress, task, lock=None, *, advance: bool = False, prefix: str = "export "):
+    """The export-pipeline ``on_event(key, stage)`` callback of every command: final stages
+    (built, rebuilt, reused, failed) are printed as ``<prefix><key.name>: <stage>`` lines above the
+    progress display (and ``advance`` the task by one: ``zoo export`` counts its artifacts), the
+    others update ``task``'s description. ``lock`` guards it when exports run in threads."""
     import contextlib
 
     guard = lock or contextlib.nullcontext()
@@ -281,8 +291,10 @@ def export_reporter(progress, task, lock=None):
     def on_event(key, stage: str) -> None:
         with guard:
             if stage in FINAL_STAGES:
-                progress.console.print(f"export {key.name}: {stage}", highlight=False)
+                if advance:
+                    progress.advance(task)
+                progress.console.print(f"{prefix}{key.name}: {stage}", highlight=False)
             else:
-                progress.update(task, description=f"export {key.name}: {stage}")
+                progress.update(task, description=f"{prefix}{key.name}: {stage}")
 
     return on_event

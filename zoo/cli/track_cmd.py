@@ -9,17 +9,18 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from compare.tracking.tracker import Tracker
+from compare.tracking.tracker import Tracker, track_sequence
 from zoo.api import Tracker as ApiTracker
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.cli.options import REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, oversubscribe_option
-from zoo.cli.output import Column, err, out, rich_table, to_json, write_text
+from zoo.cli.output import Column, out, progress_bar, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
+from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
 from zoo.errors import UsageError, ZooError
+from zoo.evaluation import metrics
 from zoo.names import choose
-from zoo.tracking import check_box, iou_xywh
+from zoo.tracking import check_box
 
 SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("frames", "frames"),
                    Column("network_ms_mean", "net ms mean", ".2f"), Column("network_ms_median", "net ms median", ".2f"),
@@ -125,6 +126,15 @@ class _VideoOut:
         self.tmp.unlink(missing_ok=True)
 
 
+def truth_iou(box, truth) -> float | None:
+    """The IoU of ``box`` to the ground-truth box ``truth`` (``None`` without one, or when it is
+    empty: an absent target), in the pixel convention ``zoo eval analyze`` uses
+    (:func:`zoo.evaluation.metrics.iou`), so both report the same figure for the same boxes."""
+    if truth is None or not (truth[2] > 0 and truth[3] > 0):
+        return None
+    return float(metrics.iou(np.asarray(box, np.float64), np.asarray(truth, np.float64))[0])
+
+
 def summary_row(tracker: Tracker, frames: int, ious: list[float] | None) -> dict:
     net = [t * 1000 for t in tracker.network_times]
     loop = [t * 1000 for t in tracker.loop_times]
@@ -173,31 +183,28 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     rows, ious = [], []
     gt = src.ground_truth
     try:
-        with tracker, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                               TimeElapsedColumn(), console=err(), transient=True) as progress:
-            task = progress.add_task(f"track {tracker.name}", total=src.count or None, info="")
-            for k, frame in enumerate(src):
+        with tracker, progress_bar(counted=True, info=True) as progress:
+            task = progress.add_task(f"track {tracker.name}", total=src.count or None)
+
+            def on_frame(k, frame, box, score) -> None:
                 if k == 0:
-                    tracker.initialize(frame, src.init_box)
-                    box, score, net_ms, loop_ms = src.init_box, 1.0, None, tracker.init_time * 1000
+                    net_ms, loop_ms = None, tracker.init_time * 1000
                 else:
-                    box, score = tracker.track(frame)
                     net_ms, loop_ms = tracker.network_times[-1] * 1000, tracker.loop_times[-1] * 1000
                 row = {"frame": k, "box": [float(v) for v in box], "score": float(score), "network_ms": net_ms, "loop_ms": loop_ms}
-                truth = None
-                if gt is not None and k < len(gt):
-                    truth = gt[k]
-                    if k > 0 and truth[2] > 0 and truth[3] > 0:
-                        iou = float(iou_xywh(np.asarray(box), truth)[0])
-                        row["iou"] = iou
-                        ious.append(iou)
+                truth = gt[k] if gt is not None and k < len(gt) else None
+                iou = truth_iou(box, truth) if k > 0 else None
+                if iou is not None:
+                    row["iou"] = iou
+                    ious.append(iou)
                 rows.append(row)
                 if video is not None:
                     video.write(frame, box, score, k, truth)
                 loops = tracker.loop_times
                 fps = len(loops) / sum(loops) if loops and sum(loops) > 0 else 0.0
-                info = f"{fps:.1f} fps" + (f", IoU {ious[-1]:.2f}" if ious and "iou" in row else "")
-                progress.update(task, advance=1, info=info)
+                progress.update(task, advance=1, info=f"{fps:.1f} fps" + (f", IoU {iou:.2f}" if iou is not None else ""))
+
+            track_sequence(tracker, src, src.init_box, on_frame=on_frame)
     except BaseException:
         if video is not None:
             video.abandon()
@@ -207,7 +214,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     if video is not None:
         video.finish()
     if boxes_file is not None:
-        write_text(boxes_file, "".join(",".join(f"{v:.3f}" for v in r["box"]) + "\n" for r in rows))
+        write_text(boxes_file, boxes_text([r["box"] for r in rows], TRACK_DELIMITER))
     summary = summary_row(tracker, len(rows), ious)
     console = out()
     title = f"zoo track {tracker.name} on {source} ({src.kind}, {len(rows)} frames, {threads_n} thread{'s' if threads_n > 1 else ''})"

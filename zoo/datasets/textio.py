@@ -1,5 +1,7 @@
 """Numeric text files of tracking benchmarks: boxes (x,y,w,h per line) and 0/1 flags.
 
+:func:`boxes_text` is the one writer of box files, :func:`read_table` the one reader.
+
 Readers are fast on well-formed files (``numpy.loadtxt``) and fall back to a line-by-line parse
 that either accepts the file (mixed separators, trailing separators) or raises
 :class:`zoo.errors.UsageError` with one line naming the file and the line number.
@@ -70,6 +72,22 @@ def read_table(path: Path, ncols: int = 4, what: str = "x,y,w,h") -> np.ndarray:
     except ValueError:
         pass
     return _slow_rows(path, text, ncols, what)[0]
+
+
+#: pytracking's raw results (``<seq>.txt`` of ``zoo eval run``): tab separated, as pytracking's
+#: ``_save_tracker_output`` writes them (``np.savetxt(..., delimiter='\t')``) and its
+#: ``extract_results`` reads them (``load_text(..., delimiter=('\t', ','))``)
+RESULTS_DELIMITER = "\t"
+#: ``zoo track --out``'s boxes file: comma separated (its documented ``x,y,w,h`` per line, the
+#: format ``--init`` takes and OTB's ground truth uses)
+TRACK_DELIMITER = ","
+
+
+def boxes_text(boxes, delimiter: str = TRACK_DELIMITER, decimals: int = 3) -> str:
+    """Box files' text: one ``x<d>y<d>w<d>h`` line per box (``decimals`` places), ``delimiter``
+    :data:`RESULTS_DELIMITER` for ``zoo eval run``'s results, :data:`TRACK_DELIMITER` for ``zoo
+    track --out``; :func:`read_table` reads both back."""
+    return "".join(delimiter.join(f"{float(v):.{decimals}f}" for v in row) + "\n" for row in boxes)
 
 
 def read_flags(path: Path) -> np.ndarray:

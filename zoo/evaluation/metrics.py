@@ -53,14 +53,35 @@ def center_error(pred: np.ndarray, gt: np.ndarray, normalized: bool = False) -> 
         return np.sqrt(d[:, 0] ** 2 + d[:, 1] ** 2)
 
 
-def iou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Intersection over union with the +1 pixel convention: ``x2 = x + w - 1``, intersection side
-    ``min(x2) - max(x1) + 1`` clamped at 0, union ``w1*h1 + w2*h2 - intersection``."""
+def iou(pred: np.ndarray, gt: np.ndarray, *, pixels: bool = True) -> np.ndarray:
+    """Per-row intersection over union of two ``(N, 4)`` x, y, w, h arrays: zoo's one IoU.
+
+    ``pixels=True`` (the default) is the 1-based pixel convention of pytracking's
+    ``calc_iou_overlap`` and the toolkits' ``calc_rect_int``: ``x2 = x + w - 1``, intersection side
+    ``min(x2) - max(x1) + 1`` clamped at 0, union ``w1*h1 + w2*h2 - intersection`` (an empty union
+    gives nan or inf, as there; the protocols mask those frames). Every IoU zoo reports against
+    ground truth uses it, so a figure is the one the benchmarks publish: ``zoo eval analyze``
+    (success plots, AUC, OP50/75), ``zoo eval drift`` and ``zoo track``'s per-frame IoU and
+    summary on a sequence with ground truth.
+
+    ``pixels=False`` treats boxes as continuous rectangles ``x .. x + w`` (an empty union gives
+    0). It is for agreement between two trackers' boxes, not accuracy: the runtime-parity and
+    tracker-parity gates and the OpenCV-client check (their thresholds were set on it), where
+    a box of either run is no more a pixel grid than the other.
+
+    With areas ``w * h`` the two are the same quantity algebraically; they differ in the
+    rounding of the last bit for non-integer boxes (a frame exactly on a success threshold can
+    fall on either side) and on an empty union, which is why a report picks one, not both."""
+    pred = np.asarray(pred, np.float64).reshape(-1, 4)
+    gt = np.asarray(gt, np.float64).reshape(-1, 4)
+    one = 1.0 if pixels else 0.0
     tl = np.maximum(pred[:, :2], gt[:, :2])
-    br = np.minimum(pred[:, :2] + pred[:, 2:] - 1.0, gt[:, :2] + gt[:, 2:] - 1.0)
-    side = np.clip(br - tl + 1.0, 0.0, None)
+    br = np.minimum(pred[:, :2] + pred[:, 2:] - one, gt[:, :2] + gt[:, 2:] - one)
+    side = np.clip(br - tl + one, 0.0, None)
     inter = side[:, 0] * side[:, 1]
     union = pred[:, 2] * pred[:, 3] + gt[:, 2] * gt[:, 3] - inter
+    if not pixels:
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return inter / union
 
