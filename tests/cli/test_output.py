@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 from rich.console import Console
 
@@ -11,7 +10,6 @@ from tests.helpers.cli import run_main
 from zoo.cli import output
 from zoo.datasets.synthetic import make_sequence, write_dataset, write_sequence
 
-REPO = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^\[\s*\d+s\] ")
 
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from compare.measure.machine import machine_info
+from tests.helpers.catalog import REPO
 from zoo.datasets.textio import RESULTS_DELIMITER, TRACK_DELIMITER, boxes_text, read_table
 from zoo.layouts import NCHW, NHWC, PERMS, from_layout, shape_from, shape_in, to_layout
 
-REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p for pkg in ("zoo", "compare", "exporters") for p in (REPO / pkg).rglob("*.py"))
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.catalog import REPO
 from tests.helpers.hub_server import HubServer
 
-REPO = Path(__file__).resolve().parent.parent
 VARIANT = "base-c128"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups / prctl: Linux")
 
