@@ -1,17 +1,17 @@
-"""Issue 22 item 6, one rule in one home: layouts, IoU, box files, machine info, the export
-progress callback and the per-frame loop each have one definition, and its callers use it."""
+"""Rules over the sources of zoo, exporters and compare: each rule (IoU, layouts, machine info, the
+export progress callback, the per-frame loop) has one definition, and its callers use it; names
+live in their home module (native_quiet, the input roles, the optional-package helpers, the
+OpenCV affine tolerance); removed fields and functions stay removed."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
+from pathlib import Path
 
-import numpy as np
 import pytest
 
-from compare.measure.machine import machine_info
 from tests.helpers.catalog import REPO
-from zoo.datasets.textio import RESULTS_DELIMITER, TRACK_DELIMITER, boxes_text, read_table
-from zoo.layouts import NCHW, NHWC, PERMS, from_layout, shape_from, shape_in, to_layout
 
 SOURCES = sorted(p for pkg in ("zoo", "compare", "exporters") for p in (REPO / pkg).rglob("*.py"))
 
@@ -47,29 +47,56 @@ def test_no_layout_permutation_outside_its_home() -> None:
     assert offenders == []
 
 
-def test_layouts_round_trip_and_shapes() -> None:
-    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
-    nhwc = to_layout(x, NHWC)
-    assert nhwc.shape == (2, 4, 5, 3) and nhwc.flags.c_contiguous and nhwc[1, 2, 3, 0] == x[1, 0, 2, 3]
-    assert np.array_equal(from_layout(nhwc, NHWC), x) and from_layout(nhwc, NHWC).flags.c_contiguous
-    tokens = x[0]  # 3-D (NLC): never moved
-    assert to_layout(x, NCHW) is x and to_layout(tokens, NHWC) is tokens and from_layout(tokens, NHWC) is tokens
-    assert shape_in([1, 3, 128, 128], NHWC) == [1, 128, 128, 3] and shape_from([1, 128, 128, 3], NHWC) == [1, 3, 128, 128]
-    assert shape_in([1, 64, 96], NHWC) == [1, 64, 96] and shape_in([1, 3, 8, 8], NCHW) == [1, 3, 8, 8]
-    assert x.transpose(PERMS[NHWC]).shape == nhwc.shape
+def test_native_quiet_lives_in_the_bottom_layer() -> None:
+    from compare.runners import native_quiet as from_runners
+    from zoo.native import native_quiet
+
+    assert from_runners is native_quiet
+    tree = ast.parse((REPO / "exporters" / "tflite_convert.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+               {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and m.split(".")[0] == "compare" for m in imported), imported
 
 
-def test_box_files_one_writer_two_delimiters(tmp_path) -> None:
-    boxes = np.array([[1.0, 2.25, 30.5, 40.0], [3.1234, 4, 5, 6]])
-    results, track = boxes_text(boxes, RESULTS_DELIMITER), boxes_text(boxes, TRACK_DELIMITER)
-    assert results.splitlines()[0] == "1.000\t2.250\t30.500\t40.000" and track.splitlines()[1] == "3.123,4.000,5.000,6.000"
-    for name, text in (("r.txt", results), ("t.txt", track)):
-        (tmp_path / name).write_text(text)
-        assert read_table(tmp_path / name) == pytest.approx(np.round(boxes, 3))
+def test_dead_fields_are_gone() -> None:
+    from compare import inputs
+    from compare.measure.worker import Measurement
+    from exporters.tflite_convert import TfliteResult
+    from zoo.hub.download import Outcome
+
+    assert "attempts" not in {f.name for f in dataclasses.fields(Outcome)}
+    assert "os_threads" not in {f.name for f in dataclasses.fields(Measurement)}
+    assert "seconds" not in {f.name for f in dataclasses.fields(TfliteResult)}
+    assert not hasattr(inputs, "default_pairs")
 
 
-def test_machine_info_sections() -> None:
-    plain, timed = machine_info(), machine_info("peak RSS", timed=True)
-    assert "memory" not in plain and "latency" not in plain
-    assert timed == {**plain, "memory": "peak RSS", "latency": timed["latency"], "isolation": timed["isolation"]}
-    assert list(timed)[-3:] == ["memory", "latency", "isolation"]
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return ({n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names})
+
+
+def test_dead_code_and_copied_constants_are_gone() -> None:
+    """Dead names removed, the input roles and the optional-package helpers in core
+    modules of their own, the OpenCV affine tolerance defined once."""
+    import zoo
+    from compare.tracking import evaluation
+    from exporters import base, opencv_probe
+    from zoo import io_roles, requirements, sample_inputs, version
+
+    assert zoo.__version__ == version.__version__
+    assert not {"_input_roles", "role_inputs"} & set(vars(sample_inputs))
+    assert sample_inputs.input_roles is io_roles.input_roles  # used there, defined in zoo.io_roles
+    assert callable(io_roles.role_inputs)
+    assert not hasattr(evaluation, "read_run")
+    assert base.MissingPackage is requirements.MissingPackage and not hasattr(base, "require")  # used there, defined in core
+    assert issubclass(requirements.MissingPackage, zoo.errors.ZooError)
+    with pytest.raises(requirements.MissingPackage, match=r"pip install 'zoo\[onnx\]'"):
+        base.package_version("no-such-distribution-zoo", "onnx")
+    # the runtime layer takes nothing from the export layer
+    for path in sorted((REPO / "compare" / "runners").glob("*.py")):
+        assert not any(m.split(".")[0] == "exporters" for m in _imported_modules(path)), path
+    # exporters.opencv checks the measured affine against the probe's constant, not a copy of it
+    src = (REPO / "exporters" / "opencv.py").read_text()
+    assert opencv_probe.AFFINE_TOLERANCE == 1e-4 and "1e-4" not in src
+    assert any(isinstance(n, ast.Name) and n.id == "AFFINE_TOLERANCE" for n in ast.walk(ast.parse(src)))

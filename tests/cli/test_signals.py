@@ -1,4 +1,4 @@
-"""Ctrl-C, SIGTERM and SIGKILL on real ``python -m zoo`` processes (issue 10 item 8).
+"""Ctrl-C, SIGTERM and SIGKILL on real ``python -m zoo`` processes.
 
 Each test starts the CLI in a session of its own, waits until its children are really working
 (measurement workers busy, the onnx2tf converter started, a file half-downloaded), records every
