@@ -7,17 +7,15 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import zoo
+from tests.helpers.catalog import REPO
 from zoo.backends import DEFAULT_RUNTIME
 from zoo.cli import cli
 from zoo.errors import UsageError
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def readme_example() -> str:

@@ -1,4 +1,4 @@
-"""Layers import one way (issue 11): ``zoo`` core <- ``exporters`` <- ``compare`` <- ``zoo.cli``.
+"""Layers import one way: ``zoo`` core <- ``exporters`` <- ``compare`` <- ``zoo.cli``.
 
 Every module under zoo/, exporters/ and compare/ is parsed with :mod:`ast` (nothing is imported)
 and each ``import`` of a project module is checked against the rule:

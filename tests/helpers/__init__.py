@@ -4,7 +4,7 @@
 - :mod:`tests.helpers.export`: the ``zoo`` CLI in a subprocess, report rows, artifact checks;
 - :mod:`tests.helpers.artifacts`: the session's shared export (see ``tests/conftest.py``);
 - :mod:`tests.helpers.hub_server`: a static file server with injected faults for the hub tests;
-- :mod:`tests.helpers.cli`: the CLI entry point run in-process;
+- :mod:`tests.helpers.cli`: the CLI entry point run in-process or in a fresh process, one-line error checks;
 - :mod:`tests.helpers.mounts`: small tmpfs mounts (full and read-only disks);
 - :mod:`tests.helpers.tracking`: OSTrack's reference tracking code, synthetic sequences, CLI runs.
 """

@@ -2,8 +2,8 @@
 
 The default-tier variants (:data:`tests.helpers.catalog.DEFAULT_VARIANTS`) are exported to every
 format and precision once per session, through the real ``zoo export`` CLI, into one directory
-that test_export, test_compare, test_bench, test_profile, test_hub and test_tflite_convert all
-read. The directory is shared, so it is read-only by convention: a test that corrupts, rebuilds
+that the pipeline, comparison, bench, profile, hub and tflite tests (tests/exporters/,
+tests/compare/, tests/core/test_hub.py) all read. The directory is shared, so it is read-only by convention: a test that corrupts, rebuilds
 or removes an artifact first copies what it changes into its own ``tmp_path``
 (:meth:`SharedExport.copy`). The fixture checks at the end of the session that no installed file
 changed (:meth:`SharedExport.snapshot`).
@@ -21,7 +21,7 @@ from zoo.artifacts import ArtifactKey
 from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS
 
 #: what the shared export builds: every precision but the reduced ones (int8, int8-dynamic, bf16),
-#: which tests/test_quantization.py builds once in a fixture of its own
+#: which tests/exporters/test_quantization.py builds once in a fixture of its own
 SHARED_PRECISIONS = tuple(p for p in PRECISIONS if p not in REDUCED_PRECISIONS)
 
 #: settings that would send the export to a hub or another catalog (the tests set their own)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.catalog import REPO
 from zoo.datasets import Sequence, dataset_spec, load_dataset, open_results, read_flags, read_table, split_names
 from zoo.errors import UsageError
 from zoo.evaluation import metrics
@@ -17,7 +18,6 @@ from zoo.evaluation.drift import agreement, drift
 from zoo.evaluation.plots import evaluation_plots
 from zoo.evaluation.protocols import pytracking_errors, toolkit_errors
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared" / "data"
 LASOT_REF = json.loads((DATA / "lasot-sample" / "reference_metrics_SiamBAN.json").read_text())

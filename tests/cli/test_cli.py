@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.catalog import CATALOG
-from tests.helpers.cli import run_main
+from tests.helpers.cli import (
+    one_line,
+    run_main,
+    zoo_here,  # noqa: F401 (fixture)
+)
 from zoo.cli import cli
 
 ZOO = shutil.which("zoo")
@@ -174,3 +178,9 @@ def test_track_boxes_given_a_directory_points_to_artifacts(spelling, tmp_path, c
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "is a directory" in lines[0], err
     assert "the artifacts folder is --artifacts DIR" in lines[0]
+
+
+def test_click_usage_errors_are_one_line(zoo_here):
+    one_line(zoo_here("export", "--to", "onnx"), 2, "Missing argument", "zoo export --help")
+    one_line(zoo_here("expor"), 2, "export")
+    one_line(zoo_here("list", "--bogus"), 2, "--bogus")

@@ -1,17 +1,24 @@
-"""Progress on stderr when it is not a terminal (issue 10 item 11): plain, throttled lines."""
+"""zoo.cli.output: progress on stderr when it is not a terminal (plain, throttled lines), tables
+at 80 columns, JSON on stdout that is nothing but JSON, report paths checked before the run."""
 from __future__ import annotations
 
 import io
+import json
 import re
-from pathlib import Path
 
 from rich.console import Console
 
-from tests.helpers.cli import run_main
+from tests.helpers.cli import (
+    one_line,
+    onnx_export,  # noqa: F401 (fixture)
+    run_main,
+    zoo_as_user,
+    zoo_here,  # noqa: F401 (fixture)
+)
 from zoo.cli import output
 from zoo.datasets.synthetic import make_sequence, write_dataset, write_sequence
 
-REPO = Path(__file__).resolve().parent.parent
+VARIANT = "base-c128"
 LINE = re.compile(r"^\[\s*\d+s\] ")
 
 
@@ -80,3 +87,29 @@ def test_track_and_eval_run_show_plain_progress_on_a_piped_stderr(capsys, monkey
                             "--runtime", "pytorch", "--results", str(tmp_path / "results"))
     assert code == 0, err
     assert any(LINE.match(ln) and "eval run" in ln for ln in err.splitlines()), err
+
+
+# -- tables and machine-readable output -------------------------------------------------------
+
+def test_json_to_stdout_is_json_for_every_table_command(onnx_export):
+    for args in (("list",), ("info", VARIANT), ("weights", VARIANT)):
+        proc = zoo_as_user(*args, "--json", "-")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout), args
+
+
+def test_a_report_path_that_cannot_be_created_fails_before_the_run(zoo_here):
+    one_line(zoo_here("bench", VARIANT, "--runtime", "pytorch", "--json", "/proc/zoo-report.json"), 2,
+             "/proc/zoo-report.json")
+
+
+def test_tables_stay_readable_at_80_columns():
+    proc = zoo_as_user("list", env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in proc.stdout  # columns are dropped whole, never squeezed to ellipses
+    assert any(line.startswith("│ fgaf3 ") for line in lines)  # the variant column is whole
+    assert "hidden at this width" in proc.stdout
+    wide = zoo_as_user("weights", VARIANT, env={"COLUMNS": "200"})
+    assert f"│ {VARIANT}" in wide.stdout and "reference" in wide.stdout

@@ -2,14 +2,23 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.helpers.catalog import REPO
+from tests.helpers.cli import (
+    error_line,
+    run,  # noqa: F401 (fixture)
+)
+from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.catalog import Catalog
 from zoo.errors import CheckpointMismatch, UsageError
+from zoo.paths import catalog_path
 from zoo.register import register_checkpoint
 from zoo.weights import load_model
 
@@ -101,3 +110,72 @@ def test_bad_files(catalog_copy: Path, tmp_path: Path) -> None:
         register_checkpoint(catalog, VARIANT, tmp_path / "trunc.safetensors")
     with pytest.raises(UsageError, match="unknown variant"):
         register_checkpoint(catalog, "fgaf9", tmp_path / "w.bin")
+
+
+# -- bad input and a bad environment through the CLI ------------------------------------------
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_register_refuses_nan_or_inf_weights_naming_the_tensors(catalog_copy, tmp_path, run, bad) -> None:
+    state = _trained_state()
+    state["head.neck.0.weight"].view(-1)[3] = bad
+    state["fusion.blocks.0.attn.qkv.weight"].view(-1)[0] = bad
+    ckpt = tmp_path / "trained.safetensors"
+    save_file(state, str(ckpt))
+    before = catalog_copy.read_bytes()
+    code, _, err = run("register", VARIANT, str(ckpt), "--catalog", str(catalog_copy))
+    line = error_line(err)
+    assert code == 2 and "trained.safetensors: NaN or inf in 2 tensors:" in line, line
+    assert "head.neck.0.weight" in line and "fusion.blocks.0.attn.qkv.weight" in line
+    assert catalog_copy.read_bytes() == before
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 8)
+
+
+def _malicious(path: Path) -> None:
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "hook": _Payload()}, path)
+
+
+def _text(path: Path) -> None:
+    path.write_text("hello, this is not a checkpoint\n")
+
+
+@pytest.mark.parametrize("make", [_garbage, _malicious, _text], ids=["garbage", "malicious", "text"])
+def test_unsafe_checkpoint_is_refused_without_weights_only_advice(catalog_copy, tmp_path, run, make) -> None:
+    ckpt = tmp_path / "model.pth"
+    make(ckpt)
+    code, out, err = run("register", VARIANT, str(ckpt), "--catalog", str(catalog_copy))
+    line = error_line(err)
+    assert code == 2 and "model.pth: cannot read checkpoint: not a safe checkpoint (" in line, line
+    assert "weights_only" not in err and "trust" not in err and "this must never run" not in out + err
+
+
+def test_register_into_a_read_only_catalog(tmpfs, tmp_path, run) -> None:
+    state = _trained_state()
+    ckpt = tmp_path / "trained.safetensors"
+    save_file(state, str(ckpt))
+    ro = tmpfs("catalog", size="1m", populate=lambda p: shutil.copyfile(catalog_path(), p / "zoo.yaml"), ro=True)
+    code, _, err = run("register", VARIANT, str(ckpt), "--catalog", str(ro / "zoo.yaml"))
+    line = error_line(err)
+    assert code == 1 and f"cannot update the catalog {ro / 'zoo.yaml'}: Read-only file system" in line, line
+    assert (ro / "zoo.yaml").read_bytes() == catalog_path().read_bytes()
+
+
+def test_register_into_a_read_only_cache(tmpfs, catalog_copy, tmp_path, run, monkeypatch) -> None:
+    state = _trained_state()
+    ckpt = tmp_path / "trained.safetensors"
+    save_file(state, str(ckpt))
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmpfs("cache", ro=True)))
+    before = catalog_copy.read_bytes()
+    code, _, err = run("register", VARIANT, str(ckpt), "--catalog", str(catalog_copy))
+    line = error_line(err)
+    assert code == 1 and "cannot store the weights in the cache" in line and "Read-only file system" in line, line
+    assert catalog_copy.read_bytes() == before
+
+
+def test_readme_describes_what_register_accepts() -> None:
+    """register accepts .pt and fills in a missing num_batches_tracked (see
+    test_register_round_trip[model-.pt]); the README says so."""
+    row = next(ln for ln in (REPO / "README.md").read_text().splitlines() if ln.startswith("| `zoo register"))
+    assert "`.pt`" in row and "num_batches_tracked" in row and "NaN" in row

@@ -1,11 +1,19 @@
 """The one door (compare.provision) and the artifact value it hands out (zoo.artifacts.ArtifactKey)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import zoo
 from compare.provision import ensure, keys_for, plan, runtime_keys
 from tests.helpers.catalog import CATALOG
+from tests.helpers.cli import (
+    copy_artifacts,
+    one_line,
+    onnx_export,  # noqa: F401 (fixture)
+    zoo_as_user,
+)
 from zoo.artifacts import ArtifactKey, CorruptArtifact, Status
 from zoo.catalog import Catalog
 from zoo.errors import ExportError, UsageError
@@ -69,3 +77,33 @@ def test_export_uses_the_catalog_it_is_given(exported, tmp_path) -> None:
     with pytest.raises(ExportError, match=r"has riscv, arm"):  # a loaded catalog too
         zoo.export(VARIANT, "onnx", "int8", out=art, catalog=Catalog.load(other))
     assert not (art / VARIANT / "onnx-int8").exists()
+
+
+# -- installed artifacts broken or stale, seen through the CLI --------------------------------
+
+def test_compare_refuses_a_corrupt_artifact_naming_the_file_and_the_fix(onnx_export, tmp_path):
+    art = copy_artifacts(onnx_export, tmp_path / "art")
+    model = art / VARIANT / "onnx" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the sha256 can tell
+    model.write_bytes(bytes(data))
+    proc = zoo_as_user("compare", VARIANT, "--runtimes", "onnxruntime", "--runs", "0", "--samples", "1", "--out", str(art))
+    one_line(proc, 1, "model.onnx", "sha256", "zoo export base-c128 --to onnx", "--force")
+
+
+def test_a_manifest_edited_away_from_the_catalog_is_refused_or_rebuilt(onnx_export, tmp_path):
+    art = copy_artifacts(onnx_export, tmp_path / "art")
+    path = art / VARIANT / "onnx" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["inputs"][1]["shape"] = [1, 3, 320, 320]
+    path.write_text(json.dumps(manifest))
+    one_line(zoo_as_user("compare", VARIANT, "--runtimes", "onnxruntime", "--runs", "0", "--samples", "1", "--out", str(art)),
+             1, "search", "[1, 3, 320, 320]", "zoo.yaml")
+    one_line(zoo_as_user("publish", VARIANT, "--formats", "onnx", "--artifacts", str(art), "--to", str(tmp_path / "rel")),
+             1, "search", "zoo.yaml")
+    assert not (tmp_path / "rel").exists()
+    proc = zoo_as_user("export", VARIANT, "--to", "onnx", "--out", str(art), "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["status"] == "rebuilt" and "zoo.yaml" in row["note"]
+    assert json.loads(path.read_text())["inputs"][1]["shape"] == [1, 3, 256, 256]

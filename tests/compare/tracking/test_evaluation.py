@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 
 from compare.tracking.evaluation import run_evaluation, tracker_specs
-from tests.helpers.catalog import CATALOG
+from tests.helpers.catalog import CATALOG, REPO
 from tests.helpers.tracking import run_cli
 from zoo.datasets import load_dataset
 from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.synthetic import make_sequence, write_dataset, write_sequence
 from zoo.errors import UsageError
 
-REPO = Path(__file__).resolve().parent.parent
 FRAMES = 12
 
 

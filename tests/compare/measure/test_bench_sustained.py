@@ -5,9 +5,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers.catalog import REPO
 
 
 def test_sustained_run_of_two_instances_reports_each_and_the_aggregate(tmp_path):

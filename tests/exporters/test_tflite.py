@@ -19,13 +19,16 @@ pytest.importorskip("onnx2tf")
 pytest.importorskip("onnxsim")
 pytest.importorskip("ai_edge_litert")
 
+import subprocess
+import sys
+
 import onnx  # noqa: E402
 from ai_edge_litert import schema_py_generated as tfl_schema  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from onnxsim import simplify  # noqa: E402
 
 from exporters import tflite_convert as tc  # noqa: E402
-from tests.helpers.catalog import CATALOG  # noqa: E402
+from tests.helpers.catalog import CATALOG, REPO  # noqa: E402
 from tests.helpers.tflite import run_tflite
 from zoo.models import build_model  # noqa: E402
 from zoo.models.fold import fold_batchnorm  # noqa: E402
@@ -173,3 +176,38 @@ def test_bad_names_and_precision(erf_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(tc.TfliteConversionError, match="cannot map output 'score'"):
         tc.match_signature(["score"], ["size", "offset"], "output")
     assert tc.match_signature(["a:0", "x.y"], ["a__0", "x_y"], "output") == {"a:0": "a__0", "x.y": "x_y"}
+
+
+TINY_MODEL = """
+import sys, tensorflow as tf
+class M(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32, name="x")])
+    def __call__(self, x):
+        return {"y": tf.nn.relu(tf.nn.conv2d(x, tf.ones([3, 3, 3, 4]), 1, "SAME"))}
+m = M()
+conv = tf.lite.TFLiteConverter.from_concrete_functions([m.__call__.get_concrete_function()], m)
+open(sys.argv[1], "wb").write(conv.convert())
+"""
+
+
+RUN = """
+import sys, numpy as np
+from exporters import tflite_convert as tc
+perm = (0, 2, 3, 1)
+b = {"x": tc.TfliteBinding("x", "input", "serving_default", "x", [1, 8, 8, 3], "float32", "NHWC", perm),
+     "y": tc.TfliteBinding("y", "output", "serving_default", "y", [1, 8, 8, 4], "float32", "NHWC", perm)}
+out = tc.invoke_signature(sys.argv[1], [b["x"]], {"x": np.ones((1, 3, 8, 8), np.float32)}, 1)
+assert out["y"].shape == (1, 8, 8, 4), out["y"].shape
+print("ran", float(out["y"].max()))
+"""
+
+
+def test_tflite_inference_in_the_exporter_prints_no_xnnpack_line(tmp_path) -> None:
+    pytest.importorskip("onnx2tf")
+    pytest.importorskip("tensorflow")
+    model = tmp_path / "tiny.tflite"
+    subprocess.run([sys.executable, "-c", TINY_MODEL, str(model)], check=True, capture_output=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", RUN, str(model)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ran 27.0" in done.stdout  # the model really ran (3x3x3 ones)
+    assert "XNNPACK" not in done.stderr + done.stdout, done.stderr

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers.catalog import REPO
 from zoo.cli import cli, main
 from zoo.errors import UsageError
 from zoo.evaluation.plots import legend_entries
 
-REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 LASOT = DATA / "lasot-sample"
 OTB = DATA / "otb"

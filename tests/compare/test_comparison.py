@@ -24,12 +24,17 @@ from compare.parity.runtimes import cosine_similarity, diff_output
 from compare.provision import choose_runtimes
 from compare.runners import open_artifact
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
+from tests.helpers.cli import (
+    one_line,
+    zoo_here,  # noqa: F401 (fixture)
+)
 from tests.helpers.export import zoo
 from zoo.artifacts import ArtifactKey, file_entry, read_manifest, write_manifest
 from zoo.backends import RUNTIMES as BACKEND_RUNTIMES
 from zoo.errors import UsageError
 from zoo.sample_inputs import sample_pairs
 
+VARIANT = "base-c128"
 RUNTIMES = list(BACKEND_RUNTIMES)  # onnxruntime mnn tflite ncnn
 
 
@@ -335,3 +340,10 @@ def test_every_variant_pytorch_vs_onnx(tmp_path) -> None:
     proc = zoo("compare", "--pytorch-vs-onnx", "--out", str(tmp_path / "art"))
     assert proc.returncode == 0 and "export " not in proc.stderr  # nothing re-exported
     print(f"first run (with exports) {rerun - start:.1f} s, rerun {time.perf_counter() - rerun:.1f} s")
+
+
+def test_a_npy_given_to_inputs_is_one_line(zoo_here, tmp_path):
+    bad = tmp_path / "pair.npy"
+    np.save(bad, np.zeros((1, 3, 128, 128), np.float32))
+    one_line(zoo_here("compare", VARIANT, "--runtimes", "onnxruntime", "--inputs", str(bad),
+                      "--out", str(tmp_path / "a")), 2, "pair.npy", ".npz")

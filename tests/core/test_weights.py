@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.helpers.catalog import CATALOG, VARIANTS
+from tests.helpers.cli import (
+    error_line,
+    run,  # noqa: F401 (fixture)
+)
+from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.errors import WeightsError
 from zoo.paths import weights_path
 from zoo.weights import ensure_weights, reference_weights_bytes
@@ -60,3 +67,37 @@ def test_trained_weights_absent_from_cache_is_an_error() -> None:
     assert not weights_path(trained.weights.sha256, trained.weights.file).exists()
     with pytest.raises(WeightsError, match="not in the cache; register"):
         ensure_weights(trained)
+
+
+# -- a full or read-only cache ----------------------------------------------------------------
+
+def test_weights_into_a_full_cache(tmpfs, run, monkeypatch) -> None:
+    cache = tmpfs("cache", size="64k")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(cache))
+    code, _, err = run("weights", "fgaf3")
+    line = error_line(err)
+    assert code == 1 and "weights of 'fgaf3': cannot write the cache" in line and "No space left on device" in line, line
+    assert not [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")]  # no half-written file
+
+
+def test_weights_into_a_read_only_cache(tmpfs, run, monkeypatch) -> None:
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmpfs("cache", ro=True)))
+    code, _, err = run("weights", "fgaf3")
+    line = error_line(err)
+    assert code == 1 and "weights of 'fgaf3': cannot write the cache" in line and "Read-only file system" in line, line
+
+
+def test_read_only_cache_that_holds_the_weights_still_serves_them(tmpfs, run, monkeypatch) -> None:
+    from zoo.weights import ensure_weights
+
+    v = CATALOG.get("fgaf3")
+    src = ensure_weights(v)  # the session cache
+
+    def populate(root: Path) -> None:
+        dst = root / src.relative_to(weights_path(v.weights.sha256, v.weights.file).parents[2])
+        dst.parent.mkdir(parents=True)
+        shutil.copyfile(src, dst)
+
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmpfs("cache", size="16m", populate=populate, ro=True)))
+    code, out, err = run("weights", "fgaf3", "--json", "-")
+    assert code == 0, err

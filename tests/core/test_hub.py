@@ -7,6 +7,7 @@ separate processes are the point.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from compare.provision import ensure, keys_for
-from tests.helpers.catalog import CATALOG
+from tests.helpers.catalog import CATALOG, REPO
 from tests.helpers.cli import run_main
 from tests.helpers.export import ZOO, assert_artifact_valid
 from tests.helpers.hub_server import HubServer
@@ -465,7 +466,7 @@ def test_every_format_round_trips(tmp_path, monkeypatch, run) -> None:
     assert hashlib.sha256((tmp_path / "rel2" / "index.json").read_bytes()).hexdigest() == digest
 
 
-# -- issue 10: publish never deletes what is not a release; sizes are not retried -----------------
+# -- publish never deletes what is not a release; sizes are not retried ---------------------------
 
 def _issue_repro(dest: Path) -> None:
     (dest / "src").mkdir(parents=True)
@@ -538,3 +539,13 @@ def test_download_larger_than_the_free_space_is_refused_before_fetching(hub, tmp
     line = one_error_line(err)
     assert code == 1 and "bytes in the cache" in line and "free" in line, line
     assert hub.hits(ONNX) == []
+
+
+# -- the pull plan ----------------------------------------------------------------------------
+
+def test_pull_plan_items_are_named_fields() -> None:
+    from zoo.release import pull
+
+    src = (REPO / "zoo" / "release" / "pull.py").read_text()
+    assert [f.name for f in dataclasses.fields(pull.PullItem)] == ["variant", "item", "artifact", "files", "blobs"]
+    assert "plan: list[tuple" not in src

@@ -8,13 +8,13 @@ weights the score maps are flat and fp16 may pick another cell), and the real OT
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 import zoo
+from tests.helpers.catalog import REPO
 from tests.helpers.tracking import OTB_ROOT, needs_otb, run_cli
 from zoo.backends import BACKENDS, REDUCED_PRECISIONS
 from zoo.datasets.synthetic import make_sequence
@@ -110,7 +110,7 @@ def test_zoo_track_runs_real_otb_sequences_on_every_runtime(sequence_name, capsy
 
 
 def readme_tracking_example() -> str:
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     section = text.split("## Tracking: `zoo track`", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 

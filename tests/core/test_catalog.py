@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.catalog import CATALOG, DATA
+from tests.helpers.cli import (
+    error_line,
+    run,  # noqa: F401 (fixture)
+)
 from zoo.catalog import Catalog
 from zoo.errors import CatalogError, UsageError
+from zoo.paths import catalog_path
 
 #: the study's seed table, vendored (tests/data/README.md)
 STUDY_CSV = DATA / "ablation.csv"
@@ -104,3 +110,35 @@ def test_select_by_wildcard_and_all() -> None:
     assert [v.name for v in CATALOG.select(["fgaf3", "fgaf3", "af3"])] == ["fgaf3", "af3"]
     with pytest.raises(UsageError, match="no variant matches 'zz\\*'"):
         CATALOG.select(["zz*"])
+
+
+# -- bad input through the CLI ----------------------------------------------------------------
+
+def test_catalog_that_is_not_utf8_is_one_line(tmp_path, run, monkeypatch) -> None:
+    bad = tmp_path / "zoo.yaml"
+    bad.write_bytes(catalog_path().read_bytes().replace(b"description:", b"descr\xe9ption:", 1))
+    monkeypatch.setenv("ZOO_CATALOG", str(bad))
+    code, _, err = run("list")
+    assert code == 2 and "zoo.yaml: not UTF-8 text (byte 0xe9 at line" in error_line(err)
+
+
+BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+    for prev, name in zip([None, *"abcdefgh"], "abcdefghi"))
+
+
+@pytest.mark.parametrize("text", [BOMB, BOMB + "schema_version: 1\nvariants: [*i]\n", "a: &a [*a]\n"],
+                         ids=["top-level", "in-variants", "recursive"])
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path, run, monkeypatch, text) -> None:
+    bomb = tmp_path / "zoo.yaml"
+    bomb.write_text(text)
+    monkeypatch.setenv("ZOO_CATALOG", str(bomb))
+    start = time.monotonic()
+    code, _, err = run("list")
+    assert time.monotonic() - start < 2
+    line = error_line(err)
+    assert code == 2 and line.startswith("error: zoo.yaml:"), line
+
+
+def test_catalog_with_ordinary_anchors_still_loads() -> None:
+    assert "*backbone-c128" in catalog_path().read_text() and len(CATALOG) == 15

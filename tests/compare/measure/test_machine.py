@@ -1,5 +1,6 @@
-"""Timing under contention (issue 10 item 12): rows measured while other processes compete for
-the CPUs are flagged unreliable, in the row (table) and in its JSON fields.
+"""compare.measure.machine: machine facts (the clock, ``machine_info``) and timing under
+contention: rows measured while other processes compete for the CPUs are flagged unreliable, in
+the row (table) and in its JSON fields.
 
 The detector is tested on synthetic figures, then on real measurements: one while a burner
 process (a bounded busy loop started here) keeps a CPU busy, one without it.
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from compare.measure import bench, timing
-from compare.measure.machine import TOLERANCE_CORES, contention, cpu_busy_seconds
+from compare.measure.machine import TOLERANCE_CORES, contention, cpu_busy_seconds, machine_info
 from compare.measure.timing import Timing, TimingJob, time_jobs, time_spec
 from compare.measure.worker import RunnerSpec
 from zoo.catalog import Catalog
@@ -144,3 +145,21 @@ def test_a_bench_cell_measured_beside_a_burner_is_flagged(spec_pair) -> None:
     assert not cell.reliable and cell.other_cores > 0.3 and cell.contention, cell
     row = bench.cell_rows([cell])[0]  # what --json writes
     assert row["reliable"] is False and row["contention"] == cell.contention
+
+
+def test_the_clock_column_is_empty_where_the_clock_is_only_nominal(monkeypatch):
+    """Under a hypervisor without cpufreq, /proc/cpuinfo repeats the nominal MHz: no clock is
+    reported (README: the clock column stays empty there); on bare metal it is read."""
+    from compare.measure import machine
+    monkeypatch.setattr(machine, "_read_numbers", lambda pattern: [])
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: "flags\t\t: fpu sse2 hypervisor avx512f\ncpu MHz\t\t: 2445.000\n")
+    assert machine.cpu_mhz() is None and machine.clock_source().startswith("not exposed")
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: "flags\t\t: fpu sse2 avx512f\ncpu MHz\t\t: 3100.000\ncpu MHz\t\t: 2900.000\n")
+    assert machine.cpu_mhz() == 3000.0 and "cpuinfo" in machine.clock_source()
+
+
+def test_machine_info_sections() -> None:
+    plain, timed = machine_info(), machine_info("peak RSS", timed=True)
+    assert "memory" not in plain and "latency" not in plain
+    assert timed == {**plain, "memory": "peak RSS", "latency": timed["latency"], "isolation": timed["isolation"]}
+    assert list(timed)[-3:] == ["memory", "latency", "isolation"]

@@ -1,4 +1,4 @@
-"""Split export (issue 15): init graph (template -> cache) + track graph (search + cache -> maps).
+"""Split export: init graph (template -> cache) + track graph (search + cache -> maps).
 
 PyTorch exactness over the whole catalog (cheap); the runtimes' exactness per format and
 precision on the session's split export (fgaf3: asymmetric attention, base-c128: joint); the

@@ -1,4 +1,4 @@
-"""Ctrl-C, SIGTERM and SIGKILL on real ``python -m zoo`` processes (issue 10 item 8).
+"""Ctrl-C, SIGTERM and SIGKILL on real ``python -m zoo`` processes.
 
 Each test starts the CLI in a session of its own, waits until its children are really working
 (measurement workers busy, the onnx2tf converter started, a file half-downloaded), records every
@@ -24,9 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.catalog import REPO
 from tests.helpers.hub_server import HubServer
 
-REPO = Path(__file__).resolve().parent.parent
 VARIANT = "base-c128"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups / prctl: Linux")
 
