@@ -12,7 +12,7 @@ and each ``import`` of a project module is checked against the rule:
 The package root ``zoo`` (zoo/__init__.py) serves the Python API (:mod:`zoo.api`): its module-level
 imports are core, but importing the root itself (``import zoo``, ``from zoo import __version__``)
 is importing the API layer, so core, exporters and compare must not (``zoo.version`` holds the
-version). Beside the layer rule (issue 22):
+version). Beside the layer rule:
 
 - the module-level import graph has no cycle, between modules nor between packages (``zoo.hub``
   and ``zoo.weights`` are units of their own: the first two parts of a module's name);
@@ -47,7 +47,7 @@ ALLOWED = {
 }
 
 #: (importing module, function, imported module) -> why it is function-local. Found when this test
-#: was written (issue 11); remove an entry when the import moves to module level.
+#: was written; remove an entry when the import moves to module level.
 FUNCTION_LOCAL_ALLOWED: dict[tuple[str, str, str], str] = {
     # optional dependency: exporters.tflite_convert imports onnx2tf / tensorflow / ai_edge_litert at
     # module level; the adapter turns their absence into "pip install 'zoo[tflite]'"
@@ -303,7 +303,7 @@ def test_the_catalog_is_loaded_only_by_the_cli_and_the_api() -> None:
     assert not below, "Catalog.load() below the CLI / API (take the catalog as an argument):\n" + "\n".join(below)
 
 
-def test_the_new_checks_catch_violations(tmp_path) -> None:
+def test_the_cycle_private_and_catalog_checks_catch_violations(tmp_path) -> None:
     """Made-up modules: the package root imported from core, a module and a package cycle, a
     private name imported, a Catalog.load call."""
     from unittest import mock

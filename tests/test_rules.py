@@ -58,7 +58,7 @@ def test_native_quiet_lives_in_the_bottom_layer() -> None:
     assert not any(m and m.split(".")[0] == "compare" for m in imported), imported
 
 
-def test_dead_fields_are_gone() -> None:
+def test_unused_fields_and_aliases_do_not_exist() -> None:
     from compare import inputs
     from compare.measure.worker import Measurement
     from exporters.tflite_convert import TfliteResult
@@ -76,7 +76,7 @@ def _imported_modules(path: Path) -> set[str]:
             | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names})
 
 
-def test_dead_code_and_copied_constants_are_gone() -> None:
+def test_no_unused_reader_and_no_copied_tolerance() -> None:
     """Dead names removed, the input roles and the optional-package helpers in core
     modules of their own, the OpenCV affine tolerance defined once."""
     import zoo

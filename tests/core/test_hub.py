@@ -468,7 +468,7 @@ def test_every_format_round_trips(tmp_path, monkeypatch, run) -> None:
 
 # -- publish never deletes what is not a release; sizes are not retried ---------------------------
 
-def _issue_repro(dest: Path) -> None:
+def _project_folder_not_a_release(dest: Path) -> None:
     (dest / "src").mkdir(parents=True)
     (dest / "index.json").write_text("{}")
     (dest / "src" / "main.py").write_text("x\n")
@@ -485,7 +485,7 @@ def _release_plus(extra: str):
 
 
 @pytest.mark.parametrize(("make", "named"), [
-    (lambda dest, release: _issue_repro(dest), "index.json is not a valid zoo release index"),
+    (lambda dest, release: _project_folder_not_a_release(dest), "index.json is not a valid zoo release index"),
     (_release_plus("notes.txt"), "notes.txt is not part of the zoo release there"),
     (_release_plus(f"artifacts/{VARIANT}/onnx/notes.txt"), f"artifacts/{VARIANT}/onnx/notes.txt is not part"),
     (_release_plus("scratch/"), "scratch is not part of the zoo release there"),

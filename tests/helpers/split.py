@@ -15,7 +15,7 @@ from tests.helpers.export import zoo
 from zoo.artifacts import ArtifactKey
 from zoo.backends import FORMATS
 
-#: the precisions the split tests build (issue 15: fp32 + fp16)
+#: the precisions the split tests build (fp32 + fp16)
 SPLIT_PRECISIONS = ("fp32", "fp16")
 
 

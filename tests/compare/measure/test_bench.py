@@ -101,7 +101,7 @@ def test_cli_scaling_and_concurrency_tables(artifacts, tmp_path) -> None:
 
 
 def test_cli_sustained_run_writes_windows_and_a_plot(artifacts, tmp_path) -> None:
-    """One instance, and two at once (issue 11: --duration with --concurrency): windows per
+    """One instance, and two at once (--duration with --concurrency): windows per
     instance and an aggregate ("all") whose runs are every instance's."""
     out = tmp_path / "sustained.json"
     proc = zoo("bench", "base-c128", "--runtime", "ncnn", "--duration", "3", "--window", "1", "--warmup", "1",
