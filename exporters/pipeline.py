@@ -139,11 +139,13 @@ class Pipeline:
         self.verify = verify
         self.force = force
         self.jobs = max(1, int(jobs))
+        self._slots = threading.BoundedSemaphore(self.jobs)
         self.on_event = on_event or (lambda key, stage: None)
 
     # -- public --------------------------------------------------------------------------------
     def run(self, keys: list[ArtifactKey]) -> list[Row]:
-        """Export every key (variants in parallel up to ``jobs``); rows in ``keys`` order."""
+        """Export every key, up to ``jobs`` at once (variants in parallel, and within a variant the
+        artifacts converted from its ONNX source); rows in ``keys`` order."""
         _prepare_out_dir(self.out)
         by_variant: dict[str, list[ArtifactKey]] = {}
         for k in keys:
@@ -158,17 +160,23 @@ class Pipeline:
 
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, keys: list[ArtifactKey]) -> list[Row]:
-        rows, onnx_row = [], None
-        for key in keys:
+        """The variant's ONNX sources first, then the artifacts converted from them (up to ``jobs`` at once)."""
+        rows = {k: self._export(k, _exporter(k)) for k in keys if k == k.source}
+        rest = [k for k in keys if k not in rows]
+
+        def one(key: ArtifactKey) -> Row:
             exporter = _exporter(key)
-            if exporter.needs_onnx_for(key.precision) and (onnx_row is None or onnx_row.status is Status.FAILED):
-                rows.append(Row.of(key, Status.FAILED, note="needs the ONNX artifact, which failed"))
-                continue
-            row = self._export(key, exporter)
-            if key == key.source:  # the fp32 ONNX artifact the others convert from
-                onnx_row = row
-            rows.append(row)
-        return rows
+            source = rows.get(key.source)
+            if exporter.needs_onnx_for(key.precision) and (source is None or source.status is Status.FAILED):
+                return Row.of(key, Status.FAILED, note="needs the ONNX artifact, which failed")
+            return self._export(key, exporter)
+
+        if self.jobs > 1 and len(rest) > 1:
+            with ThreadPoolExecutor(self.jobs) as pool:
+                rows.update(zip(rest, pool.map(one, rest)))
+        else:
+            rows.update((k, one(k)) for k in rest)
+        return [rows[k] for k in keys]
 
     def _build_inputs(self, key: ArtifactKey, exporter: Exporter) -> dict:
         v = self.catalog.get(key.variant)
@@ -219,6 +227,10 @@ class Pipeline:
             return Quantization(recipe, wanted if recipe_key != "any" else "any", self._source, self._pairs[cache_key])
 
     def _export(self, key: ArtifactKey, exporter: Exporter) -> Row:
+        with self._slots:  # at most ``jobs`` builds at once, over all variants
+            return self._export_now(key, exporter)
+
+    def _export_now(self, key: ArtifactKey, exporter: Exporter) -> Row:
         start = time.perf_counter()
         row = Row.of(key, Status.FAILED)
         try:

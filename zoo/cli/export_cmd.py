@@ -53,7 +53,7 @@ def _short(note: str | None, width: int = 60) -> str | None:
                    + "; ".join(f"{f.name} = {f.title} ({f.format}, into <variant>/{f.format}-{f.name})" for f in FLAVOURS) + ".")
 @artifacts_option()
 @click.option("--force", is_flag=True, help="Rebuild even when an identical verified artifact exists.")
-@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Artifacts built at once: variants in parallel, and a variant's conversions from its ONNX artifact.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the converters' logs.")
 @click.option("--calibration", metavar="PATH", default=None,
               help="Calibration crops for int8 (and the held-out verification pairs): a dataset root, a sequence folder "
