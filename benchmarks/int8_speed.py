@@ -26,9 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
 from compare.runners import open_artifact
-from zoo.artifacts import ArtifactKey, read_manifest
+from zoo.artifacts import ArtifactKey
 from zoo.backends import BACKENDS, REDUCED_PRECISIONS
 from zoo.catalog import Catalog
+from zoo.manifest import read_manifest
 from zoo.sample_inputs import sample_pairs
 
 ZOO = [sys.executable, "-c", "from zoo.cli import main; main()"]

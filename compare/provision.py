@@ -19,12 +19,13 @@ from pathlib import Path
 from compare.parity.verify import Verifier
 from exporters import get_exporter, get_flavour_exporter
 from exporters.pipeline import Pipeline, Row, build_order
-from zoo.artifacts import MANIFEST_NAME, ArtifactKey, Status, verified_manifest
+from zoo.artifacts import ArtifactKey, Status, verified_manifest
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_flavour
 from zoo.calibration import open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError
 from zoo.hub.resolve import resolve_hub
+from zoo.manifest import MANIFEST_NAME
 from zoo.names import choose
 from zoo.schema import Variant
 from zoo.weights import ensure_weights
@@ -96,7 +97,7 @@ def ensure(keys: list[ArtifactKey], artifacts_dir: Path, catalog: Catalog, *, re
     """Provision ``keys`` under ``artifacts_dir`` with ``catalog``: the only caller of the export pipeline.
 
     An installed artifact is checked against its manifest (sizes, cached sha256) and the catalog: a
-    corrupt or stale one is a :class:`zoo.artifacts.CorruptArtifact` naming the file and the command
+    corrupt or stale one is a :class:`zoo.manifest.CorruptArtifact` naming the file and the command
     that rebuilds it; it is ``found``. Missing ones are exported (and verified before they are
     installed): ``built``, or ``failed`` with the pipeline's note; a precision the format does not
     offer is ``skipped``. ``refresh`` (``zoo export``): every key goes through the pipeline, which

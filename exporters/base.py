@@ -19,11 +19,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import ClassVar
 
-from zoo.artifacts import Converter, TensorBinding
 from zoo.backends import Backend, by_format
 from zoo.calibration import CalibrationSource
 from zoo.catalog import Catalog
 from zoo.errors import ZooError
+from zoo.manifest import Converter, TensorBinding
 from zoo.procs import run_group
 from zoo.requirements import MissingPackage
 from zoo.schema import QuantRecipe, TensorSpec, Variant
@@ -192,6 +192,6 @@ class Exporter(ABC):
         """One graph of a split artifact into ``ctx.build_dir``: ``ctx.variant`` carries the graph's I/O,
         ``ctx.onnx_path`` the graph's verified ONNX file (``ctx.graph_module`` the PyTorch module and
         example inputs for an exporter that does not convert from ONNX); ``probes`` are the graph's
-        inputs for exporters that bind by probe. A binding that is a :class:`zoo.artifacts.GraphBinding`
+        inputs for exporters that bind by probe. A binding that is a :class:`zoo.manifest.GraphBinding`
         states its own ``perm``. By default the graph is converted like a full model."""
         return self.convert(ctx)

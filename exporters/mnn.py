@@ -11,8 +11,8 @@ import importlib.util
 import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, python_tool, run_tool
-from zoo.artifacts import Converter
 from zoo.catalog import Catalog
+from zoo.manifest import Converter
 from zoo.requirements import MissingPackage
 
 MODEL_FILE = "model.mnn"

@@ -14,8 +14,8 @@ import re
 import shutil
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version, run_tool
-from zoo.artifacts import Converter
 from zoo.catalog import Catalog
+from zoo.manifest import Converter
 
 PARAM, BIN = "model.ncnn.param", "model.ncnn.bin"
 

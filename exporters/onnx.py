@@ -17,8 +17,8 @@ import torch
 
 from exporters import onnx_int8
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version
-from zoo.artifacts import Converter
 from zoo.catalog import Catalog
+from zoo.manifest import Converter
 from zoo.models.fold import fold_batchnorm
 from zoo.requirements import require
 from zoo.schema import IOSpec

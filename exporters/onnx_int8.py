@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, nchw_bindings, package_version
-from zoo.artifacts import Converter
+from zoo.manifest import Converter
 from zoo.requirements import require
 
 MODEL_FILE = "model.int8.onnx"

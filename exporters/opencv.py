@@ -20,9 +20,9 @@ import numpy as np
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, nchw_bindings, package_version
 from exporters.opencv_probe import AFFINE_TOLERANCE, measure, write_probes
-from zoo.artifacts import Converter
 from zoo.backends import by_flavour
 from zoo.catalog import Catalog
+from zoo.manifest import Converter
 from zoo.requirements import require
 from zoo.schema import Preprocessing
 

@@ -30,12 +30,13 @@ from exporters import get_exporter, get_flavour_exporter
 from exporters.base import BuildContext, Exporter, Quantization
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
-from zoo.artifacts import ArtifactKey, ClientTarget, Manifest, Parity, Status, check_bindings, check_files, file_entry, read_manifest, write_manifest
+from zoo.artifacts import ArtifactKey, Status, check_bindings, check_files
 from zoo.backends import REDUCED_PRECISIONS
 from zoo.calibration import make_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
+from zoo.manifest import ClientTarget, Manifest, Parity, file_entry, read_manifest, write_manifest
 from zoo.parity import parity_failure
 from zoo.schema import Variant
 from zoo.version import __version__ as zoo_version
@@ -46,7 +47,7 @@ Verifier = Callable[[ArtifactKey, Path, Manifest], Parity]
 
 
 class ExportFailed(ZooError):
-    """A target could not be exported or failed verification."""
+    """An artifact could not be exported or failed verification."""
 
 
 @dataclass

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from exporters.base import BuildContext, ConvertResult, Exporter, append_log
-from zoo.artifacts import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
 from zoo.io_roles import role_inputs
 from zoo.layouts import PERMS
+from zoo.manifest import CacheEntry, Converter, GraphBinding, GraphSpec, SplitGraphs, TensorBinding
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version
-from zoo.artifacts import Converter, GraphBinding, TensorBinding
 from zoo.backends import by_format
 from zoo.layouts import NCHW, NHWC, PERMS
+from zoo.manifest import Converter, GraphBinding, TensorBinding
 from zoo.requirements import MissingPackage
 from zoo.sample_inputs import sample_pairs
 

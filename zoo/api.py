@@ -25,11 +25,12 @@ import torch
 from compare.provision import ensure, keys_for
 from compare.runners import ArtifactRunner, PytorchRunner, open_artifact
 from compare.tracking import tracker as _tracker
-from zoo.artifacts import ArtifactKey, Manifest, Status, default_out_dir, read_manifest
+from zoo.artifacts import ArtifactKey, Status, default_out_dir
 from zoo.backends import DEFAULT_RUNTIME, FORMATS, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import ExportError, UsageError
 from zoo.hub.resolve import resolve_hub
+from zoo.manifest import Manifest, read_manifest
 from zoo.models import build_model
 from zoo.names import choose
 from zoo.sample_inputs import sample_pairs

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.artifacts import OutputParity, Parity
+from zoo.manifest import OutputParity, Parity
 from zoo.tracker_parity import describe_tracker_failure
 
 

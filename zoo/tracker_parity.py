@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from zoo.artifacts import TrackerParity
+from zoo.manifest import TrackerParity
 from zoo.schema import TrackerGate, TrackingPreset
 from zoo.tracking import decode, hann2d
 

@@ -35,11 +35,12 @@ from compare.inputs import Pair
 from compare.parity.runtimes import cosine_similarity
 from compare.provision import ensure, runtime_keys
 from compare.runners import open_artifact
-from zoo.artifacts import ArtifactKey, Status, read_manifest
+from zoo.artifacts import ArtifactKey, Status
 from zoo.backends import by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import atomic_path
+from zoo.manifest import read_manifest
 from zoo.models.fold import fold_batchnorm
 from zoo.schema import Variant
 from zoo.weights import load_model

@@ -32,11 +32,12 @@ from compare.inputs import Pair, load_pairs
 from compare.provision import ensure, runtime_keys
 from compare.runners import open_artifact
 from compare.runners.base import OpRecord
-from zoo.artifacts import ArtifactKey, Status, default_out_dir, read_manifest
+from zoo.artifacts import ArtifactKey, Status, default_out_dir
 from zoo.backends import PROFILED_RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.figures import figure_rows, part_rows
+from zoo.manifest import read_manifest
 from zoo.names import choose
 from zoo.schema import Variant
 from zoo.split_figures import split_figures

@@ -21,8 +21,8 @@ import numpy as np
 
 from compare.inputs import Pair
 from compare.runners import BaseRunner, PytorchRunner, open_artifact
-from zoo.artifacts import TrackerParity
 from zoo.errors import ZooError
+from zoo.manifest import TrackerParity
 from zoo.parity import compare_output
 from zoo.schema import TrackingPreset, Variant
 from zoo.tracker_parity import tracker_parity

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from compare.runners import PytorchRunner, runner_for
-from zoo.artifacts import ArtifactKey, Manifest, Parity
+from zoo.artifacts import ArtifactKey
 from zoo.backends import by_flavour
 from zoo.calibration import make_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import ZooError
+from zoo.manifest import Manifest, Parity
 from zoo.parity import compare_output
 from zoo.sample_inputs import sample_pairs
 from zoo.schema import QuantizationSpec, Variant

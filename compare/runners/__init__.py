@@ -10,8 +10,9 @@ from pathlib import Path
 
 from compare.runners.base import ArtifactRunner, BaseRunner, native_quiet
 from compare.runners.split import SplitRunner
-from zoo.artifacts import Manifest, read_manifest, verified_manifest
+from zoo.artifacts import verified_manifest
 from zoo.backends import by_format, reference_runner_class
+from zoo.manifest import Manifest, read_manifest
 from zoo.schema import Variant
 
 

@@ -18,10 +18,10 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from zoo.artifacts import Manifest, TensorBinding, read_manifest
 from zoo.backends import by_format
 from zoo.errors import UsageError, ZooError
 from zoo.layouts import from_layout, shape_from, to_layout
+from zoo.manifest import Manifest, TensorBinding, read_manifest
 from zoo.native import native_quiet  # noqa: F401  (re-exported for runners)
 
 

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from compare.runners.base import ArtifactRunner, ManifestRunner
-from zoo.artifacts import GraphBinding, GraphSpec, Manifest
 from zoo.errors import ZooError
+from zoo.manifest import GraphBinding, GraphSpec, Manifest
 
 
 def _sub_manifest(manifest: Manifest, graph: GraphSpec) -> Manifest:

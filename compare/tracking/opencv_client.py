@@ -21,11 +21,12 @@ import numpy as np
 from compare.parity.verify import REFERENCE
 from compare.runners import PytorchRunner, runner_for
 from compare.tracking.tracker import Tracker
-from zoo.artifacts import ArtifactKey, Manifest, Parity, read_manifest
+from zoo.artifacts import ArtifactKey
 from zoo.backends import by_flavour
 from zoo.datasets.synthetic import make_sequence
 from zoo.errors import ZooError
 from zoo.evaluation.metrics import iou
+from zoo.manifest import Manifest, Parity, read_manifest
 from zoo.parity import compare_output
 
 #: what an artifact must show against zoo's tracker on every frame of a sequence

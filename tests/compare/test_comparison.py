@@ -29,9 +29,10 @@ from tests.helpers.cli import (
     zoo_here,  # noqa: F401 (fixture)
 )
 from tests.helpers.export import zoo
-from zoo.artifacts import ArtifactKey, file_entry, read_manifest, write_manifest
+from zoo.artifacts import ArtifactKey
 from zoo.backends import RUNTIMES as BACKEND_RUNTIMES
 from zoo.errors import UsageError
+from zoo.manifest import file_entry, read_manifest, write_manifest
 from zoo.sample_inputs import sample_pairs
 
 VARIANT = "base-c128"

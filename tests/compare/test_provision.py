@@ -14,9 +14,10 @@ from tests.helpers.cli import (
     onnx_export,  # noqa: F401 (fixture)
     zoo_as_user,
 )
-from zoo.artifacts import ArtifactKey, CorruptArtifact, Status
+from zoo.artifacts import ArtifactKey, Status
 from zoo.catalog import Catalog
 from zoo.errors import ExportError, UsageError
+from zoo.manifest import CorruptArtifact
 from zoo.paths import catalog_path
 
 VARIANT = "base-c128"

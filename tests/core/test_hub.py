@@ -24,11 +24,12 @@ from tests.helpers.cli import run_main
 from tests.helpers.export import ZOO, assert_artifact_valid
 from tests.helpers.hub_server import HubServer
 from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
-from zoo.artifacts import check_files, read_manifest
+from zoo.artifacts import check_files
 from zoo.errors import UsageError, WeightsError, ZooError
 from zoo.fileio import sha256_file
 from zoo.hub.index import parse_index
 from zoo.hub.resolve import HubConfig, resolve_hub, safe_relpath
+from zoo.manifest import read_manifest
 from zoo.paths import weights_path
 from zoo.release.publish import publish
 from zoo.weights import ensure_weights

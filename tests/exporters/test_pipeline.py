@@ -19,9 +19,10 @@ from compare.runners import PytorchRunner, open_artifact
 from exporters.pipeline import Pipeline
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.export import assert_artifact_valid, json_rows, zoo
-from zoo.artifacts import check_files, read_manifest
+from zoo.artifacts import check_files
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, by_format, offered
 from zoo.cli import cli
+from zoo.manifest import read_manifest
 from zoo.sample_inputs import SCENES, sample_pairs
 
 OFFERED = [(f, p) for f in FORMATS for p in offered(f) if p not in REDUCED_PRECISIONS]  # reduced: test_quantization.py

@@ -23,11 +23,12 @@ from tests.helpers.artifacts import FOREIGN_ENV
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.cli import run_main
 from tests.helpers.export import json_rows, zoo
-from zoo.artifacts import ArtifactKey, check_files, read_manifest
+from zoo.artifacts import ArtifactKey, check_files
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, artifact_dirname, offered
 from zoo.calibration import disjoint, make_pairs, open_source, pair_digest
 from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence, write_sequence
+from zoo.manifest import read_manifest
 from zoo.sample_inputs import sample_pairs
 from zoo.tracker_parity import tracker_parity
 

@@ -19,9 +19,9 @@ from compare.tracking.tracker import Tracker
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS, VARIANTS
 from tests.helpers.split import SPLIT_PRECISIONS
 from tests.helpers.tracking import run_cli
-from zoo.artifacts import MANIFEST_NAME, CorruptSplitManifest, read_manifest
 from zoo.backends import FORMATS, offered
 from zoo.datasets.synthetic import make_sequence
+from zoo.manifest import MANIFEST_NAME, CorruptSplitManifest, read_manifest
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model

@@ -20,8 +20,9 @@ from exporters.split import graph_feeds
 from tests.helpers.artifacts import FOREIGN_ENV
 from tests.helpers.catalog import CATALOG
 from tests.helpers.export import zoo
-from zoo.artifacts import ArtifactKey, check_files, read_manifest
+from zoo.artifacts import ArtifactKey, check_files
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, offered
+from zoo.manifest import read_manifest
 from zoo.models.split import cache_tensors
 from zoo.sample_inputs import sample_pairs
 from zoo.tracker_parity import tracker_parity

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from compare.runners import PytorchRunner, open_artifact
-from zoo.artifacts import check_files, read_manifest
+from zoo.artifacts import check_files
+from zoo.manifest import read_manifest
 from zoo.parity import compare_output
 from zoo.sample_inputs import sample_pairs
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from zoo.artifacts import MANIFEST_NAME, ArtifactKey, default_out_dir
+from zoo.artifacts import ArtifactKey, default_out_dir
 from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, Finite, MultiValueOption, artifacts_option, choose, report_options
@@ -17,6 +17,7 @@ from zoo.errors import UsageError
 from zoo.hub import store
 from zoo.hub.resolve import resolve_hub
 from zoo.hub.store import artifact_cache_root, scan
+from zoo.manifest import MANIFEST_NAME
 from zoo.names import did_you_mean
 from zoo.paths import cache_dir
 from zoo.release.publish import publish

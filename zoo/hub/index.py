@@ -24,9 +24,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from zoo.artifacts import MANIFEST_NAME, ArtifactKey, Manifest
+from zoo.artifacts import ArtifactKey
 from zoo.errors import ZooError
 from zoo.hub.resolve import safe_relpath
+from zoo.manifest import MANIFEST_NAME, Manifest
 from zoo.schema import Format, Precision, Sha256
 
 INDEX_VERSION = 1

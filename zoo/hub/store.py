@@ -26,9 +26,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from zoo.artifacts import MANIFEST_NAME, check_files, read_manifest
+from zoo.artifacts import check_files
 from zoo.errors import ZooError
 from zoo.fileio import sha256_file, swap_dir
+from zoo.manifest import MANIFEST_NAME, read_manifest
 from zoo.paths import cache_dir, weights_path
 
 SUBDIRS = ("weights", "files", "artifacts", "hubs", "tmp")

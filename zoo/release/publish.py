@@ -21,13 +21,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.artifacts import MANIFEST_NAME, SPLIT_SUFFIX, ArtifactKey, check_bindings, check_files, check_split, default_out_dir, read_manifest
+from zoo.artifacts import SPLIT_SUFFIX, ArtifactKey, check_bindings, check_files, check_split, default_out_dir
 from zoo.backends import offered
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import os_reason, sha256_file
 from zoo.hub.index import ArtifactRef, FileRef, Index, VariantRef, WeightsRef, parse_index
 from zoo.hub.resolve import INDEX_NAME, HubConfig, check_url
 from zoo.hub.store import swap_in
+from zoo.manifest import MANIFEST_NAME, read_manifest
 from zoo.schema import Variant
 from zoo.version import __version__
 from zoo.weights import ensure_weights

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.artifacts import MANIFEST_NAME, ArtifactKey, Manifest, check_files, read_manifest
+from zoo.artifacts import ArtifactKey, check_files
 from zoo.backends import FORMATS, PRECISIONS, offered
 from zoo.errors import ZooError
 from zoo.fileio import os_reason, verified_file
@@ -22,6 +22,7 @@ from zoo.hub.fetch import fetch_index
 from zoo.hub.index import ArtifactRef, Index, VariantRef, parse_index
 from zoo.hub.resolve import HubConfig, base_url, file_url
 from zoo.hub.store import artifact_cache_root, blob_path, hub_index_path, install_artifact
+from zoo.manifest import MANIFEST_NAME, Manifest, read_manifest
 from zoo.paths import weights_path
 from zoo.schema import Variant
 from zoo.weights import ensure_weights
