@@ -89,7 +89,7 @@ def run_cell(spec: RunnerSpec, pair: Pair, threads: int, concurrency: int, secon
     tasks = [MeasureTask(spec, pair, threads, warmup, min_runs, seconds) for _ in range(concurrency)]
     ms = measure(tasks, concurrent=True)
     instances = [_instance(m) for m in ms]
-    cell = Cell(spec.variant.name, spec.runtime, spec.precision, threads, concurrency,
+    cell = Cell(spec.variant.name, spec.key.label, spec.key.precision, threads, concurrency,
                 threads * concurrency > (os.cpu_count() or 1), instances=instances)
     _flag_contention(cell, ms)
     errors = [i.error for i in instances if i.error]
@@ -278,7 +278,7 @@ def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float,
     tasks = [MeasureTask(spec, pair, threads, warmup, 1, duration_s) for _ in range(concurrency)]
     with _ClockSampler(min(1.0, window_s / 2)) as clock:
         ms = measure(tasks, concurrent=concurrency > 1, timeout_s=duration_s + 600)
-    base = dict(variant=spec.variant.name, runtime=spec.runtime, precision=spec.precision, threads=threads,
+    base = dict(variant=spec.variant.name, runtime=spec.key.label, precision=spec.key.precision, threads=threads,
                 duration_s=duration_s, window_s=window_s, concurrency=concurrency)
     exposed = [name for i, name in ((1, "cpu MHz"), (2, "temperature")) if any(x[i] is not None for x in clock.samples)]
     results = []

@@ -131,7 +131,7 @@ def oversubscribed(threads: int) -> bool:
 def timing_from(m: Measurement, spec: RunnerSpec, warmup: int) -> Timing:
     """The timing row of one child's measurement (``error`` set when it failed)."""
     nan = float("nan")
-    base = dict(variant=spec.variant.name, runtime=spec.runtime, precision=spec.precision, threads=m.threads,
+    base = dict(variant=spec.variant.name, runtime=spec.key.label, precision=spec.key.precision, threads=m.threads,
                 oversubscribed=oversubscribed(m.threads), warmup=warmup, pid=m.pid)
     if not m.ok:
         return Timing(**base, runs=0, load_s=nan, first_ms=nan, median_ms=nan, p90_ms=nan, p99_ms=nan,

@@ -119,15 +119,6 @@ class RunnerSpec:
         return open_artifact(self.artifact, self.variant)
 
     @property
-    def runtime(self) -> str:
-        """The runtime as tables show it (``mnn``, ``mnn-split``)."""
-        return self.key.label
-
-    @property
-    def precision(self) -> str:
-        return self.key.precision
-
-    @property
     def label(self) -> str:
         return f"{self.variant.name} {self.key.label} {self.key.precision}"
 
