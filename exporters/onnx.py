@@ -6,7 +6,6 @@ checked by ``onnx.checker`` and tagged with the catalog's metadata in ``metadata
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import threading
@@ -20,6 +19,7 @@ from exporters.base import BuildContext, ConversionError, ConvertResult, Exporte
 from zoo.catalog import Catalog
 from zoo.manifest import Converter
 from zoo.models.fold import fold_batchnorm
+from zoo.native import captured_output
 from zoo.requirements import require
 from zoo.schema import IOSpec
 from zoo.version import __version__ as zoo_version
@@ -130,7 +130,7 @@ def export_module(module: torch.nn.Module, args: tuple, io_spec: IOSpec, build_d
     buf = io.StringIO()
     # torch.onnx.export keeps global state and redirect_stdout swaps sys.stdout for the whole
     # process: with variants exported in parallel (--jobs) one export at a time
-    with TORCH_EXPORT_LOCK, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+    with TORCH_EXPORT_LOCK, captured_output(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, args, str(raw_path), **kwargs)

@@ -9,13 +9,13 @@ keeps the catalog's I/O names, so the bindings are the fp32 model's.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 from pathlib import Path
 
 from exporters.base import BuildContext, ConversionError, ConvertResult, nchw_bindings, package_version
 from zoo.manifest import Converter
+from zoo.native import captured_output
 from zoo.requirements import require
 
 MODEL_FILE = "model.int8.onnx"
@@ -63,7 +63,7 @@ def convert(ctx: BuildContext, extra: str) -> ConvertResult:
     handler = logging.StreamHandler(buf)
     root.addHandler(handler)  # the quantizer logs its "pre-process first" advice through the root logger
     try:
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        with captured_output(buf):
             quant.quantize_static(str(ctx.onnx_path), str(out), Reader(), quant_format=quant.QuantFormat.QDQ,
                                   activation_type=getattr(quant.QuantType, TYPES[recipe.activations]),
                                   weight_type=getattr(quant.QuantType, TYPES[recipe.weights]),
