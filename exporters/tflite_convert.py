@@ -202,6 +202,7 @@ def _convert(onnx_path: Path, argv: list[str], versions: dict[str, str], log_pat
                 return True
             shutil.rmtree(entry, ignore_errors=True)
             out = run_onnx2tf(onnx_path, Path(tmp), argv, log_path, timeout)
+            keep_saved_model(out, onnx_path, argv)
             entry.mkdir()
             for f in MODEL_FILES.values():
                 shutil.copyfile(out / f, entry / f)
@@ -209,6 +210,30 @@ def _convert(onnx_path: Path, argv: list[str], versions: dict[str, str], log_pat
             stamp.write_text(json.dumps({f: _sha256(entry / f) for f in MODEL_FILES.values()}))
             shutil.copyfile(out / target.name, target)
     return False
+
+
+def saved_model_entry(onnx_path: Path, argv: list[str]) -> Path:
+    """The zoo cache entry of onnx2tf's saved model of ``onnx_path`` run with ``argv`` (the int8
+    path's source), keyed by the ONNX bytes, flags and versions."""
+    versions = {d: dist_version(d) for d in ("onnx2tf", "tensorflow")}
+    key = hashlib.sha256(onnx_path.read_bytes())
+    key.update(json.dumps([argv, versions, "saved_model-v1"]).encode())
+    return cache_dir() / "onnx2tf-saved" / key.hexdigest()[:32]
+
+
+def keep_saved_model(out: Path, onnx_path: Path, argv: list[str]) -> None:
+    """Keep the saved model a float conversion's onnx2tf run wrote beside its ``.tflite`` files: the
+    int8 and int8-dynamic conversions of the same graph then run no onnx2tf of their own."""
+    if not (out / "saved_model.pb").is_file():
+        return
+    entry = saved_model_entry(onnx_path, argv)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock"):
+        if (entry / "done").is_file():
+            return
+        shutil.rmtree(entry, ignore_errors=True)
+        shutil.copytree(out, entry / "saved", ignore=shutil.ignore_patterns("*.tflite"))
+        (entry / "done").write_text("ok")
 
 
 def check_builtin_only(path: Path, precision: str) -> None:

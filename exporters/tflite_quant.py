@@ -15,14 +15,12 @@ against ONNX Runtime on probe pairs and the best must be clearly better than the
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
-from importlib.metadata import version as dist_version
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +37,10 @@ from exporters.tflite_convert import (
     match_signature,
     onnx_io,
     run_onnx2tf,
+    saved_model_entry,
 )
 from zoo.layouts import NHWC, to_layout
 from zoo.native import native_quiet
-from zoo.paths import cache_dir
 from zoo.procs import run_group
 
 #: the best output assignment's error must be below this share of the runner-up's
@@ -78,14 +76,12 @@ print("zoo: wrote", out, len(model), "bytes", flush=True)
 
 
 def _saved_model(onnx_path: Path, work: Path, argv: list[str], log_path: Path, timeout: float, use_cache: bool) -> Path:
-    """onnx2tf's saved model of ``onnx_path``; cached (zoo cache, keyed by the ONNX bytes, flags and
-    versions) so that int8 and int8-dynamic of one variant run onnx2tf once."""
+    """onnx2tf's saved model of ``onnx_path``; cached (:func:`exporters.tflite_convert.saved_model_entry`)
+    so that int8 and int8-dynamic of one graph run onnx2tf once, or not at all after its float
+    conversion (:func:`exporters.tflite_convert.keep_saved_model`)."""
     if not use_cache:
         return _checked(run_onnx2tf(onnx_path, work, argv, log_path, timeout), log_path)
-    versions = {d: dist_version(d) for d in ("onnx2tf", "tensorflow")}
-    key = hashlib.sha256(onnx_path.read_bytes())
-    key.update(json.dumps([argv, versions, "saved_model-v1"]).encode())
-    entry = cache_dir() / "onnx2tf-saved" / key.hexdigest()[:32]
+    entry = saved_model_entry(onnx_path, argv)
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):
         if not (entry / "done").is_file():
