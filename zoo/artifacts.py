@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from zoo.backends import REFERENCE_RUNTIME, by_flavour, by_format, by_runtime, flavour_dirname
+from zoo.backends import REFERENCE_RUNTIME, by_flavour, by_format, by_runtime
 from zoo.fileio import sha256_cached
 from zoo.layouts import shape_in
 from zoo.manifest import MANIFEST_NAME, CorruptArtifact, CorruptSplitManifest, Manifest, read_manifest
@@ -98,7 +98,8 @@ class ArtifactKey:
     @property
     def dirname(self) -> str:
         """``<format>[-<precision>][-<flavour>][-split]``: its directory under ``<artifacts>/<variant>/``."""
-        return flavour_dirname(self.format, self.precision, self.flavour) + (SPLIT_SUFFIX if self.split else "")
+        name = self.format if self.precision == "fp32" else f"{self.format}-{self.precision}"
+        return name + (f"-{self.flavour}" if self.flavour else "") + (SPLIT_SUFFIX if self.split else "")
 
     def path(self, root: Path | str) -> Path:
         """``root/<variant>/<dirname>``."""

@@ -104,11 +104,6 @@ def by_runtime(runtime: str) -> Backend:
     return _BY_RUNTIME[runtime]
 
 
-def artifact_dirname(fmt: str, precision: str) -> str:
-    """``<format>`` for fp32, ``<format>-<precision>`` otherwise (the directory of one artifact)."""
-    return fmt if precision == "fp32" else f"{fmt}-{precision}"
-
-
 def offered(fmt: str) -> tuple[str, ...]:
     """Precisions format ``fmt`` offers."""
     return by_format(fmt).precisions
@@ -160,9 +155,3 @@ _BY_FLAVOUR = {f.name: f for f in FLAVOURS}
 def by_flavour(name: str) -> Flavour:
     """The flavour called ``name`` (KeyError when unknown)."""
     return _BY_FLAVOUR[name]
-
-
-def flavour_dirname(fmt: str, precision: str, flavour: str | None) -> str:
-    """:func:`artifact_dirname` with ``-<flavour>`` appended (``onnx-opencv``); plain when ``flavour`` is None."""
-    base = artifact_dirname(fmt, precision)
-    return f"{base}-{flavour}" if flavour else base

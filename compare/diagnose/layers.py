@@ -188,7 +188,10 @@ def _tolerance(variant: Variant, fmt: str, precision: str, atol: float | None, r
     """(atol, rtol, source): ``options`` (``--atol/--rtol``, the other from the catalog or 0), ``catalog``,
     ``tracker`` (the catalog gates this precision at tracker level: its atol/rtol are reported only,
     so no per-layer verdict) or ``none`` (no tolerance)."""
-    tol = variant.tolerances.get(fmt, {}).get(precision)
+    try:
+        tol = variant.tolerance(fmt, precision)
+    except ZooError:
+        tol = None
     if atol is not None or rtol is not None:
         return (atol if atol is not None else (tol.atol if tol else 0.0)), (rtol if rtol is not None else (tol.rtol if tol else 0.0)), "options"
     if tol is None:

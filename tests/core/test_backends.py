@@ -17,7 +17,8 @@ from exporters import get_exporter
 from exporters.base import Exporter
 from tests.helpers.catalog import CATALOG, REPO
 from zoo import backends
-from zoo.backends import BACKENDS, FORMATS, PRECISIONS, PROFILED_RUNTIMES, REFERENCE_RUNTIME, RUNTIMES, artifact_dirname, by_format, by_runtime, offered
+from zoo.artifacts import ArtifactKey
+from zoo.backends import BACKENDS, FORMATS, PRECISIONS, PROFILED_RUNTIMES, REFERENCE_RUNTIME, RUNTIMES, by_format, by_runtime, offered
 from zoo.cli import cli
 from zoo.errors import UsageError
 from zoo.schema import Format, Precision, Variant
@@ -44,8 +45,8 @@ def test_table_is_consistent() -> None:
         assert b.suffixes and all(s.startswith(".") for s in b.suffixes) and len(set(b.suffixes)) == len(b.suffixes)
         assert b.needs_onnx == (b.format != "onnx")
         assert b.title and b.extra
-        assert artifact_dirname(b.format, "fp32") == b.format
-        assert all(artifact_dirname(b.format, p) == f"{b.format}-{p}" for p in b.precisions[1:])
+        assert ArtifactKey("v", b.format).dirname == b.format
+        assert all(ArtifactKey("v", b.format, p).dirname == f"{b.format}-{p}" for p in b.precisions[1:])
     with pytest.raises(KeyError):
         by_format("pytorch")
 

@@ -24,7 +24,7 @@ from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.cli import run_main
 from tests.helpers.export import json_rows, zoo
 from zoo.artifacts import ArtifactKey, check_files
-from zoo.backends import FORMATS, REDUCED_PRECISIONS, artifact_dirname, offered
+from zoo.backends import FORMATS, REDUCED_PRECISIONS, offered
 from zoo.calibration import disjoint, make_pairs, open_source, pair_digest
 from zoo.catalog import Catalog
 from zoo.datasets.synthetic import make_sequence, write_sequence
@@ -53,7 +53,7 @@ def quantized(tmp_path_factory):
 def test_reduced_precision_exports_verifies_and_runs(quantized, name: str, fmt: str, precision: str) -> None:
     out, rows = quantized
     assert rows[(name, fmt, precision)]["status"] == "built"
-    artifact = out / name / artifact_dirname(fmt, precision)
+    artifact = ArtifactKey(name, fmt, precision).path(out)
     manifest = read_manifest(artifact)
     assert check_files(artifact, manifest) == []
     variant = CATALOG.get(name)
@@ -83,7 +83,7 @@ def test_int8_is_smaller_than_fp32(quantized) -> None:
         fp32 = read_manifest(out / name / "onnx").size_bytes
         for fmt, precision in REDUCED:
             if precision.startswith("int8"):
-                size = read_manifest(out / name / artifact_dirname(fmt, precision)).size_bytes
+                size = read_manifest(ArtifactKey(name, fmt, precision).path(out)).size_bytes
                 assert size <= 0.35 * fp32, (name, fmt, precision, size / fp32)
 
 

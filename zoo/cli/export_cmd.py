@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from compare.provision import ensure, keys_for, plan
-from zoo.artifacts import Status, default_out_dir
+from zoo.artifacts import SPLIT_SUFFIX, Status, default_out_dir
 from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import MultiValueOption, artifacts_option, choose, report_options
@@ -98,10 +98,10 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     failed = [r for r in rows if r.status is Status.FAILED]
     for row in failed:
         _print_log(f"{row.variant} {row.format} {row.precision} log", row.log, None if verbose else LOG_TAIL)
-    table_rows = [{**r.as_dict(), "note": _short(r.note), "format": r.format + (f" --for {r.flavour}" if r.flavour else "")}
-                  for r in rows]  # full notes: below and in the reports
-    for row in table_rows:  # a split artifact shows as <format>-split (the reports keep format + split)
-        row["format"] += "-split" if row.get("split") else ""
+    # a flavour shows as "<format> --for <flavour>", a split artifact as <format>-split (the reports
+    # keep format, flavour and split); full notes: below and in the reports
+    table_rows = [{**r.as_dict(), "note": _short(r.note),
+                   "format": r.format + (f" --for {r.flavour}" if r.flavour else "") + (SPLIT_SUFFIX if r.split else "")} for r in rows]
     out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {artifacts_dir}"))
     write_reports([r.as_dict() for r in rows], SUMMARY_COLUMNS, json_file, csv_file, markdown_file)
     for row in failed:
