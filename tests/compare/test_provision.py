@@ -6,7 +6,9 @@ import json
 import pytest
 
 import zoo
+from compare import provision
 from compare.provision import ensure, keys_for, plan, runtime_keys
+from compare.tracking.evaluation import tracker_specs
 from tests.helpers.catalog import CATALOG
 from tests.helpers.cli import (
     copy_artifacts,
@@ -108,3 +110,26 @@ def test_a_manifest_edited_away_from_the_catalog_is_refused_or_rebuilt(onnx_expo
     (row,) = json.loads(proc.stdout)
     assert row["status"] == "rebuilt" and "zoo.yaml" in row["note"]
     assert json.loads(path.read_text())["inputs"][1]["shape"] == [1, 3, 256, 256]
+
+
+def test_every_path_gets_the_weights_through_the_catalogs_hub(tmp_path, monkeypatch) -> None:
+    """The door materialises the weights with the hub of the catalog in use: ``zoo eval run`` and
+    ``zoo.Tracker`` on PyTorch alone (no artifact to export) too, not only the commands that used to
+    prime the weights themselves."""
+    for name in ("ZOO_HUB", "ZOO_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    other = tmp_path / "zoo.yaml"
+    other.write_text(catalog_path().read_text().replace("hub: null", "hub: http://127.0.0.1:9/release", 1))
+    cat = Catalog.load(other)
+    seen = []
+    real = provision.ensure_weights
+
+    def recording(variant, hub=None):
+        seen.append((variant.name, hub.url if hub else None))
+        return real(variant)  # the reference weights regenerate: nothing is fetched
+
+    monkeypatch.setattr(provision, "ensure_weights", recording)
+    specs, _ = tracker_specs(cat, [cat.get(VARIANT)], ["pytorch"], ["fp32"], tmp_path / "art")
+    assert [s.key for s in specs] == [ArtifactKey.for_runtime(VARIANT, "pytorch")]
+    zoo.Tracker(VARIANT, runtime="pytorch", catalog=cat).close()
+    assert seen == [(VARIANT, "http://127.0.0.1:9/release")] * 2
