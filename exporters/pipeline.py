@@ -161,9 +161,14 @@ class Pipeline:
 
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, keys: list[ArtifactKey]) -> list[Row]:
-        """The variant's ONNX sources first, then the artifacts converted from them (up to ``jobs`` at once)."""
+        """The variant's ONNX sources first, then the artifacts converted from them: one format after
+        another within a format (its precisions share converter runs, e.g. one onnx2tf run gives
+        TFLite fp32 and fp16), the formats side by side (up to ``jobs`` builds at once)."""
         rows = {k: self._export(k, _exporter(k)) for k in keys if k == k.source}
-        rest = [k for k in keys if k not in rows]
+        by_format: dict[tuple, list[ArtifactKey]] = {}
+        for k in keys:
+            if k not in rows:
+                by_format.setdefault((k.format, k.flavour), []).append(k)
 
         def one(key: ArtifactKey) -> Row:
             exporter = _exporter(key)
@@ -172,11 +177,16 @@ class Pipeline:
                 return Row.of(key, Status.FAILED, note="needs the ONNX artifact, which failed")
             return self._export(key, exporter)
 
-        if self.jobs > 1 and len(rest) > 1:
+        def group(keys_of_format: list[ArtifactKey]) -> list[Row]:
+            return [one(k) for k in keys_of_format]
+
+        groups = list(by_format.values())
+        if self.jobs > 1 and len(groups) > 1:
             with ThreadPoolExecutor(self.jobs) as pool:
-                rows.update(zip(rest, pool.map(one, rest)))
+                done = list(pool.map(group, groups))
         else:
-            rows.update((k, one(k)) for k in rest)
+            done = [group(g) for g in groups]
+        rows.update((r.key, r) for rs in done for r in rs)
         return [rows[k] for k in keys]
 
     def _build_inputs(self, key: ArtifactKey, exporter: Exporter) -> dict:
