@@ -161,14 +161,14 @@ class Pipeline:
 
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, keys: list[ArtifactKey]) -> list[Row]:
-        """The variant's ONNX sources first, then the artifacts converted from them: one format after
-        another within a format (its precisions share converter runs, e.g. one onnx2tf run gives
-        TFLite fp32 and fp16), the formats side by side (up to ``jobs`` builds at once)."""
+        """The variant's ONNX sources first, then the artifacts converted from them: one format's
+        precisions one after another, float first (they share converter runs: one onnx2tf run gives
+        TFLite fp32 and fp16, and the saved model its int8), the formats side by side (up to ``jobs``
+        builds at once)."""
         rows = {k: self._export(k, _exporter(k)) for k in keys if k == k.source}
         by_format: dict[tuple, list[ArtifactKey]] = {}
-        for k in keys:
-            if k not in rows:
-                by_format.setdefault((k.format, k.flavour), []).append(k)
+        for k in sorted((k for k in keys if k not in rows), key=lambda k: k.precision in REDUCED_PRECISIONS):
+            by_format.setdefault((k.format, k.flavour), []).append(k)  # float first: reduced ones reuse its converter run
 
         def one(key: ArtifactKey) -> Row:
             exporter = _exporter(key)

@@ -12,6 +12,7 @@ catalog's (template from ``init``, search and the three maps from ``track``).
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -114,16 +115,27 @@ def convert_split(exporter: Exporter, ctx: BuildContext) -> ConvertResult:
     feeds = graph_feeds(variant, q.pairs) if q is not None and q.pairs else None
     probes = graph_feeds(variant, sample_pairs(variant, 4)) if q is not None and exporter.binds_by_probe else None
     modules = None if exporter.needs_onnx_for(ctx.precision) else graph_modules(variant)
-    graphs, converters = {}, []
-    for g in GRAPHS:
+
+    def convert(g: str) -> ConvertResult:
         sub_dir = ctx.build_dir / g
         sub_dir.mkdir()
         sub_q = dataclasses.replace(q, pairs=feeds[g] if feeds else []) if q is not None else None
-        sub = BuildContext(graph_variant(variant, g), ctx.precision, sub_dir, ctx.log_path,
+        sub = BuildContext(graph_variant(variant, g), ctx.precision, sub_dir, ctx.build_dir / f".{g}.log",
                            onnx_path=ctx.onnx_path / g / ONNX_FILE if ctx.onnx_path is not None else None, force=ctx.force,
                            quantization=sub_q, catalog=ctx.catalog, graph_module=modules[g] if modules else None)
-        append_log(ctx.log_path, f"--- {g} graph")
-        res = exporter.convert_graph(sub, probes[g] if probes else None)
+        return exporter.convert_graph(sub, probes[g] if probes else None)
+
+    # the two graphs convert side by side (each converter writes its own log, appended in order after)
+    with ThreadPoolExecutor(len(GRAPHS)) as pool:
+        futures = {g: pool.submit(convert, g) for g in GRAPHS}
+        wait(futures.values())
+    for g in GRAPHS:
+        log = ctx.build_dir / f".{g}.log"
+        append_log(ctx.log_path, f"--- {g} graph\n" + (log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""))
+        log.unlink(missing_ok=True)
+    graphs, converters = {}, []
+    for g in GRAPHS:
+        res = futures[g].result()  # a failed graph raises here, after both logs are kept
         specs = {s.name: s for s in ios[g].inputs + ios[g].outputs}
         graphs[g] = ([f"{g}/{f}" for f in res.files], [_graph_binding(b, specs[b.name]) for b in res.inputs],
                      [_graph_binding(b, specs[b.name]) for b in res.outputs])
