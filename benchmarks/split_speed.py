@@ -1,4 +1,4 @@
-"""Per-frame latency of the full graph vs the split track graph (template caching, issue 15).
+"""Per-frame latency of the full graph vs the split track graph (template caching).
 
 For every variant (default: the whole catalog) and runtime (default: TFLite and ONNX Runtime, the
 two fastest at 1 thread), the full artifact and the split artifact (exported where missing, both

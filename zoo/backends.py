@@ -82,7 +82,7 @@ RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS)
 _ORDER = ("fp32", "fp16", "bf16", "int8", "int8-dynamic")  # widest first in help texts and choices
 PRECISIONS: tuple[str, ...] = tuple(sorted(dict.fromkeys(p for b in BACKENDS for p in b.precisions),
                                            key=lambda p: _ORDER.index(p) if p in _ORDER else len(_ORDER)))
-#: reduced precisions (issue 16): built from a recipe in zoo.yaml's ``quantization:`` block and
+#: reduced precisions: built from a recipe in zoo.yaml's ``quantization:`` block and
 #: verified at tracker level where the catalog's tolerance says so
 REDUCED_PRECISIONS: tuple[str, ...] = ("int8", "int8-dynamic", "bf16")
 #: ``--int8-target`` choices (which hardware an int8 recipe targets)

@@ -1,4 +1,4 @@
-"""``zoo compare --layers --split``: each graph of a split artifact (issue 15) against the PyTorch split modules.
+"""``zoo compare --layers --split``: each graph of a split artifact against the PyTorch split modules.
 
 A split artifact holds an ``init`` graph (template -> cache) and a ``track`` graph (search + cache
 -> score, size, offset), exported from :func:`zoo.models.split.split_model`'s ``InitNet`` and
