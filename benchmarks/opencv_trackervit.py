@@ -1,4 +1,4 @@
-"""OpenCV's cv2.TrackerVit as a client of zoo's exports: its figures.
+"""OpenCV's cv2.TrackerVit as a client of zoo's exports: what it feeds the network, how it tracks beside zoo.
 
 1. The input transform TrackerVit applies (per-channel scale and offset, channel order), measured
    with probe models (exporters/opencv_probe.py) in the installed OpenCV and in every other OpenCV
