@@ -43,6 +43,8 @@ class Backend:
     profiles: bool = False
     #: display name in help texts and tables
     title: str = ""
+    #: the runtime's pip distribution (its version is recorded; a device must run the same one)
+    distribution: str = ""
 
     def exporter_class(self) -> type:
         """The exporter class (imports the exporter module)."""
@@ -65,13 +67,14 @@ def _load(ref: str) -> Any:
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("onnx", "onnxruntime", "onnx", ("fp32", "int8"), (".onnx",), "exporters.onnx:OnnxExporter",
-            "compare.runners.onnxruntime:OnnxRuntimeRunner", needs_onnx=False, profiles=True, title="ONNX Runtime"),
+            "compare.runners.onnxruntime:OnnxRuntimeRunner", needs_onnx=False, profiles=True, title="ONNX Runtime",
+            distribution="onnxruntime"),
     Backend("mnn", "mnn", "mnn", ("fp32", "fp16"), (".mnn",), "exporters.mnn:MnnExporter",
-            "compare.runners.mnn:MnnRunner", profiles=True, title="MNN"),
+            "compare.runners.mnn:MnnRunner", profiles=True, title="MNN", distribution="MNN"),
     Backend("tflite", "tflite", "tflite", ("fp32", "fp16", "int8", "int8-dynamic"), (".tflite",), "exporters.tflite:TfliteExporter",
-            "compare.runners.tflite:TfliteRunner", title="TFLite (LiteRT)"),
+            "compare.runners.tflite:TfliteRunner", title="TFLite (LiteRT)", distribution="ai-edge-litert"),
     Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16", "bf16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
-            "compare.runners.ncnn:NcnnRunner", title="ncnn"),
+            "compare.runners.ncnn:NcnnRunner", title="ncnn", distribution="ncnn"),
 )
 
 #: formats in build order (ONNX first: the others convert from it)

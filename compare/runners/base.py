@@ -139,6 +139,11 @@ class ArtifactRunner(ManifestRunner):
         m = self.manifest
         super().__init__(f"{m.variant}/{m.format}-{m.precision}")
 
+    def settings(self) -> dict:
+        """The runtime's settings this runner loads its model with (threads, precision switches), as
+        plain data: what a device's worker (:mod:`compare.devices.worker`) applies to run it alike."""
+        raise NotImplementedError(f"{self.name}: {self.format} runner declares no settings")
+
     def profiler(self):
         """A per-op profiler of this artifact (``load(pair)``, ``run() -> seconds``,
         ``finish() -> [[OpRecord]]``, ``optimized_model``); runtimes without one say so."""

@@ -25,6 +25,10 @@ class MnnRunner(ArtifactRunner):
         return {"backend": "CPU", "numThread": self.threads,
                 "precision": RUNTIME_PRECISION.get(self.manifest.precision, "high")}
 
+    def settings(self) -> dict:
+        """MNN's runtime configuration (:meth:`config`)."""
+        return self.config()
+
     def profiler(self) -> "MnnOpProfiler":
         """A session of the same model and configuration, timed op by op through MNN's callbacks."""
         return MnnOpProfiler(self)

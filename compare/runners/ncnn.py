@@ -21,17 +21,19 @@ class NcnnRunner(ArtifactRunner):
         """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
         return NcnnTap(self)
 
+    def settings(self) -> dict:
+        """``net.opt`` attributes: threads, the fp16 switches (fp16 artifacts), bf16 storage (bf16)."""
+        half = self.manifest.precision == "fp16"
+        # bf16 artifacts: the same fp32 .param/.bin, weights and activations stored as bfloat16 at
+        # load/run time (AVX512-BF16 kernels where the CPU has them)
+        return {"num_threads": self.threads, "use_fp16_packed": half, "use_fp16_storage": half,
+                "use_fp16_arithmetic": half, "use_bf16_storage": self.manifest.precision == "bf16"}
+
     def _load(self) -> None:
         ncnn = require("ncnn", self.extra, "ncnn")
         net = ncnn.Net()
-        half = self.manifest.precision == "fp16"
-        net.opt.num_threads = self.threads
-        net.opt.use_fp16_packed = half
-        net.opt.use_fp16_storage = half
-        net.opt.use_fp16_arithmetic = half
-        # bf16 artifacts: the same fp32 .param/.bin, weights and activations stored as bfloat16 at
-        # load/run time (AVX512-BF16 kernels where the CPU has them)
-        net.opt.use_bf16_storage = self.manifest.precision == "bf16"
+        for key, value in self.settings().items():
+            setattr(net.opt, key, value)
         for kind, load in (("param", net.load_param), ("bin", net.load_model)):
             path = self.model_file(f".{kind}")
             if load(str(path)) != 0:

@@ -18,13 +18,16 @@ from zoo.requirements import require
 class OnnxRuntimeRunner(ArtifactRunner):
     format = "onnx"
 
+    def settings(self) -> dict:
+        """``SessionOptions`` attributes: intra-op threads, one inter-op thread, a quiet log."""
+        return {"intra_op_num_threads": self.threads, "inter_op_num_threads": 1, "log_severity_level": 3}
+
     def session_options(self):
-        """ONNX Runtime session options for this runner (intra-op threads, quiet log)."""
+        """ONNX Runtime session options for this runner (:meth:`settings`)."""
         ort = require("onnxruntime", self.extra, "ONNX Runtime")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        for key, value in self.settings().items():
+            setattr(opts, key, value)
         return opts
 
     def session(self, opts=None):

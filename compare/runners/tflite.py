@@ -36,6 +36,10 @@ class TfliteRunner(ArtifactRunner):
         """Every intermediate tensor of this artifact, for ``zoo compare --layers`` (:mod:`compare.runners.taps`)."""
         return TfliteTap(self, SIGNATURE)
 
+    def settings(self) -> dict:
+        """The interpreter's keyword arguments, and the signature run."""
+        return {"num_threads": self.threads, "signature": SIGNATURE}
+
     def _load(self) -> None:
         litert = require("ai_edge_litert.interpreter", self.extra, "ai-edge-litert")
         with native_quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on stderr
