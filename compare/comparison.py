@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.devices.connection import connect
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
 from compare.measure.machine import machine_info
 from compare.measure.timing import Timing, TimingJob, time_jobs, timing_rows
 from compare.measure.worker import RunnerSpec, memory_method
-from compare.parity.runtimes import RuntimeParity, compare_variant, parity_rows, sample_rows, tracker_rows
+from compare.parity.runtimes import RuntimeParity, compare_variant, device_rows, parity_rows, sample_rows, tracker_rows
 from compare.provision import Provisioned, ensure, runtime_keys
 from zoo.artifacts import ArtifactKey, Status, default_out_dir
 from zoo.catalog import Catalog
+from zoo.devices import Device
 from zoo.schema import Variant
 from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
@@ -42,6 +44,8 @@ class Options:
     jobs: int = 1
     #: also each runtime's split artifact (init + track graphs): parity, and the track graph's time per frame
     split: bool = False
+    #: devices off this machine whose kernels compute the parity figures too (beside this machine's)
+    devices: list[Device] = field(default_factory=list)
 
 
 @dataclass
@@ -64,20 +68,22 @@ class Report:
         lines = [f"{w.key.variant} {w.key.label} {w.key.precision}: export failed: {w.note}"
                  for w in self.artifacts if w.status is Status.FAILED]
         for r in self.parity:
+            what = f"{r.variant} {r.runtime} {r.precision}" + ("" if r.device == "local" else f" on {r.device}")
             if r.error:
-                lines.append(f"{r.variant} {r.runtime} {r.precision}: {r.error}")
+                lines.append(f"{what}: {r.error}")
             if r.gate is not None and not r.gate.passed:
-                lines.append(f"{r.variant} {r.runtime} {r.precision}: " + describe_tracker_failure(r.gate))
+                lines.append(f"{what}: " + describe_tracker_failure(r.gate))
             bad = [o.output for o in r.outputs if not o.passed]
             if bad:
-                lines.append(f"{r.variant} {r.runtime} {r.precision}: {', '.join(bad)} above tolerance "
+                lines.append(f"{what}: {', '.join(bad)} above the {r.family} tolerance "
                              f"(atol {r.outputs[0].atol:g}, rtol {r.outputs[0].rtol:g})")
         return lines
 
     def rows(self) -> dict[str, list[dict]]:
         """The tables as plain rows: parity (per output), tracker (per runtime), timing, skipped."""
         return {
-            "parity": parity_rows(self.parity),
+            "parity": parity_rows([r for r in self.parity if r.device == "local"]),
+            "devices": device_rows(self.parity),
             "tracker": tracker_rows(self.parity),
             "timing": timing_rows(sorted(self.timing, key=lambda t: (self._order[t.variant], t.threads))),
             "skipped": [{"variant": w.key.variant, "runtime": w.key.label, "precision": w.key.precision, "note": w.note}
@@ -94,6 +100,10 @@ def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: O
     """Export what is missing, compare every runtime with PyTorch, then time them (``opts.runs`` > 0)."""
     progress = on_progress or (lambda stage, text: None)
     inputs = {v.name: load_pairs(v, opts.samples, opts.inputs_file) for v in variants}  # bad inputs fail first
+    devices = []
+    for device in opts.devices:  # an unreachable device fails before any export
+        progress("devices", f"starting {device.name}")
+        devices.append((device, connect(device).family))
     keys = runtime_keys(variants, opts.runtimes, opts.precisions)
     if opts.split:
         keys += runtime_keys(variants, opts.runtimes, opts.precisions, split=True)
@@ -104,7 +114,9 @@ def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: O
     for v in variants:
         mine = [(w.key.label, w.path) for w in usable if w.key.variant == v.name]
         progress("parity", f"{v.name}: {len(mine)} artifact(s) vs PyTorch on {len(inputs[v.name])} sample(s)")
-        parity.extend(compare_variant(v, mine, inputs[v.name], catalog.preset(v), threads=opts.parity_threads, keep_outputs=outputs))
+        parity.extend(compare_variant(v, mine, inputs[v.name], catalog.preset(v), threads=opts.parity_threads, keep_outputs=outputs,
+                                      devices=tuple(devices),
+                                      on_result=lambda r: progress("parity", f"{r.variant} {r.runtime} {r.precision} on {r.device}")))
     timing: list[Timing] = []
     if opts.runs > 0:
         jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec.reference(v),

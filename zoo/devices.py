@@ -164,3 +164,17 @@ def family_of(machine: str, fp16_arithmetic: bool) -> str:
     if m in ("x86_64", "amd64"):
         return "x86-64"
     return m
+
+
+def local_family() -> str:
+    """The CPU family of this machine (ARM: fp16 arithmetic when ``/proc/cpuinfo`` lists ``asimdhp``)."""
+    import platform
+    machine = platform.machine()
+    fp16 = False
+    if machine.lower() in ("aarch64", "arm64"):
+        try:
+            with open("/proc/cpuinfo") as f:
+                fp16 = "asimdhp" in f.read()
+        except OSError:
+            pass
+    return family_of(machine, fp16)

@@ -10,11 +10,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from zoo.backends import FORMATS, PRECISIONS
+from zoo.devices import BASE_FAMILY, FAMILIES
 from zoo.errors import ZooError
 
 #: an artifact format / precision: the names :mod:`zoo.backends` declares
 Format = Literal[FORMATS]  # type: ignore[valid-type]
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
+#: a CPU family (:data:`zoo.devices.FAMILIES`)
+Family = Literal[FAMILIES]  # type: ignore[valid-type]
 PositiveInt = Annotated[int, Field(gt=0)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -136,11 +139,31 @@ class TrackerGate(Strict):
     mean_iou: float = Field(ge=0, le=1)
 
 
+class FamilyTolerance(Strict):
+    """The element-wise allowance on one CPU family, where its kernels differ (ARMv8.2's fp16 arithmetic)."""
+
+    atol: float = Field(ge=0)
+    rtol: float = Field(ge=0)
+    #: how the figure was obtained (the benchmark command and what it measured)
+    measured: str | None = None
+
+
 class Tolerance(Strict):
+    """``atol``/``rtol`` hold on x86-64 (:data:`zoo.devices.BASE_FAMILY`); ``families`` overrides them
+    for a CPU family whose kernels compute differently."""
+
     atol: float = Field(ge=0)
     rtol: float = Field(ge=0)
     #: reduced precisions: the gate is tracker-level; atol/rtol are then reported, not enforced
     tracker: TrackerGate | None = None
+    families: dict[Family, FamilyTolerance] = Field(default_factory=dict)
+
+    def on(self, family: str = BASE_FAMILY) -> "Tolerance":
+        """This tolerance as it holds on CPU ``family`` (the family's atol/rtol where declared)."""
+        if family not in FAMILIES:
+            raise ZooError(f"unknown CPU family {family!r}; zoo.yaml knows {', '.join(FAMILIES)}")
+        own = self.families.get(family)
+        return self if own is None else self.model_copy(update={"atol": own.atol, "rtol": own.rtol})
 
 
 class Provenance(Strict):
@@ -284,13 +307,13 @@ class Variant(Strict):
             raise ValueError("lower-case letters, digits and '-' only")
         return v
 
-    def tolerance(self, fmt: str, precision: str) -> Tolerance:
-        """The catalog's tolerance of this variant's ``fmt`` artifact at ``precision`` (the one lookup
-        every check uses); a :class:`zoo.errors.ZooError` naming what ``zoo.yaml`` lacks."""
+    def tolerance(self, fmt: str, precision: str, family: str = BASE_FAMILY) -> Tolerance:
+        """The catalog's tolerance of this variant's ``fmt`` artifact at ``precision`` on CPU ``family``
+        (the one lookup every check uses); a :class:`zoo.errors.ZooError` naming what ``zoo.yaml`` lacks."""
         tol = self.tolerances.get(fmt, {}).get(precision)
         if tol is None:
             raise ZooError(f"zoo.yaml has no {fmt} {precision} tolerance for {self.name}")
-        return tol
+        return tol.on(family)
 
     @field_validator("tolerances")
     @classmethod

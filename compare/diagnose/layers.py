@@ -34,10 +34,12 @@ from compare.diagnose.onnx_graph import PartMapper
 from compare.inputs import Pair
 from compare.parity.runtimes import cosine_similarity
 from compare.provision import ensure, runtime_keys
+from compare.devices.runner import device_runner
 from compare.runners import open_artifact
 from zoo.artifacts import ArtifactKey, Status
 from zoo.backends import by_runtime
 from zoo.catalog import Catalog
+from zoo.devices import LOCAL, Device
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import atomic_path
 from zoo.manifest import read_manifest
@@ -98,6 +100,7 @@ class LayerReport:
     error: str | None = None
     note: str | None = None  # why there is no per-layer verdict (the allowance's source)
     skipped: bool = False  # the format does not offer the precision
+    device: str = "local"  # where the runtime ran (zoo.devices)
 
     @property
     def computed(self) -> int:
@@ -110,7 +113,8 @@ class LayerReport:
     @property
     def label(self) -> str:
         """``runtime precision``, with ``-split/<graph>`` for a graph of a split artifact."""
-        return f"{self.runtime}{f'-split/{self.graph}' if self.graph else ''} {self.precision}"
+        where = "" if self.device == "local" else f" on {self.device}"
+        return f"{self.runtime}{f'-split/{self.graph}' if self.graph else ''} {self.precision}{where}"
 
     @property
     def allowance(self) -> str:
@@ -127,7 +131,8 @@ class LayerReport:
         first = self.first_divergent
         last = max(self.layers, key=lambda d: d.graph_order) if self.layers else None
         return {
-            "variant": self.variant, "runtime": self.runtime, "graph": self.graph, "precision": self.precision, "naming": self.naming,
+            "variant": self.variant, "runtime": self.runtime, "graph": self.graph, "precision": self.precision, "device": self.device,
+            "naming": self.naming,
             "atol": self.atol, "rtol": self.rtol, "tolerance": self.tolerance, "samples": self.samples,
             "tensors": self.tensors, "named_tensors": self.named_tensors, "in_graph": self.in_graph, "fused_away": len(self.fused_away), "computed": self.computed,
             "matched": len(self.layers), "coverage_pct": self.coverage_pct, "unmatched_tensors": len(self.unmatched_tensors),
@@ -184,12 +189,12 @@ def record_calls(model, run: Callable, items: list) -> list[dict[str, list[list[
 
 
 # -- one artifact -------------------------------------------------------------------------------
-def _tolerance(variant: Variant, fmt: str, precision: str, atol: float | None, rtol: float | None):
+def _tolerance(variant: Variant, fmt: str, precision: str, atol: float | None, rtol: float | None, family: str | None = None):
     """(atol, rtol, source): ``options`` (``--atol/--rtol``, the other from the catalog or 0), ``catalog``,
     ``tracker`` (the catalog gates this precision at tracker level: its atol/rtol are reported only,
     so no per-layer verdict) or ``none`` (no tolerance)."""
     try:
-        tol = variant.tolerance(fmt, precision)
+        tol = variant.tolerance(fmt, precision, *((family,) if family else ()))
     except ZooError:
         tol = None
     if atol is not None or rtol is not None:
@@ -201,8 +206,8 @@ def _tolerance(variant: Variant, fmt: str, precision: str, atol: float | None, r
     return tol.atol, tol.rtol, "catalog"
 
 
-def _tap(path: Path, variant: Variant, pairs: list[Pair], drift: bool = False) -> tuple:
-    runner = open_artifact(path, variant)
+def _tap(path: Path, variant: Variant, pairs: list[Pair], drift: bool = False, device: Device = LOCAL) -> tuple:
+    runner = open_artifact(path, variant) if device.is_local else device_runner(device, path, variant)
     tap = runner.tensor_tap()
     try:
         taps = [tap.run(pair) for pair in pairs]
@@ -213,8 +218,9 @@ def _tap(path: Path, variant: Variant, pairs: list[Pair], drift: bool = False) -
 
 def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair], reference: list[dict],
                    source: SourceGraph, calibration: TensorMap | None = None, atol: float | None = None,
-                   rtol: float | None = None) -> LayerReport:
-    """Every module call of the artifact in ``path`` against ``reference`` (:func:`reference_calls`).
+                   rtol: float | None = None, device: Device = LOCAL, family: str | None = None) -> LayerReport:
+    """Every module call of the artifact in ``path`` (run on ``device``, CPU family ``family``) against
+    ``reference`` (:func:`reference_calls`).
 
     ``source``: the exported ONNX graph with its tensor shapes; ``calibration``: the map of a
     value-named runtime (:func:`calibrate`), ignored for name-keeping runtimes. A runtime that cannot
@@ -225,13 +231,15 @@ def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair]
         return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), naming(runtime),
                            error=f"its inputs {names} are not all catalog inputs {sorted(pairs[0])}: --layers feeds catalog inputs only")
     try:
-        manifest, taps, drift = _tap(path, variant, pairs, drift=True)
+        manifest, taps, drift = _tap(path, variant, pairs, drift=True, device=device)
     except ZooError as exc:
-        return LayerReport(variant.name, runtime, "?", "?", str(path), error=str(exc))
+        return LayerReport(variant.name, runtime, "?", "?", str(path), error=str(exc), device=device.name)
     except Exception as exc:  # noqa: BLE001 - a runtime failure is a finding about this artifact
         detail = str(exc).splitlines()[0] if str(exc) else ""
-        return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), error=f"{type(exc).__name__}: {detail}")
-    report = report_from_taps(variant, runtime, manifest, str(path), taps, reference, source, calibration, atol, rtol)
+        return LayerReport(variant.name, runtime, by_runtime(runtime).format, "?", str(path), error=f"{type(exc).__name__}: {detail}",
+                           device=device.name)
+    report = report_from_taps(variant, runtime, manifest, str(path), taps, reference, source, calibration, atol, rtol, family=family)
+    report.device = device.name
     report.tap_drift = drift
     if drift is not None and drift > TAP_DRIFT_NOTE:
         drift_note = (f"the tapped run's outputs differ from {runtime}'s own run by {drift:.1e} of their scale: "
@@ -242,10 +250,11 @@ def compare_layers(variant: Variant, runtime: str, path: Path, pairs: list[Pair]
 
 def report_from_taps(variant: Variant, runtime: str, manifest, artifact: str, taps: list, reference: list[dict],
                      source: SourceGraph, calibration: TensorMap | None = None, atol: float | None = None,
-                     rtol: float | None = None, graph: str | None = None) -> LayerReport:
+                     rtol: float | None = None, graph: str | None = None, family: str | None = None) -> LayerReport:
     """The :class:`LayerReport` of one graph's taps (one list of :class:`Tapped` per input) against
-    ``reference`` (per input: module path -> per call, its outputs) through ``source``."""
-    a, r, how = _tolerance(variant, manifest.format, manifest.precision, atol, rtol)
+    ``reference`` (per input: module path -> per call, its outputs) through ``source``; ``family``:
+    the CPU family whose tolerance applies (default: the base family's)."""
+    a, r, how = _tolerance(variant, manifest.format, manifest.precision, atol, rtol, family)
     report = LayerReport(variant.name, runtime, manifest.format, manifest.precision, artifact, naming(runtime), a, r, how,
                          len(taps), tensors=len(taps[0]), graph=graph)
     if how == "none":
@@ -318,9 +327,11 @@ def calibrate(variant: Variant, path: Path, pair: Pair, values: dict[str, np.nda
 # -- everything ---------------------------------------------------------------------------------
 def layers_variant(catalog: Catalog, variant: Variant, runtimes: list[str], precisions: list[str], pairs: list[Pair], out: Path,
                    atol: float | None = None, rtol: float | None = None, on_export: Callable | None = None,
-                   on_progress: Callable[[str, str], None] | None = None) -> list[LayerReport]:
+                   on_progress: Callable[[str, str], None] | None = None,
+                   devices: tuple[tuple[Device, str], ...] = ()) -> list[LayerReport]:
     """Per-layer comparison of ``variant`` in every runtime x precision (artifacts exported where
-    missing; the fp32 ONNX graph always, the fp32 artifact of a value-named runtime for its map)."""
+    missing; the fp32 ONNX graph always, the fp32 artifact of a value-named runtime for its map),
+    here and then on each ``(device, CPU family)`` of ``devices``."""
     if not pairs:
         raise UsageError("no input pairs")
     progress = on_progress or (lambda stage, text: None)
@@ -346,8 +357,10 @@ def layers_variant(catalog: Catalog, variant: Variant, runtimes: list[str], prec
                 progress("layers", f"{variant.name} {w.key.runtime}: naming tensors ({CALIBRATION_PRECISION} artifact)")
                 maps[w.key.runtime] = calibrate(variant, ArtifactKey(variant.name, w.key.format, CALIBRATION_PRECISION).path(out), pairs[0], values)
             calibration = maps[w.key.runtime]
-        progress("layers", f"{variant.name} {w.key.runtime} {w.key.precision}")
-        reports.append(compare_layers(variant, w.key.runtime, w.path, pairs, reference, source, calibration, atol, rtol))
+        for device, family in ((LOCAL, None), *devices):
+            progress("layers", f"{variant.name} {w.key.runtime} {w.key.precision} on {device.name}")
+            reports.append(compare_layers(variant, w.key.runtime, w.path, pairs, reference, source, calibration, atol, rtol,
+                                          device, family))
     return reports
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.devices.runner import device_runner
 from compare.inputs import Pair
 from compare.runners import BaseRunner, PytorchRunner, open_artifact
+from zoo.devices import LOCAL, Device, local_family
 from zoo.errors import ZooError
 from zoo.manifest import TrackerParity
 from zoo.parity import compare_output
@@ -81,6 +83,9 @@ class RuntimeParity:
     error: str | None = None  # the runtime could not load or run the artifact
     #: reduced precisions: the catalog's tracker-level gate over these samples (it decides, not atol/rtol)
     gate: TrackerParity | None = None
+    #: where it ran (:mod:`zoo.devices`) and that CPU's family, whose tolerance judged it
+    device: str = "local"
+    family: str = field(default_factory=local_family)
 
     @property
     def passed(self) -> bool:
@@ -144,12 +149,14 @@ def reference_outputs(variant: Variant, pairs: list[Pair], threads: int = 1) -> 
 
 
 def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, actual: list[dict[str, np.ndarray]],
-                    expected: list[dict[str, np.ndarray]], preset: TrackingPreset, artifact: str | None = None) -> RuntimeParity:
+                    expected: list[dict[str, np.ndarray]], preset: TrackingPreset, artifact: str | None = None,
+                    device: str = "local", family: str | None = None) -> RuntimeParity:
     """Parity and tracker figures of given outputs (one dict per sample) against the reference;
-    ``preset``: the tracking preset the tracker-level gate decodes with."""
-    result = RuntimeParity(variant.name, runtime, fmt, precision, artifact)
+    ``preset``: the tracking preset the tracker-level gate decodes with; ``family``: the CPU family
+    the outputs were computed on (its tolerance judges them; default: this machine's)."""
+    result = RuntimeParity(variant.name, runtime, fmt, precision, artifact, device=device, family=family or local_family())
     try:
-        tol = variant.tolerance(fmt, precision)
+        tol = variant.tolerance(fmt, precision, result.family)
     except ZooError as exc:
         result.error = str(exc)
         return result
@@ -171,16 +178,20 @@ def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, ac
 
 def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: list[Pair],
                      expected: list[dict[str, np.ndarray]], preset: TrackingPreset, threads: int = 1,
-                     keep_outputs: dict | None = None) -> RuntimeParity:
-    """Run the artifact in ``artifact_dir`` on every pair and compare with ``expected``.
+                     keep_outputs: dict | None = None, device: Device = LOCAL, family: str | None = None) -> RuntimeParity:
+    """Run the artifact in ``artifact_dir`` on every pair (on ``device``, whose CPU family is
+    ``family``) and compare with ``expected``.
 
     A runtime that cannot load or run the artifact gives a failed result with ``error`` set
-    rather than an exception. ``keep_outputs``, when given, receives the runtime's outputs.
+    rather than an exception. ``keep_outputs``, when given, receives the runtime's outputs
+    (keyed ``(variant, runtime, precision)``, with the device's name appended off this machine).
     """
+    where = {"device": device.name, "family": family or local_family()}
     try:
-        runner = open_artifact(artifact_dir, variant, threads=threads)
+        runner = open_artifact(artifact_dir, variant, threads=threads) if device.is_local \
+            else device_runner(device, artifact_dir, variant, threads=threads)
     except ZooError as exc:
-        return RuntimeParity(variant.name, runtime, "?", "?", str(artifact_dir), error=str(exc))
+        return RuntimeParity(variant.name, runtime, "?", "?", str(artifact_dir), error=str(exc), **where)
     manifest = runner.manifest
     try:
         with runner:
@@ -188,10 +199,11 @@ def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: 
     except Exception as exc:  # any runtime failure is a finding about this artifact, not a crash
         detail = str(exc).splitlines()[0] if str(exc) else ""
         return RuntimeParity(variant.name, runtime, manifest.format, manifest.precision, str(artifact_dir),
-                             error=f"{type(exc).__name__}: {detail}")
+                             error=f"{type(exc).__name__}: {detail}", **where)
     if keep_outputs is not None:
-        keep_outputs[(variant.name, runtime, manifest.precision)] = actual
-    result = compare_outputs(variant, runtime, manifest.format, manifest.precision, actual, expected, preset, str(artifact_dir))
+        keep_outputs[(variant.name, runtime, manifest.precision, *(() if device.is_local else (device.name,)))] = actual
+    result = compare_outputs(variant, runtime, manifest.format, manifest.precision, actual, expected, preset, str(artifact_dir),
+                             **where)
     if manifest.weights_sha256 != variant.weights.sha256 and result.error is None:
         result.error = "artifact was built from other weights than the catalog's (re-export it)"
     return result
@@ -199,8 +211,10 @@ def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: 
 
 def compare_variant(variant: Variant, artifacts: list[tuple[str, Path]], pairs: list[Pair], preset: TrackingPreset, threads: int = 1,
                     keep_outputs: dict | None = None,
-                    on_result: Callable[[RuntimeParity], None] | None = None) -> list[RuntimeParity]:
-    """Every ``(runtime, artifact_dir)`` of one variant against PyTorch on the same ``pairs``.
+                    on_result: Callable[[RuntimeParity], None] | None = None,
+                    devices: tuple[tuple[Device, str], ...] = ()) -> list[RuntimeParity]:
+    """Every ``(runtime, artifact_dir)`` of one variant against PyTorch on the same ``pairs``:
+    here, then on each ``(device, its CPU family)`` of ``devices``.
 
     The reference runs once; ``keep_outputs`` (optional) collects every output set keyed by
     ``(variant, runtime, precision)``, PyTorch's under ``(variant, "pytorch", "fp32")``.
@@ -209,8 +223,8 @@ def compare_variant(variant: Variant, artifacts: list[tuple[str, Path]], pairs: 
     if keep_outputs is not None:
         keep_outputs[(variant.name, "pytorch", "fp32")] = expected
     results = []
-    for runtime, artifact_dir in artifacts:
-        result = compare_artifact(variant, runtime, artifact_dir, pairs, expected, preset, threads, keep_outputs)
+    for (device, family), (runtime, artifact_dir) in ((d, a) for d in ((LOCAL, None), *devices) for a in artifacts):
+        result = compare_artifact(variant, runtime, artifact_dir, pairs, expected, preset, threads, keep_outputs, device, family)
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -223,11 +237,12 @@ def parity_rows(results: list[RuntimeParity]) -> list[dict]:
     rows = []
     for r in results:
         if r.error is not None and not r.outputs:
-            rows.append({"variant": r.variant, "runtime": r.runtime, "precision": r.precision, "output": None,
-                         "status": "error", "note": r.error})
+            rows.append({"variant": r.variant, "runtime": r.runtime, "precision": r.precision, "device": r.device,
+                         "family": r.family, "output": None, "status": "error", "note": r.error})
             continue
         for o in r.outputs:
             row = {k: v for k, v in asdict(o).items() if k != "passed"}
+            row.update(device=r.device, family=r.family)
             row["status"] = "pass" if o.passed and r.error is None else "FAIL"
             row["note"] = r.error
             if r.gate is not None and r.error is None:
@@ -244,13 +259,35 @@ def tracker_rows(results: list[RuntimeParity]) -> list[dict]:
             continue
         ious = [t.iou for t in r.tracking]
         rows.append({
-            "variant": r.variant, "runtime": r.runtime, "precision": r.precision, "samples": len(r.tracking),
+            "variant": r.variant, "runtime": r.runtime, "precision": r.precision, "device": r.device, "samples": len(r.tracking),
             "same_cell": sum(t.same_cell for t in r.tracking),
             "min_iou": min(ious), "mean_iou": float(np.mean(ious)),
             "max_center_px": max(t.center_px for t in r.tracking),
             "max_score_diff": max(abs(t.score - t.reference_score) for t in r.tracking),
             **(_gate_columns(r.gate) if r.gate is not None else {}),
         })
+    return rows
+
+
+def device_rows(results: list[RuntimeParity]) -> list[dict]:
+    """Per output of every result off this machine: the device's error beside this machine's for
+    the same artifact and the same inputs, their ratio, and the verdict of the device family's tolerance."""
+    here = {(r.variant, r.runtime, r.precision, o.output): o for r in results if r.device == "local" for o in r.outputs}
+    rows = []
+    for r in results:
+        if r.device == "local":
+            continue
+        if r.error is not None and not r.outputs:
+            rows.append({"variant": r.variant, "runtime": r.runtime, "precision": r.precision, "device": r.device,
+                         "family": r.family, "output": None, "status": "error", "note": r.error})
+        for o in r.outputs:
+            local = here.get((r.variant, r.runtime, r.precision, o.output))
+            rows.append({"variant": r.variant, "runtime": r.runtime, "precision": r.precision, "device": r.device,
+                         "family": r.family, "output": o.output, "max_abs_err": o.max_abs_err,
+                         "local_max_abs_err": local.max_abs_err if local else None,
+                         "ratio": o.max_abs_err / local.max_abs_err if local and local.max_abs_err > 0 else None,
+                         "atol": o.atol, "rtol": o.rtol, "worst_ratio": o.worst_ratio,
+                         "status": "pass" if o.passed and r.error is None else "FAIL", "note": r.error})
     return rows
 
 

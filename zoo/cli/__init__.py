@@ -10,6 +10,7 @@ from zoo.cli import output
 from zoo.cli.bench_cmd import bench_cmd
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
 from zoo.cli.compare_cmd import compare_cmd
+from zoo.cli.device_cmds import device_group
 from zoo.cli.eval_cmd import eval_group
 from zoo.cli.eval_run_cmd import run_cmd
 from zoo.cli.export_cmd import export_cmd
@@ -39,6 +40,7 @@ cli.add_command(profile_cmd)
 eval_group.add_command(run_cmd)
 cli.add_command(eval_group)
 cli.add_command(track_cmd)
+cli.add_command(device_group)
 
 
 def main() -> None:

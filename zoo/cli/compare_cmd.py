@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from compare.comparison import Options, run
 from compare.comparison import save_inputs as write_inputs
@@ -18,7 +19,7 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.compare_layers import run_layers
-from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options
+from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, choose_devices, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 
@@ -40,6 +41,7 @@ PARITY_COLUMNS = [
 ]
 TRACKER_COLUMNS = [
     *KEY_COLUMNS,
+    Column("device", "device", justify="left"),
     Column("samples", "samples"),
     Column("same_cell", "argmax same cell"),
     Column("min_iou", "min IoU", ".4f"),
@@ -51,6 +53,20 @@ TRACKER_COLUMNS = [
     Column("clear_peak_agreement", "clear-peak same cell", ".2f"),
     Column("peak_agreement_all", "all same cell", ".2f"),
     Column("gate", "tracker gate", justify="left"),
+]
+DEVICE_COLUMNS = [
+    *KEY_COLUMNS,
+    Column("device", "device", justify="left"),
+    Column("family", "CPU family", justify="left"),
+    Column("output", "output", justify="left"),
+    Column("max_abs_err", "max abs there", ".2e"),
+    Column("local_max_abs_err", "max abs here", ".2e"),
+    Column("ratio", "there/here", ".1f"),
+    Column("atol", "atol", "g"),
+    Column("rtol", "rtol", "g"),
+    Column("worst_ratio", "err/allowed", ".3f"),
+    Column("status", "status", justify="left"),
+    Column("note", "note", justify="left"),
 ]
 TIMING_COLUMNS = [
     *KEY_COLUMNS,
@@ -75,8 +91,9 @@ TIMING_COLUMNS = [
 SKIPPED_COLUMNS = [*KEY_COLUMNS, Column("note", "note", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed", "contention"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
-TABLES = {"parity": PARITY_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS, "skipped": SKIPPED_COLUMNS}
+OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
+TABLES = {"parity": PARITY_COLUMNS, "devices": DEVICE_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS,
+          "skipped": SKIPPED_COLUMNS}
 
 
 def terminal_columns(columns: list[Column], rows: list[dict], hidden: tuple[str, ...] = ()) -> list[Column]:
@@ -118,6 +135,9 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @artifacts_option()
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @oversubscribe_option
+@click.option("--device", "devices", multiple=True, metavar="DEVICE",
+              help=f"Also compute parity on DEVICE's kernels (repeatable): {DEVICE_SYNTAX}. The figure here is shown beside "
+                   "each device's and judged by the tolerance of the device's CPU family. Emulated devices give no timing.")
 @click.option("--layers", is_flag=True,
               help="Compare every module's output (PyTorch hooks vs each runtime's intermediate tensors); name the first "
                    "layer above its allowance. No timing.")
@@ -126,8 +146,8 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--rtol", type=Finite(0.0), default=None, help="With --layers: allowance relative to each tensor's max |value| (default: the catalog's).")
 @report_options("the tables")
 def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file, save_inputs, save_outputs, threads,
-                runs, warmup, out_dir, jobs, allow_oversubscribe, layers, plot, atol, rtol, json_file, csv_file, markdown_file,
-                split=False) -> None:
+                runs, warmup, out_dir, jobs, allow_oversubscribe, devices, layers, plot, atol, rtol, json_file, csv_file,
+                markdown_file, split=False) -> None:
     """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).
 
     Artifacts come from ARTIFACTS/<variant>/<format>[-<precision>]/ and are exported where missing.
@@ -140,11 +160,16 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     if layers and (onnx_only or threads or save_inputs or save_outputs):
         raise UsageError("--layers compares tensors only: drop --pytorch-vs-onnx/--threads/--save-inputs/--save-outputs")
     selected = catalog.select(variants or ("all",))
+    device_list = choose_devices(devices)
+    if threads:
+        for device in device_list:
+            device.refuse_timing()
     if layers:
         if inputs_file is not None and not inputs_file.is_file():
             raise UsageError(f"--inputs file not found: {inputs_file}")
         run_layers(catalog, selected, choose_runtimes(runtimes or ("all",)), choose(precisions, PRECISIONS, "precision", default=("fp32",)),
-                   samples, inputs_file, out_dir or default_out_dir(), atol, rtol, plot, json_file, csv_file, markdown_file, split=split)
+                   samples, inputs_file, out_dir or default_out_dir(), atol, rtol, plot, json_file, csv_file, markdown_file, split=split,
+                   devices=device_list)
         return
     if onnx_only:
         if runtimes or precisions or threads:
@@ -159,13 +184,21 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     opts = Options(runtimes=runtime_list, precisions=precision_list, samples=samples,
                    inputs_file=inputs_file, threads=thread_list, runs=runs,
                    warmup=warmup, parity_threads=1,
-                   out=out_dir or default_out_dir(), jobs=jobs, split=split)
+                   out=out_dir or default_out_dir(), jobs=jobs, split=split, devices=device_list)
     report = _run_with_progress(catalog, selected, opts)
     tables = report.rows()
     title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
     out().print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
+    if tables["devices"]:
+        out().print(rich_table(tables["devices"], terminal_columns(DEVICE_COLUMNS, tables["devices"]),
+                               title="parity on each device's kernels vs PyTorch here, beside this machine's figure (same artifact, same inputs)"))
     if tables["tracker"]:
-        out().print(rich_table(tables["tracker"], terminal_columns(TRACKER_COLUMNS, tables["tracker"]), title="tracker: box decoded from each runtime vs PyTorch's (256 px search crop)"))
+        hide = () if device_list else ("device",)
+        out().print(rich_table(tables["tracker"], terminal_columns(TRACKER_COLUMNS, tables["tracker"], hidden=hide), title="tracker: box decoded from each runtime vs PyTorch's (256 px search crop)"))
+    untimed = [d for d in device_list if not d.kind.timing]
+    if untimed and tables["timing"]:
+        err().print(escape("timing: this machine only; " + "; ".join(f"{d.name}: {d.kind.no_timing_reason}" for d in untimed)),
+                    highlight=False)
     if tables["timing"]:
         machine = report.as_json()["machine"]
         out().print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"]),

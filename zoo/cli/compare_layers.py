@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from compare.devices.connection import connect
 from compare.diagnose.layers import depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
 from compare.diagnose.layers_split import layers_split
 from compare.inputs import load_pairs
@@ -15,6 +16,7 @@ SUMMARY_COLUMNS = [
     Column("runtime", "runtime", justify="left"),
     Column("graph", "graph", justify="left"),
     Column("precision", "precision", justify="left"),
+    Column("device", "device", justify="left"),
     Column("naming", "named by", justify="left"),
     Column("tensors", "tensors"),
     Column("computed", "module outputs computed"),
@@ -57,10 +59,12 @@ def depth_columns(rows: list[dict]) -> list[Column]:
 
 
 def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], samples: int, inputs_file: Path | None, out_dir: Path,
-               atol: float | None, rtol: float | None, plot: Path | None, json_file, csv_file, markdown_file, split: bool = False) -> None:
+               atol: float | None, rtol: float | None, plot: Path | None, json_file, csv_file, markdown_file, split: bool = False,
+               devices: list | None = None) -> None:
     """Compare every layer of each selected variant (``split``: and each graph of its split
-    artifacts), draw the tables, write the files asked for."""
+    artifacts; ``devices``: also on each device's kernels), draw the tables, write the files asked for."""
     reports = []
+    on_devices = tuple((d, connect(d).family) for d in devices or ())
     lock = threading.Lock()
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
@@ -68,14 +72,16 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
         for v in selected:
             pairs = load_pairs(v, samples, inputs_file)
             on_progress = lambda stage, text: progress.update(task, description=f"{stage}: {text}")
-            reports += layers_variant(catalog, v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
+            reports += layers_variant(catalog, v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress,
+                                      devices=on_devices)
             if split:
                 reports += layers_split(catalog, v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress)
     summary = summary_rows([r for r in reports if not r.skipped])
     skipped = [r for r in reports if r.skipped]
     depth = depth_rows(reports)
     out().print(rich_table(depth, depth_columns(depth), title="zoo compare --layers: max abs error / max |PyTorch|, largest over each module's layers (exported graph's order)"))
-    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN and (c.key != "graph" or any(r.get("graph") for r in summary))]
+    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN and (c.key != "graph" or any(r.get("graph") for r in summary))
+             and (c.key != "device" or devices)]
     out().print(rich_table(summary, shown, title="per runtime: module outputs matched and the first above its allowance (atol + rtol x scale)"))
     for row in summary:
         if row.get("note"):

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from zoo.cli.output import tables_to_stderr
+from zoo.devices import DEVICE_KINDS, Device, parse_device
 from zoo.errors import UsageError
 from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
 
@@ -214,3 +215,17 @@ def oversubscribe_option(func):
     """``--allow-oversubscribe``: lift the bound on threads and instances."""
     return click.option("--allow-oversubscribe", is_flag=True,
                         help="Allow more threads/instances than 8 x the CPUs (risks exhausting memory and stalling the machine).")(func)
+
+
+#: ``--device`` help text: every device kind's syntax
+DEVICE_SYNTAX = ", ".join(k.syntax for k in DEVICE_KINDS)
+
+
+def choose_devices(values: tuple[str, ...] | list[str]) -> list[Device]:
+    """The devices ``--device`` names, once each, ``local`` left out (this machine always runs)."""
+    chosen: dict[str, Device] = {}
+    for value in values:
+        device = parse_device(value)
+        if not device.is_local:
+            chosen.setdefault(device.name, device)
+    return list(chosen.values())

@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from zoo.artifacts import Status
 from zoo.errors import ZooError
@@ -109,7 +110,7 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | Non
     for col in shown:
         table.add_column(col.title, justify=col.justify, no_wrap=col.justify != "left", overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c.key), c.fmt) for c in shown))
+        table.add_row(*(Text(_cell(row.get(c.key), c.fmt)) for c in shown))  # Text: cells are data, never markup
     return table
 
 
