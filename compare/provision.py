@@ -25,7 +25,9 @@ from zoo.calibration import open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError
 from zoo.hub.resolve import resolve_hub
-from zoo.manifest import MANIFEST_NAME
+from zoo.devices import Device
+from zoo.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from zoo.parity import parity_failure
 from zoo.names import choose
 from zoo.schema import Variant
 from zoo.weights import ensure_weights
@@ -93,7 +95,7 @@ def prime_weights(variants: list[Variant], catalog: Catalog) -> None:
 
 def ensure(keys: list[ArtifactKey], artifacts_dir: Path, catalog: Catalog, *, refresh: bool = False, force: bool = False,
            jobs: int = 1, on_event: Callable[[ArtifactKey, str], None] | None = None, calibration: str | None = None,
-           int8_target: str | None = None) -> list[Provisioned]:
+           int8_target: str | None = None, verify_on: tuple[Device, ...] = ()) -> list[Provisioned]:
     """Provision ``keys`` under ``artifacts_dir`` with ``catalog``: the only caller of the export pipeline.
 
     An installed artifact is checked against its manifest (sizes, cached sha256) and the catalog: a
@@ -104,6 +106,10 @@ def ensure(keys: list[ArtifactKey], artifacts_dir: Path, catalog: Catalog, *, re
     reuses an artifact with the same build key (``reused``) and rebuilds the rest (``force``: all);
     the result then also holds the ONNX sources the others convert from, in build order, and the
     skipped keys last. ``on_event(key, stage)`` reports the pipeline's progress.
+
+    ``verify_on``: devices every artifact must also pass on (its CPU family's tolerance). A new
+    artifact failing there is not installed; an installed one without a passing record for a device
+    is run there, and the record is added to its manifest (``failed`` when it does not pass).
     """
     artifacts_dir = Path(artifacts_dir)
     prime_weights([catalog.get(name) for name in dict.fromkeys(k.variant for k in keys)], catalog)
@@ -111,7 +117,8 @@ def ensure(keys: list[ArtifactKey], artifacts_dir: Path, catalog: Catalog, *, re
         ordered, skipped = build_order(keys)
         todo = [Provisioned(k, k.path(artifacts_dir), Status.MISSING) for k in ordered]
         done = [Provisioned(r.key, r.key.path(artifacts_dir), Status.SKIPPED, r.note, r) for r in skipped]
-        _export(todo, artifacts_dir, catalog, force, jobs, on_event, calibration, int8_target)
+        _export(todo, artifacts_dir, catalog, force, jobs, on_event, calibration, int8_target, verify_on)
+        _verify_installed(todo, catalog, verify_on, on_event)
         return todo + done
     result = [_installed(k, artifacts_dir, catalog) for k in keys]
     missing = [p for p in result if p.status is Status.MISSING]
@@ -119,7 +126,8 @@ def ensure(keys: list[ArtifactKey], artifacts_dir: Path, catalog: Catalog, *, re
         ordered, _ = build_order([p.key for p in missing])
         by_key = {p.key: p for p in missing}
         todo = [by_key.get(k) or Provisioned(k, k.path(artifacts_dir), Status.MISSING) for k in ordered]
-        _export(todo, artifacts_dir, catalog, force, jobs, on_event, calibration, int8_target)
+        _export(todo, artifacts_dir, catalog, force, jobs, on_event, calibration, int8_target, verify_on)
+    _verify_installed(result, catalog, verify_on, on_event)
     return result
 
 
@@ -135,8 +143,35 @@ def _installed(key: ArtifactKey, artifacts_dir: Path, catalog: Catalog) -> Provi
     return Provisioned(key, path, Status.MISSING)
 
 
+def _verify_installed(provisioned: list[Provisioned], catalog: Catalog, devices: tuple[Device, ...], on_event) -> None:
+    """Run each installed artifact lacking a passing record for one of ``devices`` there; record it."""
+    if not devices:
+        return
+    verifier = Verifier(catalog, devices)
+    for p in provisioned:
+        if p.status not in (Status.FOUND, Status.REUSED) or p.key.is_reference or p.key.flavour:
+            continue
+        manifest = read_manifest(p.path)
+        done = {d.device for d in manifest.parity.devices if d.passed}
+        for device in devices:
+            if device.name in done:
+                continue
+            if on_event is not None:
+                on_event(p.key, f"verifying on {device.name}")
+            record = verifier.on_device(device, p.key, p.path, manifest)
+            if not record.passed:
+                p.status = Status.FAILED
+                p.note = f"{p.key.name}: installed, but fails " + parity_failure(manifest.parity.model_copy(update={"devices": [record]}))
+                if p.row is not None:
+                    p.row.status, p.row.note = p.status, p.note
+                break
+            kept = [d for d in manifest.parity.devices if d.device != device.name]
+            manifest.parity = manifest.parity.model_copy(update={"devices": [*kept, record]})
+            write_manifest(p.path, manifest)
+
+
 def _export(todo: list[Provisioned], artifacts_dir: Path, catalog: Catalog, force: bool, jobs: int, on_event,
-            calibration: str | None, int8_target: str | None) -> None:
+            calibration: str | None, int8_target: str | None, verify_on: tuple[Device, ...] = ()) -> None:
     """Run the pipeline over ``todo`` (build order) and record each row's outcome in place."""
     keys = [p.key for p in todo]
     if calibration is not None and any(k.precision in REDUCED_PRECISIONS for k in keys):
@@ -145,7 +180,7 @@ def _export(todo: list[Provisioned], artifacts_dir: Path, catalog: Catalog, forc
         get_exporter(fmt).versions()
     for flavour in dict.fromkeys(k.flavour for k in keys if k.flavour):
         get_flavour_exporter(flavour).versions()
-    pipeline = Pipeline(artifacts_dir, Verifier(catalog), catalog, force=force, jobs=jobs, on_event=on_event,
+    pipeline = Pipeline(artifacts_dir, Verifier(catalog, verify_on), catalog, force=force, jobs=jobs, on_event=on_event,
                         calibration=calibration, int8_target=int8_target)
     for p, row in zip(todo, pipeline.run(keys), strict=True):
         p.status, p.note, p.row = row.status, row.note, row

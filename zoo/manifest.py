@@ -131,15 +131,35 @@ class TrackerParity(_Model):
     passed: bool
 
 
+class DeviceParity(_Model):
+    """The same verification on a device's kernels (``zoo export --verify-on DEVICE``), judged by the
+    tolerance of the device's CPU family."""
+
+    device: str
+    family: str
+    machine: str
+    #: what each runtime detects on that CPU (MNN's feature line, ncnn's cpu_support_* flags)
+    features: dict = Field(default_factory=dict)
+    runtime_version: str | None = None
+    atol: float
+    rtol: float
+    passed: bool
+    outputs: list[OutputParity]
+    tracker: TrackerParity | None = None
+    checked: str = Field(description="when (UTC, ISO 8601)")
+
+
 class Parity(_Model):
     reference: str
     inputs: str
     atol: float
     rtol: float
+    #: this machine's verdict and every device's (``devices``)
     passed: bool
     outputs: list[OutputParity]
     #: reduced precisions: the tracker-level gate (then ``passed`` is its verdict)
     tracker: TrackerParity | None = None
+    devices: list[DeviceParity] = Field(default_factory=list)
 
 
 class ClientTarget(_Model):

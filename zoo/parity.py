@@ -45,6 +45,14 @@ def describe_failure(outputs: list[OutputParity], atol: float, rtol: float) -> s
 def parity_failure(parity: Parity) -> str:
     """Why ``parity`` failed, in one line: the tracker-level gate's figures where it decides (reduced
     precisions), the element-wise ones otherwise."""
-    if parity.tracker is not None:
+    if parity.tracker is not None and not parity.tracker.passed:
         return describe_tracker_failure(parity.tracker)
+    if not all(o.passed for o in parity.outputs) and parity.tracker is None:
+        return describe_failure(parity.outputs, parity.atol, parity.rtol)
+    for d in parity.devices:
+        if not d.passed:
+            where = f"on {d.device} ({d.family} tolerance): "
+            if d.tracker is not None:
+                return where + describe_tracker_failure(d.tracker)
+            return where + describe_failure(d.outputs, d.atol, d.rtol)
     return describe_failure(parity.outputs, parity.atol, parity.rtol)

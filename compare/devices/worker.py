@@ -172,9 +172,9 @@ def hello() -> dict:
             line = next((x for x in text.splitlines() if "device supports" in x), "")
             features["mnn"] = line.split(":", 1)[1].strip() if ":" in line else ""
         elif dist == "ncnn":
+            prefix = "cpu_support_arm_" if platform.machine().lower() in ("aarch64", "arm64") else "cpu_support_x86_"
             features["ncnn"] = {name.removeprefix("cpu_support_"): bool(getattr(mod, name)())
-                                for name in sorted(dir(mod)) if name.startswith("cpu_support_arm_")
-                                or name.startswith("cpu_support_x86_")}
+                                for name in sorted(dir(mod)) if name.startswith(prefix)}
     return {"protocol": PROTOCOL, "python": platform.python_version(), "machine": platform.machine(),
             "numpy": np.__version__, "runtimes": runtimes, "errors": errors, "features": features, "cpu": cpu_info()}
 

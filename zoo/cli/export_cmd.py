@@ -10,8 +10,9 @@ from compare.provision import ensure, keys_for, plan
 from zoo.artifacts import SPLIT_SUFFIX, Status, default_out_dir
 from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import MultiValueOption, artifacts_option, choose, report_options
+from zoo.cli.options import DEVICE_SYNTAX, MultiValueOption, artifacts_option, choose, choose_devices, report_options
 from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
+from zoo.manifest import MANIFEST_NAME, read_manifest
 from zoo.errors import ZooError
 
 SUMMARY_COLUMNS = [
@@ -36,6 +37,30 @@ def _print_log(title: str, path: str | Path | None, tail: int | None) -> None:
     err().print(f"[dim]--- {title}: {path}{cut}[/]", highlight=False)
     for line in shown:
         err().print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+DEVICE_COLUMNS = [
+    Column("variant", "variant", justify="left"), Column("format", "format", justify="left"),
+    Column("precision", "prec", justify="left"), Column("device", "device", justify="left"),
+    Column("family", "CPU family", justify="left"), Column("max_abs_err", "max abs", ".2e"),
+    Column("worst_ratio", "err/allowed", ".3f"), Column("tracker", "tracker gate", justify="left"),
+    Column("status", "status", justify="left"),
+]
+
+
+def device_rows(provisioned) -> list[dict]:
+    """One row per installed artifact x device record of its manifest."""
+    rows = []
+    for p in provisioned:
+        if p.path is None or not (p.path / MANIFEST_NAME).is_file() or p.key.is_reference:
+            continue
+        for d in read_manifest(p.path).parity.devices:
+            rows.append({"variant": p.key.variant, "format": p.key.label, "precision": p.key.precision, "device": d.device,
+                         "family": d.family, "max_abs_err": max(o.max_abs_err for o in d.outputs),
+                         "worst_ratio": max(o.worst_ratio for o in d.outputs),
+                         "tracker": None if d.tracker is None else ("pass" if d.tracker.passed else "FAIL"),
+                         "status": "pass" if d.passed else "FAIL"})
+    return rows
 
 
 def _short(note: str | None, width: int = 60) -> str | None:
@@ -63,9 +88,12 @@ def _short(note: str | None, width: int = 60) -> str | None:
                    "default: zoo.yaml's quantization.default_target.")
 @click.option("--split", is_flag=True, help="Export split artifacts instead: an init graph (template -> cache) and a track "
               "graph (search + cache -> maps) in ARTIFACTS/<variant>/<format>[-<precision>]-split/.")
+@click.option("--verify-on", "verify_on", multiple=True, metavar="DEVICE",
+              help=f"Also verify every artifact on DEVICE's kernels (repeatable; {DEVICE_SYNTAX}) with the tolerance of its "
+                   "CPU family; record it in the manifest; an artifact failing there is not installed.")
 @report_options("the summary rows")
 def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, verbose, json_file, csv_file, markdown_file,
-               calibration=None, int8_target=None, split=False) -> None:
+               calibration=None, int8_target=None, split=False, verify_on=()) -> None:
     """Export VARIANTs (names, wildcards, 'all') to each FORMAT, verified against PyTorch.
 
     Artifacts go to ARTIFACTS/<variant>/<format>[-<precision>]/ (--artifacts DIR, default
@@ -82,6 +110,7 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     keys = keys_for(selected, fmt_list, prec_list, flavour, split=split)
     planned = plan(keys)  # nothing to export: one line, exit 2, before any work
     artifacts_dir = Path(out_dir or default_out_dir()).absolute()
+    devices = tuple(choose_devices(verify_on))
 
     lock = threading.Lock()
     with progress_bar(counted=True) as progress:
@@ -89,7 +118,7 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
 
         on_event = export_reporter(progress, task, lock, advance=True, prefix="")
         provisioned = ensure(keys, artifacts_dir, catalog, refresh=True, force=force, jobs=jobs, on_event=on_event,
-                             calibration=calibration, int8_target=int8_target)
+                             calibration=calibration, int8_target=int8_target, verify_on=devices)
     rows = [p.row for p in provisioned]
     if verbose:
         for row in rows:
@@ -104,6 +133,9 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
                    "format": r.format + (f" --for {r.flavour}" if r.flavour else "") + (SPLIT_SUFFIX if r.split else "")} for r in rows]
     out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {artifacts_dir}"))
     write_reports([r.as_dict() for r in rows], SUMMARY_COLUMNS, json_file, csv_file, markdown_file)
+    if devices:
+        checked = device_rows(provisioned)
+        out().print(rich_table(checked, DEVICE_COLUMNS, title="verified on devices (the manifest's records; tolerance of each CPU family)"))
     for row in failed:
         err().print(f"[red]failed:[/] {row.note}" + (f" (log: {row.log})" if row.log else ""), highlight=False, soft_wrap=True)
     if failed:
