@@ -55,3 +55,10 @@ def catalog_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "zoo.yaml"
     shutil.copyfile(catalog_path(), dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def arm64_emu(isolated_cache: Path) -> dict:
+    """The emulated aarch64 device, set up once per session in the isolated cache (its record)."""
+    from tests.helpers.devices import arm64_emu_or_skip
+    return arm64_emu_or_skip()

@@ -15,6 +15,7 @@ SYSROOT/usr/bin/python3.11``. There is no binfmt_misc here: the device side is o
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -195,6 +196,15 @@ def setup(force: bool = False, progress: Progress | None = None) -> dict:
     say = progress or (lambda text: None)
     qemu = qemu_path()
     root = device_dir()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one setup at a time; a second one then finds the device built
+        for stale in root.parent.glob(f".{NAME}-building-*"):  # left by a setup that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        return _setup_locked(qemu, root, force, say)
+
+
+def _setup_locked(qemu: str, root: Path, force: bool, say: Progress) -> dict:
     if root.exists() and not force:
         record = read_record(root)
         bad = check_downloads(record)

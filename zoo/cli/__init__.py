@@ -5,6 +5,7 @@ import os
 import sys
 
 import click
+from rich.markup import escape
 
 from zoo.cli import output
 from zoo.cli.bench_cmd import bench_cmd
@@ -63,13 +64,13 @@ def main() -> None:
         sys.exit(130)
     except click.UsageError as exc:  # one line, not click's four (usage, hint, blank, error)
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        err().print(f"[bold red]error:[/] {exc.format_message()}{where}", highlight=False, soft_wrap=True)
+        err().print(f"[bold red]error:[/] {escape(exc.format_message() + where)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        err().print(f"[bold red]error:[/] {exc.format_message()}", highlight=False, soft_wrap=True)
+        err().print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except ZooError as exc:
-        err().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err().print("interrupted")
@@ -77,7 +78,8 @@ def main() -> None:
     except Exception as exc:  # a bug: one line unless ZOO_DEBUG asks for the traceback
         if os.environ.get("ZOO_DEBUG"):
             raise
-        err().print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (set ZOO_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        err().print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')} (set ZOO_DEBUG=1 for the traceback)",
+                    highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
