@@ -13,7 +13,7 @@ import numpy as np
 from compare.devices.connection import connect
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
 from compare.measure.machine import machine_info
-from compare.measure.timing import Timing, TimingJob, time_jobs, timing_rows
+from compare.measure.timing import Timing, TimingJob, slowest_rows, time_jobs, timing_rows
 from compare.measure.worker import RunnerSpec, memory_method
 from compare.parity.runtimes import RuntimeParity, compare_variant, device_rows, parity_rows, sample_rows, tracker_rows
 from compare.provision import Provisioned, ensure, runtime_keys
@@ -85,7 +85,8 @@ class Report:
             "parity": parity_rows([r for r in self.parity if r.device == "local"]),
             "devices": device_rows(self.parity),
             "tracker": tracker_rows(self.parity),
-            "timing": timing_rows(sorted(self.timing, key=lambda t: (self._order[t.variant], t.threads))),
+            "timing": timing_rows(sorted(self.timing, key=lambda t: (t.device != "local", t.device, self._order[t.variant], t.threads))),
+            "slowest": slowest_rows(timing_rows(self.timing)) if len({t.device for t in self.timing} - {"local"}) > 1 else [],
             "skipped": [{"variant": w.key.variant, "runtime": w.key.label, "precision": w.key.precision, "note": w.note}
                         for w in self.artifacts if w.status is Status.SKIPPED],
         }
@@ -123,9 +124,13 @@ def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: O
                           [RunnerSpec(w.key, v, w.path) for w in usable if w.key.variant == v.name],
                           _track_macs(v, [w.key for w in usable if w.key.variant == v.name]))
                 for v in variants]
+        for device in (d for d in opts.devices if d.kind.timing):  # the same artifacts timed on each board
+            jobs += [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], None,
+                               [RunnerSpec(w.key, v, w.path, device) for w in usable if w.key.variant == v.name and not w.key.split])
+                     for v in variants]
         progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
         timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,
-                           on_row=lambda t: progress("timing", f"{t.variant} {t.runtime} {t.precision} {t.threads}T"))
+                           on_row=lambda t: progress("timing", f"{t.variant} {t.runtime} {t.precision} {t.threads}T on {t.device}"))
     return Report(artifacts, parity, timing, inputs, outputs)
 
 

@@ -24,6 +24,7 @@ from compare.runners.taps import Tapped
 from zoo.artifacts import verified_manifest
 from zoo.backends import by_format
 from zoo.devices import Device
+from zoo.layouts import to_layout
 from zoo.manifest import Manifest, read_manifest
 from zoo.schema import Variant
 
@@ -80,23 +81,18 @@ class DeviceRunner(ArtifactRunner):
         out, self._device_seconds = self.connection.infer(self._handle, {k: np.ascontiguousarray(v, np.float32) for k, v in feed.items()})
         return out
 
-    def time(self, feed: dict[str, np.ndarray], warmup: int, runs: int) -> list[float]:
-        """``runs`` call times on the device (seconds) after ``warmup`` calls, inputs in the runtime layout."""
+    def measure(self, pair: dict[str, np.ndarray], warmup: int, runs: int, duration_s: float = 0.0, **options) -> dict:
+        """Time this graph on the device (:meth:`compare.devices.worker.Worker.op_measure`): the
+        device's own call times, clocks and temperatures, CPU use. ``options``: ``cpus``
+        (affinity), ``cooldown_c``, ``cooldown_timeout_s``, ``sample_s``."""
         self.load()
-        reply, _ = self.connection.request("time", {k: proto.array_bytes(v) for k, v in feed.items()}, handle=self._handle,
-                                           inputs=list(feed), warmup=warmup, runs=runs)
-        return [float(s) for s in reply["seconds"]]
-
-    def sustained(self, feed: dict[str, np.ndarray], duration_s: float, window_s: float) -> list[dict]:
-        """Windows of back-to-back calls: each with its call times, the clocks and temperatures at its end."""
-        self.load()
-        reply, _ = self.connection.request("time", {k: proto.array_bytes(v) for k, v in feed.items()}, handle=self._handle,
-                                           inputs=list(feed), warmup=1, duration_s=duration_s, window_s=window_s)
-        return reply["windows"]
+        feed = self.runtime_feed(pair)
+        reply, _ = self.connection.request("measure", {k: proto.array_bytes(v) for k, v in feed.items()}, handle=self._handle,
+                                           inputs=list(feed), warmup=warmup, runs=runs, duration_s=duration_s, **options)
+        return reply
 
     def runtime_feed(self, pair: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A catalog-named NCHW pair as the runtime's feed (names and layouts of the manifest)."""
-        from zoo.layouts import to_layout
         return {b.runtime_name: np.ascontiguousarray(to_layout(pair[b.name], b.layout), np.float32) for b in self.manifest.inputs}
 
     def tensor_tap(self):

@@ -179,6 +179,31 @@ def hello() -> dict:
             "numpy": np.__version__, "runtimes": runtimes, "errors": errors, "features": features, "cpu": cpu_info()}
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds every core of the device has been busy since boot (``/proc/stat``), or None."""
+    text = _sys_read("/proc/stat")
+    if not text or not text.startswith("cpu "):
+        return None
+    fields = [int(x) for x in text.splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / (os.sysconf("SC_CLK_TCK") or 100)
+
+
+def _cool_down(target_c, timeout_s: float) -> float:
+    """Wait until every thermal zone is at or below ``target_c`` (None: no wait); seconds waited."""
+    if target_c is None:
+        return 0.0
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout_s:
+        temps = list(sensors()["temp_c"].values())
+        if not temps:
+            raise ValueError("the device exposes no temperature (/sys/class/thermal): cannot cool down to a temperature")
+        if max(temps) <= float(target_c):
+            return time.perf_counter() - start
+        time.sleep(1.0)
+    raise ValueError(f"still above {target_c} C after {timeout_s:.0f} s of cooling down")
+
+
 # -- sessions: one loaded artifact graph in one runtime ------------------------------------------
 class Session:
     """Loads one graph file with the host's settings; ``run(feed, outputs)`` -> {name: array}."""
@@ -369,29 +394,46 @@ class Worker:
         tapped = self.sessions[req["handle"]].tap(self._feed(req, blobs))
         return {"names": [n for n, _ in tapped]}, {f"{i}": array_bytes(a) for i, (_, a) in enumerate(tapped)}
 
-    def op_time(self, req, blobs):
-        """``runs`` timed calls after ``warmup``; with ``window_s``, calls for ``duration_s`` seconds
-        in windows, each window's call times with the clocks and temperatures at its end."""
+    def op_measure(self, req, blobs):
+        """Time one loaded graph as zoo's measurement children do here: a first call, ``warmup``
+        calls, then calls until both ``runs`` calls and ``duration_s`` seconds are done. Optionally
+        pinned to ``cpus`` first, and after waiting (at most ``cooldown_timeout_s``) until every
+        thermal zone is at or below ``cooldown_c``. Clocks and temperatures are sampled every
+        ``sample_s`` seconds between calls (device time)."""
         session = self.sessions[req["handle"]]
         feed = self._feed(req, blobs)
+        if req.get("cpus") and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, set(int(c) for c in req["cpus"]))
+        waited = _cool_down(req.get("cooldown_c"), float(req.get("cooldown_timeout_s", 300)))
+        t0 = time.perf_counter()
+        session.run(feed)
+        first = time.perf_counter() - t0
         for _ in range(int(req.get("warmup", 0))):
             session.run(feed)
-        if req.get("window_s"):
-            windows, start = [], time.perf_counter()
-            while time.perf_counter() - start < float(req["duration_s"]):
-                w0, times = time.perf_counter(), []
-                while time.perf_counter() - w0 < float(req["window_s"]):
-                    t0 = time.perf_counter()
-                    session.run(feed)
-                    times.append(time.perf_counter() - t0)
-                windows.append({"t": time.perf_counter() - start, "seconds": times, **sensors()})
-            return {"windows": windows}, {}
-        times = []
-        for _ in range(int(req["runs"])):
+        times, ends, samples = [], [], []
+        sample_s, next_sample = float(req.get("sample_s", 1.0)), 0.0
+        start, busy0, cpu0, wall0 = time.time(), _busy_seconds(), time.process_time(), time.perf_counter()
+        deadline = wall0 + float(req.get("duration_s", 0))
+        while len(times) < int(req.get("runs", 1)) or time.perf_counter() < deadline:
+            if time.perf_counter() >= next_sample:
+                now = sensors()
+                clocks, temps = list(now["clock_khz"].values()), list(now["temp_c"].values())
+                samples.append([time.time(), max(clocks) / 1000 if clocks else None, max(temps) if temps else None])
+                next_sample = time.perf_counter() + sample_s
             t0 = time.perf_counter()
             session.run(feed)
             times.append(time.perf_counter() - t0)
-        return {"seconds": times}, {}
+            ends.append(time.time())
+        cpu_s, wall_s, busy1 = time.process_time() - cpu0, time.perf_counter() - wall0, _busy_seconds()
+        try:
+            import resource
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        except (ImportError, OSError):
+            peak = None
+        return {"first_s": first, "times_s": times, "ends": ends, "start": start, "cpu_s": cpu_s, "wall_s": wall_s,
+                "machine_busy_s": busy1 - busy0 if busy0 is not None and busy1 is not None else None,
+                "peak_rss_bytes": peak, "samples": samples, "cooldown_s": waited,
+                "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}, {}
 
     def op_sensors(self, req, blobs):
         return sensors(), {}

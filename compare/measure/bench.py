@@ -69,10 +69,11 @@ class Cell:
     reliable: bool = True  # False: other processes competed for the CPUs (see ``contention``)
     contention: str | None = None
     error: str | None = None
+    device: str = "local"  # where it ran (zoo.devices)
 
     @property
     def key(self) -> tuple:
-        return self.variant, self.runtime, self.precision
+        return self.variant, self.runtime, self.precision, self.device
 
 
 def _instance(m: Measurement) -> Instance:
@@ -84,13 +85,15 @@ def _instance(m: Measurement) -> Instance:
 
 
 def run_cell(spec: RunnerSpec, pair: Pair, threads: int, concurrency: int, seconds: float,
-             warmup: int = 5, min_runs: int = 5) -> Cell:
-    """``concurrency`` instances of ``spec`` at ``threads`` threads, started together."""
-    tasks = [MeasureTask(spec, pair, threads, warmup, min_runs, seconds) for _ in range(concurrency)]
+             warmup: int = 5, min_runs: int = 5, device_options: dict | None = None) -> Cell:
+    """``concurrency`` instances of ``spec`` at ``threads`` threads, started together
+    (``device_options``: ``big_cores``, ``cooldown_c`` of a device's :class:`MeasureTask`)."""
+    tasks = [MeasureTask(spec, pair, threads, warmup, min_runs, seconds, **(device_options or {})) for _ in range(concurrency)]
     ms = measure(tasks, concurrent=True)
     instances = [_instance(m) for m in ms]
+    cpus = next((m.device_cpus for m in ms if m.device_cpus), None) or os.cpu_count() or 1
     cell = Cell(spec.variant.name, spec.key.label, spec.key.precision, threads, concurrency,
-                threads * concurrency > (os.cpu_count() or 1), instances=instances)
+                threads * concurrency > cpus, instances=instances, device=spec.device.name)
     _flag_contention(cell, ms)
     errors = [i.error for i in instances if i.error]
     if errors:
@@ -110,7 +113,7 @@ def _flag_contention(cell: Cell, ms: list[Measurement]) -> None:
     if not ok or len(ok) != len(ms):
         return
     load = contention(float(np.mean([m.machine_busy_s for m in ok])), sum(m.cpu_s for m in ok),
-                      float(np.mean([m.wall_s for m in ok])), cell.threads * cell.concurrency)
+                      float(np.mean([m.wall_s for m in ok])), cell.threads * cell.concurrency, cpu_count=ok[0].device_cpus)
     if load is not None:
         cell.other_cores, cell.reliable, cell.contention = load.other_cores, not load.contended, load.reason
 
@@ -131,13 +134,13 @@ def fill_ratios(cells: list[Cell]) -> None:
 
 
 def run_cells(specs: list[tuple[RunnerSpec, Pair]], threads: list[int], concurrency: list[int], seconds: float,
-              warmup: int = 5, on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+              warmup: int = 5, on_cell: Callable[[Cell], None] | None = None, device_options: dict | None = None) -> list[Cell]:
     """Every spec at every thread count x concurrency (concurrency 1 is always measured)."""
     cells = []
     for spec, pair in specs:
         for t in sorted(set(threads)):
             for c in sorted(set(concurrency) | {1}):
-                cell = run_cell(spec, pair, t, c, seconds, warmup)
+                cell = run_cell(spec, pair, t, c, seconds, warmup, device_options=None if spec.device.is_local else device_options)
                 cells.append(cell)
                 if on_cell is not None:
                     on_cell(cell)
@@ -157,7 +160,7 @@ def scaling_rows(cells: list[Cell], macs_share: dict[str, float]) -> list[dict]:
     transformers to scale with threads."""
     rows: dict[tuple, dict] = {}
     for c in cells:
-        row = rows.setdefault(c.key, {"variant": c.variant, "runtime": c.runtime, "precision": c.precision,
+        row = rows.setdefault(c.key, {"variant": c.variant, "runtime": c.runtime, "precision": c.precision, "device": c.device,
                                       "fusion_macs_pct": macs_share.get(c.variant)})
         if c.error:
             continue
@@ -177,11 +180,11 @@ def speed_column(cells: list[Cell], reported: dict[str, float | None]) -> list[d
     ratio to ``base-c128`` when it was measured too."""
     fps = {c.key: c.instance_fps_median for c in cells if c.threads == 1 and c.concurrency == 1 and not c.error}
     rows = []
-    for (variant, runtime, precision), measured in fps.items():
-        base = fps.get((BASELINE, runtime, precision))
+    for (variant, runtime, precision, device), measured in fps.items():
+        base = fps.get((BASELINE, runtime, precision, device))
         rep, rep_base = reported.get(variant), reported.get(BASELINE)
         rows.append({
-            "variant": variant, "runtime": runtime, "precision": precision, "measured_fps": measured,
+            "variant": variant, "runtime": runtime, "precision": precision, "device": device, "measured_fps": measured,
             "reported_fps": rep,
             "measured_vs_base": measured / base if base else None,
             "reported_vs_base": rep / rep_base if rep and rep_base else None,
@@ -221,6 +224,7 @@ class Sustained:
     error: str | None = None
     concurrency: int = 1  # instances running at once in this measurement
     instance: str = "1"  # 1..N, or "all": the aggregate of the N instances
+    device: str = "local"  # where it ran; a device's clock and temperature are its own
 
 
 class _ClockSampler:
@@ -270,16 +274,18 @@ def _drop(windows: list[Window]) -> float | None:
 
 
 def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float, window_s: float,
-                  warmup: int = 5, concurrency: int = 1) -> list[Sustained]:
+                  warmup: int = 5, concurrency: int = 1, device_options: dict | None = None) -> list[Sustained]:
     """``concurrency`` instances (one process each, started together) busy for ``duration_s``
     seconds; fps, CPU clock and temperature per window for each instance, and with several
     instances one more result, ``instance="all"``, whose windows count every instance's runs
     (aggregate fps) on a common time axis starting at the earliest instance's start."""
-    tasks = [MeasureTask(spec, pair, threads, warmup, 1, duration_s) for _ in range(concurrency)]
+    tasks = [MeasureTask(spec, pair, threads, warmup, 1, duration_s, **(device_options or {})) for _ in range(concurrency)]
     with _ClockSampler(min(1.0, window_s / 2)) as clock:
         ms = measure(tasks, concurrent=concurrency > 1, timeout_s=duration_s + 600)
+    if not spec.device.is_local:  # the device's own samples (its clock, its temperature, in its time)
+        clock.samples = sorted(tuple(x) for m in ms for x in (m.samples or []))
     base = dict(variant=spec.variant.name, runtime=spec.key.label, precision=spec.key.precision, threads=threads,
-                duration_s=duration_s, window_s=window_s, concurrency=concurrency)
+                duration_s=duration_s, window_s=window_s, concurrency=concurrency, device=spec.device.name)
     exposed = [name for i, name in ((1, "cpu MHz"), (2, "temperature")) if any(x[i] is not None for x in clock.samples)]
     results = []
     for k, m in enumerate(ms, start=1):
@@ -305,7 +311,7 @@ def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float,
 
 def window_rows(runs: list[Sustained]) -> list[dict]:
     """One row per window of every sustained run."""
-    return [{"variant": s.variant, "runtime": s.runtime, "precision": s.precision, "threads": s.threads,
+    return [{"variant": s.variant, "runtime": s.runtime, "precision": s.precision, "device": s.device, "threads": s.threads,
              "concurrency": s.concurrency, "instance": s.instance, **asdict(w)} for s in runs for w in s.windows]
 
 

@@ -117,6 +117,7 @@ class Timing:
     reliable: bool = True  # False: measured under contention (see ``contention``)
     contention: str | None = None  # why the row is unreliable
     error: str | None = None
+    device: str = "local"  # where it was timed (zoo.devices)
 
     def flag(self, reason: str) -> None:
         """Mark the row unreliable for ``reason`` (reasons accumulate)."""
@@ -132,7 +133,8 @@ def timing_from(m: Measurement, spec: RunnerSpec, warmup: int) -> Timing:
     """The timing row of one child's measurement (``error`` set when it failed)."""
     nan = float("nan")
     base = dict(variant=spec.variant.name, runtime=spec.key.label, precision=spec.key.precision, threads=m.threads,
-                oversubscribed=oversubscribed(m.threads), warmup=warmup, pid=m.pid)
+                oversubscribed=oversubscribed(m.threads) if m.device_cpus is None else m.threads > m.device_cpus,
+                warmup=warmup, pid=m.pid, device=spec.device.name)
     if not m.ok:
         return Timing(**base, runs=0, load_s=nan, first_ms=nan, median_ms=nan, p90_ms=nan, p99_ms=nan,
                       min_ms=nan, fps=nan, cpu_per_wall=nan, peak_mem_mb=None, error=m.error or "no timed run")
@@ -144,7 +146,7 @@ def timing_from(m: Measurement, spec: RunnerSpec, warmup: int) -> Timing:
         fps=1e3 / median, cpu_per_wall=m.cpu_s / m.wall_s if m.wall_s > 0 else nan,
         peak_mem_mb=None if m.peak_mem_bytes is None else m.peak_mem_bytes / 2**20,
     )
-    load = contention(m.machine_busy_s, m.cpu_s, m.wall_s, m.threads)
+    load = contention(m.machine_busy_s, m.cpu_s, m.wall_s, m.threads, cpu_count=m.device_cpus)
     if load is not None:
         row.other_cores = load.other_cores
         if load.reason:
@@ -164,7 +166,8 @@ class TimingJob:
     variant: str
     macs_total: int
     pair: Pair
-    reference: RunnerSpec
+    #: None on a device (PyTorch eager runs here only)
+    reference: RunnerSpec | None
     runtimes: list[RunnerSpec]
     #: runtimes whose graph does other work per call (``<runtime>-split``: the track graph) -> its MACs
     macs_by_runtime: dict[str, int] = field(default_factory=dict)
@@ -184,21 +187,22 @@ def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
         best = max(ceiling, key=ceiling.get) if ceiling else None
         for job in jobs:
             batch = []
-            for spec in [job.reference, *job.runtimes]:
+            for spec in [s for s in (job.reference, *job.runtimes) if s is not None]:
                 row = time_spec(spec, job.pair, n, warmup, runs)
                 if on_row is not None:
                     on_row(row)
                 batch.append(row)
-            ref = batch[0]
+            ref = batch[0] if job.reference is not None else None
             for row in batch:
-                row.sgemm_gflops, row.sgemm_library = (ceiling[best], best) if best else (None, None)
+                if row.device == "local":  # the ceiling is this machine's sgemm: no device row is judged by it
+                    row.sgemm_gflops, row.sgemm_library = (ceiling[best], best) if best else (None, None)
                 if row.error is None:
                     row.gflops = 2.0 * job.macs_by_runtime.get(row.runtime, job.macs_total) / (row.median_ms / 1e3) / 1e9
                     if row.sgemm_gflops:
                         row.pct_of_sgemm = 100.0 * row.gflops / row.sgemm_gflops
                         if row.pct_of_sgemm > 100:
                             row.flag(f"{row.pct_of_sgemm:.0f}% of the sgemm ceiling is impossible: measured under load")
-                    if ref.error is None:
+                    if ref is not None and ref.error is None:
                         row.speedup_vs_pytorch = ref.median_ms / row.median_ms
                         if not ref.reliable and row is not ref:
                             row.flag("speedup relative to an unreliable PyTorch row")
@@ -209,3 +213,19 @@ def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
 def timing_rows(timings: list[Timing]) -> list[dict]:
     """Plain dicts of the timing rows (for tables and writers)."""
     return [asdict(t) for t in timings]
+
+
+def slowest_rows(rows: list[dict], keys: tuple[str, ...] = ("variant", "runtime", "precision", "threads"),
+                 fps: str = "fps") -> list[dict]:
+    """Per row key, the slowest of the devices it was timed on (the study's rule: ship for the
+    slower phone), with every device's figure; rows of this machine are left out."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("device", "local") != "local" and r.get(fps) is not None and r.get("error") is None:
+            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, group in groups.items():
+        worst = min(group, key=lambda r: r[fps])
+        out.append({**dict(zip(keys, key)), "slowest_device": worst["device"], fps: worst[fps], "devices": len(group),
+                    "all": ", ".join(f"{r['device']} {r[fps]:.1f}" for r in sorted(group, key=lambda r: r[fps]))})
+    return out

@@ -21,6 +21,7 @@ import queue as queue_mod
 import threading
 import time
 import traceback
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from compare.measure.machine import cpu_busy_seconds
 from compare.runners import open_artifact
 from zoo.artifacts import ArtifactKey
 from zoo.backends import REFERENCE_RUNTIME, reference_runner_class
+from zoo.devices import LOCAL, Device
 from zoo.procs import die_with_parent, ignore_sigint, sigint_blocked
 from zoo.schema import Variant
 
@@ -107,6 +109,8 @@ class RunnerSpec:
     key: ArtifactKey
     variant: Variant
     artifact: Path | None = None
+    #: where it runs (timed there by :mod:`compare.measure.on_device` when not this machine)
+    device: Device = LOCAL
 
     @classmethod
     def reference(cls, variant: Variant) -> RunnerSpec:
@@ -118,9 +122,14 @@ class RunnerSpec:
             return reference_runner_class()(self.variant)
         return open_artifact(self.artifact, self.variant)
 
+    def on(self, device: Device) -> "RunnerSpec":
+        """This recipe run on ``device``."""
+        return dataclasses.replace(self, device=device)
+
     @property
     def label(self) -> str:
-        return f"{self.variant.name} {self.key.label} {self.key.precision}"
+        where = "" if self.device.is_local else f" on {self.device.name}"
+        return f"{self.variant.name} {self.key.label} {self.key.precision}{where}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,10 @@ class MeasureTask:
     warmup: int = 3
     runs: int = 20  # timed runs (at least this many)
     duration_s: float = 0.0  # ... and keep running until this many seconds have passed
+    #: on a device: pin to its fastest cores (highest ``cpuinfo_max_freq``)
+    big_cores: bool = False
+    #: on a device: first wait until every thermal zone is at or below this temperature (deg C)
+    cooldown_c: float | None = None
 
 
 @dataclass
@@ -152,6 +165,11 @@ class Measurement:
     #: CPU seconds the whole machine was busy during the timed phase (ours included; None: unknown)
     machine_busy_s: float | None = None
     error: str | None = None
+    #: measured on a device: its clock samples ``[time, max MHz, max deg C]`` (device time, like ``ends``)
+    samples: list | None = None
+    #: measured on a device: which one, and its CPU count
+    device: str = "local"
+    device_cpus: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -255,6 +273,9 @@ def measure(tasks: list[MeasureTask], concurrent: bool = False, timeout_s: float
     """
     if not tasks:
         return []
+    if any(not t.spec.device.is_local for t in tasks):
+        from compare.measure.on_device import measure_on_devices  # a measurement on a device, not a child here
+        return measure_on_devices(tasks, concurrent, timeout_s)
     ctx = mp.get_context("spawn")
     batches = [list(enumerate(tasks))] if concurrent else [[(i, t)] for i, t in enumerate(tasks)]
     out: list[Measurement | None] = [None] * len(tasks)

@@ -17,13 +17,17 @@ from compare.provision import choose_runtimes
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.options import REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options, resource_limit
+from compare.measure.timing import slowest_rows
+from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options, resource_limit
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.devices import LOCAL, parse_device
 from zoo.errors import UsageError, ZooError
 from zoo.figures import part_rows
 from zoo.sample_inputs import sample_pairs
 
-_KEY = KEY_COLUMNS
+_KEY = (*KEY_COLUMNS, Column("device", "device", justify="left"))
+SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("concurrency", "procs"), Column("slowest_device", "slowest device", justify="left"),
+                   Column("instance_fps_median", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
 CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left"),
                 Column("aggregate_fps", "aggregate fps", ".1f"), Column("instance_fps_median", "fps/instance med", ".1f"),
                 Column("instance_fps_worst", "worst", ".1f"), Column("slowdown_median", "slowdown med", ".2f"),
@@ -96,17 +100,30 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
 @click.option("--window", type=Finite(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
 @click.option("--plot", "plot_file", type=REPORT_FILE, default=None,
               help="PNG of sustained fps over time [default: beside --json, else ./zoo-bench-sustained.png].")
+@click.option("--device", "devices", multiple=True, metavar="DEVICE",
+              help=f"Where to measure (repeatable; default: local): {DEVICE_SYNTAX}. With several, a table gives each row's "
+                   "slowest device. Emulated devices give no timing.")
+@click.option("--big-cores", is_flag=True, help="On a device: pin each instance to its fastest cores (highest cpuinfo_max_freq).")
+@click.option("--cooldown", "cooldown_c", type=Finite(20, 110), default=None, metavar="DEG_C",
+              help="On a device: before each measurement wait until every thermal zone is at or below DEG_C.")
 @artifacts_option()
 @oversubscribe_option
 @report_options("the results")
 def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, duration, window, plot_file,
-              out_dir, allow_oversubscribe, json_file, csv_file, markdown_file, split=False) -> None:
+              out_dir, allow_oversubscribe, json_file, csv_file, markdown_file, split=False, devices=(), big_cores=False,
+              cooldown_c=None) -> None:
     """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a
     sustained run with --duration; `zoo bench all --runtime mnn --threads 1` reproduces the
     study's 1-thread speed column."""
     catalog = Catalog.load()
     selected = catalog.select(variants)
     (precision,) = choose((precision,), PRECISIONS, "precision")
+    where = [parse_device(d) for d in dict.fromkeys(devices)] or [LOCAL]
+    for d in where:
+        d.refuse_timing()
+    remote = [d for d in where if not d.is_local]
+    if (big_cores or cooldown_c is not None) and not remote:
+        raise UsageError("--big-cores and --cooldown act on a device: add --device ssh://HOST")
     choose_runtimes([r for r in runtimes if r != REFERENCE_RUNTIME])  # a misspelled runtime first, with a suggestion
     thread_list = counts(threads, "--threads", ("1",) if duration else ("1", "2", "4"), allow_oversubscribe)
     conc_list = counts(concurrency, "--concurrency", ("1",) if duration else ("1", "2", "4"), allow_oversubscribe)
@@ -118,6 +135,11 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     if duration is not None and window > duration:
         raise UsageError(f"--window {window:g} is longer than --duration {duration:g}")
     specs = _specs(catalog, selected, list(runtimes), precision, out_dir or default_out_dir(), split)
+    if remote:
+        if any(s.key.is_reference for s in specs) and LOCAL not in where:
+            raise UsageError(f"{REFERENCE_RUNTIME} runs on this machine only: add --device local or drop it from --runtime")
+        specs = [s.on(d) for d in where for s in specs if d.is_local or not s.key.is_reference]
+    device_options = {"big_cores": big_cores, "cooldown_c": cooldown_c}
     pairs = {v.name: sample_pairs(v, 1)[0] for v in selected}
     report: dict = {"machine": machine_info(memory_method())}
     tables: dict[str, tuple[list[dict], list[Column]]] = {}
@@ -129,7 +151,8 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
             task = progress.add_task("sustained", total=len(jobs))
             for spec, t, c in jobs:
                 progress.update(task, description=f"sustained {spec.label} {t}T ×{c} for {duration:g} s")
-                runs += bench.run_sustained(spec, pairs[spec.variant.name], t, duration, window, warmup, concurrency=c)
+                runs += bench.run_sustained(spec, pairs[spec.variant.name], t, duration, window, warmup, concurrency=c,
+                                            device_options=None if spec.device.is_local else device_options)
                 progress.advance(task)
         summary = [{**{k: v for k, v in asdict(s).items() if k != "windows"},
                     "first_fps": s.windows[0].fps if s.windows else None,
@@ -149,7 +172,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
                 progress.update(task, description=f"{cell.variant} {cell.runtime} {cell.threads}T ×{cell.concurrency}")
 
             cells = bench.run_cells([(s, pairs[s.variant.name]) for s in specs], thread_list, conc_list, seconds,
-                                    warmup, on_cell=on_cell)
+                                    warmup, on_cell=on_cell, device_options=device_options)
         rows = bench.cell_rows(cells)
         flat = [{**{k: v for k, v in r.items() if k != "instances"}, "pids": " ".join(str(i["pid"]) for i in r["instances"])}
                 for r in rows]
@@ -159,12 +182,17 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
         reported = {v.name: v.reported.speed_1thread_fps if v.reported else None for v in selected}
         if 1 in thread_list:
             tables["speed_column"] = (bench.speed_column(cells, reported), SPEED_COLUMNS)
-        report.update(cells=rows, scaling=scaling, speed_column=tables.get("speed_column", ([], None))[0])
+        if len(remote) > 1:
+            tables["slowest"] = (slowest_rows(flat, ("variant", "runtime", "precision", "threads", "concurrency"),
+                                              "instance_fps_median"), SLOWEST_COLUMNS)
+        report.update(cells=rows, scaling=scaling, speed_column=tables.get("speed_column", ([], None))[0],
+                      slowest=tables.get("slowest", ([], None))[0])
 
     titles = {"cells": f"zoo bench: {seconds:g} s per measurement, fps = 1000 / median latency per instance",
               "scaling": "scaling per variant (fps at 1 instance; aggregate fps of N one-thread instances)",
               "speed_column": "the study's 1-thread speed column: ratios to base-c128 (reported fps are a phone's)",
-              "windows": f"sustained: fps per {window:g} s window", "sustained": "sustained runs"}
+              "windows": f"sustained: fps per {window:g} s window", "sustained": "sustained runs",
+              "slowest": "each row's slowest device (ship for the slower one)"}
     for name, (rows, columns) in tables.items():
         out().print(rich_table(rows, columns, title=titles[name]))
     if duration is not None:

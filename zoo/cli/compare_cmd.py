@@ -70,6 +70,7 @@ DEVICE_COLUMNS = [
 ]
 TIMING_COLUMNS = [
     *KEY_COLUMNS,
+    Column("device", "device", justify="left"),
     Column("threads", "thr"),
     Column("oversubscribed", "oversub", justify="left"),
     Column("median_ms", "median ms", ".2f"),
@@ -89,11 +90,13 @@ TIMING_COLUMNS = [
     Column("error", "error", justify="left"),
 ]
 SKIPPED_COLUMNS = [*KEY_COLUMNS, Column("note", "note", justify="left")]
+SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("slowest_device", "slowest device", justify="left"),
+                   Column("fps", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
 OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
 TABLES = {"parity": PARITY_COLUMNS, "devices": DEVICE_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS,
-          "skipped": SKIPPED_COLUMNS}
+          "slowest": SLOWEST_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
 
 def terminal_columns(columns: list[Column], rows: list[dict], hidden: tuple[str, ...] = ()) -> list[Column]:
@@ -201,9 +204,12 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
                     highlight=False)
     if tables["timing"]:
         machine = report.as_json()["machine"]
-        out().print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"]),
+        timed_off = any(r["device"] != "local" for r in tables["timing"])
+        out().print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"], hidden=() if timed_off else ("device",)),
                                  title=f"timing: {opts.warmup} warm-up + {opts.runs} runs, {machine['cpu_count']} CPUs; "
                                        f"mem = peak RSS increase ({machine['memory']}); GFLOP/s = macs_total×2/median; sgemm = best float32 1024² matmul of torch (MKL) and onnxruntime (MLAS), same run"))
+    if tables["slowest"]:
+        out().print(rich_table(tables["slowest"], SLOWEST_COLUMNS, title="each row's slowest device (ship for the slower one)"))
     if tables["skipped"]:
         out().print(rich_table(tables["skipped"], SKIPPED_COLUMNS, title="skipped"))
     if save_inputs is not None:
