@@ -24,6 +24,7 @@ from compare.runners.taps import Tapped
 from zoo.artifacts import verified_manifest
 from zoo.backends import by_format
 from zoo.devices import Device
+from zoo.layouts import to_layout
 from zoo.manifest import Manifest, read_manifest
 from zoo.schema import Variant
 
@@ -96,7 +97,6 @@ class DeviceRunner(ArtifactRunner):
 
     def runtime_feed(self, pair: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A catalog-named NCHW pair as the runtime's feed (names and layouts of the manifest)."""
-        from zoo.layouts import to_layout
         return {b.runtime_name: np.ascontiguousarray(to_layout(pair[b.name], b.layout), np.float32) for b in self.manifest.inputs}
 
     def tensor_tap(self):
