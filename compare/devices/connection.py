@@ -74,6 +74,12 @@ class DeviceConnection:
         """The CPU family (:data:`zoo.devices.FAMILIES`) the tolerances are read for."""
         return family_of(self.info.get("machine", "?"), self.fp16_arithmetic)
 
+    @property
+    def loopback(self) -> bool:
+        """The device is this machine, so its timings are this machine's. The transport decides when
+        it can (an alias in ssh's config resolved to 127.0.0.1); the device's name otherwise."""
+        return bool(getattr(self.transport, "loopback", self.device.loopback))
+
     def runtime_version(self, runtime_dist: str) -> str | None:
         return self.info.get("runtimes", {}).get(runtime_dist)
 
