@@ -93,7 +93,7 @@ def run_cell(spec: RunnerSpec, pair: Pair, threads: int, concurrency: int, secon
     instances = [_instance(m) for m in ms]
     cpus = next((m.device_cpus for m in ms if m.device_cpus), None) or os.cpu_count() or 1
     cell = Cell(spec.variant.name, spec.key.label, spec.key.precision, threads, concurrency,
-                threads * concurrency > cpus, instances=instances, device=spec.device.name)
+                threads * concurrency > cpus, instances=instances, device=ms[0].device if ms else spec.device.name)
     _flag_contention(cell, ms)
     errors = [i.error for i in instances if i.error]
     if errors:

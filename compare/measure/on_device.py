@@ -33,7 +33,9 @@ def big_cores(info: dict) -> list[int]:
 
 def _one(task: MeasureTask, conn: DeviceConnection, start: threading.Barrier | None, out: list, i: int) -> None:
     spec = task.spec
-    result = Measurement(pid=0, threads=task.threads, device=spec.device.name, device_cpus=conn.info.get("cpu", {}).get("count"))
+    # a board that is this machine (an ssh alias of 127.0.0.1) says so in every row it gives
+    name = spec.device.name + (" (loopback: this machine)" if conn.loopback else "")
+    result = Measurement(pid=0, threads=task.threads, device=name, device_cpus=conn.info.get("cpu", {}).get("count"))
     try:
         if spec.key.is_reference:
             raise ZooError("PyTorch eager is the reference here; devices run artifacts only")

@@ -134,7 +134,7 @@ def timing_from(m: Measurement, spec: RunnerSpec, warmup: int) -> Timing:
     nan = float("nan")
     base = dict(variant=spec.variant.name, runtime=spec.key.label, precision=spec.key.precision, threads=m.threads,
                 oversubscribed=oversubscribed(m.threads) if m.device_cpus is None else m.threads > m.device_cpus,
-                warmup=warmup, pid=m.pid, device=spec.device.name)
+                warmup=warmup, pid=m.pid, device=m.device if m.device != "local" else spec.device.name)
     if not m.ok:
         return Timing(**base, runs=0, load_s=nan, first_ms=nan, median_ms=nan, p90_ms=nan, p99_ms=nan,
                       min_ms=nan, fps=nan, cpu_per_wall=nan, peak_mem_mb=None, error=m.error or "no timed run")

@@ -15,7 +15,6 @@ Each board's home is its own temporary folder (the worker keeps artifacts in ``~
 """
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import sys
@@ -28,29 +27,12 @@ import pytest
 from compare.devices import emulator
 from tests.helpers.sshd import SshServer, free_port, missing_programs
 
-#: the cache the emulated board was set up in (``zoo device setup arm64-emu``), read before the
-#: session's isolated cache replaces ``$ZOO_CACHE_DIR``: conftest modules are imported at
-#: collection, before any fixture runs
-USER_CACHE = os.environ.get("ZOO_CACHE_DIR")
-
-
 @dataclass
 class Boards:
     server: SshServer
     config: Path
     #: each login's home (its worker's store is ``home/.cache/zoo-device``)
     homes: dict[str, Path]
-
-
-def _emulated_device() -> Path:
-    """arm64-emu's folder in the user's cache, set up if it is not (network the first time)."""
-    with pytest.MonkeyPatch.context() as mp:
-        if USER_CACHE:
-            mp.setenv("ZOO_CACHE_DIR", USER_CACHE)
-        else:
-            mp.delenv("ZOO_CACHE_DIR", raising=False)
-        emulator.setup()
-        return emulator.device_dir()
 
 
 def _bare_site(folder: Path) -> Path:
@@ -64,13 +46,13 @@ def _bare_site(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def boards(tmp_path_factory: pytest.TempPathFactory) -> Boards:
+def boards(tmp_path_factory: pytest.TempPathFactory, arm64_emu: dict) -> Boards:
     """The sshd and its boards; ``$ZOO_SSH_CONFIG`` names them for the whole session."""
     missing = missing_programs() + ([emulator.QEMU] if not shutil.which(emulator.QEMU) else [])
     if missing:
         pytest.skip(f"SSH device tests need {', '.join(missing)} (apt-get install openssh-server openssh-client "
                     "qemu-user-static)")
-    device = _emulated_device()
+    device = emulator.device_dir()  # the session's emulated device (fixture arm64_emu, isolated cache)
     root = tmp_path_factory.mktemp("sshd")
     server = SshServer(root)
     homes = {name: root / f"{name}-home" for name in ("arm", "native", "bare", "empty")}

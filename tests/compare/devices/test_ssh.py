@@ -3,6 +3,7 @@ on ARM kernels (the emulated aarch64 board), real timings of a loopback board re
 such behind a ``Host`` alias, and every failure as one line naming what to do."""
 from __future__ import annotations
 
+import json
 import math
 import platform
 import time
@@ -17,6 +18,7 @@ from compare.devices.runner import runner_on
 from compare.devices.ssh import SshTransport
 from compare.parity.runtimes import reference_outputs
 from tests.helpers.catalog import CATALOG
+from tests.helpers.cli import zoo_as_user
 from zoo.artifacts import verified_manifest
 from zoo.devices import parse_device
 from zoo.errors import UsageError
@@ -84,7 +86,7 @@ def test_timing_on_a_loopback_board(open_connection, exported) -> None:
     runner = _runner(conn, exported.path(VARIANT.name, "onnx"))
     pair = sample_pairs(VARIANT, 1)[0]
     with runner:
-        times = runner.time(runner.runtime_feed(pair), warmup=1, runs=5)
+        times = runner.measure(pair, warmup=1, runs=5)["times_s"]
         start = time.perf_counter()
         runner.infer(pair)
         round_trip = time.perf_counter() - start
@@ -140,3 +142,21 @@ def test_no_ssh_client(boards, monkeypatch, tmp_path) -> None:
     with pytest.raises(UsageError) as exc:
         DeviceConnection(parse_device("ssh://native-board"))
     _one_line(exc, "ssh is not installed", "apt-get install openssh-client")
+
+
+def test_bench_on_a_board_gives_the_local_tables_labelled_with_the_board(boards, exported, tmp_path) -> None:
+    """``zoo bench --device ssh://...``: the same cells as here, timed by the board (this machine
+    behind an ssh alias, and labelled so); the emulated board refuses to time."""
+    report = tmp_path / "bench.json"
+    proc = zoo_as_user("bench", "base-c128", "--runtime", "onnxruntime", "--threads", "1", "--concurrency", "1", "2",
+                       "--seconds", "0.5", "--warmup", "1", "--artifacts", str(exported.out), "--device", "ssh://native-board",
+                       "--json", str(report))
+    assert proc.returncode == 0, proc.stderr
+    cells = json.loads(report.read_text())["cells"]
+    assert [(c["device"], c["concurrency"]) for c in cells] == [("ssh://native-board (loopback: this machine)", 1),
+                                                              ("ssh://native-board (loopback: this machine)", 2)]
+    assert all(c["error"] is None and c["aggregate_fps"] > 0 and len(c["instances"]) == c["concurrency"] for c in cells)
+    assert cells[1]["other_cores"] is not None  # the board's /proc/stat: what else ran there
+    refused = zoo_as_user("bench", "base-c128", "--runtime", "onnxruntime", "--device", "ssh://native-board",
+                          "--device", "arm64-emu", "--artifacts", str(exported.out))
+    assert refused.returncode == 2 and "no timing on arm64-emu:cortex-a76" in refused.stderr
