@@ -73,7 +73,7 @@ def main() -> None:
     catalog = Catalog.load()
     variants = catalog.select(args.variants)
     devices = [parse_device(f"arm64-emu:{cpu}") for cpu in args.cpus]
-    per_output, needs = [], {}
+    per_output, needs, tracking = [], {}, []
     started = time.time()
     for i, v in enumerate(variants):
         opts = Options(runtimes=args.runtimes, precisions=args.precisions, samples=args.samples, runs=0,
@@ -98,6 +98,11 @@ def main() -> None:
                                                                              "atol_now": v.tolerance(r.format, r.precision, r.family).atol})
                 if need > slot["need"]:
                     slot.update(need=need, worst=f"{r.variant} {o.output} on {r.device}")
+            if r.tracking:
+                tracking.append({"variant": r.variant, "runtime": r.runtime, "precision": r.precision, "device": r.device,
+                                 "same cell": f"{sum(t.same_cell for t in r.tracking)}/{len(r.tracking)}",
+                                 "min IoU": min(t.iou for t in r.tracking),
+                                 "verdict": "pass" if r.passed else ("FAIL" if r.gate is None else "gated (64 pairs: zoo export)")})
             if r.error:
                 print(f"  error: {r.variant} {r.runtime} {r.precision} on {r.device}: {r.error}", file=sys.stderr)
     names = ["local", *[d.name for d in devices]]
@@ -112,12 +117,14 @@ def main() -> None:
                 for (f, p, fam), s in sorted(needs.items())]
     text = ("## per output: max abs error vs PyTorch eager (here = this machine)\n\n" + markdown(per_output, keys)
             + f"\n\n## atol each CPU family needs at the catalog's rtol (margin x{args.margin})\n\n"
-            + markdown(tol_rows, list(tol_rows[0]) if tol_rows else []) + "\n")
+            + markdown(tol_rows, list(tol_rows[0]) if tol_rows else [])
+            + "\n\n## tracker figures: box decoded from each run vs PyTorch's\n\n"
+            + markdown(tracking, list(tracking[0]) if tracking else []) + "\n")
     print(text)
     if args.markdown:
         args.markdown.write_text(text)
     if args.json:
-        args.json.write_text(json.dumps({"per_output": per_output, "tolerances": tol_rows, "devices": names,
+        args.json.write_text(json.dumps({"per_output": per_output, "tolerances": tol_rows, "tracking": tracking, "devices": names,
                                          "samples": args.samples}, indent=2, default=str))
 
 

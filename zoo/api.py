@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compare.devices.runner import device_runner
 from compare.provision import ensure, keys_for
 from compare.runners import ArtifactRunner, PytorchRunner, open_artifact
 from compare.tracking import tracker as _tracker
 from zoo.artifacts import ArtifactKey, Status, default_out_dir
 from zoo.backends import DEFAULT_RUNTIME, FORMATS, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_runtime
 from zoo.catalog import Catalog
+from zoo.devices import LOCAL, parse_device
 from zoo.errors import ExportError, UsageError
 from zoo.hub.resolve import resolve_hub
 from zoo.manifest import Manifest, read_manifest
@@ -81,12 +83,14 @@ def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[
 
 
 def load_runner(name: str, runtime: str = DEFAULT_RUNTIME, precision: str = "fp32", threads: int = 1,
-                out: str | Path | None = None, catalog: Catalog | str | Path | None = None, split: bool = False) -> ArtifactRunner:
+                out: str | Path | None = None, catalog: Catalog | str | Path | None = None, split: bool = False,
+                device: str | None = None) -> ArtifactRunner:
     """A loaded runner of variant ``name``'s artifact for ``runtime`` (``onnxruntime``, ``mnn``,
     ``tflite``, ``ncnn``; default :data:`zoo.backends.DEFAULT_RUNTIME`) at ``precision``: exported first when missing, checked against its manifest
     and the catalog. ``runner.infer({"template": ..., "search": ...})`` takes catalog-named NCHW
     float32 arrays; close it with ``runner.close()`` or use it as a context manager. ``split``: the
-    split artifact (init graph when the template changes, track graph every call)."""
+    split artifact (init graph when the template changes, track graph every call). ``device``: where
+    it runs (``arm64-emu:cortex-a76``, ``ssh://pi@rpi5``; default this process, see ``zoo device list``)."""
     cat = _catalog(catalog)
     variant = cat.get(name)
     (runtime,) = choose([runtime], RUNTIMES, "runtime")
@@ -95,9 +99,12 @@ def load_runner(name: str, runtime: str = DEFAULT_RUNTIME, precision: str = "fp3
         raise UsageError(f"{runtime} offers {', '.join(backend.precisions)} only, not {precision!r}")
     if threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
+    where = parse_device(device) if device else LOCAL
     (provisioned,) = ensure([ArtifactKey.for_runtime(name, runtime, precision, split)], _artifacts(out), cat)
     if not provisioned.usable:
         raise ExportError(f"{provisioned.key.name}: {provisioned.note}")
+    if not where.is_local:
+        return device_runner(where, provisioned.path, variant, threads=threads).load()
     return open_artifact(provisioned.path, variant, threads=threads).load()
 
 
@@ -134,10 +141,13 @@ class Tracker(_tracker.Tracker):
 
     def __init__(self, variant: str, runtime: str = DEFAULT_RUNTIME, precision: str = "fp32", threads: int = 1,
                  preset: str | None = None, out: str | Path | None = None, catalog: Catalog | str | Path | None = None,
-                 split: bool = False):
+                 split: bool = False, device: str | None = None):
         cat = _catalog(catalog)
         v = cat.get(variant)
         preset_name = cat.preset_name(v, preset)
+        where = parse_device(device) if device else LOCAL
+        if runtime == REFERENCE_RUNTIME and not where.is_local:
+            raise UsageError(f"{REFERENCE_RUNTIME} runs on this machine only; devices run artifacts")
         if runtime == REFERENCE_RUNTIME:
             if precision != "fp32":
                 raise UsageError(f"pytorch runs fp32 only, not {precision!r}")
@@ -148,8 +158,10 @@ class Tracker(_tracker.Tracker):
             runner.set_threads(threads)
             runner.load()
         else:
-            runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat, split=split)
+            runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat, split=split, device=device)
         own = v.tracking or cat.tracking.default
         key = ArtifactKey.for_runtime(v.name, runtime, precision, split)
         name = _tracker.tracker_name(key, preset_name if preset_name != own else None)
+        if not where.is_local:
+            name += f"@{where.name}"
         super().__init__(runner, v, cat.tracking.presets[preset_name], name=name)

@@ -3,7 +3,7 @@
 :func:`setup` builds it into zoo's cache (``zoo device setup arm64-emu``): Debian's own arm64
 packages of Python 3.11 and the libraries it and the runtimes need, fetched with ``apt-get
 download`` against a private package list (the host's apt configuration is not touched) and
-unpacked with ``dpkg -x`` into a sysroot; then the cp311 aarch64 wheels of numpy and each runtime
+unpacked with ``dpkg -x`` into a sysroot (README: "ARM devices"); then the cp311 aarch64 wheels of numpy and each runtime
 at exactly the versions this host runs, fetched with ``pip download`` and unzipped into a site
 folder. Every file is recorded with its sha256 (apt and pip check them against the signed package
 index and the registry's hashes while downloading; zoo checks them again on every later use).
@@ -33,7 +33,7 @@ from zoo.paths import cache_dir
 
 QEMU = "qemu-aarch64-static"
 #: Debian bookworm arm64 packages of the device's userland (Python 3.11 and the libraries its
-#: standard library, numpy and the runtimes' wheels load); measured, see docs/devices.md
+#: standard library, numpy and the runtimes' wheels load); the set that starts numpy and every runtime (../shared/notes/toolchain.md)
 DEBIAN_PACKAGES: tuple[str, ...] = (
     "libc6", "libgcc-s1", "libstdc++6", "libgomp1", "zlib1g", "libexpat1", "libffi8", "libssl3", "libbz2-1.0",
     "liblzma5", "libsqlite3-0", "libncursesw6", "libtinfo6", "libreadline8", "libuuid1", "libcrypt1", "libnsl2",

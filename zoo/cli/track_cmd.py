@@ -7,16 +7,18 @@ import tempfile
 from pathlib import Path
 
 import click
+from rich.markup import escape
 import cv2
 import numpy as np
 
 from compare.tracking.tracker import Tracker, track_sequence
 from zoo.api import Tracker as ApiTracker
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
-from zoo.cli.options import REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, oversubscribe_option
+from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, oversubscribe_option
 from zoo.cli.output import Column, out, progress_bar, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
+from zoo.devices import LOCAL, parse_device
 from zoo.errors import UsageError, ZooError
 from zoo.evaluation import metrics
 from zoo.names import choose
@@ -163,9 +165,12 @@ def summary_row(tracker: Tracker, frames: int, ious: list[float] | None) -> dict
 @artifacts_option("artifacts_dir", hidden_aliases=())
 @click.option("--split", is_flag=True, help="Use the split artifact: its init graph (template -> cache) at initialisation, "
               "its track graph (search + cache) per frame; exported first when missing.")
+@click.option("--device", default=None, metavar="DEVICE",
+              help=f"Run the network on DEVICE ({DEVICE_SYNTAX}); the tracking loop stays here. Emulated devices: "
+                   "the boxes (ARM kernels), never the speed.")
 @oversubscribe_option
 def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_file, video_file, json_file, artifacts_dir,
-              allow_oversubscribe, split=False) -> None:
+              allow_oversubscribe, split=False, device=None) -> None:
     """Track the target of SOURCE with VARIANT's network in one runtime: a video file, a folder of
     frames, or a dataset sequence folder (LaSOT/TNL2K/OTB layout or frames beside one ground-truth
     file: the first box initialises, and the IoU to the ground truth is printed). Examples:
@@ -178,7 +183,9 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
     cv2.setNumThreads(threads_n)  # OpenCV's pool (decoding, crop resize) within the same thread budget as the runtime
     src = _Source(source, init)
-    tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split)
+    where = parse_device(device) if device else LOCAL
+    tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split,
+                         device=device)
     video = _VideoOut(video_file, src.fps) if video_file is not None else None
     rows, ious = [], []
     gt = src.ground_truth
@@ -191,6 +198,8 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
                     net_ms, loop_ms = None, tracker.init_time * 1000
                 else:
                     net_ms, loop_ms = tracker.network_times[-1] * 1000, tracker.loop_times[-1] * 1000
+                if not where.kind.timing:
+                    net_ms = loop_ms = None
                 row = {"frame": k, "box": [float(v) for v in box], "score": float(score), "network_ms": net_ms, "loop_ms": loop_ms}
                 truth = gt[k] if gt is not None and k < len(gt) else None
                 iou = truth_iou(box, truth) if k > 0 else None
@@ -202,7 +211,8 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
                     video.write(frame, box, score, k, truth)
                 loops = tracker.loop_times
                 fps = len(loops) / sum(loops) if loops and sum(loops) > 0 else 0.0
-                progress.update(task, advance=1, info=f"{fps:.1f} fps" + (f", IoU {iou:.2f}" if iou is not None else ""))
+                speed = [f"{fps:.1f} fps"] if where.kind.timing else []
+                progress.update(task, advance=1, info=", ".join(speed + ([f"IoU {iou:.2f}"] if iou is not None else [])))
 
             track_sequence(tracker, src, src.init_box, on_frame=on_frame)
     except BaseException:
@@ -218,7 +228,10 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     summary = summary_row(tracker, len(rows), ious)
     console = out()
     title = f"zoo track {tracker.name} on {source} ({src.kind}, {len(rows)} frames, {threads_n} thread{'s' if threads_n > 1 else ''})"
-    console.print(rich_table([summary], SUMMARY_COLUMNS, title=title))
+    if not where.kind.timing:  # an emulated CPU's milliseconds are the emulator's, not a device's
+        summary.update(network_ms_mean=None, network_ms_median=None, loop_ms_mean=None, loop_ms_median=None, fps=None)
+        title += f"; no timing: {where.kind.no_timing_reason}"
+    console.print(rich_table([summary], SUMMARY_COLUMNS, title=escape(title)))
     if ious:
         console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5 "
                       f"(the catalog's reference weights are untrained unless registered: this checks the pipeline, not skill)",
