@@ -33,7 +33,7 @@ from zoo.paths import cache_dir
 
 QEMU = "qemu-aarch64-static"
 #: Debian bookworm arm64 packages of the device's userland (Python 3.11 and the libraries its
-#: standard library, numpy and the runtimes' wheels load); the set that starts numpy and every runtime (../shared/notes/toolchain.md)
+#: standard library, numpy and the runtimes' wheels load): the set measured to start numpy and every runtime
 DEBIAN_PACKAGES: tuple[str, ...] = (
     "libc6", "libgcc-s1", "libstdc++6", "libgomp1", "zlib1g", "libexpat1", "libffi8", "libssl3", "libbz2-1.0",
     "liblzma5", "libsqlite3-0", "libncursesw6", "libtinfo6", "libreadline8", "libuuid1", "libcrypt1", "libnsl2",

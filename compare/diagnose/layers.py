@@ -364,6 +364,24 @@ def layers_variant(catalog: Catalog, variant: Variant, runtimes: list[str], prec
     return reports
 
 
+#: a device departs from this machine at the first module whose relative error there is this many
+#: times the one here (and above :data:`DEPARTURE_FLOOR`, so that round-off noise does not count)
+DEPARTURE_FACTOR = 3.0
+DEPARTURE_FLOOR = 1e-3
+
+
+def departure(here: LayerReport, there: LayerReport) -> tuple[LayerDiff, LayerDiff] | None:
+    """The first module (in the device's execution order) where ``there`` (one artifact on a
+    device) departs from ``here`` (the same artifact and inputs on this machine): (this machine's
+    figures, the device's), or None when it never does."""
+    mine = {d.module: d for d in here.layers}
+    for d in sorted(there.layers, key=lambda x: x.index):
+        local = mine.get(d.module)
+        if local is not None and d.rel_err > max(DEPARTURE_FACTOR * local.rel_err, DEPARTURE_FLOOR):
+            return local, d
+    return None
+
+
 # -- rows ---------------------------------------------------------------------------------------
 def summary_rows(reports: list[LayerReport]) -> list[dict]:
     """One row per variant x runtime x precision."""

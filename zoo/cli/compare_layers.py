@@ -4,8 +4,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from rich.markup import escape
+
 from compare.devices.connection import connect
-from compare.diagnose.layers import depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
+from compare.diagnose.layers import DEPARTURE_FACTOR, departure, depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
 from compare.diagnose.layers_split import layers_split
 from compare.inputs import load_pairs
 from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
@@ -89,6 +91,15 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
             err().print(f"{row['variant']} {row['runtime']}{graph} {row['precision']}: {row['note']}", highlight=False, soft_wrap=True)
     for r in skipped:
         err().print(f"skipped: {r.variant} {r.label}: {r.error}", highlight=False, soft_wrap=True)
+    here = {(r.variant, r.runtime, r.graph, r.precision): r for r in reports if r.device == "local" and not r.error}
+    for r in reports:
+        local = here.get((r.variant, r.runtime, r.graph, r.precision))
+        if r.device != "local" and local is not None and not r.error:
+            found = departure(local, r)
+            line = (f"{r.variant} {r.label}: departs from this machine at {found[1].module} (op #{found[1].index}): relative error "
+                    f"{found[1].rel_err:.2g} there vs {found[0].rel_err:.2g} here" if found else
+                    f"{r.variant} {r.label}: no module departs from this machine by more than {DEPARTURE_FACTOR:g}x")
+            err().print(escape(line), highlight=False, soft_wrap=True)
     for r in reports:
         first = r.first_divergent
         if first is not None:

@@ -71,3 +71,14 @@ def test_a_little_core_has_no_fp16_arithmetic(arm64_emu) -> None:
         assert "fp16:0" in conn.info["features"]["mnn"].replace(" ", "")
     finally:
         conn.close()
+
+
+@pytest.mark.slow
+def test_layers_name_where_the_arm_kernels_depart(arm64_emu, exported, capsys, monkeypatch) -> None:
+    """ncnn fp16 on the big core departs from this machine's figures at the first convolution:
+    fp16 arithmetic from the first op on."""
+    from tests.helpers.cli import run_main
+    code, _, err = run_main(capsys, monkeypatch, "compare", VARIANT, "--layers", "--runtime", "ncnn", "--precision", "fp16",
+                            "--samples", "1", "--device", BIG_CORE.name, "--artifacts", str(exported.out))
+    assert code == 0, err
+    assert f"{VARIANT} ncnn fp16 on {BIG_CORE.name}: departs from this machine at backbone." in err
