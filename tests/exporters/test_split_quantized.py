@@ -29,21 +29,43 @@ from zoo.tracker_parity import tracker_parity
 
 NAME = "fgaf3"
 REDUCED = [(f, p) for f in FORMATS for p in offered(f) if p in REDUCED_PRECISIONS]
+#: formats whose reduced split artifacts the default tier builds; TFLite's (two onnx2tf saved models
+#: and two TFLiteConverter passes per precision, most of the fixture's time) are in the slow tier
+DEFAULT_FORMATS = ("onnx", "ncnn")
 
 
-@pytest.fixture(scope="session")
-def split_quantized(isolated_cache, tmp_path_factory):
+def _export_reduced(tmp_path_factory, formats: list[str]):
     out = tmp_path_factory.mktemp("split-quantized") / "art"
-    proc = zoo("export", NAME, "--to", *sorted({f for f, _ in REDUCED}), "--precision", *sorted({p for _, p in REDUCED}),
+    wanted = [(f, p) for f, p in REDUCED if f in formats]
+    proc = zoo("export", NAME, "--to", *sorted({f for f, _ in wanted}), "--precision", *sorted({p for _, p in wanted}),
                "--split", "--out", str(out), "--jobs", "2", "--json", "-", timeout=2400, unset=FOREIGN_ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {(r["format"], r["precision"]): r for r in json.loads(proc.stdout) if r["split"]}
     return out, rows
 
 
-@pytest.mark.parametrize("fmt,precision", REDUCED)
-def test_split_reduced_precision_passes_the_tracker_gate_and_runs(split_quantized, fmt: str, precision: str) -> None:
-    out, rows = split_quantized
+@pytest.fixture(scope="session")
+def split_quantized(isolated_cache, tmp_path_factory):
+    return _export_reduced(tmp_path_factory, list(DEFAULT_FORMATS))
+
+
+@pytest.fixture(scope="session")
+def split_quantized_tflite(isolated_cache, tmp_path_factory):
+    return _export_reduced(tmp_path_factory, ["tflite"])
+
+
+def _tiered(cases, fmt_of=lambda c: c[0]):
+    return [c if fmt_of(c) in DEFAULT_FORMATS else pytest.param(*([c] if isinstance(c, str) else c), marks=pytest.mark.slow)
+            for c in cases]
+
+
+def _exported(request, fmt: str):
+    return request.getfixturevalue("split_quantized" if fmt in DEFAULT_FORMATS else "split_quantized_tflite")
+
+
+@pytest.mark.parametrize("fmt,precision", _tiered(REDUCED))
+def test_split_reduced_precision_passes_the_tracker_gate_and_runs(request, fmt: str, precision: str) -> None:
+    out, rows = _exported(request, fmt)
     assert rows[(fmt, precision)]["status"] == "built", rows[(fmt, precision)]
     variant = CATALOG.get(NAME)
     path = ArtifactKey(NAME, fmt, precision, split=True).path(out)
@@ -69,10 +91,10 @@ def test_split_reduced_precision_passes_the_tracker_gate_and_runs(split_quantize
     assert figures.mean_iou > 0.3
 
 
-@pytest.mark.parametrize("fmt", sorted({f for f, p in REDUCED if p.startswith("int8")}))
-def test_split_int8_graphs_are_quantized(split_quantized, fmt: str) -> None:
+@pytest.mark.parametrize("fmt", _tiered(sorted({f for f, p in REDUCED if p.startswith("int8")}), fmt_of=lambda c: c))
+def test_split_int8_graphs_are_quantized(request, fmt: str) -> None:
     """Both graphs really hold int8 weights: each file is well under the fp32 graph's size."""
-    out, _ = split_quantized
+    out, _ = _exported(request, fmt)
     fp32 = read_manifest(ArtifactKey(NAME, "onnx", "fp32", split=True).path(out))
     int8 = read_manifest(ArtifactKey(NAME, fmt, "int8", split=True).path(out))
     def sizes(m):
