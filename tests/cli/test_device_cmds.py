@@ -108,3 +108,14 @@ def test_verify_on_records_the_device_and_refuses_a_failure(arm64_emu, exported,
     assert bad.returncode == 1
     assert "on arm64-emu:cortex-a76 (arm64-fp16 tolerance): above tolerance (atol 0, rtol 0)" in bad.stderr, bad.stderr
     assert not (tmp_path / "b" / "base-c128" / "onnx").exists()
+
+
+def test_compare_on_a_device_reports_both_figures(arm64_emu, exported, capsys, monkeypatch) -> None:
+    code, out, err = run_main(capsys, monkeypatch, "compare", "base-c128", "--runtime", "onnxruntime", "--samples", "1",
+                              "--runs", "0", "--device", "arm64-emu", "--artifacts", str(exported.out), "--json", "-")
+    assert code == 0, err
+    report = json.loads(out)
+    (row,) = [r for r in report["devices"] if r["output"] == "score"]
+    assert row["device"] == "arm64-emu:cortex-a76" and row["family"] == "arm64-fp16" and row["status"] == "pass"
+    assert 0 < row["max_abs_err"] < 1e-4 and 0 < row["local_max_abs_err"] < 1e-4
+    assert {r["device"] for r in report["tracker"]} == {"local", "arm64-emu:cortex-a76"}
