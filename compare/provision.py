@@ -23,7 +23,7 @@ from zoo.artifacts import ArtifactKey, Status, verified_manifest
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_flavour
 from zoo.calibration import open_source
 from zoo.catalog import Catalog
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.hub.resolve import resolve_hub
 from zoo.devices import Device
 from zoo.manifest import MANIFEST_NAME, read_manifest, write_manifest
@@ -152,7 +152,9 @@ def _verify_installed(provisioned: list[Provisioned], catalog: Catalog, devices:
         if p.status not in (Status.FOUND, Status.REUSED) or p.key.is_reference or p.key.flavour:
             continue
         manifest = read_manifest(p.path)
-        done = {d.device for d in manifest.parity.devices if d.passed}
+        variant = catalog.get(p.key.variant)
+        done = {d.device for d in manifest.parity.devices  # a record judged by today's tolerance of its family
+                if d.passed and (d.atol, d.rtol) == _family_allowance(variant, p.key, d.family)}
         for device in devices:
             if device.name in done:
                 continue
@@ -168,6 +170,14 @@ def _verify_installed(provisioned: list[Provisioned], catalog: Catalog, devices:
             kept = [d for d in manifest.parity.devices if d.device != device.name]
             manifest.parity = manifest.parity.model_copy(update={"devices": [*kept, record]})
             write_manifest(p.path, manifest)
+
+
+def _family_allowance(variant: Variant, key: ArtifactKey, family: str) -> tuple[float, float] | None:
+    try:
+        tol = variant.tolerance(key.format, key.precision, family)
+    except ZooError:
+        return None
+    return tol.atol, tol.rtol
 
 
 def _export(todo: list[Provisioned], artifacts_dir: Path, catalog: Catalog, force: bool, jobs: int, on_event,

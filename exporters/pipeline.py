@@ -206,7 +206,8 @@ class Pipeline:
             **extra,
             "variant": v.name, "weights_sha256": v.weights.sha256, "format": key.format,
             "precision": key.precision, "io": v.io.model_dump(), "preprocessing": v.preprocessing.model_dump(),
-            "tolerance": v.tolerance(key.format, key.precision).model_dump(exclude_none=True),
+            # the families' tolerances judge device records (re-checked when they change), not the build
+            "tolerance": v.tolerance(key.format, key.precision).model_dump(exclude_none=True, exclude={"families"}),
             "options": exporter.options(key.precision, self.catalog),
             "exporter_revision": exporter.revision, "versions": versions, "zoo_version": zoo_version,
             "source_onnx": _digest(source) if source else None,
