@@ -32,6 +32,8 @@ import numpy as np
 PROTOCOL = 1
 #: a frame's header is JSON and small; anything larger is a broken stream, not a request
 MAX_HEADER = 1 << 20
+#: the largest blob either end accepts (an artifact file or an array): a bound, not a trust
+MAX_BLOB = 1 << 30
 #: distributions whose versions a device reports (import name, distribution name)
 RUNTIMES = (("onnxruntime", "onnxruntime"), ("MNN", "MNN"), ("ncnn", "ncnn"),
             ("ai_edge_litert.interpreter", "ai-edge-litert"))
@@ -73,7 +75,10 @@ def receive(stream) -> tuple[dict, dict[str, bytes]]:
         header = json.loads(_read_exact(stream, n))
     except ValueError as exc:
         raise ProtocolError(f"unreadable frame header: {exc}") from None
-    blobs = {name: _read_exact(stream, int(size)) for name, size in header.pop("blobs", [])}
+    sizes = header.pop("blobs", [])
+    if not isinstance(sizes, list) or any(not isinstance(s, list) or len(s) != 2 or not 0 <= int(s[1]) <= MAX_BLOB for s in sizes):
+        raise ProtocolError("frame declares malformed or oversized blobs")
+    blobs = {str(name): _read_exact(stream, int(size)) for name, size in sizes}
     return header, blobs
 
 
