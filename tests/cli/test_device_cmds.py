@@ -119,3 +119,19 @@ def test_compare_on_a_device_reports_both_figures(arm64_emu, exported, capsys, m
     assert row["device"] == "arm64-emu:cortex-a76" and row["family"] == "arm64-fp16" and row["status"] == "pass"
     assert 0 < row["max_abs_err"] < 1e-4 and 0 < row["local_max_abs_err"] < 1e-4
     assert {r["device"] for r in report["tracker"]} == {"local", "arm64-emu:cortex-a76"}
+
+
+def test_a_host_without_qemu_or_apt_is_told_what_to_install(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    code, _, err = run_main(capsys, monkeypatch, "device", "setup", "arm64-emu")
+    assert code == 2 and "qemu-aarch64-static is not installed: apt-get install qemu-user-static" in err
+    real = shutil.which(emulator.QEMU, path=os.defpath + ":/usr/bin")
+    if real is None:
+        pytest.skip("no qemu-aarch64-static here to stand beside a missing apt-get")
+    (tmp_path / "bin").mkdir()
+    os.symlink(real, tmp_path / "bin" / emulator.QEMU)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    code, _, err = run_main(capsys, monkeypatch, "device", "setup", "arm64-emu")
+    assert code == 2 and "needs apt-get, which is not installed (a Debian host with apt is required)" in err, err
+    assert not (tmp_path / "cache" / "devices" / "arm64-emu").exists()
