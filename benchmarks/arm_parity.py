@@ -7,7 +7,7 @@ arm64-emu`` first); PyTorch eager here is the reference. Prints, per output, the
 here and on each CPU with their ratio; then per format x precision x CPU family the smallest
 ``atol`` that lets every element of every variant pass at the catalog's ``rtol``
 (``max(|a - b| - rtol * |b|)``), the catalog's current allowance, and a suggestion (that figure
-x ``--margin``, rounded up to one significant digit). Emulated time is never reported.
+x ``--margin``, rounded up to two significant digits). Emulated time is never reported.
 
 The catalog's weights are untrained reference weights: the figures are numerical agreement, not
 tracking skill.
@@ -44,11 +44,11 @@ def needed_atol(actual: list[dict], expected: list[dict], output: str, rtol: flo
 
 
 def round_up(x: float) -> float:
-    """``x`` rounded up to one significant digit (0.0123 -> 0.02)."""
+    """``x`` rounded up to two significant digits (0.01234 -> 0.013)."""
     if x <= 0:
         return 0.0
-    e = math.floor(math.log10(x))
-    return math.ceil(x / 10 ** e) * 10 ** e
+    e = math.floor(math.log10(x)) - 1
+    return round(math.ceil(x / 10 ** e - 1e-9) * 10 ** e, 12)
 
 
 def markdown(rows: list[dict], keys: list[str]) -> str:
