@@ -184,6 +184,12 @@ def hello() -> dict:
             "numpy": np.__version__, "runtimes": runtimes, "errors": errors, "features": features, "cpu": cpu_info()}
 
 
+def _remove_tree(folder: str) -> None:
+    """Remove a folder of links (the stored files they point to stay)."""
+    import shutil
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _busy_seconds() -> float | None:
     """CPU seconds every core of the device has been busy since boot (``/proc/stat``), or None."""
     text = _sys_read("/proc/stat")
@@ -372,17 +378,23 @@ class Worker:
             with open(path, "rb") as f:
                 if hashlib.sha256(f.read()).hexdigest() != sha:
                     raise ValueError(f"{name}: the device's copy does not match its sha256")
-            # runtimes find a model by its suffix (and ncnn's .bin beside its .param): link by name
-            folder = os.path.join(self.store, "by-name", req["handle"])
+            # runtimes find a model by its suffix (and ncnn's .bin beside its .param): link by name,
+            # in a folder of this process's own (several workers share a board's store)
+            folder = self._folder(req["handle"])
             os.makedirs(folder, exist_ok=True)
             dest = os.path.join(folder, os.path.basename(name))
-            if os.path.lexists(dest):
-                os.unlink(dest)
-            os.symlink(path, dest)
+            tmp = f"{dest}.{os.getpid()}.tmp"
+            os.symlink(path, tmp)
+            os.replace(tmp, dest)
             files[name] = dest
         session = Session(req["runtime"], files, req["inputs"], req["outputs"], req["options"], req.get("layouts"))
         self.sessions[req["handle"]] = session
         return {}, {}
+
+    def _folder(self, handle: str) -> str:
+        if not handle.isalnum():
+            raise ValueError(f"bad handle {handle[:40]!r}")
+        return os.path.join(self.store, "by-name", f"{os.getpid()}-{handle}")
 
     def _feed(self, req, blobs) -> dict[str, np.ndarray]:
         return {name: np.ascontiguousarray(bytes_array(blobs[name]), dtype=np.float32) for name in req["inputs"]}
@@ -451,6 +463,7 @@ class Worker:
 
     def op_unload(self, req, blobs):
         self.sessions.pop(req["handle"], None)
+        _remove_tree(self._folder(req["handle"]))
         return {}, {}
 
     def serve(self) -> None:
@@ -461,6 +474,8 @@ class Worker:
                 return
             op = req.get("op", "")
             if op == "bye":
+                for handle in list(self.sessions):
+                    _remove_tree(self._folder(handle))
                 send(self.out, {"ok": True})
                 return
             handler = getattr(self, f"op_{op}", None)
