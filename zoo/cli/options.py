@@ -22,6 +22,7 @@ import click
 from zoo.cli.output import tables_to_stderr
 from zoo.devices import DEVICE_KINDS, Device, parse_device
 from zoo.errors import UsageError
+from zoo.fileio import output_target
 from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
 
 
@@ -77,8 +78,13 @@ class MultiValueOption(AliasedOption):
 
 class ReportPath(click.ParamType):
     """A file the command will write (or ``-`` for stdout), checked when the options are parsed
-    so a long run never ends in an unwritable path: the path is created and removed again right
-    away (``/proc``, full or read-only file systems fail here, not after the run)."""
+    so a long run never ends in an unwritable path: a new file is created and removed again right
+    away (``/proc``, full or read-only file systems fail here, not after the run).
+
+    What is written where follows :func:`zoo.fileio.output_target`: a regular file is replaced by
+    a rename when complete, a symbolic link is followed (its target is written, the link stays), a
+    character device (``/dev/null``) or a FIFO is written through, and nothing else is replaced
+    (a socket or a block device is refused here)."""
 
     name = "FILE"
 
@@ -97,16 +103,25 @@ class ReportPath(click.ParamType):
         path = Path(value).expanduser()
         if path.is_dir():
             self.fail(f"{path} is a directory" + (f" ({self.directory_hint})" if self.directory_hint else ""), param, ctx)
-        ancestor = path.parent
+        try:
+            target = output_target(path)
+        except OSError as exc:
+            self.fail(f"cannot write {path}: {exc.strerror or exc}", param, ctx)
+        if target.kind == "through":
+            if not os.access(target.path, os.W_OK):
+                self.fail(f"cannot write {path}: permission denied", param, ctx)
+            return path
+        real = target.path  # a symlink's target
+        ancestor = real.parent
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent
         if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
             self.fail(f"cannot write {path}: {ancestor} is not a writable directory", param, ctx)
-        if ancestor == path.parent and not path.exists():
+        if ancestor == real.parent and not real.exists():
             try:  # the parent exists: prove the file can be created (e.g. not under /proc)
-                with open(path, "xb"):
+                with open(real, "xb"):
                     pass
-                path.unlink()
+                real.unlink()
             except OSError as exc:
                 self.fail(f"cannot write {path}: {exc.strerror or exc}", param, ctx)
         return path

@@ -143,15 +143,12 @@ def tables_csv(tables: dict[str, list[dict]]) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a report atomically ('-' means stdout)."""
-    if str(path) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        try:
-            atomic_write_bytes(Path(path), text.encode("utf-8"))
-        except OSError as exc:
-            raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None
+    """Write a report by :func:`zoo.fileio.output_target`'s rule: a regular file atomically (a
+    symlink's target), a character device or a FIFO in place, ``-`` to stdout."""
+    try:
+        atomic_write_bytes(Path(path), text.encode("utf-8"))
+    except OSError as exc:
+        raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Path | None = None,
