@@ -100,3 +100,20 @@ def test_no_unused_reader_and_no_copied_tolerance() -> None:
     src = (REPO / "exporters" / "opencv.py").read_text()
     assert opencv_probe.AFFINE_TOLERANCE == 1e-4 and "1e-4" not in src
     assert any(isinstance(n, ast.Name) and n.id == "AFFINE_TOLERANCE" for n in ast.walk(ast.parse(src)))
+
+
+def test_outputs_are_written_by_the_one_output_rule() -> None:
+    """Files a command is asked to write go through zoo.fileio (atomic_path / atomic_write_bytes:
+    devices and FIFOs written through, symlinks followed, nothing special replaced): no
+    temporary-and-rename of its own in the CLI, and every figure is saved inside ``atomic_path``."""
+    for path in SOURCES:
+        tree = ast.parse(path.read_text())
+        guarded = {item.optional_vars.id for n in ast.walk(tree) if isinstance(n, ast.With) for item in n.items
+                   if isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "id", "") == "atomic_path"
+                   and isinstance(item.optional_vars, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "savefig":
+                assert isinstance(node.args[0], ast.Name) and node.args[0].id in guarded, f"{path}:{node.lineno}"
+        if "cli" in path.parts or path.name == "videofile.py":
+            text = path.read_text()
+            assert "os.replace" not in text and "mkstemp" not in text, path

@@ -1,17 +1,42 @@
 """Where the commands' outputs go: through character devices and FIFOs, along symlinks, never
-over a special file. The runs use ``eval analyze`` on the bundled OTB results (no model); nothing
-needs root."""
+over a special file; a video that does not read back never replaces the old one. The runs use
+``eval analyze`` on the bundled OTB results or ``track --runtime pytorch`` (no export). Nothing
+needs root except the small-file-system case, skipped without it."""
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import socket
 import stat
+from pathlib import Path
+
+import cv2
+import pytest
 
 from tests.helpers.catalog import REPO
 from tests.helpers.cli import error_line, run, usage_line  # noqa: F401 (fixture)
+from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
+from zoo.datasets.synthetic import make_sequence, write_sequence
 
 OTB = REPO / "tests" / "data" / "otb"
 ANALYZE = ("eval", "analyze", str(OTB / "results" / "ATOM"), "--dataset", "otb", "--root", str(OTB))
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_sequence("Clip", frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def sequence(clip, tmp_path_factory) -> Path:
+    """An OTB-layout sequence folder (frames and ground truth): ``zoo track`` initialises itself."""
+    return write_sequence(clip, tmp_path_factory.mktemp("outputs"), "otb")
+
+
+def _track(sequence: Path, *args: str) -> tuple[str, ...]:
+    return ("track", "base-c128", str(sequence), "--runtime", "pytorch", *args)
 
 
 def _is_char_device(path: str) -> bool:
@@ -57,3 +82,56 @@ def test_a_socket_is_refused_before_the_run(run, tmp_path) -> None:
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
     finally:
         server.close()
+
+
+def test_track_writes_through_devices_and_a_full_one_fails_in_one_line(run, sequence, tmp_path) -> None:
+    real = tmp_path / "boxes-real.txt"
+    link = tmp_path / "boxes.txt"
+    link.symlink_to(real)
+    code, _, err = run(*_track(sequence, "--boxes", str(link), "--json", "/dev/null", "--video", "/dev/full"))
+    assert code == 1 and "cannot write video /dev/full: No space left on device" in error_line(err)
+    assert _is_char_device("/dev/null") and _is_char_device("/dev/full")
+    assert link.is_symlink() and len(real.read_text().splitlines()) == FRAMES  # the boxes were kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes-real.txt", "boxes.txt"]
+
+
+def test_a_video_on_a_full_file_system_keeps_the_old_one(run, sequence, tmpfs) -> None:  # noqa: F811 (fixture)
+    """A real full disk (a 32 KiB tmpfs: mounting needs root, skipped otherwise): the mp4 writer
+    fails without a word; the command says so in one line, exits 1 and leaves the old file."""
+    small = tmpfs("small", size="32k")
+    old = small / "tracked.mp4"
+    old.write_bytes(b"the old video" * 200)
+    code, out, err = run(*_track(sequence, "--video", str(old)))
+    assert code == 1, err
+    line = error_line(err)
+    assert f"cannot write video {old}" in line and "file system is full" in line and "unchanged" in line
+    assert old.read_bytes() == b"the old video" * 200
+    assert sorted(p.name for p in small.iterdir()) == ["tracked.mp4"]
+    assert "video:" not in out
+
+
+def test_a_video_the_writer_could_not_finish_keeps_the_old_one(run, sequence, tmp_path, monkeypatch) -> None:
+    """No root needed: from the moment the mp4 writer opens, this process may not grow a file past
+    16 KiB (RLIMIT_FSIZE; SIGXFSZ ignored, so writes fail with EFBIG as on a full disk with
+    ENOSPC). OpenCV says nothing and leaves a cut mp4; the command must catch it."""
+    old = tmp_path / "tracked.mp4"
+    old.write_bytes(b"the old video" * 4000)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    real_writer = cv2.VideoWriter
+
+    def writer_on_a_small_budget(*args):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, limit[1]))
+        return real_writer(*args)
+
+    monkeypatch.setattr(cv2, "VideoWriter", writer_on_a_small_budget)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        code, out, err = run(*_track(sequence, "--video", str(old)))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert code == 1, err
+    line = error_line(err)
+    assert f"cannot write video {old}" in line and "not a readable video" in line and "unchanged" in line
+    assert old.read_bytes() == b"the old video" * 4000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tracked.mp4"] and "video:" not in out
