@@ -1,7 +1,8 @@
 """Where the commands' outputs go: through character devices and FIFOs, along symlinks, never
-over a special file; a video that does not read back never replaces the old one. The runs use
-``eval analyze`` on the bundled OTB results or ``track --runtime pytorch`` (no export). Nothing
-needs root except the small-file-system case, skipped without it."""
+over a special file; a video that does not read back never replaces the old one; no output is
+an input or another output, and at most one goes to stdout. The refusals come before any model
+work; the runs use ``eval analyze`` on the bundled OTB results or ``track --runtime pytorch``
+(no export). Nothing needs root except the small-file-system case, skipped without it."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,7 @@ from tests.helpers.catalog import REPO
 from tests.helpers.cli import error_line, run, usage_line  # noqa: F401 (fixture)
 from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from zoo.datasets.synthetic import make_sequence, write_sequence
+from zoo.errors import UsageError
 
 OTB = REPO / "tests" / "data" / "otb"
 ANALYZE = ("eval", "analyze", str(OTB / "results" / "ATOM"), "--dataset", "otb", "--root", str(OTB))
@@ -33,6 +35,16 @@ def clip():
 def sequence(clip, tmp_path_factory) -> Path:
     """An OTB-layout sequence folder (frames and ground truth): ``zoo track`` initialises itself."""
     return write_sequence(clip, tmp_path_factory.mktemp("outputs"), "otb")
+
+
+@pytest.fixture(scope="module")
+def movie(clip, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("movie") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for frame in clip.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
 
 
 def _track(sequence: Path, *args: str) -> tuple[str, ...]:
@@ -135,3 +147,61 @@ def test_a_video_the_writer_could_not_finish_keeps_the_old_one(run, sequence, tm
     assert f"cannot write video {old}" in line and "not a readable video" in line and "unchanged" in line
     assert old.read_bytes() == b"the old video" * 4000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tracked.mp4"] and "video:" not in out
+
+
+# -- outputs that are inputs or each other ---------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["video over source", "boxes over ground truth", "boxes and video", "json through a symlink",
+                                  "hard link", "two on stdout"])
+def test_track_refuses_an_output_that_is_an_input_or_another_output(run, sequence, movie, tmp_path, case) -> None:
+    before = movie.read_bytes()
+    out = tmp_path / "out.mp4"
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "boxes.txt")
+    (tmp_path / "report.json").write_text("{}")
+    os.link(tmp_path / "report.json", tmp_path / "hard.json")
+    args, needle = {
+        "video over source": (("track", "base-c128", str(movie), "--runtime", "pytorch", "--init", "100,80,40,40",
+                               "--video", str(movie)), f"--video {movie} is SOURCE"),
+        "boxes over ground truth": (_track(sequence, "--out", str(sequence / "groundtruth_rect.txt")), "is SOURCE's ground truth"),
+        "boxes and video": (_track(sequence, "--out", str(out), "--video", str(out)), "are the same file"),
+        "json through a symlink": (_track(sequence, "--boxes", str(tmp_path / "boxes.txt"), "--json", str(link)), "are the same file"),
+        "hard link": (_track(sequence, "--boxes", str(tmp_path / "hard.json"), "--json", str(tmp_path / "report.json")),
+                      "are the same file"),
+        "two on stdout": (_track(sequence, "--out", "-", "--json", "-"), "--boxes - and --json - both write to stdout"),
+    }[case]
+    code, stdout, err = run(*args)
+    assert code == 2 and needle in usage_line(err), err
+    assert stdout == "" and movie.read_bytes() == before
+    assert not out.exists() and not (tmp_path / "boxes.txt").exists() and (tmp_path / "report.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (ANALYZE + ("--json", "-", "--csv", "-"), "--json - and --csv - both write to stdout"),
+    (ANALYZE + ("--json", "{tmp}/r", "--markdown", "{tmp}/r"), "are the same file"),
+    (("eval", "drift", str(OTB / "results" / "ATOM"), str(OTB / "results" / "CFNet"), "--dataset", "otb", "--root", str(OTB),
+      "--csv", "{tmp}/d", "--json", "{tmp}/d"), "are the same file"),
+    (("list", "--json", "-", "--markdown", "-"), "both write to stdout"),
+    (("compare", "base-c128", "--inputs", "{tmp}/in.npz", "--save-inputs", "{tmp}/in.npz"), "is --inputs"),
+    (("compare", "base-c128", "--save-outputs", "{tmp}/o.npz", "--json", "{tmp}/o.npz"), "are the same file"),
+    (("compare", "base-c128", "--json", "-", "--csv", "-"), "both write to stdout"),
+], ids=["analyze two on stdout", "analyze json and markdown", "drift csv and json", "list two on stdout",
+        "compare saves over its inputs", "compare outputs and json", "compare two on stdout"])
+def test_reports_refuse_the_same_file_twice_and_two_on_stdout(run, tmp_path, args, needle) -> None:
+    """Refused before any work (compare would export first)."""
+    (tmp_path / "in.npz").write_bytes(b"inputs")
+    code, stdout, err = run(*(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert code == 2 and needle in usage_line(err), err
+    assert stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+    assert (tmp_path / "in.npz").read_bytes() == b"inputs"
+
+
+def test_devices_take_any_number_of_outputs(tmp_path) -> None:
+    """``/dev/null`` twice is fine (nothing is overwritten); a FIFO is one output's."""
+    from zoo.cli.options import distinct_outputs
+
+    distinct_outputs({"--json": Path("/dev/null"), "--csv": Path("/dev/null"), "--markdown": Path("-")})
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="are the same file"):
+        distinct_outputs({"--json": fifo, "--csv": fifo})

@@ -18,7 +18,8 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
 from compare.measure.timing import slowest_rows
-from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options, resource_limit
+from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, distinct_outputs,
+                             oversubscribe_option, report_options, resource_limit)
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.devices import LOCAL, parse_device
 from zoo.errors import UsageError, ZooError
@@ -115,6 +116,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a
     sustained run with --duration; `zoo bench all --runtime mnn --threads 1` reproduces the
     study's 1-thread speed column."""
+    distinct_outputs({"--plot": plot_file, "--json": json_file, "--csv": csv_file, "--markdown": markdown_file})
     catalog = Catalog.load()
     selected = catalog.select(variants)
     (precision,) = choose((precision,), PRECISIONS, "precision")

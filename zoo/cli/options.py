@@ -5,6 +5,7 @@
 - :func:`choose` (:mod:`zoo.names`): names, wildcards, ``all`` and "did you mean";
 - :data:`REPORT_FILE` and :func:`report_options`: ``--json/--csv/--markdown FILE`` (``-`` is
   stdout; the tables then go to stderr so stdout stays machine-readable);
+- :func:`distinct_outputs`: no output is an input or another output, at most one goes to stdout;
 - :data:`DIR`: a non-empty directory path; :func:`artifacts_option`: ``--artifacts DIR``, the
   artifacts directory on every command (``--out`` only names a command's own output file);
 - :class:`Finite`: a float option that refuses NaN and infinity (and applies a range);
@@ -13,8 +14,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -127,6 +131,55 @@ class ReportPath(click.ParamType):
         return path
 
 
+def _file_keys(path: Path) -> tuple[set, bool]:
+    """What identifies the file at ``path``: its resolved path and, when it exists, its device and
+    inode (a hard link, a path through another link); and whether it is a character device."""
+    real = os.path.realpath(Path(path).expanduser())
+    try:
+        st = os.stat(real)
+    except OSError:
+        return {real}, False
+    return {real, (st.st_dev, st.st_ino)}, stat.S_ISCHR(st.st_mode)
+
+
+def distinct_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path | Iterable[Path] | None] | None = None) -> None:
+    """Refuse (:class:`UsageError`, exit 2) before any work an output that is one of ``inputs``
+    (the command would overwrite what it reads), the same file as another output (one would
+    replace the other), or a second output on stdout (``-``). Keys are what the messages call
+    each path (``--video``, ``SOURCE``); ``None`` values are left out. Character devices
+    (``/dev/null``) may take any number of outputs; FIFOs and files one each."""
+    seen: dict = {}
+    for label, paths in (inputs or {}).items():
+        if paths is None:
+            continue
+        for path in [paths] if isinstance(paths, (str, Path)) else paths:
+            if str(path) == "-":
+                continue
+            for key in _file_keys(path)[0]:
+                seen.setdefault(key, (label, path, True))
+    stdout = None
+    for label, path in outputs.items():
+        if path is None:
+            continue
+        if str(path) == "-":
+            if stdout is not None:
+                raise UsageError(f"{stdout} - and {label} - both write to stdout: send all but one of them to a file")
+            stdout = label
+            continue
+        keys, device = _file_keys(path)
+        if device:
+            continue
+        clash = next((seen[k] for k in keys if k in seen), None)
+        if clash is not None:
+            other, other_path, is_input = clash
+            if is_input:
+                shown = f" ({other_path})" if str(other_path) != str(path) else ""
+                raise UsageError(f"{label} {path} is {other}{shown}, which this command reads: write it to another file")
+            raise UsageError(f"{other} {other_path} and {label} {path} are the same file: give each output its own")
+        for key in keys:
+            seen[key] = (label, path, False)
+
+
 class NonEmptyDir(click.ParamType):
     """A directory path that must not be empty (``""`` would silently mean the current directory)."""
 
@@ -180,14 +233,22 @@ def artifacts_option(dest: str = "out_dir", hidden_aliases: tuple[str, ...] = ("
 
 
 def report_options(what: str = "the rows"):
-    """``--json FILE`` / ``--csv FILE`` / ``--markdown FILE`` (``-``: stdout)."""
+    """``--json FILE`` / ``--csv FILE`` / ``--markdown FILE`` (``-``: stdout), checked by
+    :func:`distinct_outputs` before the command runs (at most one on stdout, never the same file
+    twice); a command with other inputs or outputs checks them all with it again."""
     def decorate(func):
-        func = click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None,
-                            help=f"Write {what} as Markdown to FILE ('-': stdout).")(func)
-        func = click.option("--csv", "csv_file", type=REPORT_FILE, default=None,
-                            help=f"Write {what} as CSV to FILE ('-': stdout).")(func)
+        @functools.wraps(func)  # keeps the options already attached (click's __click_params__)
+        def checked(*args, **kwargs):
+            distinct_outputs({"--json": kwargs.get("json_file"), "--csv": kwargs.get("csv_file"),
+                              "--markdown": kwargs.get("markdown_file")})
+            return func(*args, **kwargs)
+
+        command = click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None,
+                               help=f"Write {what} as Markdown to FILE ('-': stdout).")(checked)
+        command = click.option("--csv", "csv_file", type=REPORT_FILE, default=None,
+                               help=f"Write {what} as CSV to FILE ('-': stdout).")(command)
         return click.option("--json", "json_file", type=REPORT_FILE, default=None,
-                            help=f"Write {what} as JSON to FILE ('-': stdout; tables then go to stderr).")(func)
+                            help=f"Write {what} as JSON to FILE ('-': stdout; tables then go to stderr).")(command)
     return decorate
 
 

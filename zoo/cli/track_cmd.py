@@ -12,7 +12,8 @@ import numpy as np
 from compare.tracking.tracker import Tracker, track_sequence
 from zoo.api import Tracker as ApiTracker
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
-from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, oversubscribe_option
+from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, distinct_outputs,
+                             oversubscribe_option)
 from zoo.cli.output import Column, out, progress_bar, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
@@ -49,11 +50,13 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 class _Source:
-    """Frames to track, their count, an initial box and optional ground truth."""
+    """Frames to track, their count, an initial box, optional ground truth and the files read
+    (``inputs``: the video or folder, its frames, its ground truth; no output may be one of them)."""
 
     def __init__(self, path: Path, init: str | None):
         self.ground_truth: np.ndarray | None = None
         self.fps = 30.0
+        self.inputs: dict[str, list[Path]] = {"SOURCE": [path]}
         init_box = parse_box(init) if init else None
         if path.is_file():
             video = VideoFrames(path)
@@ -64,6 +67,8 @@ class _Source:
             files = sequence_frames(seq)
             self.kind, self.count, self._frames = "sequence", len(files), (read_frame(f) for f in files)
             self.ground_truth = seq.ground_truth
+            self.inputs["one of SOURCE's frames"] = files
+            self.inputs["SOURCE's ground truth"] = [seq.annotation, *(path / n for n in ("full_occlusion.txt", "out_of_view.txt"))]
             if init_box is None:
                 init_box = check_box(seq.ground_truth[0]) if seq.ground_truth[0][2] > 0 else None
                 if init_box is None:
@@ -73,6 +78,7 @@ class _Source:
             if not files:
                 raise UsageError(f"{path}: no frames (.jpg, .png, ...) in this folder, in img/ or in imgs/")
             self.kind, self.count, self._frames = "frames", len(files), (read_frame(f) for f in files)
+            self.inputs["one of SOURCE's frames"] = files
         else:
             raise UsageError(f"{path}: no such file or folder")
         if init_box is None:
@@ -168,6 +174,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
     cv2.setNumThreads(threads_n)  # OpenCV's pool (decoding, crop resize) within the same thread budget as the runtime
     src = _Source(source, init)
+    distinct_outputs({"--boxes": boxes_file, "--video": video_file, "--json": json_file}, src.inputs)
     where = parse_device(device) if device else LOCAL
     tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split,
                          device=device)
