@@ -102,6 +102,34 @@ def test_no_unused_reader_and_no_copied_tolerance() -> None:
     assert any(isinstance(n, ast.Name) and n.id == "AFFINE_TOLERANCE" for n in ast.walk(ast.parse(src)))
 
 
+def _markup_safe(node: ast.expr) -> bool:
+    """A string rich may read as markup without harm: a literal, ``escape(...)``/``Text(...)``/a
+    table, or an f-string whose every interpolation is one of those."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Call):
+        func = node.func
+        return (func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")) in {"escape", "Text", "rich_table"}
+    if isinstance(node, ast.JoinedStr):
+        return all(isinstance(v, ast.Constant) or (isinstance(v, ast.FormattedValue) and _markup_safe(v.value)) for v in node.values)
+    return False
+
+
+def test_the_cli_prints_what_it_is_given_as_text() -> None:
+    """Paths and names hold square brackets (``clip[final].mp4``, ``[/]=DIR``): every console
+    print of the CLI passes ``markup=False`` or escapes what it interpolates (table titles,
+    headers and progress descriptions are plain text in zoo/cli/output.py)."""
+    offenders = []
+    for path in sorted((REPO / "zoo" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "print" and node.args):
+                continue
+            markup = {k.arg: k.value for k in node.keywords}.get("markup")
+            if not (isinstance(markup, ast.Constant) and markup.value is False) and not _markup_safe(node.args[0]):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []
+
+
 def test_outputs_are_written_by_the_one_output_rule() -> None:
     """Files a command is asked to write go through zoo.fileio (atomic_path / atomic_write_bytes:
     devices and FIFOs written through, symlinks followed, nothing special replaced): no

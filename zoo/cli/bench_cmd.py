@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from compare.measure import bench
 from compare.measure.machine import machine_info
@@ -77,7 +78,7 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
         specs, wanted = runner_specs(catalog, selected, chosen, precision, out, on_event=export_reporter(progress, task), split=split)
     for w in wanted:
         if not w.usable:
-            err().print(f"[yellow]{w.status}:[/] {w.key.variant} {w.key.label} {w.key.precision}: {w.note}", highlight=False)
+            err().print(f"[yellow]{escape(w.status)}:[/] {escape(f'{w.key.variant} {w.key.label} {w.key.precision}: {w.note}')}", highlight=False)
     if not specs:
         raise ZooError("nothing to benchmark: no usable artifact")
     return specs
@@ -198,7 +199,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     for name, (rows, columns) in tables.items():
         out().print(rich_table(rows, columns, title=titles[name]))
     if duration is not None:
-        out().print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False)
+        out().print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False, markup=False)
     if json_file is not None:
         write_text(json_file, to_json(report))
     if csv_file is not None:

@@ -227,7 +227,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         write_text(markdown_file, tables_markdown(tables, report.as_json()["machine"]))
     failures = report.failures
     for line in failures:
-        err().print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+        err().print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if failures:
         raise ZooError(f"{len(failures)} comparison(s) failed")
 

@@ -5,7 +5,6 @@ import statistics
 from pathlib import Path
 
 import click
-from rich.markup import escape
 import cv2
 import numpy as np
 
@@ -217,17 +216,17 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
         if not where.kind.timing:  # an emulated CPU's milliseconds are the emulator's, not a device's
             summary.update(network_ms_mean=None, network_ms_median=None, loop_ms_mean=None, loop_ms_median=None, fps=None)
             title += f"; no timing: {where.kind.no_timing_reason}"
-        console.print(rich_table([summary], SUMMARY_COLUMNS, title=escape(title)))
+        console.print(rich_table([summary], SUMMARY_COLUMNS, title=title))
         if ious:
             console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5 "
                           f"(the catalog's reference weights are untrained unless registered: this checks the pipeline, not skill)",
-                          highlight=False, soft_wrap=True)
+                          markup=False, highlight=False, soft_wrap=True)
         if json_file is not None:
             write_text(json_file, to_json({"tracker": tracker.name, "source": str(source), "kind": src.kind,
                                            "init": list(src.init_box), "summary": summary, "frames": rows}))
         if video is not None:  # last: a video that fails its check costs neither the boxes nor the report
             video.finish()
-            console.print(f"video: {video_file}", highlight=False)
+            console.print(f"video: {video_file}", markup=False, highlight=False)
     except BaseException:
         if video is not None:
             video.abandon()
