@@ -7,7 +7,8 @@ which applies the one rule of :func:`output_target`:
 - a regular file, new or existing, is written beside itself and renamed onto its path when
   complete, so it is never half-written (a failed write leaves the old file as it was);
 - a symbolic link is followed: its final target is written that way, and the link stays;
-- a character device (``/dev/null``, a terminal) or a FIFO is written through, in place;
+- a character device (``/dev/null``, a terminal) or a FIFO is written through, in place, as is
+  an open descriptor (``/dev/stdout``, ``/dev/fd/3``: a pipe, a terminal or the file it is);
 - ``-`` is standard output;
 - nothing else is replaced: a directory, a socket or a block device is an :class:`OSError`.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import stat
 import sys
@@ -82,12 +84,30 @@ class Target(NamedTuple):
     path: Path
 
 
+#: a process's open descriptor: its link names a pipe or socket that no path reaches (``pipe:[123]``)
+_DESCRIPTOR = re.compile(r"^/(proc/(self|\d+)|dev)/fd/\d+$")
+
+
+def _open_descriptor(path: Path) -> bool:
+    """``path`` is, or links to, an open descriptor (``/dev/stdout`` -> ``/proc/self/fd/1``)."""
+    current = os.path.abspath(path.expanduser())
+    for _ in range(40):  # the kernel's limit on links followed
+        if _DESCRIPTOR.match(current):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return False
+
+
 def output_target(target: Path | str) -> Target:
     """How an output at ``target`` is written, the rule every writer follows (see the module's
     docstring). A symbolic link is followed to its final target (created if missing). A
     directory, a socket, a block device or a link loop raises :class:`OSError` naming ``target``."""
     if str(target) == "-":
         return Target("stdout", Path("-"))
+    if _open_descriptor(Path(target)):  # /dev/stdout, /dev/fd/3: the descriptor's file, pipe or terminal, in place
+        return Target("through", Path(target))
     real = Path(os.path.realpath(Path(target).expanduser()))
     try:
         mode = os.stat(real).st_mode

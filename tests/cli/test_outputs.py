@@ -197,7 +197,7 @@ def test_reports_refuse_the_same_file_twice_and_two_on_stdout(run, tmp_path, arg
 
 
 def test_devices_take_any_number_of_outputs(tmp_path) -> None:
-    """``/dev/null`` twice is fine (nothing is overwritten); a FIFO is one output's."""
+    """``/dev/null`` twice is fine (nothing is overwritten); a FIFO or a pipe is one output's."""
     from zoo.cli.options import distinct_outputs
 
     distinct_outputs({"--json": Path("/dev/null"), "--csv": Path("/dev/null"), "--markdown": Path("-")})
@@ -205,3 +205,10 @@ def test_devices_take_any_number_of_outputs(tmp_path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(UsageError, match="are the same file"):
         distinct_outputs({"--json": fifo, "--csv": fifo})
+    read_end, write_end = os.pipe()  # two names of one descriptor (as /dev/stdout and -)
+    try:
+        with pytest.raises(UsageError, match="are the same file"):
+            distinct_outputs({"--json": Path(f"/dev/fd/{write_end}"), "--csv": Path(f"/proc/self/fd/{write_end}")})
+    finally:
+        os.close(read_end)
+        os.close(write_end)

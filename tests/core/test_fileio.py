@@ -62,6 +62,24 @@ def test_a_fifo_is_written_through(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
+def test_an_open_descriptor_is_written_through() -> None:
+    """``/dev/stdout`` or ``/dev/fd/N`` names a descriptor (here a pipe's): written in place, not
+    resolved to the ``pipe:[...]`` its link names."""
+    read_end, write_end = os.pipe()
+    try:
+        atomic_write_bytes(Path(f"/dev/fd/{write_end}"), b"one ")
+        with atomic_path(Path(f"/proc/self/fd/{write_end}")) as tmp:
+            tmp.write_bytes(b"two")
+        os.close(write_end)
+        assert os.read(read_end, 100) == b"one two"
+    finally:
+        os.close(read_end)
+        try:
+            os.close(write_end)
+        except OSError:
+            pass
+
+
 def test_a_symlink_is_followed_and_kept(tmp_path: Path) -> None:
     real = tmp_path / "data" / "boxes.txt"
     real.parent.mkdir()

@@ -136,10 +136,20 @@ def _file_keys(path: Path) -> tuple[set, bool]:
     inode (a hard link, a path through another link); and whether it is a character device."""
     real = os.path.realpath(Path(path).expanduser())
     try:
-        st = os.stat(real)
+        st = os.stat(Path(path).expanduser())  # through every link, /dev/stdout's to its pipe or file too
     except OSError:
         return {real}, False
     return {real, (st.st_dev, st.st_ino)}, stat.S_ISCHR(st.st_mode)
+
+
+def _stdout_keys() -> set:
+    """What identifies the file behind ``-`` (standard output): ``--json -`` and ``--csv X`` with
+    stdout redirected to X are one file."""
+    try:
+        st = os.fstat(1)
+    except OSError:
+        return set()
+    return set() if stat.S_ISCHR(st.st_mode) else {(st.st_dev, st.st_ino)}
 
 
 def distinct_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path | Iterable[Path] | None] | None = None) -> None:
@@ -165,10 +175,11 @@ def distinct_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path | I
             if stdout is not None:
                 raise UsageError(f"{stdout} - and {label} - both write to stdout: send all but one of them to a file")
             stdout = label
-            continue
-        keys, device = _file_keys(path)
-        if device:
-            continue
+            keys = _stdout_keys()
+        else:
+            keys, device = _file_keys(path)
+            if device:
+                continue
         clash = next((seen[k] for k in keys if k in seen), None)
         if clash is not None:
             other, other_path, is_input = clash
