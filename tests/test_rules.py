@@ -100,3 +100,48 @@ def test_no_unused_reader_and_no_copied_tolerance() -> None:
     src = (REPO / "exporters" / "opencv.py").read_text()
     assert opencv_probe.AFFINE_TOLERANCE == 1e-4 and "1e-4" not in src
     assert any(isinstance(n, ast.Name) and n.id == "AFFINE_TOLERANCE" for n in ast.walk(ast.parse(src)))
+
+
+def _markup_safe(node: ast.expr) -> bool:
+    """A string rich may read as markup without harm: a literal, ``escape(...)``/``Text(...)``/a
+    table, or an f-string whose every interpolation is one of those."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.Call):
+        func = node.func
+        return (func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")) in {"escape", "Text", "rich_table"}
+    if isinstance(node, ast.JoinedStr):
+        return all(isinstance(v, ast.Constant) or (isinstance(v, ast.FormattedValue) and _markup_safe(v.value)) for v in node.values)
+    return False
+
+
+def test_the_cli_prints_what_it_is_given_as_text() -> None:
+    """Paths and names hold square brackets (``clip[final].mp4``, ``[/]=DIR``): every console
+    print of the CLI passes ``markup=False`` or escapes what it interpolates (table titles,
+    headers and progress descriptions are plain text in zoo/cli/output.py)."""
+    offenders = []
+    for path in sorted((REPO / "zoo" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "print" and node.args):
+                continue
+            markup = {k.arg: k.value for k in node.keywords}.get("markup")
+            if not (isinstance(markup, ast.Constant) and markup.value is False) and not _markup_safe(node.args[0]):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_outputs_are_written_by_the_one_output_rule() -> None:
+    """Files a command is asked to write go through zoo.fileio (atomic_path / atomic_write_bytes:
+    devices and FIFOs written through, symlinks followed, nothing special replaced): no
+    temporary-and-rename of its own in the CLI, and every figure is saved inside ``atomic_path``."""
+    for path in SOURCES:
+        tree = ast.parse(path.read_text())
+        guarded = {item.optional_vars.id for n in ast.walk(tree) if isinstance(n, ast.With) for item in n.items
+                   if isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "id", "") == "atomic_path"
+                   and isinstance(item.optional_vars, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "savefig":
+                assert isinstance(node.args[0], ast.Name) and node.args[0].id in guarded, f"{path}:{node.lineno}"
+        if "cli" in path.parts or path.name == "videofile.py":
+            text = path.read_text()
+            assert "os.replace" not in text and "mkstemp" not in text, path

@@ -1,16 +1,32 @@
 """Small file helpers: atomic writes, an atomic directory swap, streaming and cached sha256, and
-OS errors as short phrases."""
+OS errors as short phrases.
+
+Every file the toolchain writes goes through :func:`atomic_path` (or :func:`atomic_write_bytes`),
+which applies the one rule of :func:`output_target`:
+
+- a regular file, new or existing, is written beside itself and renamed onto its path when
+  complete, so it is never half-written (a failed write leaves the old file as it was);
+- a symbolic link is followed: its final target is written that way, and the link stays;
+- a character device (``/dev/null``, a terminal) or a FIFO is written through, in place, as is
+  an open descriptor (``/dev/stdout``, ``/dev/fd/3``: a pipe, a terminal or the file it is);
+- ``-`` is standard output;
+- nothing else is replaced: a directory, a socket or a block device is an :class:`OSError`.
+"""
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
+import re
 import shutil
+import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 #: (real path, size, mtime_ns, inode) -> sha256 of files hashed by this process
 _HASHES: dict[tuple[str, int, int, int], str] = {}
@@ -58,24 +74,119 @@ def _umask() -> int:
     return mask
 
 
+class Target(NamedTuple):
+    """Where and how an output is written (:func:`output_target`)."""
+
+    #: ``"file"`` (a regular file: replaced by a rename), ``"through"`` (a character device or a
+    #: FIFO: written in place) or ``"stdout"`` (``-``)
+    kind: str
+    #: the path written: a symbolic link's final target (``-`` for stdout)
+    path: Path
+
+
+#: a process's open descriptor: its link names a pipe or socket that no path reaches (``pipe:[123]``)
+_DESCRIPTOR = re.compile(r"^/(proc/(self|\d+)|dev)/fd/\d+$")
+
+
+def _open_descriptor(path: Path) -> bool:
+    """``path`` is, or links to, an open descriptor (``/dev/stdout`` -> ``/proc/self/fd/1``)."""
+    current = os.path.abspath(path.expanduser())
+    for _ in range(40):  # the kernel's limit on links followed
+        if _DESCRIPTOR.match(current):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return False
+
+
+def output_target(target: Path | str) -> Target:
+    """How an output at ``target`` is written, the rule every writer follows (see the module's
+    docstring). A symbolic link is followed to its final target (created if missing). A
+    directory, a socket, a block device or a link loop raises :class:`OSError` naming ``target``."""
+    if str(target) == "-":
+        return Target("stdout", Path("-"))
+    if _open_descriptor(Path(target)):  # /dev/stdout, /dev/fd/3: the descriptor's file, pipe or terminal, in place
+        return Target("through", Path(target))
+    real = Path(os.path.realpath(Path(target).expanduser()))
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return Target("file", real)
+    except OSError as exc:  # a link loop, a path under a file ...
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
+    if stat.S_ISREG(mode):
+        return Target("file", real)
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return Target("through", real)
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target))
+    what = "a socket" if stat.S_ISSOCK(mode) else "a block device" if stat.S_ISBLK(mode) else "not a regular file"
+    raise OSError(errno.EINVAL, f"{what}, not replaced (outputs are regular files, character devices or FIFOs)", str(target))
+
+
+def _write_through(out: Target, data: bytes | None = None, source: Path | None = None) -> None:
+    """Write ``data`` (or the bytes of file ``source``) into a character device, a FIFO or stdout."""
+    if out.kind == "stdout":
+        sys.stdout.flush()
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is None:  # a text-only stdout (some embedding): bytes of UTF-8 text only
+            sys.stdout.write((data if data is not None else Path(source).read_bytes()).decode("utf-8"))
+            sys.stdout.flush()
+            return
+    else:
+        stream = open(out.path, "wb")  # noqa: SIM115 - closed below; a FIFO blocks here until read
+    try:
+        if data is not None:
+            stream.write(data)
+        else:
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, stream, 1 << 20)
+        stream.flush()
+    except OSError as exc:
+        if exc.filename is None and out.kind != "stdout":
+            raise OSError(exc.errno, exc.strerror, str(out.path)) from None
+        raise
+    finally:
+        if out.kind != "stdout":
+            stream.close()
+
+
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def atomic_path(target: Path | str, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path (ending in ``suffix``) to write ``target``'s bytes to; when the block
+    ends without an error they become ``target`` by :func:`output_target`'s rule: renamed onto a
+    regular file (a symlink's target), copied into a character device, a FIFO or stdout (``-``).
+    An error in the block leaves ``target`` untouched. The temporary file lives beside a regular
+    target (same file system: the rename is atomic), in the system's temporary folder otherwise."""
+    out = output_target(target)
+    folder = None
+    if out.kind == "file":
+        folder = out.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+    name = out.path.name if out.kind != "stdout" else "stdout"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=folder)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any written file
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        if out.kind == "file":
+            os.replace(tmp_path, out.path)
+        else:
+            _write_through(out, source=tmp_path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file and a rename."""
-    with atomic_path(target) as tmp:
+def atomic_write_bytes(target: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``target`` by :func:`output_target`'s rule: a regular file through a
+    temporary file and a rename; a character device, a FIFO or stdout (``-``) directly."""
+    out = output_target(target)
+    if out.kind != "file":
+        _write_through(out, data=data)
+        return
+    with atomic_path(out.path) as tmp:
         tmp.write_bytes(data)
 
 

@@ -57,7 +57,7 @@ def main() -> None:
         sys.exit(code)
     except Interrupted as exc:
         _stop_live_display()
-        err().print(exc.message)
+        err().print(exc.message, markup=False)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err().print("aborted")

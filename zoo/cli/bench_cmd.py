@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from compare.measure import bench
 from compare.measure.machine import machine_info
@@ -18,7 +19,8 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
 from compare.measure.timing import slowest_rows
-from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options, resource_limit
+from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, distinct_outputs,
+                             oversubscribe_option, report_options, resource_limit)
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.devices import LOCAL, parse_device
 from zoo.errors import UsageError, ZooError
@@ -76,7 +78,7 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
         specs, wanted = runner_specs(catalog, selected, chosen, precision, out, on_event=export_reporter(progress, task), split=split)
     for w in wanted:
         if not w.usable:
-            err().print(f"[yellow]{w.status}:[/] {w.key.variant} {w.key.label} {w.key.precision}: {w.note}", highlight=False)
+            err().print(f"[yellow]{escape(w.status)}:[/] {escape(f'{w.key.variant} {w.key.label} {w.key.precision}: {w.note}')}", highlight=False)
     if not specs:
         raise ZooError("nothing to benchmark: no usable artifact")
     return specs
@@ -115,6 +117,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a
     sustained run with --duration; `zoo bench all --runtime mnn --threads 1` reproduces the
     study's 1-thread speed column."""
+    distinct_outputs({"--plot": plot_file, "--json": json_file, "--csv": csv_file, "--markdown": markdown_file})
     catalog = Catalog.load()
     selected = catalog.select(variants)
     (precision,) = choose((precision,), PRECISIONS, "precision")
@@ -196,7 +199,7 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
     for name, (rows, columns) in tables.items():
         out().print(rich_table(rows, columns, title=titles[name]))
     if duration is not None:
-        out().print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False)
+        out().print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False, markup=False)
     if json_file is not None:
         write_text(json_file, to_json(report))
     if csv_file is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from zoo.catalog import Catalog
 from zoo.cli.options import report_options
@@ -66,9 +68,12 @@ def list_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path |
     rows = [summary_row(v) for v in variants]
     _emit(rows, LIST_COLUMNS, f"zoo catalog ({len(rows)} of {len(catalog)} variants)", (json_file, csv_file, markdown_file))
     over = [v.name for v in variants if not all(within_budget(v))]
-    note = f"[red]outside the study's budget (params ±1%, MACs ±2%): {', '.join(over)}[/]" if over else \
-        "[green]every reported variant is within the study's budget (params ±1%, MACs ±2%)[/]"
-    out().print(note + " · MACs: conv+linear (thop convention); MACs+attn adds attention products")
+    if over:
+        out().print(f"[red]outside the study's budget (params ±1%, MACs ±2%): {escape(', '.join(over))}[/]"
+                    " · MACs: conv+linear (thop convention); MACs+attn adds attention products")
+    else:
+        out().print("[green]every reported variant is within the study's budget (params ±1%, MACs ±2%)[/]"
+                    " · MACs: conv+linear (thop convention); MACs+attn adds attention products")
 
 
 @click.command("info")
@@ -94,25 +99,25 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
         write_reports(parts, PART_COLUMNS, json_file, csv_file, markdown_file, payload=payload)
     a = v.arch
     head = Table.grid(padding=(0, 2))
-    head.add_row("[bold]variant[/]", f"{v.name} — {v.description}")
-    head.add_row("backbone", f"channels {a.backbone.channels}, inverted residuals {a.backbone.blocks} (expansion {a.backbone.expansion})")
-    head.add_row("fusion", f"{a.fusion.kind} x{a.fusion.depth}, {a.fusion.heads} heads, {a.fusion.norm}norm, ffn hidden {a.fusion.ffn_hidden}")
-    head.add_row("head", f"center head, {a.head.channels} channels, branch hidden {a.head.branch_hidden}")
-    head.add_row("training", f"pretrain {v.training.pretrain}, distillation {v.training.distillation or 'none'}")
+    head.add_row(Text("variant", style="bold"), Text(f"{v.name} — {v.description}"))
+    head.add_row("backbone", Text(f"channels {a.backbone.channels}, inverted residuals {a.backbone.blocks} (expansion {a.backbone.expansion})"))
+    head.add_row("fusion", Text(f"{a.fusion.kind} x{a.fusion.depth}, {a.fusion.heads} heads, {a.fusion.norm}norm, ffn hidden {a.fusion.ffn_hidden}"))
+    head.add_row("head", Text(f"center head, {a.head.channels} channels, branch hidden {a.head.branch_hidden}"))
+    head.add_row("training", Text(f"pretrain {v.training.pretrain}, distillation {v.training.distillation or 'none'}"))
     if v.reported:
         r = v.reported
         sup = f" (superseded: {', '.join(map(str, r.lasot_auc_superseded))})" if r.lasot_auc_superseded else ""
-        head.add_row("reported", f"row {r.row}: LaSOT AUC {r.lasot_auc}{sup}, {r.params_m}M params, {r.macs_m:g}M MACs, "
-                     f"{r.speed_fps:g} fps GPU, {r.speed_1thread_fps:g} fps 1 CPU thread" + (f" — {r.note}" if r.note else ""))
+        head.add_row("reported", Text(f"row {r.row}: LaSOT AUC {r.lasot_auc}{sup}, {r.params_m}M params, {r.macs_m:g}M MACs, "
+                     f"{r.speed_fps:g} fps GPU, {r.speed_1thread_fps:g} fps 1 CPU thread" + (f" — {r.note}" if r.note else "")))
     else:
         head.add_row("reported", "not trained in the study")
-    head.add_row("tracking", f"preset {preset_name} — {catalog.tracking.presets[preset_name].description}")
+    head.add_row("tracking", Text(f"preset {preset_name} — {catalog.tracking.presets[preset_name].description}"))
     w = v.weights
-    head.add_row("weights", f"{w.file} ({w.bytes / 1e6:.2f} MB, sha256 {w.sha256[:16]}…) — {w.provenance.description}")
-    head.add_row("split", f"MACs per frame: track graph {split['macs_track'] / 1e6:.1f}M vs full graph {split['macs_full'] / 1e6:.1f}M "
+    head.add_row("weights", Text(f"{w.file} ({w.bytes / 1e6:.2f} MB, sha256 {w.sha256[:16]}…) — {w.provenance.description}"))
+    head.add_row("split", Text(f"MACs per frame: track graph {split['macs_track'] / 1e6:.1f}M vs full graph {split['macs_full'] / 1e6:.1f}M "
                  f"({split['macs_ratio']:.2f}x fewer; init graph {split['macs_init'] / 1e6:.1f}M once per sequence); cache: "
-                 f"{split['cache_kind']}, {split['cache_tensors']} tensor(s), {split['cache_bytes']:,} bytes (zoo export --split)")
-    out().print(head)
+                 f"{split['cache_kind']}, {split['cache_tensors']} tensor(s), {split['cache_bytes']:,} bytes (zoo export --split)"))
+    out().print(head, markup=False)
     out().print(rich_table(parts, PART_COLUMNS, title=f"{v.name}: where parameters and compute are"))
 
 
@@ -125,9 +130,9 @@ def register_cmd(variant: str, checkpoint: Path, description: str | None, catalo
     """Adopt a trained CHECKPOINT (.safetensors, .pth, .pth.tar) as VARIANT's weights."""
     catalog = Catalog.load(catalog_file)
     result = register_checkpoint(catalog, variant, checkpoint, description)
-    out().print(f"registered {result.tensors} tensors for [bold]{result.variant}[/]: {result.file} "
-                  f"sha256 {result.sha256} ({result.bytes / 1e6:.2f} MB) -> {result.cache_path}")
-    out().print(f"zoo.yaml updated: {catalog.path}")
+    out().print(f"registered {result.tensors} tensors for {result.variant}: {result.file} "
+                f"sha256 {result.sha256} ({result.bytes / 1e6:.2f} MB) -> {result.cache_path}", markup=False)
+    out().print(f"zoo.yaml updated: {catalog.path}", markup=False)
 
 
 @click.command("weights")
@@ -142,7 +147,7 @@ def weights_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Pat
     rows = []
     with out().status("verifying weights") as status:
         for v in variants:
-            status.update(f"weights of {v.name}")
+            status.update(escape(f"weights of {v.name}"))  # a status is markup
             path = ensure_weights(v, hub)
             rows.append({"name": v.name, "kind": v.weights.provenance.kind, "sha256": v.weights.sha256,
                          "bytes": v.weights.bytes, "path": str(path)})
@@ -188,4 +193,4 @@ def catalog_refresh(patterns: tuple[str, ...], catalog_file: Path | None) -> Non
     """Write recomputed measured figures and reference weight hashes into zoo.yaml."""
     catalog = Catalog.load(catalog_file)
     changed = refresh_catalog(catalog, check_rows(catalog.select(patterns or ["all"])))
-    out().print(f"updated: {', '.join(changed)}" if changed else "zoo.yaml is up to date")
+    out().print(f"updated: {', '.join(changed)}" if changed else "zoo.yaml is up to date", markup=False)

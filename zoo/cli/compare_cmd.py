@@ -19,7 +19,8 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.compare_layers import run_layers
-from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, choose_devices, Finite, MultiValueOption, artifacts_option, choose, counts, oversubscribe_option, report_options
+from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, choose_devices, counts,
+                             distinct_outputs, oversubscribe_option, report_options)
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
 
@@ -157,6 +158,8 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     Exit 1 when any output is above its catalog tolerance, has NaN/Inf, or a runtime fails
     (with --layers: when any module output is above its allowance).
     """
+    distinct_outputs({"--save-inputs": save_inputs, "--save-outputs": save_outputs, "--plot": plot, "--json": json_file,
+                      "--csv": csv_file, "--markdown": markdown_file}, {"--inputs": inputs_file})
     catalog = Catalog.load()
     if not layers and (plot is not None or atol is not None or rtol is not None):
         raise UsageError("--plot, --atol and --rtol go with --layers")
@@ -224,7 +227,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         write_text(markdown_file, tables_markdown(tables, report.as_json()["machine"]))
     failures = report.failures
     for line in failures:
-        err().print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+        err().print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if failures:
         raise ZooError(f"{len(failures)} comparison(s) failed")
 

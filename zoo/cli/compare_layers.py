@@ -88,9 +88,9 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
     for row in summary:
         if row.get("note"):
             graph = f"-split/{row['graph']}" if row.get("graph") else ""
-            err().print(f"{row['variant']} {row['runtime']}{graph} {row['precision']}: {row['note']}", highlight=False, soft_wrap=True)
+            err().print(f"{row['variant']} {row['runtime']}{graph} {row['precision']}: {row['note']}", highlight=False, soft_wrap=True, markup=False)
     for r in skipped:
-        err().print(f"skipped: {r.variant} {r.label}: {r.error}", highlight=False, soft_wrap=True)
+        err().print(f"skipped: {r.variant} {r.label}: {r.error}", highlight=False, soft_wrap=True, markup=False)
     here = {(r.variant, r.runtime, r.graph, r.precision): r for r in reports if r.device == "local" and not r.error}
     for r in reports:
         local = here.get((r.variant, r.runtime, r.graph, r.precision))
@@ -105,11 +105,11 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
         if first is not None:
             err().print(f"{r.variant} {r.label}: first above its allowance: {first.module} "
                         f"(op #{first.index}, {first.runtime_tensor}): max abs {first.max_abs_err:.3g}, "
-                        f"{first.ratio:.3g}x the allowance", highlight=False, soft_wrap=True)
+                        f"{first.ratio:.3g}x the allowance", highlight=False, soft_wrap=True, markup=False)
         if r.unmatched_tensors:
             names = ", ".join(r.unmatched_tensors[:6]) + (", ..." if len(r.unmatched_tensors) > 6 else "")
             err().print(f"{r.variant} {r.label}: {len(r.unmatched_tensors)} tensor(s) named after no module: {names}",
-                        highlight=False, soft_wrap=True)
+                        highlight=False, soft_wrap=True, markup=False)
     if plot is not None:
         plot_layers(reports, plot, title=f"zoo compare --layers {' '.join(v.name for v in selected)}")
     write_reports(layer_rows(reports), LAYER_COLUMNS, json_file, csv_file, markdown_file,
@@ -117,7 +117,7 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
                   title="zoo compare --layers: every matched module output")
     failed = [f"{r.variant} {r.label}: {r.error}" for r in reports if r.error and not r.layers and not r.skipped]
     for line in failed:
-        err().print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+        err().print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
     diverged = [r for r in reports if r.first_divergent is not None]
     if failed or diverged:
         raise ZooError(f"{len(failed)} runtime(s) failed, {len(diverged)} departed from PyTorch above the allowance")

@@ -104,7 +104,7 @@ def check_cmd(device: str, json_file, csv_file, markdown_file) -> None:
     cpu = info.get("cpu", {})
     model = f"qemu {dev.cpu} (emulated; the host's /proc/cpuinfo shows through)" if dev.kind.name == "arm64-emu" \
         else (cpu.get("board") or cpu.get("model") or "?")
-    out().print(rich_table(rows, CHECK_COLUMNS, title=escape(
+    out().print(rich_table(rows, CHECK_COLUMNS, title=(  # rich_table's title is plain text
         f"{dev.name}: {info['machine']}, CPU family {family}, {cpu.get('count')} CPUs, {model}; Python {info['python']}, numpy {info['numpy']}")))
     write_reports(rows, CHECK_COLUMNS, json_file, csv_file, markdown_file,
                   payload={"device": dev.name, "family": family, **info, "runtimes_table": rows})

@@ -55,7 +55,7 @@ def _load(dataset, root, annotations, patterns, all_sequences):
     if ds.missing:
         total = len(ds.missing) + len(ds.sequences)
         err().print(f"note: {len(ds.sequences)} of the {total} {ds.spec.title} test sequences are annotated under "
-                          f"{ds.source}; evaluating those", highlight=False, soft_wrap=True)
+                          f"{ds.source}; evaluating those", highlight=False, soft_wrap=True, markup=False)
     return ds
 
 
@@ -121,7 +121,7 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
     if plot_dir is not None:
         plots = [str(p) for p in evaluation_plots(ev, plot_dir)]
         out.print(f"plots: {plot_dir} ({len(plots)} files: success, precision, norm_precision"
-                  f"{', one success plot per attribute' if att_rows else ''}; PNG and PDF)", highlight=False, soft_wrap=True)
+                  f"{', one success plot per attribute' if att_rows else ''}; PNG and PDF)", highlight=False, soft_wrap=True, markup=False)
     report = {"dataset": ds.name, "protocol": protocol, "source": str(ds.source), "sequences": ev.sequences,
               "missing_results": ev.missing, "missing_annotations": ds.missing,
               "thresholds": {"overlap": ev.overlap_thresholds.tolist(), "center": list(range(51)),
@@ -162,11 +162,11 @@ def drift_cmd(results_a, results_b, dataset, root, annotations, patterns, all_se
     title = _title(d.evaluation, "drift") + f" — A = {d.a}, B = {d.b}"
     out.print(rich_table(rows, DRIFT_COLUMNS, title=title))
     overall = rows[-1]
-    out.print(f"{overall['diverged']} of {len(rows) - 1} sequences fall below IoU 0.5 at some frame", highlight=False)
+    out.print(f"{overall['diverged']} of {len(rows) - 1} sequences fall below IoU 0.5 at some frame", highlight=False, markup=False)
     plots = []
     if plot_dir is not None:
         plots = [str(p) for p in drift_plot(d.iou, d.worst(worst), d.a, d.b, plot_dir)]
-        out.print(f"plot: {plots[0]}", highlight=False)
+        out.print(f"plot: {plots[0]}", highlight=False, markup=False)
     report = {"dataset": ds.name, "protocol": protocol, "a": d.a, "b": d.b, "sequences": d.evaluation.sequences,
               "missing_results": d.evaluation.missing, "rows": rows, "plots": plots}
     write_reports(rows, DRIFT_COLUMNS, json_file, csv_file, markdown_file, payload=report, title=title)

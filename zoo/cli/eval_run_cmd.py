@@ -74,7 +74,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
     split_total = len(ds.sequences) + len(ds.missing)
     if ds.missing:
         err().print(f"note: {len(ds.sequences)} of the {split_total} {ds.spec.title} test sequences are under {ds.source}; "
-                    "running those", highlight=False, soft_wrap=True)
+                    "running those", highlight=False, soft_wrap=True, markup=False)
     out_dir = Path(artifacts_dir) if artifacts_dir else default_out_dir()
     where = f"Ray ({ray_address})" if ray_address else (f"{jobs_n} processes" if jobs_n > 1 else "this process")
     state = {"done": 0, "frames": 0}
@@ -83,7 +83,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
         specs, notes = tracker_specs(catalog, chosen, runtime_names, precision_names, out_dir, threads=threads_n, preset=preset,
                                      split=split, on_event=export_reporter(progress, task))
         for note in notes:
-            progress.console.print(f"note: {note}", highlight=False)
+            progress.console.print(f"note: {note}", highlight=False, markup=False)
         if not specs:
             raise UsageError("no tracker to run (every runtime x precision combination was skipped)")
         progress.update(task, description="eval run")
@@ -94,7 +94,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
             plan.update(tasks=n_tasks, frames=n_frames)
             skipped = sum(s.skipped for s in summaries.values())
             progress.console.print(f"plan: {len(specs)} tracker{'s' if len(specs) > 1 else ''} x {len(ds.sequences)} sequences: "
-                                   f"{n_tasks} runs to do, {n_frames} frames ({skipped} runs already finished)", highlight=False)
+                                   f"{n_tasks} runs to do, {n_frames} frames ({skipped} runs already finished)", highlight=False, markup=False)
             progress.update(task, total=max(1, n_frames), description=f"eval run on {where}: 0/{n_tasks} sequences")
 
         def on_result(t, result) -> None:
@@ -106,7 +106,7 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
                             description=f"eval run on {where}: {state['done']}/{plan['tasks']} sequences",
                             info=f"{state['frames'] / elapsed:.1f} frames/s, last {t.spec.name} {t.sequence.name}{status}")
             if result.run is None:
-                progress.console.print(f"failed: {result.error}", highlight=False, soft_wrap=True)
+                progress.console.print(f"failed: {result.error}", highlight=False, soft_wrap=True, markup=False)
 
         summaries = {}
         outcome = run_evaluation(specs, ds, results_dir, jobs=jobs_n, ray_address=ray_address, threads=threads_n,

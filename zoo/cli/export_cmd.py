@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from compare.provision import ensure, keys_for, plan
 from zoo.artifacts import SPLIT_SUFFIX, Status, default_out_dir
@@ -34,7 +35,7 @@ def _print_log(title: str, path: str | Path | None, tail: int | None) -> None:
     lines = Path(path).read_text(errors="replace").splitlines()
     shown = lines[-tail:] if tail else lines
     cut = f" (last {len(shown)} of {len(lines)} lines)" if len(shown) < len(lines) else ""
-    err().print(f"[dim]--- {title}: {path}{cut}[/]", highlight=False)
+    err().print(f"[dim]--- {escape(f'{title}: {path}{cut}')}[/]", highlight=False)
     for line in shown:
         err().print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -137,6 +138,6 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
         checked = device_rows(provisioned)
         out().print(rich_table(checked, DEVICE_COLUMNS, title="verified on devices (the manifest's records; tolerance of each CPU family)"))
     for row in failed:
-        err().print(f"[red]failed:[/] {row.note}" + (f" (log: {row.log})" if row.log else ""), highlight=False, soft_wrap=True)
+        err().print(f"[red]failed:[/] {escape(row.note + (f' (log: {row.log})' if row.log else ''))}", highlight=False, soft_wrap=True)
     if failed:
         raise ZooError(f"{len(failed)} of {len(rows)} exports failed")

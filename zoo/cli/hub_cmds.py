@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from zoo.artifacts import ArtifactKey, default_out_dir
@@ -66,7 +67,7 @@ class RichReporter:
         bars = self._bars()
         with self.lock:
             if key not in self.tasks:
-                self.tasks[key] = bars.add_task(label, total=total, completed=offset)
+                self.tasks[key] = bars.add_task(escape(label), total=total, completed=offset)  # descriptions are markup here
             else:
                 bars.reset(self.tasks[key], total=total, completed=offset)
 
@@ -76,11 +77,11 @@ class RichReporter:
     def finish(self, key: str, status: str) -> None:
         if key in self.tasks:
             color = "red" if status == "failed" else "green"
-            self._bars().update(self.tasks[key], description=f"{key} [{color}]{status}[/]")
+            self._bars().update(self.tasks[key], description=f"{escape(key)} [{color}]{escape(status)}[/]")
 
     def note(self, message: str) -> None:
         console = self.progress.console if self.progress else err()
-        console.print(f"[yellow]{message}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]{escape(message)}[/]", highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -143,7 +144,7 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
                          hub=resolve_hub(catalog_hub=selected_catalog.hub), split=split)
     _emit(result.rows, PUBLISH_COLUMNS, f"zoo publish → {dest}", (json_file, csv_file, markdown_file))
     out().print(f"{result.files} files, {result.bytes / 1e6:.1f} MB; index.json sha256 {result.index_sha256}",
-                      highlight=False)
+                      highlight=False, markup=False)
 
 
 @click.command("pull")
@@ -178,7 +179,7 @@ def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, r
     _emit(rows, PULL_COLUMNS, f"zoo pull ← {source}", (json_file, csv_file, markdown_file))
     if out_dir is None:
         out().print(f"artifacts are in {artifact_cache_root()}; --artifacts DIR also places them where zoo export / compare look",
-                      highlight=False)
+                      highlight=False, markup=False)
 
 
 def _short_path(path: str | None) -> str | None:
@@ -220,7 +221,7 @@ def cache_list(json_file, csv_file, markdown_file) -> None:
         extra += f"; {len(info['partial_downloads'])} partial downloads ({info['partial_bytes'] / 1e6:.1f} MB, resumed by the next pull)"
     if info["unreferenced_bytes"]:
         extra += f"; {info['unreferenced_bytes'] / 1e6:.1f} MB of files no artifact uses"
-    out().print(f"total {info['total_bytes'] / 1e6:.1f} MB{extra}", highlight=False)
+    out().print(f"total {info['total_bytes'] / 1e6:.1f} MB{extra}", highlight=False, markup=False)
 
 
 @cache_group.command("remove")
@@ -234,7 +235,7 @@ def cache_remove(variants, everything) -> None:
     if everything == bool(variants):
         raise UsageError("name the variants to remove, or pass --all (not both)")
     if everything:
-        out().print(f"removed everything: {store.remove_all() / 1e6:.1f} MB freed", highlight=False)
+        out().print(f"removed everything: {store.remove_all() / 1e6:.1f} MB freed", highlight=False, markup=False)
         return
     catalog = Catalog.load()
     known = list(dict.fromkeys([*catalog.names, *store.cached_variants()]))
@@ -252,10 +253,10 @@ def cache_remove(variants, everything) -> None:
         trained = variant is not None and variant.weights.provenance.kind == "trained"
         sha = variant.weights.sha256 if variant is not None and not trained else None
         freed = store.remove_variant(name, sha, keep)
-        out().print(f"removed {name}: {freed / 1e6:.1f} MB freed" if freed else f"{name}: nothing cached", highlight=False)
+        out().print(f"removed {name}: {freed / 1e6:.1f} MB freed" if freed else f"{name}: nothing cached", highlight=False, markup=False)
         if trained:
             out().print(f"kept {name}'s trained weights (a registered checkpoint may exist nowhere else; --all removes them)",
-                          highlight=False)
+                          highlight=False, markup=False)
 
 
 @cache_group.command("dir")

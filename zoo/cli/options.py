@@ -5,6 +5,7 @@
 - :func:`choose` (:mod:`zoo.names`): names, wildcards, ``all`` and "did you mean";
 - :data:`REPORT_FILE` and :func:`report_options`: ``--json/--csv/--markdown FILE`` (``-`` is
   stdout; the tables then go to stderr so stdout stays machine-readable);
+- :func:`distinct_outputs`: no output is an input or another output, at most one goes to stdout;
 - :data:`DIR`: a non-empty directory path; :func:`artifacts_option`: ``--artifacts DIR``, the
   artifacts directory on every command (``--out`` only names a command's own output file);
 - :class:`Finite`: a float option that refuses NaN and infinity (and applies a range);
@@ -13,8 +14,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -22,6 +26,7 @@ import click
 from zoo.cli.output import tables_to_stderr
 from zoo.devices import DEVICE_KINDS, Device, parse_device
 from zoo.errors import UsageError
+from zoo.fileio import output_target
 from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
 
 
@@ -77,8 +82,13 @@ class MultiValueOption(AliasedOption):
 
 class ReportPath(click.ParamType):
     """A file the command will write (or ``-`` for stdout), checked when the options are parsed
-    so a long run never ends in an unwritable path: the path is created and removed again right
-    away (``/proc``, full or read-only file systems fail here, not after the run)."""
+    so a long run never ends in an unwritable path: a new file is created and removed again right
+    away (``/proc``, full or read-only file systems fail here, not after the run).
+
+    What is written where follows :func:`zoo.fileio.output_target`: a regular file is replaced by
+    a rename when complete, a symbolic link is followed (its target is written, the link stays), a
+    character device (``/dev/null``) or a FIFO is written through, and nothing else is replaced
+    (a socket or a block device is refused here)."""
 
     name = "FILE"
 
@@ -97,19 +107,88 @@ class ReportPath(click.ParamType):
         path = Path(value).expanduser()
         if path.is_dir():
             self.fail(f"{path} is a directory" + (f" ({self.directory_hint})" if self.directory_hint else ""), param, ctx)
-        ancestor = path.parent
+        try:
+            target = output_target(path)
+        except OSError as exc:
+            self.fail(f"cannot write {path}: {exc.strerror or exc}", param, ctx)
+        if target.kind == "through":
+            if not os.access(target.path, os.W_OK):
+                self.fail(f"cannot write {path}: permission denied", param, ctx)
+            return path
+        real = target.path  # a symlink's target
+        ancestor = real.parent
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent
         if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
             self.fail(f"cannot write {path}: {ancestor} is not a writable directory", param, ctx)
-        if ancestor == path.parent and not path.exists():
+        if ancestor == real.parent and not real.exists():
             try:  # the parent exists: prove the file can be created (e.g. not under /proc)
-                with open(path, "xb"):
+                with open(real, "xb"):
                     pass
-                path.unlink()
+                real.unlink()
             except OSError as exc:
                 self.fail(f"cannot write {path}: {exc.strerror or exc}", param, ctx)
         return path
+
+
+def _file_keys(path: Path) -> tuple[set, bool]:
+    """What identifies the file at ``path``: its resolved path and, when it exists, its device and
+    inode (a hard link, a path through another link); and whether it is a character device."""
+    real = os.path.realpath(Path(path).expanduser())
+    try:
+        st = os.stat(Path(path).expanduser())  # through every link, /dev/stdout's to its pipe or file too
+    except OSError:
+        return {real}, False
+    return {real, (st.st_dev, st.st_ino)}, stat.S_ISCHR(st.st_mode)
+
+
+def _stdout_keys() -> set:
+    """What identifies the file behind ``-`` (standard output): ``--json -`` and ``--csv X`` with
+    stdout redirected to X are one file."""
+    try:
+        st = os.fstat(1)
+    except OSError:
+        return set()
+    return set() if stat.S_ISCHR(st.st_mode) else {(st.st_dev, st.st_ino)}
+
+
+def distinct_outputs(outputs: dict[str, Path | None], inputs: dict[str, Path | Iterable[Path] | None] | None = None) -> None:
+    """Refuse (:class:`UsageError`, exit 2) before any work an output that is one of ``inputs``
+    (the command would overwrite what it reads), the same file as another output (one would
+    replace the other), or a second output on stdout (``-``). Keys are what the messages call
+    each path (``--video``, ``SOURCE``); ``None`` values are left out. Character devices
+    (``/dev/null``) may take any number of outputs; FIFOs and files one each."""
+    seen: dict = {}
+    for label, paths in (inputs or {}).items():
+        if paths is None:
+            continue
+        for path in [paths] if isinstance(paths, (str, Path)) else paths:
+            if str(path) == "-":
+                continue
+            for key in _file_keys(path)[0]:
+                seen.setdefault(key, (label, path, True))
+    stdout = None
+    for label, path in outputs.items():
+        if path is None:
+            continue
+        if str(path) == "-":
+            if stdout is not None:
+                raise UsageError(f"{stdout} - and {label} - both write to stdout: send all but one of them to a file")
+            stdout = label
+            keys = _stdout_keys()
+        else:
+            keys, device = _file_keys(path)
+            if device:
+                continue
+        clash = next((seen[k] for k in keys if k in seen), None)
+        if clash is not None:
+            other, other_path, is_input = clash
+            if is_input:
+                shown = f" ({other_path})" if str(other_path) != str(path) else ""
+                raise UsageError(f"{label} {path} is {other}{shown}, which this command reads: write it to another file")
+            raise UsageError(f"{other} {other_path} and {label} {path} are the same file: give each output its own")
+        for key in keys:
+            seen[key] = (label, path, False)
 
 
 class NonEmptyDir(click.ParamType):
@@ -165,14 +244,22 @@ def artifacts_option(dest: str = "out_dir", hidden_aliases: tuple[str, ...] = ("
 
 
 def report_options(what: str = "the rows"):
-    """``--json FILE`` / ``--csv FILE`` / ``--markdown FILE`` (``-``: stdout)."""
+    """``--json FILE`` / ``--csv FILE`` / ``--markdown FILE`` (``-``: stdout), checked by
+    :func:`distinct_outputs` before the command runs (at most one on stdout, never the same file
+    twice); a command with other inputs or outputs checks them all with it again."""
     def decorate(func):
-        func = click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None,
-                            help=f"Write {what} as Markdown to FILE ('-': stdout).")(func)
-        func = click.option("--csv", "csv_file", type=REPORT_FILE, default=None,
-                            help=f"Write {what} as CSV to FILE ('-': stdout).")(func)
+        @functools.wraps(func)  # keeps the options already attached (click's __click_params__)
+        def checked(*args, **kwargs):
+            distinct_outputs({"--json": kwargs.get("json_file"), "--csv": kwargs.get("csv_file"),
+                              "--markdown": kwargs.get("markdown_file")})
+            return func(*args, **kwargs)
+
+        command = click.option("--markdown", "markdown_file", type=REPORT_FILE, default=None,
+                               help=f"Write {what} as Markdown to FILE ('-': stdout).")(checked)
+        command = click.option("--csv", "csv_file", type=REPORT_FILE, default=None,
+                               help=f"Write {what} as CSV to FILE ('-': stdout).")(command)
         return click.option("--json", "json_file", type=REPORT_FILE, default=None,
-                            help=f"Write {what} as JSON to FILE ('-': stdout; tables then go to stderr).")(func)
+                            help=f"Write {what} as JSON to FILE ('-': stdout; tables then go to stderr).")(command)
     return decorate
 
 

@@ -106,11 +106,12 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | Non
     if len(shown) < len(columns):
         hidden = len(columns) - len(shown)
         title = f"{title or ''} ({hidden} column{'s' if hidden > 1 else ''} hidden at this width: see --json/--csv)".strip()
-    table = Table(title=title, header_style="bold")
+    # Text: the title, headers and cells are data (paths, tracker names), never rich markup
+    table = Table(title=None if title is None else Text(title), header_style="bold")
     for col in shown:
-        table.add_column(col.title, justify=col.justify, no_wrap=col.justify != "left", overflow="fold")
+        table.add_column(Text(col.title), justify=col.justify, no_wrap=col.justify != "left", overflow="fold")
     for row in rows:
-        table.add_row(*(Text(_cell(row.get(c.key), c.fmt)) for c in shown))  # Text: cells are data, never markup
+        table.add_row(*(Text(_cell(row.get(c.key), c.fmt)) for c in shown))
     return table
 
 
@@ -143,15 +144,12 @@ def tables_csv(tables: dict[str, list[dict]]) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a report atomically ('-' means stdout)."""
-    if str(path) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        try:
-            atomic_write_bytes(Path(path), text.encode("utf-8"))
-        except OSError as exc:
-            raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None
+    """Write a report by :func:`zoo.fileio.output_target`'s rule: a regular file atomically (a
+    symlink's target), a character device or a FIFO in place, ``-`` to stdout."""
+    try:
+        atomic_write_bytes(Path(path), text.encode("utf-8"))
+    except OSError as exc:
+        raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Path | None = None,
@@ -171,14 +169,15 @@ def progress_bar(*, counted: bool = False, info: bool = False, eta: bool = False
     """The CLI's progress display on stderr: rich's (transient) on a terminal; elsewhere (a pipe,
     a CI log) plain lines, since rich draws nothing there (:class:`LineProgress`). ``counted``
     adds a bar and N/M, ``info`` a task's ``info`` field (e.g. a rate; also on the plain lines),
-    ``eta`` the estimated time left. Every command's progress goes through here."""
+    ``eta`` the estimated time left. Descriptions and info are plain text, never rich markup (they
+    carry paths and names). Every command's progress goes through here."""
     from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    columns = [SpinnerColumn(), TextColumn("{task.description}", markup=False)]
     if counted:
         columns += [BarColumn(), MofNCompleteColumn()]
     if info:
-        columns.append(TextColumn("{task.fields[info]}"))
+        columns.append(TextColumn("{task.fields[info]}", markup=False))
     columns.append(TimeElapsedColumn())
     if eta:
         columns += [TextColumn("ETA"), TimeRemainingColumn()]
@@ -294,7 +293,7 @@ def export_reporter(progress, task, lock=None, *, advance: bool = False, prefix:
             if stage in FINAL_STAGES:
                 if advance:
                     progress.advance(task)
-                progress.console.print(f"{prefix}{key.name}: {stage}", highlight=False)
+                progress.console.print(f"{prefix}{key.name}: {stage}", markup=False, highlight=False)
             else:
                 progress.update(task, description=f"{prefix}{key.name}: {stage}")
 

@@ -5,6 +5,7 @@ Library code (:mod:`compare.diagnose.profile`) returns the data; this module onl
 from __future__ import annotations
 
 import click
+from rich.text import Text
 
 from compare.diagnose.profile import check_request, profile_variant
 from compare.measure.machine import machine_info
@@ -56,15 +57,17 @@ def _without_empty(columns: list[Column], rows: list[dict]) -> list[Column]:
     return [c for c in columns if any(r.get(c.key) is not None for r in rows)]
 
 
-def _totals_line(t: dict) -> str:
+def _totals_line(t: dict) -> Text:
+    """The totals as text (never markup), unassigned ops in red."""
     rules = ", ".join(f"{n} by {rule}" for rule, n in t["rules"].items())
-    assigned = "every op assigned to a part" if not t["unassigned_ops"] else \
-        f"[red]{t['unassigned_ops']} op(s) unassigned ({t['unassigned_share_pct']:.1f}% of the time)[/]"
-    return (f"profile total {t['profile_ms']:.2f} ms (sum of per-op means; median of per-run sums {t['profile_median_ms']:.2f} ms), "
-            f"profiled call {t['profiled_run_ms']:.2f} ms\n"
-            f"end-to-end {t['e2e_ms']:.2f} ms (median; same runtime and threads, no profiling, interleaved): "
-            f"profile/e2e {t['profile_vs_e2e']:.3f} (median of per-round ratios)\n"
-            f"{t['ops']} ops, {assigned} ({rules}); fusion blocks found {t['fusion_blocks']} (depth {t['depth']})")
+    assigned = Text("every op assigned to a part") if not t["unassigned_ops"] else \
+        Text(f"{t['unassigned_ops']} op(s) unassigned ({t['unassigned_share_pct']:.1f}% of the time)", style="red")
+    return Text.assemble(
+        f"profile total {t['profile_ms']:.2f} ms (sum of per-op means; median of per-run sums {t['profile_median_ms']:.2f} ms), "
+        f"profiled call {t['profiled_run_ms']:.2f} ms\n"
+        f"end-to-end {t['e2e_ms']:.2f} ms (median; same runtime and threads, no profiling, interleaved): "
+        f"profile/e2e {t['profile_vs_e2e']:.3f} (median of per-round ratios)\n"
+        f"{t['ops']} ops, ", assigned, f" ({rules}); fusion blocks found {t['fusion_blocks']} (depth {t['depth']})")
 
 
 def _head_remark(parts: list[dict]) -> str | None:
@@ -125,10 +128,10 @@ def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, split, 
     out().print(rich_table(data["parts"], _without_empty(PART_COLUMNS, data["parts"]),
                              title="per part: share of time vs share of MACs and parameters (zoo info's figures)"))
     out().print(rich_table(data["blocks"], GROUP_COLUMNS["block"], title="per block"))
-    out().print(_totals_line(t), highlight=False)
+    out().print(_totals_line(t), highlight=False, markup=False)
     remark = _head_remark(data["parts"])
     if remark:
-        out().print(remark, highlight=False)
+        out().print(remark, highlight=False, markup=False)
     if json_file is not None:
         write_text(json_file, to_json({"machine": machine_info(), **data}))
     if csv_file is not None:

@@ -1,20 +1,18 @@
 """``zoo track``: run one tracker over a video, a folder of frames or a dataset sequence."""
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 from pathlib import Path
 
 import click
-from rich.markup import escape
 import cv2
 import numpy as np
 
 from compare.tracking.tracker import Tracker, track_sequence
 from zoo.api import Tracker as ApiTracker
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
-from zoo.cli.options import DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, oversubscribe_option
+from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, distinct_outputs,
+                             oversubscribe_option)
 from zoo.cli.output import Column, out, progress_bar, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
@@ -23,6 +21,7 @@ from zoo.errors import UsageError, ZooError
 from zoo.evaluation import metrics
 from zoo.names import choose
 from zoo.tracking import check_box
+from zoo.videofile import VideoFile
 
 SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("frames", "frames"),
                    Column("network_ms_mean", "net ms mean", ".2f"), Column("network_ms_median", "net ms median", ".2f"),
@@ -50,11 +49,13 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 class _Source:
-    """Frames to track, their count, an initial box and optional ground truth."""
+    """Frames to track, their count, an initial box, optional ground truth and the files read
+    (``inputs``: the video or folder, its frames, its ground truth; no output may be one of them)."""
 
     def __init__(self, path: Path, init: str | None):
         self.ground_truth: np.ndarray | None = None
         self.fps = 30.0
+        self.inputs: dict[str, list[Path]] = {"SOURCE": [path]}
         init_box = parse_box(init) if init else None
         if path.is_file():
             video = VideoFrames(path)
@@ -65,6 +66,8 @@ class _Source:
             files = sequence_frames(seq)
             self.kind, self.count, self._frames = "sequence", len(files), (read_frame(f) for f in files)
             self.ground_truth = seq.ground_truth
+            self.inputs["one of SOURCE's frames"] = files
+            self.inputs["SOURCE's ground truth"] = [seq.annotation, *(path / n for n in ("full_occlusion.txt", "out_of_view.txt"))]
             if init_box is None:
                 init_box = check_box(seq.ground_truth[0]) if seq.ground_truth[0][2] > 0 else None
                 if init_box is None:
@@ -74,6 +77,7 @@ class _Source:
             if not files:
                 raise UsageError(f"{path}: no frames (.jpg, .png, ...) in this folder, in img/ or in imgs/")
             self.kind, self.count, self._frames = "frames", len(files), (read_frame(f) for f in files)
+            self.inputs["one of SOURCE's frames"] = files
         else:
             raise UsageError(f"{path}: no such file or folder")
         if init_box is None:
@@ -86,26 +90,16 @@ class _Source:
 
 
 class _VideoOut:
-    """An annotated mp4 written beside its destination and renamed onto it when complete."""
+    """The annotated mp4: each frame with the box (and the ground truth) and the score drawn,
+    written by :class:`zoo.videofile.VideoFile` (checked before it replaces its destination)."""
 
     def __init__(self, path: Path, fps: float):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".mp4", dir=path.parent)
-        os.close(fd)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; the video should look like any written file
-        self.tmp = Path(tmp)
-        self.fps = fps
-        self.writer: cv2.VideoWriter | None = None
+        try:
+            self.file = VideoFile(path, fps)
+        except OSError as exc:
+            raise ZooError(f"cannot write video {path}: {exc.strerror or exc}") from None
 
     def write(self, frame: np.ndarray, box, score: float, index: int, truth=None) -> None:
-        if self.writer is None:
-            h, w = frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise ZooError(f"cannot write video {self.path} (cv2.VideoWriter, mp4v)")
         image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         if truth is not None and truth[2] > 0 and truth[3] > 0:
             x, y, w, h = (int(round(v)) for v in truth)
@@ -115,17 +109,13 @@ class _VideoOut:
         label = f"#{index}  score {score:.3f}"
         cv2.putText(image, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(image, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        self.writer.write(image)
+        self.file.write(image)
 
     def finish(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-        os.replace(self.tmp, self.path)
+        self.file.finish()
 
     def abandon(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-        self.tmp.unlink(missing_ok=True)
+        self.file.abandon()
 
 
 def truth_iou(box, truth) -> float | None:
@@ -183,6 +173,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
     cv2.setNumThreads(threads_n)  # OpenCV's pool (decoding, crop resize) within the same thread budget as the runtime
     src = _Source(source, init)
+    distinct_outputs({"--boxes": boxes_file, "--video": video_file, "--json": json_file}, src.inputs)
     where = parse_device(device) if device else LOCAL
     tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split,
                          device=device)
@@ -215,29 +206,28 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
                 progress.update(task, advance=1, info=", ".join(speed + ([f"IoU {iou:.2f}"] if iou is not None else [])))
 
             track_sequence(tracker, src, src.init_box, on_frame=on_frame)
+        if not rows:
+            raise UsageError(f"{source}: no frames could be read")
+        if boxes_file is not None:
+            write_text(boxes_file, boxes_text([r["box"] for r in rows], TRACK_DELIMITER))
+        summary = summary_row(tracker, len(rows), ious)
+        console = out()
+        title = f"zoo track {tracker.name} on {source} ({src.kind}, {len(rows)} frames, {threads_n} thread{'s' if threads_n > 1 else ''})"
+        if not where.kind.timing:  # an emulated CPU's milliseconds are the emulator's, not a device's
+            summary.update(network_ms_mean=None, network_ms_median=None, loop_ms_mean=None, loop_ms_median=None, fps=None)
+            title += f"; no timing: {where.kind.no_timing_reason}"
+        console.print(rich_table([summary], SUMMARY_COLUMNS, title=title))
+        if ious:
+            console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5 "
+                          f"(the catalog's reference weights are untrained unless registered: this checks the pipeline, not skill)",
+                          markup=False, highlight=False, soft_wrap=True)
+        if json_file is not None:
+            write_text(json_file, to_json({"tracker": tracker.name, "source": str(source), "kind": src.kind,
+                                           "init": list(src.init_box), "summary": summary, "frames": rows}))
+        if video is not None:  # last: a video that fails its check costs neither the boxes nor the report
+            video.finish()
+            console.print(f"video: {video_file}", markup=False, highlight=False)
     except BaseException:
         if video is not None:
             video.abandon()
         raise
-    if not rows:
-        raise UsageError(f"{source}: no frames could be read")
-    if video is not None:
-        video.finish()
-    if boxes_file is not None:
-        write_text(boxes_file, boxes_text([r["box"] for r in rows], TRACK_DELIMITER))
-    summary = summary_row(tracker, len(rows), ious)
-    console = out()
-    title = f"zoo track {tracker.name} on {source} ({src.kind}, {len(rows)} frames, {threads_n} thread{'s' if threads_n > 1 else ''})"
-    if not where.kind.timing:  # an emulated CPU's milliseconds are the emulator's, not a device's
-        summary.update(network_ms_mean=None, network_ms_median=None, loop_ms_mean=None, loop_ms_median=None, fps=None)
-        title += f"; no timing: {where.kind.no_timing_reason}"
-    console.print(rich_table([summary], SUMMARY_COLUMNS, title=escape(title)))
-    if ious:
-        console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5 "
-                      f"(the catalog's reference weights are untrained unless registered: this checks the pipeline, not skill)",
-                      highlight=False, soft_wrap=True)
-    if video is not None:
-        console.print(f"video: {video_file}", highlight=False)
-    if json_file is not None:
-        write_text(json_file, to_json({"tracker": tracker.name, "source": str(source), "kind": src.kind,
-                                       "init": list(src.init_box), "summary": summary, "frames": rows}))

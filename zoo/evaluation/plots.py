@@ -11,6 +11,7 @@ import numpy as np
 
 from zoo.evaluation import metrics
 from zoo.evaluation.analyze import Evaluation
+from zoo.fileio import atomic_path
 
 # pytracking's plot colours (plot_results.get_plot_draw_styles), then the same with dashes.
 _COLORS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0),
@@ -40,9 +41,8 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{stem}.{ext}"
-        tmp = out_dir / f".{stem}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150 if ext == "png" else None, format=ext)
-        tmp.replace(path)
+        with atomic_path(path, suffix=f".{ext}") as tmp:  # the one output rule (zoo.fileio)
+            fig.savefig(tmp, dpi=150 if ext == "png" else None, format=ext)
         paths.append(path)
     return paths
 
