@@ -127,6 +127,27 @@ def _sys_read(path: str) -> str | None:
         return None
 
 
+#: aarch64 ``AT_HWCAP`` / ``AT_HWCAP2`` bits that decide which kernels the runtimes pick (cpuinfo,
+#: which XNNPACK and ONNX Runtime use, reads the same words): fp16 arithmetic, dot product, i8mm, SVE, bf16
+_HWCAP = {9: "fphp", 10: "asimdhp", 20: "asimddp", 22: "sve", 23: "asimdfhm"}
+_HWCAP2 = {1: "sve2", 9: "svei8mm", 12: "svebf16", 13: "i8mm", 14: "bf16"}
+
+
+def hwcaps() -> list[str]:
+    """The CPU features the kernel (or qemu, for an emulated CPU) tells this process, from
+    ``/proc/self/auxv``; empty off aarch64."""
+    if platform.machine().lower() not in ("aarch64", "arm64"):
+        return []
+    try:
+        with open("/proc/self/auxv", "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    words = dict(struct.iter_unpack("<QQ", data[: len(data) // 16 * 16]))
+    names = [n for bit, n in _HWCAP.items() if words.get(16, 0) >> bit & 1]
+    return names + [n for bit, n in _HWCAP2.items() if words.get(26, 0) >> bit & 1]
+
+
 def cpu_info() -> dict:
     """CPUs the device has, each with its maximum clock (kHz, from ``cpufreq``) where known."""
     n = os.cpu_count() or 1
@@ -141,7 +162,7 @@ def cpu_info() -> dict:
         if key.strip() in ("model name", "Model", "Hardware") and value.strip():
             model = value.strip()
     board = _sys_read("/proc/device-tree/model")
-    return {"count": n, "cpus": cpus, "model": model, "board": board.strip("\x00") if board else None}
+    return {"count": n, "cpus": cpus, "model": model, "board": board.strip("\x00") if board else None, "hwcaps": hwcaps()}
 
 
 def sensors() -> dict:

@@ -96,9 +96,11 @@ class Verifier:
         outputs = [compare_output(spec.name, actual[spec.name], expected[spec.name], tol.atol, tol.rtol)
                    for spec in variant.io.outputs]
         backend = by_format(key.format)
-        features = conn.info.get("features", {}).get(backend.runtime)
+        features = {"hwcaps": conn.info.get("cpu", {}).get("hwcaps", [])}
+        if conn.info.get("features", {}).get(backend.runtime):
+            features[backend.runtime] = conn.info["features"][backend.runtime]
         return DeviceParity(device=device.name, family=conn.family, machine=conn.info.get("machine", "?"),
-                            features={backend.runtime: features} if features else {},
+                            features=features,
                             runtime_version=conn.runtime_version(backend.distribution), atol=tol.atol, rtol=tol.rtol,
                             passed=tracker.passed if tracker is not None else all(o.passed for o in outputs),
                             outputs=outputs, tracker=tracker,

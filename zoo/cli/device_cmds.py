@@ -97,6 +97,8 @@ def check_cmd(device: str, json_file, csv_file, markdown_file) -> None:
         feat = features.get(b.runtime, "")
         if isinstance(feat, dict):
             feat = " ".join(name for name, on in feat.items() if on) or "none"
+        if not feat and info.get("cpu", {}).get("hwcaps"):  # XNNPACK / MLAS pick kernels from the same HWCAP words
+            feat = "HWCAP: " + " ".join(info["cpu"]["hwcaps"])
         status = "ok" if there and there == here else ("missing there" if not there else
                                                        "not installed here" if not here else "version differs")
         rows.append({"runtime": b.title, "device_version": there or info["errors"].get(b.distribution, "-"),

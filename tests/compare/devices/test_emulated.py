@@ -33,6 +33,8 @@ def test_the_big_core_is_an_armv82_with_fp16_arithmetic(results) -> None:
     conn = connect(BIG_CORE)
     assert conn.info["machine"] == "aarch64" and conn.family == "arm64-fp16"
     assert conn.info["features"]["ncnn"]["arm_asimdhp"] and "fp16:1" in conn.info["features"]["mnn"].replace(" ", "")
+    hw = set(conn.info["cpu"]["hwcaps"])  # what XNNPACK and ONNX Runtime choose kernels by
+    assert {"asimdhp", "asimddp"} <= hw and not hw & {"i8mm", "sve2"}, hw
     assert {r.family for r in results if r.device == BIG_CORE.name} == {"arm64-fp16"}
 
 
@@ -69,6 +71,7 @@ def test_a_little_core_has_no_fp16_arithmetic(arm64_emu) -> None:
     try:
         assert conn.family == "arm64" and not conn.fp16_arithmetic
         assert "fp16:0" in conn.info["features"]["mnn"].replace(" ", "")
+        assert not set(conn.info["cpu"]["hwcaps"]) & {"asimdhp", "asimddp", "i8mm"}
     finally:
         conn.close()
 
