@@ -92,11 +92,14 @@ def test_an_interrupted_setup_leaves_nothing_half_built(arm64_emu, isolated_cach
 
 
 def test_verify_on_records_the_device_and_refuses_a_failure(arm64_emu, exported, tmp_path, catalog_copy) -> None:
-    """The ONNX artifact passes on the ARM big core with the catalog's tolerance (recorded in its
-    manifest); with a catalog whose arm64-fp16 tolerance nothing can meet it is not installed."""
+    """An installed ONNX artifact passes on the ARM big core with the catalog's tolerance (the record
+    is added to its manifest); a new one, with a catalog whose arm64-fp16 tolerance nothing can meet,
+    is not installed."""
+    exported.copy(tmp_path / "a", "base-c128", "onnx")
     good = zoo_as_user("export", "base-c128", "--to", "onnx", "--artifacts", str(tmp_path / "a"), "--verify-on", "arm64-emu",
                        "--json", str(tmp_path / "a.json"))
     assert good.returncode == 0, good.stderr
+    assert json.loads((tmp_path / "a.json").read_text())[0]["status"] == "reused"
     record = read_manifest(tmp_path / "a" / "base-c128" / "onnx").parity.devices
     assert [(d.device, d.family, d.machine, d.passed) for d in record] == [("arm64-emu:cortex-a76", "arm64-fp16", "aarch64", True)]
     assert record[0].runtime_version and all(o.max_abs_err < 1e-4 for o in record[0].outputs)
