@@ -201,7 +201,7 @@ def hello() -> dict:
             prefix = "cpu_support_arm_" if platform.machine().lower() in ("aarch64", "arm64") else "cpu_support_x86_"
             features["ncnn"] = {name.removeprefix("cpu_support_"): bool(getattr(mod, name)())
                                 for name in sorted(dir(mod)) if name.startswith(prefix)}
-    return {"protocol": PROTOCOL, "python": platform.python_version(), "machine": platform.machine(),
+    return {"protocol": PROTOCOL, "pid": os.getpid(), "python": platform.python_version(), "machine": platform.machine(),
             "numpy": np.__version__, "runtimes": runtimes, "errors": errors, "features": features, "cpu": cpu_info()}
 
 

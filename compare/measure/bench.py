@@ -285,7 +285,8 @@ def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float,
     if not spec.device.is_local:  # the device's own samples (its clock, its temperature, in its time)
         clock.samples = sorted(tuple(x) for m in ms for x in (m.samples or []))
     base = dict(variant=spec.variant.name, runtime=spec.key.label, precision=spec.key.precision, threads=threads,
-                duration_s=duration_s, window_s=window_s, concurrency=concurrency, device=spec.device.name)
+                duration_s=duration_s, window_s=window_s, concurrency=concurrency,
+                device=ms[0].device if ms and not spec.device.is_local else spec.device.name)
     exposed = [name for i, name in ((1, "cpu MHz"), (2, "temperature")) if any(x[i] is not None for x in clock.samples)]
     results = []
     for k, m in enumerate(ms, start=1):

@@ -35,7 +35,8 @@ def _one(task: MeasureTask, conn: DeviceConnection, start: threading.Barrier | N
     spec = task.spec
     # a board that is this machine (an ssh alias of 127.0.0.1) says so in every row it gives
     name = spec.device.name + (" (loopback: this machine)" if conn.loopback else "")
-    result = Measurement(pid=0, threads=task.threads, device=name, device_cpus=conn.info.get("cpu", {}).get("count"))
+    result = Measurement(pid=conn.info.get("pid", 0), threads=task.threads, device=name,  # the worker's pid on the device
+                         device_cpus=conn.info.get("cpu", {}).get("count"))
     try:
         if spec.key.is_reference:
             raise ZooError("PyTorch eager is the reference here; devices run artifacts only")
