@@ -329,6 +329,7 @@ def plot_sustained(runs: list[Sustained], path) -> None:
             ax.plot([(w.t_start_s + w.t_end_s) / 2 for w in s.windows], [w.fps for w in s.windows], marker="o",
                     label=f"{s.variant} {s.runtime} {s.precision} {s.threads}T"
                           + (f" ×{s.concurrency} #{s.instance}" if s.concurrency > 1 else "")
+                          + ("" if s.device == "local" else f" on {s.device}")
                           + (f" (drop {s.drop_pct:.1f}%)" if s.drop_pct is not None else ""))
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"fps per {runs[0].window_s:g} s window" if runs else "fps")
