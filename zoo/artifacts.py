@@ -14,7 +14,7 @@ from pathlib import Path
 from zoo.backends import REFERENCE_RUNTIME, by_flavour, by_format, by_runtime
 from zoo.fileio import sha256_cached
 from zoo.layouts import shape_in
-from zoo.manifest import MANIFEST_NAME, CorruptArtifact, CorruptSplitManifest, Manifest, read_manifest
+from zoo.manifest import MANIFEST_NAME, CorruptArtifact, CorruptSplitManifest, Manifest, StaleArtifact, read_manifest
 from zoo.schema import Variant
 
 #: directory suffix of a split artifact (init + track graphs), e.g. ``fgaf3/tflite-fp16-split``
@@ -175,6 +175,9 @@ def verified_manifest(artifact_dir: Path, variant: Variant) -> Manifest:
     """The manifest of ``artifact_dir`` after checking every file against it and its bindings
     against the catalog; a :class:`CorruptArtifact` naming the file and the rebuild command if not."""
     manifest = read_manifest(artifact_dir)
+    if manifest.weights_sha256 != variant.weights.sha256:
+        raise StaleArtifact(f"{artifact_dir}: built from other weights (sha256 {manifest.weights_sha256[:12]}) than the catalog's "
+                            f"{variant.name} ({variant.weights.sha256[:12]}); {rebuild_hint(manifest, artifact_dir)}")
     problems = check_files(artifact_dir, manifest)
     if problems:
         raise CorruptArtifact(f"{artifact_dir}: {problems[0]}: the artifact is corrupt; {rebuild_hint(manifest, artifact_dir)}")

@@ -25,6 +25,10 @@ class CorruptArtifact(ZooError):
     """An artifact's files no longer match its manifest, or its manifest no longer fits the catalog."""
 
 
+class StaleArtifact(CorruptArtifact):
+    """An artifact built from other weights than the catalog's (``zoo register`` since, or another catalog)."""
+
+
 class CorruptSplitManifest(CorruptArtifact):
     """A split artifact's ``graphs`` section (cache tensors, graph I/O) does not fit the variant: bad input."""
 

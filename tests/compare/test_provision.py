@@ -3,24 +3,33 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
+from safetensors.torch import save_file
 
 import zoo
 from compare import provision
+from compare.devices.runner import device_runner
 from compare.provision import ensure, keys_for, plan, runtime_keys
+from compare.runners import open_artifact
 from compare.tracking.evaluation import tracker_specs
 from tests.helpers.catalog import CATALOG
 from tests.helpers.cli import (
     copy_artifacts,
     one_line,
     onnx_export,  # noqa: F401 (fixture)
+    run_main,
     zoo_as_user,
 )
 from zoo.artifacts import ArtifactKey, Status
 from zoo.catalog import Catalog
 from zoo.errors import ExportError, UsageError
-from zoo.manifest import CorruptArtifact
+from zoo.devices import parse_device
+from zoo.manifest import CorruptArtifact, StaleArtifact
 from zoo.paths import catalog_path
+from zoo.register import register_checkpoint
+from zoo.weights import load_model
 
 VARIANT = "base-c128"
 
@@ -133,3 +142,29 @@ def test_every_path_gets_the_weights_through_the_catalogs_hub(tmp_path, monkeypa
     assert [s.key for s in specs] == [ArtifactKey.for_runtime(VARIANT, "pytorch")]
     zoo.Tracker(VARIANT, runtime="pytorch", catalog=cat).close()
     assert seen == [(VARIANT, "http://127.0.0.1:9/release")] * 2
+
+
+def test_an_artifact_built_from_other_weights_is_refused_by_every_loader(exported, catalog_copy, tmp_path, capsys, monkeypatch) -> None:
+    """After ``zoo register`` the installed artifacts hold the old weights: the door, the runners,
+    a device runner and ``zoo track`` refuse them in one line naming the rebuild command."""
+    state = {k: v + 0.01 if v.is_floating_point() else v for k, v in load_model(CATALOG.get(VARIANT)).state_dict().items()}
+    save_file(state, str(tmp_path / "trained.safetensors"))
+    register_checkpoint(Catalog.load(catalog_copy), VARIANT, tmp_path / "trained.safetensors", "a run")
+    registered = Catalog.load(catalog_copy)
+    mine = exported.copy(tmp_path / "art", VARIANT, "onnx")
+    path = mine / VARIANT / "onnx"
+    why = r"built from other weights \(sha256 [0-9a-f]{12}\) than the catalog's base-c128 .*zoo export base-c128 --to onnx"
+    with pytest.raises(StaleArtifact, match=why):
+        ensure([ArtifactKey(VARIANT, "onnx")], mine, registered)
+    with pytest.raises(StaleArtifact, match=why):
+        open_artifact(path, registered.get(VARIANT))
+    with pytest.raises(StaleArtifact, match=why):
+        device_runner(parse_device("ssh://nowhere.invalid"), path, registered.get(VARIANT))  # refused before connecting
+    monkeypatch.setenv("ZOO_CATALOG", str(catalog_copy))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(frames / f"{i:04d}.jpg"), np.full((120, 160, 3), 40 * i, np.uint8))
+    code, _, err = run_main(capsys, monkeypatch, "track", VARIANT, str(frames), "--init", "40,30,30,30", "--runtime", "onnxruntime",
+                            "--artifacts", str(mine))
+    assert code == 1 and "built from other weights" in err and len(err.strip().splitlines()) == 1, err
