@@ -3,9 +3,10 @@
 Results: ``<results>/<tracker>/<dataset>/<seq>.txt`` (x, y, w, h per frame, tab separated, the
 first line the initial box), ``<seq>_time.txt`` (seconds per frame, whole loop; the first line is
 the initialisation) and ``<seq>_score.txt`` (the score per frame, 1 for the initial frame). Each
-file is written atomically and ``<seq>.txt`` last, so a sequence is either complete or absent:
-an interrupted run never leaves a partial result, and a rerun skips finished sequences (line
-count = frame count) and runs the rest.
+file is written atomically, then ``<seq>_run.json``: what made the result (artifact files, weights,
+preset, frames; :mod:`compare.tracking.run_record`). An interrupted run never leaves a partial
+result, and a rerun skips only sequences whose files parse and whose record is the current
+tracker's; it runs the rest again.
 
 Where the work runs:
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import cv2
 
 from compare.provision import ensure, runtime_keys
+from compare.tracking.run_record import is_finished, sequence_record, spec_record, write_record
 from compare.tracking.tracker import SequenceRun, Tracker, TrackerSpec, track_sequence
 from zoo.artifacts import Status
 from zoo.backends import REFERENCE_RUNTIME
@@ -75,21 +77,6 @@ def tracker_specs(catalog: Catalog, variants: list[Variant], runtimes: list[str]
 def result_folder(results: Path, tracker: str, dataset: str) -> Path:
     """``<results>/<tracker>/<dataset>``."""
     return Path(results) / tracker / dataset
-
-
-def _lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as fh:
-            return sum(1 for line in fh if line.strip())
-    except OSError:
-        return -1
-
-
-def is_finished(results: Path, tracker: str, dataset: str, seq: Sequence) -> bool:
-    """A sequence is finished when its three files exist and ``<seq>.txt`` has one line per frame."""
-    folder = result_folder(results, tracker, dataset)
-    return (_lines(folder / f"{seq.name}.txt") == len(seq) and _lines(folder / f"{seq.name}_time.txt") == len(seq)
-            and _lines(folder / f"{seq.name}_score.txt") == len(seq))
 
 
 def write_run(results: Path, dataset: str, run: SequenceRun) -> Path:
@@ -330,11 +317,12 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
     summaries = {} if summaries is None else summaries
     summaries.update({spec.name: TrackerSummary(spec.name) for spec in specs})
     tasks: list[SequenceTask] = []
+    records = {spec.name: spec_record(spec) for spec in specs}
     for spec in specs:
         folder = result_folder(results, spec.name, dataset.name)
         remove_stale_temporaries(folder)
         for seq in dataset.sequences:
-            if is_finished(results, spec.name, dataset.name, seq):
+            if is_finished(folder, seq, sequence_record(records[spec.name], seq)):
                 summaries[spec.name].skipped += 1
             else:
                 tasks.append(SequenceTask(len(tasks), spec, seq))
@@ -350,7 +338,8 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
             outcome.errors.append(result.error or "unknown error")
             outcome.usage_error = outcome.usage_error or result.usage_error
         else:
-            write_run(results, dataset.name, result.run)
+            written = write_run(results, dataset.name, result.run)
+            write_record(written.parent, task.sequence.name, sequence_record(records[task.spec.name], task.sequence))
             summary.sequences += 1
             summary.frames += result.run.frames
             summary.network_s += float(result.run.network_s[1:].sum())

@@ -5,8 +5,10 @@ ground truth (:mod:`zoo.datasets.synthetic`). PyTorch eager keeps these tests fr
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 
 from compare.tracking.evaluation import run_evaluation, tracker_specs
+from compare.tracking.run_record import RECORD_SUFFIX
 from tests.helpers.catalog import CATALOG, REPO
 from tests.helpers.tracking import run_cli
 from zoo.datasets import load_dataset
@@ -232,3 +235,27 @@ def test_a_sequence_named_outside_the_test_split_runs(tmp_path, capsys) -> None:
     code, _, stderr = run_cli(capsys, "eval", "run", "base-c128", "--dataset", "lasot", "--root", str(root), "--runtime", "pytorch",
                               "--results", str(results), "--sequences", "airplane-3")
     assert code == 2 and "--sequences 'airplane-3' matches no sequence" in stderr
+
+
+@pytest.mark.parametrize("damage", ["cut_last_line", "garbage", "no_record", "other_weights", "other_preset"])
+def test_resume_reruns_what_it_cannot_trust(lasot, reference_run, tmp_path, damage) -> None:
+    """A result counts as finished only when its files parse and its record is the current tracker's."""
+    ds = load_dataset("lasot", root=lasot, patterns=["airplane-1"])
+    results = tmp_path / "results"
+    shutil.copytree(reference_run, results)
+    specs, _ = tracker_specs(CATALOG, [CATALOG.get("base-c128")], ["pytorch"], ["fp32"], tmp_path / "artifacts")
+    folder = results / specs[0].name / "lasot"
+    assert run_evaluation(specs, ds, results).tasks == 0  # untouched: finished
+    boxes, record = folder / "airplane-1.txt", folder / f"airplane-1{RECORD_SUFFIX}"
+    if damage == "cut_last_line":
+        boxes.write_text(boxes.read_text()[:-7])
+    elif damage == "garbage":
+        boxes.write_text("x\ty\tw\th\n" * FRAMES)
+    elif damage == "no_record":
+        record.unlink()
+    elif damage == "other_weights":
+        record.write_text(record.read_text().replace(CATALOG.get("base-c128").weights.sha256, "0" * 64))
+    else:
+        specs = [dataclasses.replace(specs[0], preset=specs[0].preset.model_copy(update={"description": "another loop"}))]
+    assert run_evaluation(specs, ds, results).tasks == 1
+    assert run_evaluation(specs, ds, results).tasks == 0  # and then it is finished
