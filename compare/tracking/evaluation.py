@@ -21,6 +21,8 @@ The driver (this process) writes every result file, whichever executor ran the s
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import fcntl
 import multiprocessing as mp
 import os
 import time
@@ -99,6 +101,10 @@ def remove_stale_temporaries(folder: Path) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+#: the lock a run holds on each results folder it writes (one run per folder at a time)
+LOCK_NAME = ".zoo-eval.lock"
 
 
 # -- one task -------------------------------------------------------------------------------------
@@ -318,6 +324,34 @@ def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jo
     summaries.update({spec.name: TrackerSummary(spec.name) for spec in specs})
     tasks: list[SequenceTask] = []
     records = {spec.name: spec_record(spec) for spec in specs}
+    with contextlib.ExitStack() as held:
+        for spec in specs:  # one run per results folder: the leftovers we clean are then nobody else's
+            held.enter_context(folder_lock(result_folder(results, spec.name, dataset.name)))
+        return _run_locked(specs, dataset, results, jobs, ray_address, threads, on_start, on_result, summaries, records, tasks)
+
+
+def folder_lock(folder: Path) -> contextlib.AbstractContextManager:
+    """Hold ``folder``'s run lock (``.zoo-eval.lock``) for a ``with`` block; a :class:`ZooError`
+    naming the other run when it is held."""
+    @contextlib.contextmanager
+    def held():
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / LOCK_NAME, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                other = fh.read().strip() or "?"
+                raise ZooError(f"another zoo eval run (pid {other}) is writing {folder}: wait for it to end") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+    return held()
+
+
+def _run_locked(specs, dataset, results, jobs, ray_address, threads, on_start, on_result, summaries, records, tasks) -> EvalRun:
     for spec in specs:
         folder = result_folder(results, spec.name, dataset.name)
         remove_stale_temporaries(folder)

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compare.tracking.evaluation import run_evaluation, tracker_specs
+from compare.tracking.evaluation import folder_lock, run_evaluation, tracker_specs
 from compare.tracking.run_record import RECORD_SUFFIX
 from tests.helpers.catalog import CATALOG, REPO
 from tests.helpers.tracking import run_cli
 from zoo.datasets import load_dataset
 from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.synthetic import make_sequence, write_dataset, write_sequence
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 
 FRAMES = 12
 
@@ -259,3 +259,19 @@ def test_resume_reruns_what_it_cannot_trust(lasot, reference_run, tmp_path, dama
         specs = [dataclasses.replace(specs[0], preset=specs[0].preset.model_copy(update={"description": "another loop"}))]
     assert run_evaluation(specs, ds, results).tasks == 1
     assert run_evaluation(specs, ds, results).tasks == 0  # and then it is finished
+
+
+def test_a_second_run_on_the_same_results_is_refused_and_touches_nothing(lasot, reference_run, tmp_path) -> None:
+    """One run per results folder: a second one neither repeats the work nor removes the live run's
+    temporary files."""
+    ds = load_dataset("lasot", root=lasot, patterns=["airplane-1"])
+    specs, _ = tracker_specs(CATALOG, [CATALOG.get("base-c128")], ["pytorch"], ["fp32"], tmp_path / "artifacts")
+    folder = tmp_path / "results" / specs[0].name / "lasot"
+    folder.mkdir(parents=True)
+    live = folder / ".airplane-1.txt.abc.tmp"
+    live.write_text("being written by the other run")
+    with folder_lock(folder):
+        with pytest.raises(ZooError, match=rf"another zoo eval run \(pid {os.getpid()}\) is writing .*lasot: wait for it"):
+            run_evaluation(specs, ds, tmp_path / "results")
+        assert live.exists() and not (folder / "airplane-1.txt").exists()
+    assert run_evaluation(specs, ds, tmp_path / "results").tasks == 1 and not live.exists()  # a stale leftover: ours now
