@@ -43,6 +43,7 @@ from zoo.datasets.sequence import Dataset, Sequence
 from zoo.datasets.textio import RESULTS_DELIMITER, boxes_text
 from zoo.errors import ExportError, UsageError, ZooError
 from zoo.fileio import atomic_write_bytes
+from zoo.procs import die_with_parent
 from zoo.schema import Variant
 
 
@@ -166,8 +167,12 @@ def run_sequence_task(task: SequenceTask, cache: TrackerCache) -> SequenceResult
 _WORKER_CACHE: TrackerCache | None = None
 
 
-def _pool_init(threads: int) -> None:
+def _pool_init(threads: int, with_parent: bool = False) -> None:
+    """A worker's set-up: its thread budget, its tracker cache; ``with_parent``: it dies with the
+    run that started it (a SIGKILLed ``zoo eval run`` leaves no worker behind)."""
     global _WORKER_CACHE
+    if with_parent:
+        die_with_parent()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     cv2.setNumThreads(threads)  # OpenCV's own pool (JPEG decoding, resize) also stays within the job's threads
@@ -197,7 +202,7 @@ def _run_local(tasks: list[SequenceTask], threads: int, on_result: Callable[[Seq
 
 def _run_pool(tasks: list[SequenceTask], jobs: int, threads: int, on_result: Callable[[SequenceTask, SequenceResult], None]) -> None:
     ctx = mp.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pool_init, initargs=(threads,))
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pool_init, initargs=(threads, True))
     finished = False
     try:
         futures = {pool.submit(_pool_run, task): task for task in tasks}

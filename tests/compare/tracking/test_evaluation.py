@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from compare.tracking.evaluation import folder_lock, run_evaluation, tracker_specs
@@ -275,3 +276,22 @@ def test_a_second_run_on_the_same_results_is_refused_and_touches_nothing(lasot, 
             run_evaluation(specs, ds, tmp_path / "results")
         assert live.exists() and not (folder / "airplane-1.txt").exists()
     assert run_evaluation(specs, ds, tmp_path / "results").tasks == 1 and not live.exists()  # a stale leftover: ours now
+
+
+def test_workers_die_with_a_killed_run(lasot, tmp_path) -> None:
+    """SIGKILL of ``zoo eval run --jobs 2`` takes its pool workers along (they ask for a parent-death signal)."""
+    cmd = [sys.executable, "-c", "from zoo.cli import main; main()", "eval", "run", "base-c128", "--dataset", "lasot",
+           "--root", str(lasot), "--runtime", "pytorch", "--results", str(tmp_path / "results"), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=REPO)
+    parent, deadline = psutil.Process(proc.pid), time.time() + 120
+    workers: list = []
+    while time.time() < deadline and len(workers) < 2 and proc.poll() is None:
+        workers = [c for c in parent.children(recursive=True) if "multiprocessing" in " ".join(c.cmdline())
+                   and "resource_tracker" not in " ".join(c.cmdline())]
+        time.sleep(0.05)
+    assert len(workers) == 2, "the pool did not start two workers"
+    proc.kill()
+    proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, [p.pid for p in alive]
