@@ -1,10 +1,13 @@
 """zoo.datasets.textio: the one box-file writer and reader (results and track delimiters)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from zoo.datasets.textio import RESULTS_DELIMITER, TRACK_DELIMITER, boxes_text, read_table
+from zoo.errors import UsageError
 
 
 def test_box_files_one_writer_two_delimiters(tmp_path) -> None:
@@ -14,3 +17,18 @@ def test_box_files_one_writer_two_delimiters(tmp_path) -> None:
     for name, text in (("r.txt", results), ("t.txt", track)):
         (tmp_path / name).write_text(text)
         assert read_table(tmp_path / name) == pytest.approx(np.round(boxes, 3))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "null", "dir"])
+def test_special_files_are_refused_in_one_line_not_read(tmp_path, kind) -> None:
+    """A FIFO would hang the reader, /dev/zero would be read until memory runs out: refused up front."""
+    path = tmp_path / "groundtruth.txt"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dir":
+        path.mkdir()
+    else:
+        os.symlink(f"/dev/{kind}", path)
+    expected = {"fifo": "is a FIFO", "zero": "is a device", "null": "is a device", "dir": "is a directory"}[kind]
+    with pytest.raises(UsageError, match=expected):
+        read_table(path)

@@ -9,7 +9,9 @@ that either accepts the file (mixed separators, trailing separators) or raises
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +19,26 @@ import numpy as np
 from zoo.errors import UsageError
 
 _SPLIT = re.compile(r"[\s,;]+")
+#: the largest annotation or result file read (LaSOT's longest sequence has ~10k lines of ~20 bytes)
+MAX_TEXT_BYTES = 64 << 20
 
 
 def _read_text(path: Path) -> str:
+    """A regular file's text (a symlink is followed); a FIFO, a device or an oversized file is a
+    one-line UsageError, never a hang or a read until memory runs out."""
     try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) \
+                else "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise UsageError(f"{path}: is {kind}, not a text file")
+        if st.st_size > MAX_TEXT_BYTES:
+            raise UsageError(f"{path}: {st.st_size / 2**20:.0f} MiB is too large for an annotation file (max {MAX_TEXT_BYTES >> 20} MiB)")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TEXT_BYTES + 1)
+        if len(data) > MAX_TEXT_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_TEXT_BYTES >> 20} MiB: not an annotation file")
+        return data.decode("utf-8", errors="replace")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
