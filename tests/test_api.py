@@ -95,3 +95,85 @@ def test_dir_lists_the_public_api_without_importing_it():
             "print(all(n in names for n in zoo.__all__), 'zoo.api' in sys.modules, 'torch' in sys.modules, 'import_module' in names)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert proc.stdout.split() == ["True", "False", "False", "False"], proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def eager_tracker(tmp_path_factory):
+    """A PyTorch-eager tracker (no export): the API's input checks run before any network."""
+    with zoo.Tracker("fgaf3", runtime="pytorch", out=tmp_path_factory.mktemp("artifacts")) as tracker:
+        yield tracker
+
+
+FRAME = np.zeros((240, 360, 3), np.uint8)
+
+
+@pytest.mark.parametrize("frame, box, message", [
+    (FRAME, "1234", "a box is four numbers"),
+    (FRAME, (True,) * 4, "a box is four numbers"),
+    (FRAME, (0, 0, float("nan"), 4), "four finite numbers"),
+    (FRAME, (0, 0, 0, 4), "width and height must be > 0"),
+    (FRAME, (5000, 5000, 20, 20), "does not overlap the first frame (360x240 pixels)"),
+    (FRAME, (-100, -100, 20, 20), "does not overlap the first frame (360x240 pixels)"),
+    (FRAME, (0, 0, 20000, 20000), "more than 2x the first frame (360x240 pixels)"),
+    (FRAME, (0, 0, 1e30, 1e30), "more than 2x the first frame (360x240 pixels)"),
+    (np.zeros((0, 0, 3), np.uint8), (1, 2, 3, 4), "HxWx3 uint8 RGB array with H, W >= 1"),
+    (FRAME.astype(np.float32), (1, 2, 3, 4), "HxWx3 uint8"),
+])
+def test_initialize_refuses_bad_frames_and_boxes(eager_tracker, frame, box, message):
+    with pytest.raises(UsageError, match=re.escape(message)) as caught:
+        eager_tracker.initialize(frame, box)
+    assert "\n" not in str(caught.value)
+
+
+def test_track_needs_initialize_and_frames_of_the_first_frames_size(tmp_path):
+    tracker = zoo.Tracker("fgaf3", runtime="pytorch", out=tmp_path)
+    with pytest.raises(UsageError, match=re.escape("call initialize(frame, box) before track(frame)")):
+        tracker.track(FRAME)
+    tracker.initialize(FRAME, (100, 100, 40, 40))
+    with pytest.raises(UsageError, match="a 180x120 frame after a 360x240 first frame"):
+        tracker.track(np.zeros((120, 180, 3), np.uint8))
+    box, _ = tracker.track(FRAME)
+    assert len(box) == 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"runtime": None}, "runtime must be a string, got None"),
+    ({"runtime": 123}, "runtime must be a string, got 123"),
+    ({"runtime": "pytorch", "precision": None}, "precision must be a string"),
+    ({"runtime": "pytorch", "threads": "2"}, "threads must be a whole number, got '2'"),
+    ({"runtime": "pytorch", "threads": 1.5}, "threads must be a whole number, got 1.5"),
+    ({"runtime": "pytorch", "threads": True}, "threads must be a whole number, got True"),
+    ({"runtime": "pytorch", "threads": 0}, "threads must be >= 1"),
+    ({"runtime": "pytorch", "threads": 10**6}, "threads 1000000 is more than this machine can run"),
+])
+def test_tracker_refuses_bad_arguments_before_loading(kwargs, message):
+    with pytest.raises(UsageError, match=re.escape(message)) as caught:
+        zoo.Tracker("fgaf3", **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: zoo.Tracker(None, runtime="pytorch"), "variant must be a string, got None"),
+    (lambda: zoo.list_variants(123), "pattern must be a string, got 123"),
+    (lambda: zoo.load_runner("fgaf3", None), "runtime must be a string"),
+    (lambda: zoo.load_runner(None), "variant must be a string"),
+    (lambda: zoo.load_runner("fgaf3", "onnxruntime", threads=10**6), "threads 1000000 is more than this machine can run"),
+    (lambda: zoo.load_runner("fgaf3", "onnxruntime", threads=1.5), "threads must be a whole number"),
+])
+def test_bad_argument_types_are_usage_errors(call, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        call()
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (None, "infer() takes a dict of the inputs"),
+    ([1, 2], "infer() takes a dict of the inputs"),
+    ({"template": "x", "search": "y"}, "input 'template' must be a numeric array"),
+])
+def test_infer_refuses_what_is_not_a_dict_of_arrays(eager_tracker, inputs, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        eager_tracker.runner.infer(inputs)
+
+
+def test_every_api_error_is_a_zoo_error():
+    assert issubclass(UsageError, zoo.errors.ZooError)

@@ -35,6 +35,7 @@ from zoo.hub.resolve import resolve_hub
 from zoo.manifest import Manifest, read_manifest
 from zoo.models import build_model
 from zoo.names import choose
+from zoo.resources import check_count
 from zoo.sample_inputs import sample_pairs
 from zoo.weights import load_model
 
@@ -47,9 +48,22 @@ def _artifacts(out: str | Path | None) -> Path:
     return Path(out) if out else default_out_dir()
 
 
+def _name(value, what: str) -> str:
+    """``value`` when it is a string (a variant, runtime, precision, pattern); a usage error otherwise."""
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be a string, got {value!r}")
+    return value
+
+
+def _threads(threads, allow_oversubscribe: bool = False) -> int:
+    """The API's ``threads=``: the CLI's rule (:func:`zoo.resources.check_count`) on an ``int``."""
+    return check_count(threads, "threads", allow_oversubscribe, lift="pass allow_oversubscribe=True to run it anyway")
+
+
 def list_variants(pattern: str = "*", catalog: Catalog | str | Path | None = None) -> list[str]:
     """Names of the catalog's variants matching ``pattern`` (a name or a wildcard such as ``"fgaf*"``),
     in catalog order."""
+    pattern = _name(pattern, "pattern")
     return [v.name for v in _catalog(catalog) if fnmatch.fnmatchcase(v.name, pattern)]
 
 
@@ -84,21 +98,21 @@ def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[
 
 def load_runner(name: str, runtime: str = DEFAULT_RUNTIME, precision: str = "fp32", threads: int = 1,
                 out: str | Path | None = None, catalog: Catalog | str | Path | None = None, split: bool = False,
-                device: str | None = None) -> ArtifactRunner:
+                device: str | None = None, allow_oversubscribe: bool = False) -> ArtifactRunner:
     """A loaded runner of variant ``name``'s artifact for ``runtime`` (``onnxruntime``, ``mnn``,
     ``tflite``, ``ncnn``; default :data:`zoo.backends.DEFAULT_RUNTIME`) at ``precision``: exported first when missing, checked against its manifest
     and the catalog. ``runner.infer({"template": ..., "search": ...})`` takes catalog-named NCHW
     float32 arrays; close it with ``runner.close()`` or use it as a context manager. ``split``: the
     split artifact (init graph when the template changes, track graph every call). ``device``: where
-    it runs (``arm64-emu:cortex-a76``, ``ssh://pi@rpi5``; default this process, see ``zoo device list``)."""
+    it runs (``arm64-emu:cortex-a76``, ``ssh://pi@rpi5``; default this process, see ``zoo device list``).
+    ``threads`` is a whole number from 1 to 8 x the CPUs (more with ``allow_oversubscribe``)."""
     cat = _catalog(catalog)
-    variant = cat.get(name)
-    (runtime,) = choose([runtime], RUNTIMES, "runtime")
+    variant = cat.get(_name(name, "variant"))
+    (runtime,) = choose([_name(runtime, "runtime")], RUNTIMES, "runtime")
     backend = by_runtime(runtime)
     if precision not in backend.precisions:
         raise UsageError(f"{runtime} offers {', '.join(backend.precisions)} only, not {precision!r}")
-    if threads < 1:
-        raise UsageError(f"threads must be >= 1, got {threads}")
+    threads = _threads(threads, allow_oversubscribe)
     where = parse_device(device) if device else LOCAL
     (provisioned,) = ensure([ArtifactKey.for_runtime(name, runtime, precision, split)], _artifacts(out), cat)
     if not provisioned.usable:
@@ -135,15 +149,21 @@ class Tracker(_tracker.Tracker):
     ``cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)`` (or ``frame[..., ::-1]``). Boxes are ``(x, y, w, h)``
     in frame pixels with ``(x, y)`` the top-left corner. Per :meth:`track` call the network time (the
     runtime call itself) goes to ``network_times`` and the whole loop (crop, resize, normalise,
-    network, window, decode) to ``loop_times``. ``threads`` is the runtime's; OpenCV's own pool (the
+    network, window, decode) to ``loop_times``. ``threads`` is the runtime's (a whole number from 1 to
+    8 x the CPUs, more with ``allow_oversubscribe``); OpenCV's own pool (the
     crop's resize) follows ``cv2.setNumThreads`` (``zoo track`` and ``zoo eval run`` set it to the same).
     """
 
     def __init__(self, variant: str, runtime: str = DEFAULT_RUNTIME, precision: str = "fp32", threads: int = 1,
                  preset: str | None = None, out: str | Path | None = None, catalog: Catalog | str | Path | None = None,
-                 split: bool = False, device: str | None = None):
+                 split: bool = False, device: str | None = None, allow_oversubscribe: bool = False):
         cat = _catalog(catalog)
-        v = cat.get(variant)
+        v = cat.get(_name(variant, "variant"))
+        _name(runtime, "runtime")
+        _name(precision, "precision")
+        if preset is not None:
+            _name(preset, "preset")
+        threads = _threads(threads, allow_oversubscribe)
         preset_name = cat.preset_name(v, preset)
         where = parse_device(device) if device else LOCAL
         if runtime == REFERENCE_RUNTIME and not where.is_local:
@@ -151,14 +171,13 @@ class Tracker(_tracker.Tracker):
         if runtime == REFERENCE_RUNTIME:
             if precision != "fp32":
                 raise UsageError(f"pytorch runs fp32 only, not {precision!r}")
-            if threads < 1:
-                raise UsageError(f"threads must be >= 1, got {threads}")
             ensure([ArtifactKey.for_runtime(v.name, REFERENCE_RUNTIME)], _artifacts(out), cat)  # the catalog's weights, via its hub
             runner = PytorchRunner(v)
             runner.set_threads(threads)
             runner.load()
         else:
-            runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat, split=split, device=device)
+            runner = load_runner(variant, runtime, precision, threads, out=out, catalog=cat, split=split, device=device,
+                                 allow_oversubscribe=allow_oversubscribe)
         own = v.tracking or cat.tracking.default
         key = ArtifactKey.for_runtime(v.name, runtime, precision, split)
         name = _tracker.tracker_name(key, preset_name if preset_name != own else None)

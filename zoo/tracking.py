@@ -19,6 +19,7 @@ pixels, ``(x, y)`` the top-left corner (OSTrack's and pytracking's convention).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -86,14 +87,27 @@ def crop_origin(box: XYWH, side: float, rule: str) -> tuple[float, float]:
     raise ValueError(f"unknown crop origin rule {rule!r}")
 
 
+#: a crop whose side is at most this many times the frame's longer side (or the output size) is cut
+#: exactly as OSTrack's ``sample_target`` (a padded copy, then ``cv2.resize``); a larger one (a box
+#: grown far beyond the frame) is resampled straight from the frame into the output, so no crop ever
+#: allocates more than the output plus a padded copy bounded by the frame's size
+EXACT_CROP_SCALE = 4
+
+
 def cut(frame: np.ndarray, x1: int, y1: int, side: int, out_size: int, *, exclusive_edge: bool = True,
         pad_value: tuple[float, float, float] = (0, 0, 0), interpolation: str = "linear") -> np.ndarray:
     """The ``side`` x ``side`` window at ``(x1, y1)`` of ``frame``, padded with ``pad_value`` outside the
     frame (``copyMakeBorder``, constant) and resized to ``out_size`` (``cv2.resize``): OSTrack's
     ``sample_target``. With ``exclusive_edge`` a window reaching the right/bottom edge pads the last
-    column/row instead of copying it, as ``max(x2 - W + 1, 0)`` does there. Returns HxWx3 uint8."""
+    column/row instead of copying it, as ``max(x2 - W + 1, 0)`` does there. Returns HxWx3 uint8.
+
+    A window larger than :data:`EXACT_CROP_SCALE` x the frame is resampled by :func:`_warp_cut`
+    (same geometry, memory bounded by the frame and the output)."""
     H, W = frame.shape[:2]
     x1, y1, side = int(x1), int(y1), int(side)
+    if side > EXACT_CROP_SCALE * max(H, W, out_size):
+        return _warp_cut(frame, x1, y1, side, out_size, exclusive_edge=exclusive_edge, pad_value=pad_value,
+                         interpolation=interpolation)
     x2, y2 = x1 + side, y1 + side
     edge = 1 if exclusive_edge else 0
     x1_pad, y1_pad = max(0, -x1), max(0, -y1)
@@ -108,6 +122,26 @@ def cut(frame: np.ndarray, x1: int, y1: int, side: int, out_size: int, *, exclus
     if padded.shape[0] == out_size and padded.shape[1] == out_size:
         return np.ascontiguousarray(padded)
     return cv2.resize(padded, (out_size, out_size), interpolation=_INTERPOLATION[interpolation])
+
+
+def _warp_cut(frame: np.ndarray, x1: int, y1: int, side: int, out_size: int, *, exclusive_edge: bool,
+              pad_value: tuple[float, float, float], interpolation: str) -> np.ndarray:
+    """:func:`cut` of a huge window without its padded copy: each output pixel is sampled from the
+    frame at the position ``cv2.resize`` maps it to (pixel centres aligned), ``pad_value`` outside
+    the frame. Allocates the ``out_size`` output only (area interpolation falls back to linear)."""
+    H, W = frame.shape[:2]
+    if exclusive_edge:  # the last column/row counts as padding once the window reaches it
+        frame = frame[:H - 1 if y1 + side >= H else H, :W - 1 if x1 + side >= W else W]
+    scale = side / out_size
+    inverse = np.array([[scale, 0.0, x1 + 0.5 * scale - 0.5], [0.0, scale, y1 + 0.5 * scale - 0.5]], np.float64)
+    flags = _INTERPOLATION["linear" if interpolation == "area" else interpolation] | cv2.WARP_INVERSE_MAP
+    value = tuple(float(v) for v in pad_value)
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        out = np.empty((out_size, out_size, 3), np.uint8)
+        out[:] = np.clip(np.rint(value), 0, 255).astype(np.uint8)
+        return out
+    return cv2.warpAffine(np.ascontiguousarray(frame), inverse, (out_size, out_size), flags=flags,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=value)
 
 
 def _affine(x: np.ndarray, rule: InputRule | Preprocessing) -> np.ndarray:
@@ -220,26 +254,61 @@ class Step:
     accepted: bool
 
 
+#: an initial box may be at most this many times the frame's width / height
+MAX_BOX_SCALE = 2
+
+
 def check_frame(frame: np.ndarray) -> np.ndarray:
-    """A frame must be an ``H x W x 3`` uint8 array (RGB)."""
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+    """A frame must be an ``H x W x 3`` uint8 array (RGB) with ``H, W >= 1``."""
+    if (not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8
+            or frame.shape[0] < 1 or frame.shape[1] < 1):
         shape = getattr(frame, "shape", None)
         dtype = getattr(frame, "dtype", type(frame).__name__)
-        raise UsageError(f"a frame must be an HxWx3 uint8 RGB array, got shape {shape} dtype {dtype}")
+        raise UsageError(f"a frame must be an HxWx3 uint8 RGB array with H, W >= 1, got shape {shape} dtype {dtype}")
     return frame
 
 
+def _is_number(value) -> bool:
+    """A real number that is not a bool (``True`` is an int to Python, never a coordinate)."""
+    return isinstance(value, (numbers.Real, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_box(box) -> XYWH:
-    """An initial box ``(x, y, w, h)``: four finite numbers, positive width and height."""
-    try:
-        values = tuple(float(v) for v in box)
-    except (TypeError, ValueError):
-        raise UsageError(f"a box is four numbers x,y,w,h, got {box!r}") from None
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+    """An initial box ``(x, y, w, h)``: a sequence of four finite numbers (not a string, not bools),
+    positive width and height."""
+    if isinstance(box, (str, bytes)) or not hasattr(box, "__iter__"):
+        raise UsageError(f"a box is four numbers x,y,w,h, got {box!r}")
+    items = list(box)
+    if len(items) != 4 or not all(_is_number(v) for v in items):
+        raise UsageError(f"a box is four numbers x,y,w,h, got {box!r}")
+    values = tuple(float(v) for v in items)
+    if not all(math.isfinite(v) for v in values):
         raise UsageError(f"a box is four finite numbers x,y,w,h, got {box!r}")
     if values[2] <= 0 or values[3] <= 0:
         raise UsageError(f"box {box!r}: width and height must be > 0")
     return values  # type: ignore[return-value]
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """``WxH`` of an array shape ``(H, W, ...)``."""
+    return f"{shape[1]}x{shape[0]}"
+
+
+def check_box_in_frame(box: XYWH, frame_shape: tuple[int, ...]) -> XYWH:
+    """``box`` (checked by :func:`check_box`) must overlap the frame of ``frame_shape`` (H, W, ...) and
+    be at most :data:`MAX_BOX_SCALE` times its width and height: the crops around it stay bounded."""
+    x, y, w, h = box
+    H, W = frame_shape[:2]
+    if not (x < W and x + w > 0 and y < H and y + h > 0):
+        raise UsageError(f"box {_fmt(box)} (x,y,w,h) does not overlap the first frame ({_size(frame_shape)} pixels)")
+    if w > MAX_BOX_SCALE * W or h > MAX_BOX_SCALE * H:
+        raise UsageError(f"box {_fmt(box)} (x,y,w,h) is more than {MAX_BOX_SCALE}x the first frame ({_size(frame_shape)} pixels)")
+    return box
+
+
+def _fmt(box: XYWH) -> str:
+    """``x,y,w,h`` as the user wrote it."""
+    return ",".join(f"{v:g}" for v in box)
 
 
 class TrackerLoop:
@@ -259,6 +328,7 @@ class TrackerLoop:
         self._window: np.ndarray | None = None
         self.state: XYWH | None = None
         self.last: Step | None = None
+        self._frame_shape: tuple[int, ...] = ()
 
     def _state(self, box: XYWH) -> XYWH:
         if self.preset.state.rounding == "floor":
@@ -287,10 +357,11 @@ class TrackerLoop:
     def initialize(self, frame: np.ndarray, box) -> None:
         """Cut the template around ``box`` (x, y, w, h) in ``frame`` (HxWx3 uint8 RGB) and keep it."""
         frame = check_frame(frame)
-        state = self._state(check_box(box))
+        state = self._state(check_box_in_frame(check_box(box), frame.shape))
         self._template, _, _ = self.crop(frame, state, self.preset.crop.template_factor, self.template_size)
         self.state = state
         self.last = None
+        self._frame_shape = frame.shape
 
     def map_back(self, previous: XYWH, crop_origin_xy: tuple[float, float], side: int,
                  fractions: tuple[float, float, float, float]) -> XYWH:
@@ -315,8 +386,11 @@ class TrackerLoop:
     def track(self, frame: np.ndarray) -> tuple[XYWH, float]:
         """The target's box ``(x, y, w, h)`` in ``frame`` and the score the preset reports."""
         if self._template is None or self.state is None:
-            raise RuntimeError("initialize() must be called before track()")
+            raise UsageError("call initialize(frame, box) before track(frame)")
         frame = check_frame(frame)
+        if frame.shape != self._frame_shape:
+            raise UsageError(f"a {_size(frame.shape)} frame after a {_size(self._frame_shape)} first frame: "
+                             "every frame must have the first frame's size")
         previous = self.state
         search, origin, side = self.crop(frame, previous, self.preset.crop.search_factor, self.search_size)
         out = self._infer({self._names[0]: self._template, self._names[1]: search})

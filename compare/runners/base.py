@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -88,10 +89,20 @@ class BaseRunner(ABC):
         """Catalog names of the inputs, in declaration order."""
 
     def _check_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` as contiguous float32 arrays, keyed by exactly the model's input names."""
         expected = self.input_names
+        if not isinstance(inputs, Mapping) or not all(isinstance(k, str) for k in inputs):
+            raise UsageError(f"{self.name}: infer() takes a dict of the inputs {sorted(expected)} (NCHW float32 arrays), "
+                             f"got {type(inputs).__name__}")
         if sorted(inputs) != sorted(expected):
             raise UsageError(f"{self.name}: inputs {sorted(inputs)} do not match the model's {sorted(expected)}")
-        return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
+        arrays = {}
+        for k, v in inputs.items():
+            try:
+                arrays[k] = np.ascontiguousarray(v, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise UsageError(f"{self.name}: input {k!r} must be a numeric array, got {type(v).__name__}") from None
+        return arrays
 
     def _timed(self, fn, *args):
         start = time.perf_counter()

@@ -89,10 +89,27 @@ def test_folder_of_frames_and_video_need_init(clip, tmp_path, capsys) -> None:
     (["--init", "1,2,0,4"], "width and height must be > 0"),
     (["--runtime", "tflit"], "unknown runtime 'tflit'"),
     (["--threads", "0"], "--threads must be >= 1"),
+    (["--threads", "1.5"], "--threads must be whole numbers"),
+    (["--init", "5000,5000,20,20"], "does not overlap the first frame (320x240 pixels)"),
+    (["--init", "-100,-100,20,20"], "does not overlap the first frame (320x240 pixels)"),
+    (["--init", "0,0,20000,20000"], "more than 2x the first frame (320x240 pixels)"),
+    (["--init", "0,0,1e30,1e30"], "more than 2x the first frame (320x240 pixels)"),
 ])
 def test_bad_arguments_are_one_line(otb_folder, args, message, capsys) -> None:
     code, _, stderr = run_cli(capsys, "track", "base-c128", str(otb_folder), "--runtime", "pytorch", *args)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_frames_of_another_size_than_the_first_are_one_line(clip, tmp_path, capsys) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for k, frame in enumerate(clip.frames[:3]):
+        frame = frame if k != 2 else cv2.resize(frame, (160, 120))
+        cv2.imwrite(str(folder / f"frame{k + 1}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    init = ",".join(str(int(v)) for v in clip.ground_truth[0])
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch", "--init", init)
+    assert code == 2 and "a 160x120 frame after a 320x240 first frame" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
 def test_missing_source_and_unreadable_frame(otb_folder, tmp_path, capsys) -> None:

@@ -16,7 +16,8 @@ from zoo.datasets.synthetic import make_sequence
 from zoo.errors import CatalogError, UsageError
 from zoo.evaluation import metrics
 from zoo.schema import TrackingPreset
-from zoo.tracking import Box, TrackerLoop, clip_box, crop_origin, crop_side, cut, decode, hann, hann2d, to_input
+from zoo.tracking import (Box, TrackerLoop, check_box, check_box_in_frame, check_frame, clip_box, crop_origin, crop_side, cut,
+                          decode, hann, hann2d, to_input)
 from zoo.weights import load_model
 
 OSTRACK = CATALOG.preset("base-c128")
@@ -160,12 +161,71 @@ def test_loop_equals_ostracks_code_on_a_moving_target() -> None:
 
 def test_tracking_before_initialize_and_bad_frames() -> None:
     loop = TrackerLoop(OSTRACK, fake_network())
-    with pytest.raises(RuntimeError):
+    with pytest.raises(UsageError, match="initialize"):
         loop.track(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(UsageError, match="HxWx3 uint8"):
         loop.initialize(np.zeros((10, 10), np.uint8), (1, 1, 2, 2))
     with pytest.raises(UsageError, match="width and height"):
         loop.initialize(np.zeros((10, 10, 3), np.uint8), (1, 1, 0, 2))
+
+
+@pytest.mark.parametrize("box", ["1234", b"1234", (True, True, True, True), (1, 2, 3), (1, 2, 3, "4"), None, 5,
+                                 (0, 0, float("nan"), 2), (0, 0, float("inf"), 2), (0, 0, 0, 2), (0, 0, 2, -1),
+                                 (np.bool_(True),) * 4])
+def test_a_box_is_four_finite_numbers_with_a_positive_size(box) -> None:
+    with pytest.raises(UsageError, match="box") as caught:
+        check_box(box)
+    assert "\n" not in str(caught.value)
+
+
+def test_numpy_and_integer_boxes_are_boxes() -> None:
+    assert check_box(np.array([1, 2, 3, 4], np.float32)) == (1.0, 2.0, 3.0, 4.0)
+    assert check_box([np.int64(1), 2, 3.5, 4]) == (1.0, 2.0, 3.5, 4.0)
+
+
+@pytest.mark.parametrize("frame", [np.zeros((0, 0, 3), np.uint8), np.zeros((0, 5, 3), np.uint8),
+                                   np.zeros((5, 5, 3), np.float32), np.zeros((5, 5, 4), np.uint8), [[0, 0, 0]]])
+def test_a_frame_is_a_nonempty_hxwx3_uint8_array(frame) -> None:
+    with pytest.raises(UsageError, match="HxWx3 uint8"):
+        check_frame(frame)
+
+
+@pytest.mark.parametrize("box", [(5000, 5000, 20, 20), (-100, -100, 20, 20), (360, 0, 20, 20), (0, -20, 20, 20)])
+def test_a_box_outside_the_first_frame_is_refused_naming_the_frame_size(box) -> None:
+    loop = TrackerLoop(OSTRACK, fake_network())
+    with pytest.raises(UsageError, match="does not overlap the first frame \\(360x240 pixels\\)"):
+        loop.initialize(np.zeros((240, 360, 3), np.uint8), box)
+    assert check_box_in_frame((-10, -10, 20, 20), (240, 360, 3)) == (-10, -10, 20, 20)  # partly inside: fine
+
+
+@pytest.mark.parametrize("box", [(0, 0, 20000, 20000), (0, 0, 1e30, 1e30), (0, 0, 721, 10)])
+def test_a_box_far_larger_than_the_frame_is_refused(box) -> None:
+    loop = TrackerLoop(OSTRACK, fake_network())
+    with pytest.raises(UsageError, match="more than 2x the first frame \\(360x240 pixels\\)"):
+        loop.initialize(np.zeros((240, 360, 3), np.uint8), box)
+
+
+def test_a_frame_of_another_size_than_the_first_is_refused() -> None:
+    loop = TrackerLoop(OSTRACK, fake_network())
+    loop.initialize(np.zeros((240, 360, 3), np.uint8), (100, 100, 40, 40))
+    with pytest.raises(UsageError, match="a 180x120 frame after a 360x240 first frame"):
+        loop.track(np.zeros((120, 180, 3), np.uint8))
+    loop.track(np.zeros((240, 360, 3), np.uint8))  # the first frame's size still tracks
+
+
+def test_a_huge_crop_allocates_the_output_only_and_keeps_the_geometry(monkeypatch) -> None:
+    """A window far beyond the frame (a box grown during tracking) is resampled from the frame, not
+    padded to side x side (4e9 px would be ~48 EB); on a window both paths can cut they agree."""
+    yy, xx = np.mgrid[0:240, 0:360]
+    frame = np.stack([xx * 255 // 359, yy, (xx + yy) // 3], -1).astype(np.uint8)
+    huge = cut(frame, -2 * 10**9, -2 * 10**9, 4 * 10**9, 256, pad_value=(7, 8, 9))
+    assert huge.shape == (256, 256, 3) and huge.dtype == np.uint8
+    assert (huge[0, 0] == (7, 8, 9)).all()
+    window = (-300, -200, 4 * 360 + 1)  # just past the exact path
+    warped = cut(frame, *window, 256, pad_value=(7, 8, 9)).astype(int)
+    monkeypatch.setattr("zoo.tracking.EXACT_CROP_SCALE", 10**12)
+    exact = cut(frame, *window, 256, pad_value=(7, 8, 9)).astype(int)
+    assert np.abs(exact - warped).mean() < 0.5 and np.mean(np.abs(exact - warped) > 4) < 0.01
 
 
 def test_a_second_preset_is_data(catalog_copy) -> None:

@@ -28,6 +28,7 @@ from zoo.devices import DEVICE_KINDS, Device, parse_device
 from zoo.errors import UsageError
 from zoo.fileio import output_target
 from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
+from zoo.resources import check_count, resource_limit  # noqa: F401  (resource_limit: the CLI's bound, for bench)
 
 
 class AliasedOption(click.Option):
@@ -263,37 +264,17 @@ def report_options(what: str = "the rows"):
     return decorate
 
 
-#: how many threads x instances per CPU a request may ask for without --allow-oversubscribe
-OVERSUBSCRIBE = 8
-
-
-def resource_limit() -> int:
-    """The most threads (or threads x instances) a command runs without ``--allow-oversubscribe``:
-    ``OVERSUBSCRIBE`` x the CPUs this process may use."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return OVERSUBSCRIBE * max(1, cpus)
-
-
 def counts(values: tuple[str, ...] | list[str], what: str, default: tuple[str, ...] = (),
            allow_oversubscribe: bool = False) -> list[int]:
     """Whole numbers >= 1 from option values (thread counts, concurrency), each at most
     :func:`resource_limit` unless ``allow_oversubscribe``; anything else is a usage error."""
-    limit = resource_limit()
     out = []
     for value in values or default:
         try:
             n = int(value)
         except ValueError:
             raise UsageError(f"{what} must be whole numbers, got {value!r}") from None
-        if n < 1:
-            raise UsageError(f"{what} must be >= 1, got {n}")
-        if n > limit and not allow_oversubscribe:
-            raise UsageError(f"{what} {n} is more than this machine can run ({limit} = {OVERSUBSCRIBE} x "
-                             f"{limit // OVERSUBSCRIBE} CPUs); pass --allow-oversubscribe to run it anyway "
-                             "(risks exhausting memory and stalling the machine)")
+        check_count(n, what, allow_oversubscribe)
         out.append(n)
     return out
 

@@ -176,7 +176,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     distinct_outputs({"--boxes": boxes_file, "--video": video_file, "--json": json_file}, src.inputs)
     where = parse_device(device) if device else LOCAL
     tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split,
-                         device=device)
+                         device=device, allow_oversubscribe=allow_oversubscribe)
     video = _VideoOut(video_file, src.fps) if video_file is not None else None
     rows, ious = [], []
     gt = src.ground_truth
