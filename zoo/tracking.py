@@ -87,11 +87,12 @@ def crop_origin(box: XYWH, side: float, rule: str) -> tuple[float, float]:
     raise ValueError(f"unknown crop origin rule {rule!r}")
 
 
-#: a crop whose side is at most this many times the frame's longer side (or the output size) is cut
-#: exactly as OSTrack's ``sample_target`` (a padded copy, then ``cv2.resize``); a larger one (a box
-#: grown far beyond the frame) is resampled straight from the frame into the output, so no crop ever
-#: allocates more than the output plus a padded copy bounded by the frame's size
-EXACT_CROP_SCALE = 4
+#: a crop whose padded side x side x 3 copy fits in this many bytes is cut exactly as OSTrack's
+#: ``sample_target`` (a padded copy, then ``cv2.resize``: what OpenCV's TrackerVit does too, so an
+#: ``--for opencv`` artifact's check compares like with like); a larger one (a box grown far beyond
+#: the frame) is resampled straight from the frame into the output, so no crop ever allocates more
+#: than this budget plus the output (8192 x 8192 pixels)
+EXACT_CROP_BYTES = 3 * 8192 * 8192
 
 
 def cut(frame: np.ndarray, x1: int, y1: int, side: int, out_size: int, *, exclusive_edge: bool = True,
@@ -101,11 +102,11 @@ def cut(frame: np.ndarray, x1: int, y1: int, side: int, out_size: int, *, exclus
     ``sample_target``. With ``exclusive_edge`` a window reaching the right/bottom edge pads the last
     column/row instead of copying it, as ``max(x2 - W + 1, 0)`` does there. Returns HxWx3 uint8.
 
-    A window larger than :data:`EXACT_CROP_SCALE` x the frame is resampled by :func:`_warp_cut`
+    A window whose padded copy would exceed :data:`EXACT_CROP_BYTES` is resampled by :func:`_warp_cut`
     (same geometry, memory bounded by the frame and the output)."""
     H, W = frame.shape[:2]
     x1, y1, side = int(x1), int(y1), int(side)
-    if side > EXACT_CROP_SCALE * max(H, W, out_size):
+    if 3 * side * side > EXACT_CROP_BYTES:
         return _warp_cut(frame, x1, y1, side, out_size, exclusive_edge=exclusive_edge, pad_value=pad_value,
                          interpolation=interpolation)
     x2, y2 = x1 + side, y1 + side

@@ -221,9 +221,10 @@ def test_a_huge_crop_allocates_the_output_only_and_keeps_the_geometry(monkeypatc
     huge = cut(frame, -2 * 10**9, -2 * 10**9, 4 * 10**9, 256, pad_value=(7, 8, 9))
     assert huge.shape == (256, 256, 3) and huge.dtype == np.uint8
     assert (huge[0, 0] == (7, 8, 9)).all()
-    window = (-300, -200, 4 * 360 + 1)  # just past the exact path
+    window = (-300, -200, 4 * 360 + 1)
+    monkeypatch.setattr("zoo.tracking.EXACT_CROP_BYTES", 3 * (4 * 360) ** 2)  # just past the exact path
     warped = cut(frame, *window, 256, pad_value=(7, 8, 9)).astype(int)
-    monkeypatch.setattr("zoo.tracking.EXACT_CROP_SCALE", 10**12)
+    monkeypatch.setattr("zoo.tracking.EXACT_CROP_BYTES", 10**15)
     exact = cut(frame, *window, 256, pad_value=(7, 8, 9)).astype(int)
     assert np.abs(exact - warped).mean() < 0.5 and np.mean(np.abs(exact - warped) > 4) < 0.01
 
