@@ -198,3 +198,21 @@ def test_ctrl_c_during_pull_does_not_wait_for_the_transfer(release, tmp_path) ->
         elapsed, _ = signal_and_check(proc, signal.SIGINT, True, 130, "interrupted", descendants(parent), within=20)
     assert elapsed < 2.0, f"Ctrl-C took {elapsed:.1f} s: it waited for the transfer in flight"
     assert not list((tmp_path / "cache").rglob("model.onnx"))  # nothing unverified became visible
+
+
+@pytest.mark.parametrize("args", [("list",), ("track", VARIANT, "missing-folder", "--init", "1,1,2,2")])
+def test_ctrl_c_in_the_first_second_is_one_line(args) -> None:
+    """Ctrl-C while the CLI is still importing (click, rich, numpy, the commands) or just starting
+    ends as every Ctrl-C does: exit 130 and "interrupted", never an import traceback. A run that
+    finished before the signal arrived exits as it would have; one signalled before the interpreter
+    installed its handler dies of it (-2) having printed nothing."""
+    for delay in (0.1, 0.25, 0.5):
+        proc, _ = start(*args)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, f"after {delay}s:\n{err}"
+        assert proc.returncode in (130, 0, 2) or (proc.returncode == -signal.SIGINT and not err), \
+            f"after {delay}s: exit {proc.returncode}\n{err}"
+        if proc.returncode == 130:
+            assert err.strip().splitlines()[-1] == "interrupted", err

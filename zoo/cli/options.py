@@ -227,9 +227,14 @@ class Finite(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
-        if (self.lo is not None and number < self.lo) or (self.hi is not None and number > self.hi):
-            self.fail(f"{value} is not in the range {self.lo:g} to {self.hi:g}", param, ctx)
+        if self.lo is not None and number < self.lo:
+            self.fail(f"{value} is below {self.lo:g}" if self.hi is None else self._range(value), param, ctx)
+        if self.hi is not None and number > self.hi:
+            self.fail(f"{value} is above {self.hi:g}" if self.lo is None else self._range(value), param, ctx)
         return number
+
+    def _range(self, value) -> str:
+        return f"{value} is not in the range {self.lo:g} to {self.hi:g}"
 
 
 #: help of ``--artifacts`` where omitting it means the default directory
