@@ -100,6 +100,16 @@ def _open_descriptor(path: Path) -> bool:
     return False
 
 
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` is, as a message says it: "a regular file", "a directory", "a FIFO",
+    "a character device", "a block device", "a socket"."""
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def output_target(target: Path | str) -> Target:
     """How an output at ``target`` is written, the rule every writer follows (see the module's
     docstring). A symbolic link is followed to its final target (created if missing). A
@@ -121,8 +131,7 @@ def output_target(target: Path | str) -> Target:
         return Target("through", real)
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(target))
-    what = "a socket" if stat.S_ISSOCK(mode) else "a block device" if stat.S_ISBLK(mode) else "not a regular file"
-    raise OSError(errno.EINVAL, f"{what}, not replaced (outputs are regular files, character devices or FIFOs)", str(target))
+    raise OSError(errno.EINVAL, f"{file_kind(mode)}, not replaced (outputs are regular files, character devices or FIFOs)", str(target))
 
 
 def _write_through(out: Target, data: bytes | None = None, source: Path | None = None) -> None:

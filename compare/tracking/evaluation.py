@@ -155,7 +155,7 @@ def run_sequence_task(task: SequenceTask, cache: TrackerCache) -> SequenceResult
     """Run one task with a tracker from ``cache``; errors come back as text (they cross processes)."""
     try:
         tracker = cache.get(task.spec)
-        run = track_sequence(tracker, frames_of(task.sequence), task.sequence.ground_truth[0], task.sequence.name)
+        run = track_sequence(tracker, frames_of(task.sequence), task.sequence.initial_box(), task.sequence.name)
         return SequenceResult(task.id, run, pid=os.getpid())
     except UsageError as exc:
         return SequenceResult(task.id, None, str(exc), usage_error=True, pid=os.getpid())
@@ -308,9 +308,11 @@ class EvalRun:
 
 
 def check_frames(dataset: Dataset) -> None:
-    """Every sequence has its frames (at least one per ground-truth line): checked before any run."""
+    """Every sequence has its frames (at least one per ground-truth line) and a box to start from:
+    checked before any run."""
     for seq in dataset.sequences:
         sequence_frames(seq)
+        seq.initial_box()
 
 
 def run_evaluation(specs: list[TrackerSpec], dataset: Dataset, results: Path, jobs: int = 1, ray_address: str | None = None,

@@ -42,6 +42,12 @@ def test_float_options_refuse_nan_and_infinity(zoo_here, args, option):
     one_line(zoo_here(*args), 2, option)
 
 
+@pytest.mark.parametrize("option", ["--atol", "--rtol"])
+def test_a_negative_tolerance_is_refused_in_one_line(zoo_here, option) -> None:
+    """A bound with no upper limit (``Finite(0.0)``) names the bound instead of crashing on ``None``."""
+    assert "-1 is below 0" in one_line(zoo_here("compare", VARIANT, "--layers", option, "-1"), 2, option)
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_pull_timeout_must_be_finite(run, value) -> None:
     code, _, err = run("pull", "fgaf3", "--hub", "http://127.0.0.1:9", "--timeout", value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -156,3 +157,38 @@ def test_track_reports_the_iou_eval_analyze_computes(otb_folder, clip, tmp_path,
     assert sorted(reported) == list(range(1, len(truth)))
     assert [reported[k] for k in sorted(reported)] == errors.overlap[1:].tolist()
     assert data["summary"]["mean_iou"] == float(np.mean(errors.overlap[1:]))
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_special_file_as_source_is_named_for_what_it_is(tmp_path, kind, capsys) -> None:
+    """``/dev/null`` exists: "no such file" would send the user looking for a typo."""
+    source = Path("/dev/null") if kind == "device" else tmp_path / "pipe"
+    if kind == "fifo":
+        os.mkfifo(source)
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(source), "--runtime", "pytorch", "--init", "1,1,5,5")
+    expected = "a character device" if kind == "device" else "a FIFO"
+    assert code == 2 and f"is {expected}, not a video file or a folder of frames" in stderr, stderr
+
+
+def test_a_stray_text_file_does_not_make_frames_a_sequence_when_init_is_given(clip, tmp_path, capsys) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(clip.frames[:3]):
+        cv2.imwrite(str(folder / f"{k + 1:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("shot on a windy day\n")
+    init = ",".join(str(int(v)) for v in clip.ground_truth[0])
+    code, stdout, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch", "--init", init)
+    assert code == 0, stderr
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch")
+    assert code == 2 and "notes.txt" in stderr  # without --init the lone .txt is read as the ground truth
+
+
+@pytest.mark.parametrize("first", ["0,0,0,0", "10,10,20,0", "nan,1,2,3"])
+def test_an_empty_first_ground_truth_box_names_the_file(clip, tmp_path, first, capsys) -> None:
+    folder = write_sequence(clip, tmp_path, "otb")
+    gt = folder / "groundtruth_rect.txt"
+    lines = gt.read_text().splitlines()
+    gt.write_text("\n".join([first, *lines[1:]]) + "\n")
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch")
+    assert code == 2 and "groundtruth_rect.txt:1: the first ground-truth box is" in stderr.replace("\n", ""), stderr
+    assert "--init" in stderr and len(stderr.strip().splitlines()) == 1

@@ -29,6 +29,21 @@ def test_special_files_are_refused_in_one_line_not_read(tmp_path, kind) -> None:
         path.mkdir()
     else:
         os.symlink(f"/dev/{kind}", path)
-    expected = {"fifo": "is a FIFO", "zero": "is a device", "null": "is a device", "dir": "is a directory"}[kind]
+    expected = {"fifo": "is a FIFO", "zero": "is a character device", "null": "is a character device", "dir": "is a directory"}[kind]
     with pytest.raises(UsageError, match=expected):
+        read_table(path)
+
+
+def test_a_utf8_byte_order_mark_is_read_past(tmp_path) -> None:
+    """Notepad saves UTF-8 with a byte-order mark: the first box must still parse."""
+    path = tmp_path / "boxes.txt"
+    path.write_bytes(b"\xef\xbb\xbf1,2,3,4\n5,6,7,8\n")
+    assert read_table(path).tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+
+
+@pytest.mark.parametrize("encoding, name", [("utf-16", "UTF-16-LE"), ("utf-32", "UTF-32-LE")])
+def test_a_wide_encoding_is_named_by_its_byte_order_mark(tmp_path, encoding, name) -> None:
+    path = tmp_path / "boxes.txt"
+    path.write_bytes("1,2,3,4\n".encode(encoding))
+    with pytest.raises(UsageError, match=f"is {name} text .*save it as UTF-8"):
         read_table(path)

@@ -18,6 +18,7 @@ from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, 
 from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
 from zoo.devices import LOCAL, parse_device
 from zoo.errors import UsageError, ZooError
+from zoo.fileio import file_kind
 from zoo.evaluation import metrics
 from zoo.names import choose
 from zoo.tracking import check_box
@@ -61,7 +62,7 @@ class _Source:
             video = VideoFrames(path)
             self.kind, self.count, self._frames = "video", len(video), video
             self.fps = video.fps or 30.0
-        elif path.is_dir() and is_sequence_folder(path):
+        elif path.is_dir() and is_sequence_folder(path, named_only=init_box is not None):
             seq = open_sequence_folder(path)
             files = sequence_frames(seq)
             self.kind, self.count, self._frames = "sequence", len(files), (read_frame(f) for f in files)
@@ -69,15 +70,18 @@ class _Source:
             self.inputs["one of SOURCE's frames"] = files
             self.inputs["SOURCE's ground truth"] = [seq.annotation, *(path / n for n in ("full_occlusion.txt", "out_of_view.txt"))]
             if init_box is None:
-                init_box = check_box(seq.ground_truth[0]) if seq.ground_truth[0][2] > 0 else None
-                if init_box is None:
-                    raise UsageError(f"{seq.annotation}:1: the first ground-truth box is empty; give --init x,y,w,h")
+                try:
+                    init_box = seq.initial_box()
+                except UsageError as exc:
+                    raise UsageError(f"{exc}; or give --init x,y,w,h") from None
         elif path.is_dir():
             files = list_frames(frames_folder(path))
             if not files:
                 raise UsageError(f"{path}: no frames (.jpg, .png, ...) in this folder, in img/ or in imgs/")
             self.kind, self.count, self._frames = "frames", len(files), (read_frame(f) for f in files)
             self.inputs["one of SOURCE's frames"] = files
+        elif path.exists():
+            raise UsageError(f"{path}: is {file_kind(path.stat().st_mode)}, not a video file or a folder of frames")
         else:
             raise UsageError(f"{path}: no such file or folder")
         if init_box is None:

@@ -85,21 +85,27 @@ def sequence_frames(seq: Sequence) -> list[Path]:
     return frames[:len(seq)]
 
 
-def find_ground_truth(folder: Path) -> Path | None:
-    """The sequence's ground-truth file: ``groundtruth.txt``/``groundtruth_rect.txt``, else the
-    folder's only ``.txt`` file that is not a flag, language or result file; ``None`` if none."""
+def find_ground_truth(folder: Path, named_only: bool = False) -> Path | None:
+    """The sequence's ground-truth file: ``groundtruth.txt``/``groundtruth_rect.txt``, else (unless
+    ``named_only``) the folder's only ``.txt`` file that is not a flag, language or result file;
+    ``None`` if none."""
     for name in GROUND_TRUTH_FILES:
         if (folder / name).is_file():
             return folder / name
+    if named_only:
+        return None
     skip = {"full_occlusion.txt", "out_of_view.txt", "nlp.txt", "language.txt", "absent.txt"}
     candidates = [p for p in folder.glob("*.txt") if p.name not in skip and not p.name.startswith(".")]
     return candidates[0] if len(candidates) == 1 else None
 
 
-def is_sequence_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds frames and a ground-truth file (a sequence :func:`open_sequence_folder` reads)."""
+def is_sequence_folder(folder: Path, named_only: bool = False) -> bool:
+    """Whether ``folder`` holds frames and a ground-truth file (a sequence :func:`open_sequence_folder`
+    reads). ``named_only``: only a file named as ground truth counts (with a box given on the command
+    line a stray ``notes.txt`` beside the frames is not an annotation)."""
     folder = Path(folder)
-    return folder.is_dir() and find_ground_truth(folder) is not None and bool(list_frames(frames_folder(folder)))
+    return (folder.is_dir() and find_ground_truth(folder, named_only) is not None
+            and bool(list_frames(frames_folder(folder))))
 
 
 def open_sequence_folder(folder: Path) -> Sequence:

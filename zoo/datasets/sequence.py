@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -50,6 +52,17 @@ class Sequence:
 
     def __len__(self) -> int:
         return int(self.ground_truth.shape[0])
+
+    def initial_box(self) -> tuple[float, float, float, float]:
+        """The first ground-truth box (x, y, w, h), where a tracker starts; a one-line
+        :class:`UsageError` naming the annotation file when it is empty or not finite."""
+        box = tuple(float(v) for v in self.ground_truth[0]) if len(self) else ()
+        if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+            where = f"{self.annotation}:1" if self.annotation is not None else f"sequence {self.name}, frame 1"
+            shown = ",".join(f"{v:g}" for v in box) or "nothing"
+            raise UsageError(f"{where}: the first ground-truth box is {shown}: a tracker starts from a box with "
+                             "width and height > 0 there")
+        return box  # type: ignore[return-value]
 
     @property
     def absent(self) -> int:

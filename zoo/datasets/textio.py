@@ -17,10 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import UsageError
+from zoo.fileio import file_kind
 
 _SPLIT = re.compile(r"[\s,;]+")
 #: the largest annotation or result file read (LaSOT's longest sequence has ~10k lines of ~20 bytes)
 MAX_TEXT_BYTES = 64 << 20
+#: byte-order marks of encodings an annotation file is never written in (UTF-32 before UTF-16: FF FE 00 00 starts both)
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+              (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE"))
 
 
 def _read_text(path: Path) -> str:
@@ -29,16 +33,17 @@ def _read_text(path: Path) -> str:
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) \
-                else "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise UsageError(f"{path}: is {kind}, not a text file")
+            raise UsageError(f"{path}: is {file_kind(st.st_mode)}, not a text file")
         if st.st_size > MAX_TEXT_BYTES:
             raise UsageError(f"{path}: {st.st_size / 2**20:.0f} MiB is too large for an annotation file (max {MAX_TEXT_BYTES >> 20} MiB)")
         with open(path, "rb") as fh:
             data = fh.read(MAX_TEXT_BYTES + 1)
         if len(data) > MAX_TEXT_BYTES:
             raise UsageError(f"{path}: larger than {MAX_TEXT_BYTES >> 20} MiB: not an annotation file")
-        return data.decode("utf-8", errors="replace")
+        for bom, encoding in _WIDE_BOMS:
+            if data.startswith(bom):
+                raise UsageError(f"{path}: is {encoding} text (it starts with that byte-order mark); save it as UTF-8")
+        return data.decode("utf-8-sig", errors="replace")  # a UTF-8 byte-order mark (Notepad's) is dropped
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 

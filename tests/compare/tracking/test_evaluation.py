@@ -295,3 +295,17 @@ def test_workers_die_with_a_killed_run(lasot, tmp_path) -> None:
     proc.wait()
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, [p.pid for p in alive]
+
+
+def test_an_empty_first_ground_truth_box_is_refused_before_any_run(tmp_path, capsys) -> None:
+    """The tracker starts from the first ground-truth box: an empty one is named (file and line)
+    before any sequence runs, not as a nameless failure in the middle of the run."""
+    root, results = tmp_path / "otb", tmp_path / "results"
+    write_dataset(root, "otb", count=2, frames=4)
+    bad = sorted(root.glob("*/groundtruth_rect.txt"))[1]
+    lines = bad.read_text().splitlines()
+    bad.write_text("\n".join(["3,4,0,0", *lines[1:]]) + "\n")
+    code, _, stderr = run_cli(capsys, "eval", "run", "base-c128", "--dataset", "otb", "--root", str(root), "--runtime", "pytorch",
+                              "--results", str(results))
+    assert code == 2 and f"{bad}:1: the first ground-truth box is 3,4,0,0" in stderr.replace("\n", ""), stderr
+    assert not list(results.rglob("*.txt"))
