@@ -30,7 +30,7 @@ from exporters import get_exporter, get_flavour_exporter
 from exporters.base import BuildContext, Exporter, Quantization
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
-from zoo.artifacts import ArtifactKey, Status, check_bindings, check_files
+from zoo.artifacts import ArtifactKey, Status, first_problem
 from zoo.backends import REDUCED_PRECISIONS
 from zoo.calibration import make_pairs, open_source
 from zoo.catalog import Catalog
@@ -284,12 +284,9 @@ class Pipeline:
             return "--force: rebuilt"
         if manifest.build_key != build_key:
             return "weights, options or toolchain changed: rebuilt"
-        problems = check_files(dest, manifest)
-        if problems:
-            return f"existing artifact was corrupt ({problems[0]}): rebuilt"
-        problems = check_bindings(manifest, variant)
-        if problems:
-            return f"existing manifest does not match zoo.yaml ({problems[0]}): rebuilt"
+        found = first_problem(dest, manifest, variant)
+        if found is not None:
+            return f"existing artifact is unusable ({found[1]}): rebuilt"
         return None
 
     # -- build, verify, install ----------------------------------------------------------------

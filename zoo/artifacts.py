@@ -14,7 +14,7 @@ from pathlib import Path
 from zoo.backends import REFERENCE_RUNTIME, by_flavour, by_format, by_runtime
 from zoo.fileio import sha256_cached
 from zoo.layouts import shape_in
-from zoo.manifest import MANIFEST_NAME, CorruptArtifact, CorruptSplitManifest, Manifest, StaleArtifact, read_manifest
+from zoo.manifest import MANIFEST_NAME, CorruptArtifact, CorruptSplitManifest, Manifest, StaleArtifact, manifest_digest, read_manifest
 from zoo.schema import Variant
 
 #: directory suffix of a split artifact (init + track graphs), e.g. ``fgaf3/tflite-fp16-split``
@@ -175,20 +175,36 @@ def verified_manifest(artifact_dir: Path, variant: Variant) -> Manifest:
     """The manifest of ``artifact_dir`` after checking every file against it and its bindings
     against the catalog; a :class:`CorruptArtifact` naming the file and the rebuild command if not."""
     manifest = read_manifest(artifact_dir)
+    found = first_problem(artifact_dir, manifest, variant)
+    if found is not None:
+        error, problem = found
+        raise error(f"{artifact_dir}: {problem}; {rebuild_hint(manifest, artifact_dir)}")
+    return manifest
+
+
+def first_problem(artifact_dir: Path, manifest: Manifest, variant: Variant) -> tuple[type[CorruptArtifact], str] | None:
+    """What is wrong with the installed artifact ``artifact_dir`` of ``variant`` (its parsed
+    ``manifest``), first found first: other weights, a file that is missing or changed, a split
+    section that does not fit the architecture, bindings that differ from the catalog, a manifest
+    edited after export (its digest; last, so that the checks that can name a field do). ``None``
+    when it can be used; else the error class and the problem."""
     if manifest.weights_sha256 != variant.weights.sha256:
-        raise StaleArtifact(f"{artifact_dir}: built from other weights (sha256 {manifest.weights_sha256[:12]}) than the catalog's "
-                            f"{variant.name} ({variant.weights.sha256[:12]}); {rebuild_hint(manifest, artifact_dir)}")
+        return StaleArtifact, (f"built from other weights (sha256 {manifest.weights_sha256[:12]}) than the catalog's "
+                               f"{variant.name} ({variant.weights.sha256[:12]})")
     problems = check_files(artifact_dir, manifest)
     if problems:
-        raise CorruptArtifact(f"{artifact_dir}: {problems[0]}: the artifact is corrupt; {rebuild_hint(manifest, artifact_dir)}")
+        return CorruptArtifact, f"{problems[0]}: the artifact is corrupt"
     problems = check_split(manifest, variant)
     if problems:
-        raise CorruptSplitManifest(f"{artifact_dir}/{MANIFEST_NAME}: {problems[0]}; {rebuild_hint(manifest, artifact_dir)}")
+        return CorruptSplitManifest, f"{MANIFEST_NAME}: {problems[0]}"
     problems = check_bindings(manifest, variant)
     if problems:
-        raise CorruptArtifact(f"{artifact_dir}/{MANIFEST_NAME}: {problems[0]}: it does not match zoo.yaml; "
-                              f"{rebuild_hint(manifest, artifact_dir)}")
-    return manifest
+        return CorruptArtifact, f"{MANIFEST_NAME}: {problems[0]}: it does not match zoo.yaml"
+    if manifest.digest is None:
+        return CorruptArtifact, f"{MANIFEST_NAME} has no digest (written by hand or by an older zoo)"
+    if manifest.digest != manifest_digest(manifest):
+        return CorruptArtifact, f"{MANIFEST_NAME} was changed after export (its digest does not match its content)"
+    return None
 
 
 def check_split(manifest: Manifest, variant: Variant) -> list[str]:

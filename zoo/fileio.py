@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from zoo.errors import UsageError, ZooError
+
 #: (real path, size, mtime_ns, inode) -> sha256 of files hashed by this process
 _HASHES: dict[tuple[str, int, int, int], str] = {}
 _HASHES_LOCK = threading.Lock()
@@ -221,3 +223,28 @@ def os_reason(exc: OSError) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return text
     return f"{text}: {exc.filename}" if exc.filename else text
+
+
+#: errnos that mean the path itself is wrong (a usage error), not the machine's state
+PATH_ERRNOS = (errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL)
+
+
+def write_failure(what: str, where: Path | str, exc: OSError) -> ZooError:
+    """The one-line error for failing to write ``what`` at ``where``: a :class:`UsageError` when
+    the path cannot hold it (under a file, a directory in the way), else a :class:`ZooError` (full
+    disk, read-only file system, no permission), both naming ``where`` and the reason."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOTDIR:
+        reason = "a part of this path is a file, not a folder"
+    cls = UsageError if exc.errno in PATH_ERRNOS else ZooError
+    return cls(f"cannot write {what} in {where}: {reason}")
+
+
+@contextmanager
+def writing(what: str, where: Path | str) -> Iterator[None]:
+    """Run the block that writes ``what`` at ``where``; an :class:`OSError` in it becomes
+    :func:`write_failure`'s one line (naming ``where``: the error's own file may be a temporary)."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failure(what, where, exc) from None

@@ -4,10 +4,13 @@ built, how well it matched PyTorch, and its files with their sha256.
 Runners read the I/O bindings from it (catalog name -> the runtime's own tensor name, shape,
 layout), the pipeline reads the build key from it to decide whether an existing artifact can be
 reused, and the file list (sha256 + bytes) lets anyone check the artifact is intact
-(:mod:`zoo.artifacts` has the checks).
+(:mod:`zoo.artifacts` has the checks). ``digest`` is the sha256 of the manifest's own content: a
+manifest edited after export (outputs swapped, graphs pointed at other files) is refused even when
+every field still looks plausible.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal
@@ -203,6 +206,8 @@ class Manifest(_Model):
     quantization: dict | None = None
     #: split artifacts only: the init and track graphs and the template cache between them
     graphs: SplitGraphs | None = None
+    #: sha256 of every other field (:func:`manifest_digest`), written by :func:`write_manifest`
+    digest: str | None = None
 
     def binding(self, kind: Literal["inputs", "outputs"], name: str) -> TensorBinding:
         for b in getattr(self, kind):
@@ -222,22 +227,50 @@ def file_entry(root: Path, rel: str) -> FileEntry:
 
 
 def read_manifest(artifact_dir: Path) -> Manifest:
-    """Parse ``artifact_dir/manifest.json``; a missing or invalid manifest is a ZooError."""
+    """Parse ``artifact_dir/manifest.json``; a missing or invalid manifest is a ZooError (naming
+    the first offending field)."""
     path = Path(artifact_dir) / MANIFEST_NAME
     try:
         return Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise ZooError(f"no {MANIFEST_NAME} in {artifact_dir}: not an exported artifact") from None
-    except (OSError, ValueError, ValidationError) as exc:
+    except ValidationError as exc:
+        raise CorruptArtifact(f"invalid {path}: {validation_problem(exc)}") from None
+    except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         raise CorruptArtifact(f"invalid {path}: {first}") from None
 
 
-def write_manifest(artifact_dir: Path, manifest: Manifest) -> None:
-    """Write ``manifest.json`` atomically (readable by everyone, like the model files)."""
+def validation_problem(exc: ValidationError) -> str:
+    """A pydantic error as one line naming the field: ``field graphs.track.files.0: Input should be
+    a valid string (got 3)`` (and how many more problems there are)."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "(top level)"
+    got = first.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {json.dumps(got)[:60]})"
+    more = f"; and {len(errors) - 1} more" if len(errors) > 1 else ""
+    return f"field {where}: {first.get('msg', 'invalid')}{shown}{more}"
+
+
+def _content(manifest: Manifest) -> dict:
     data = manifest.model_dump(mode="json")
     if data.get("client") is None:  # plain artifacts keep the manifest they always had
         data.pop("client", None)
+    data.pop("digest", None)
+    return data
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """sha256 of the manifest's content without ``digest`` (keys sorted, compact JSON)."""
+    return hashlib.sha256(json.dumps(_content(manifest), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_manifest(artifact_dir: Path, manifest: Manifest) -> None:
+    """Write ``manifest.json`` atomically with its :func:`manifest_digest` (readable by everyone,
+    like the model files)."""
+    data = _content(manifest)
+    data["digest"] = manifest_digest(manifest)
     text = json.dumps(data, indent=2) + "\n"
     path = Path(artifact_dir) / MANIFEST_NAME
     atomic_write_bytes(path, text.encode("utf-8"))

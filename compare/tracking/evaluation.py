@@ -42,7 +42,7 @@ from zoo.datasets.frames import read_frame, sequence_frames
 from zoo.datasets.sequence import Dataset, Sequence
 from zoo.datasets.textio import RESULTS_DELIMITER, boxes_text
 from zoo.errors import ExportError, UsageError, ZooError
-from zoo.fileio import atomic_write_bytes
+from zoo.fileio import atomic_write_bytes, write_failure
 from zoo.procs import die_with_parent
 from zoo.schema import Variant
 
@@ -342,8 +342,12 @@ def folder_lock(folder: Path) -> contextlib.AbstractContextManager:
     naming the other run when it is held."""
     @contextlib.contextmanager
     def held():
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / LOCK_NAME, "a+") as fh:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fh = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            raise write_failure("results", folder, exc) from None
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -379,8 +383,12 @@ def _run_locked(specs, dataset, results, jobs, ray_address, threads, on_start, o
             outcome.errors.append(result.error or "unknown error")
             outcome.usage_error = outcome.usage_error or result.usage_error
         else:
-            written = write_run(results, dataset.name, result.run)
-            write_record(written.parent, task.sequence.name, sequence_record(records[task.spec.name], task.sequence))
+            try:
+                written = write_run(results, dataset.name, result.run)
+                write_record(written.parent, task.sequence.name, sequence_record(records[task.spec.name], task.sequence))
+            except OSError as exc:  # a full disk, a folder made read-only meanwhile: the run stops here
+                raise write_failure(f"{task.sequence.name}'s results", result_folder(results, task.spec.name, dataset.name),
+                                    exc) from None
             summary.sequences += 1
             summary.frames += result.run.frames
             summary.network_s += float(result.run.network_s[1:].sum())

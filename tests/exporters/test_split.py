@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +21,8 @@ from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS, VARIANTS
 from tests.helpers.split import SPLIT_PRECISIONS
 from tests.helpers.tracking import run_cli
 from zoo.backends import FORMATS, offered
-from zoo.datasets.synthetic import make_sequence
-from zoo.manifest import MANIFEST_NAME, CorruptSplitManifest, read_manifest
+from zoo.datasets.synthetic import make_sequence, write_sequence
+from zoo.manifest import MANIFEST_NAME, CorruptArtifact, CorruptSplitManifest, read_manifest
 from zoo.models.fold import fold_batchnorm
 from zoo.models.fusion import BLOCK_DESIGNS
 from zoo.models.split import cache_kind, cache_tensors, split_model
@@ -301,3 +302,51 @@ def test_profile_split_times_the_track_graph(onnx_pair_dir, tmp_path, capsys) ->
     track = split_figures(variant).track
     assert macs == {part: f.macs for part, f in track.parts.items()}
     assert sum(macs.values()) < split_figures(variant).full.macs
+
+
+def _edited_split_copy(split_exported, tmp_path, edit) -> Path:
+    src = split_exported.path("fgaf3", "onnx")
+    dest = tmp_path / "fgaf3" / src.name
+    shutil.copytree(src, dest)
+    data = json.loads((dest / MANIFEST_NAME).read_text())
+    edit(data)
+    (dest / MANIFEST_NAME).write_text(json.dumps(data))
+    return dest
+
+
+def _swap_size_and_offset(data) -> None:
+    outputs = {b["name"]: b for b in data["graphs"]["track"]["outputs"]}
+    outputs["size"]["runtime_name"], outputs["offset"]["runtime_name"] = outputs["offset"]["runtime_name"], outputs["size"]["runtime_name"]
+
+
+def _swap_graph_files(data) -> None:
+    g = data["graphs"]
+    g["init"]["files"], g["track"]["files"] = g["track"]["files"], g["init"]["files"]
+
+
+@pytest.mark.parametrize("edit", [_swap_size_and_offset, _swap_graph_files], ids=["size-offset-swapped", "graphs-swapped"])
+def test_a_plausible_edit_of_a_split_manifest_is_refused_everywhere(split_exported, tmp_path, capsys, edit) -> None:
+    """Every field of these edits still fits the architecture (both maps are 1x2x16x16; both files
+    exist), so only the manifest's digest can tell: ``track --split`` and ``compare --layers --split``
+    refuse it in one line (before: boxes from swapped maps, or an internal error), export rebuilds it."""
+    dest = _edited_split_copy(split_exported, tmp_path, edit)
+    folder = write_sequence(make_sequence("Split", frames=3), tmp_path / "seq", "otb")
+    for args in (("track", "fgaf3", str(folder), "--runtime", "onnxruntime", "--split"),
+                 ("compare", "fgaf3", "--layers", "--split", "--runtime", "onnxruntime", "--samples", "1")):
+        code, _, stderr = run_cli(capsys, *args, "--artifacts", str(tmp_path))
+        errors = [line for line in stderr.splitlines() if line.startswith("error")]  # other lines: progress
+        assert code == 1 and len(errors) == 1 and errors[0] == stderr.strip().splitlines()[-1] and "Traceback" not in stderr, stderr
+        assert "manifest.json was changed after export" in errors[0] and "--split" in errors[0] and "--force" in errors[0]
+    with pytest.raises(CorruptArtifact, match="digest"):
+        open_artifact(dest, CATALOG.get("fgaf3"))
+    code, stdout, stderr = run_cli(capsys, "export", "fgaf3", "--to", "onnx", "--split", "--artifacts", str(tmp_path), "--json", "-")
+    assert code == 0, stderr
+    (row,) = json.loads(stdout)
+    assert row["status"] == "rebuilt" and "changed after export" in row["note"]
+    open_artifact(dest, CATALOG.get("fgaf3"))  # usable again
+
+
+def test_a_bad_manifest_field_is_named(split_exported, tmp_path) -> None:
+    dest = _edited_split_copy(split_exported, tmp_path, lambda d: d["graphs"]["track"].update(files=[3]))
+    with pytest.raises(CorruptArtifact, match=r"field graphs\.track\.files\.0: Input should be a valid string \(got 3\)"):
+        open_artifact(dest, CATALOG.get("fgaf3"))

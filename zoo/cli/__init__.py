@@ -20,6 +20,7 @@ from zoo.cli.output import err
 from zoo.cli.profile_cmd import profile_cmd
 from zoo.cli.track_cmd import track_cmd
 from zoo.errors import ZooError
+from zoo.fileio import PATH_ERRNOS
 from zoo.procs import Interrupted, interrupt_handlers
 from zoo.version import __version__
 
@@ -75,6 +76,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err().print("interrupted")
         sys.exit(130)
+    except OSError as exc:  # the machine's answer on a path no writer named (each writer names its own)
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        reason = exc.strerror or type(exc).__name__
+        err().print(f"[bold red]error:[/] {escape(f'{exc.filename}: {reason}' if exc.filename else reason)}",
+                    highlight=False, soft_wrap=True)
+        sys.exit(2 if exc.errno in PATH_ERRNOS else 1)
     except Exception as exc:  # a bug: one line unless ZOO_DEBUG asks for the traceback
         if os.environ.get("ZOO_DEBUG"):
             raise

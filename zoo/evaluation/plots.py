@@ -11,7 +11,7 @@ import numpy as np
 
 from zoo.evaluation import metrics
 from zoo.evaluation.analyze import Evaluation
-from zoo.fileio import atomic_path
+from zoo.fileio import atomic_path, writing
 
 # pytracking's plot colours (plot_results.get_plot_draw_styles), then the same with dashes.
 _COLORS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0),
@@ -37,13 +37,14 @@ def _figure(width: float = 7.0, height: float = 5.5):
 
 
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"{stem}.{ext}"
-        with atomic_path(path, suffix=f".{ext}") as tmp:  # the one output rule (zoo.fileio)
-            fig.savefig(tmp, dpi=150 if ext == "png" else None, format=ext)
-        paths.append(path)
+    with writing("plots", out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for ext in ("png", "pdf"):
+            path = out_dir / f"{stem}.{ext}"
+            with atomic_path(path, suffix=f".{ext}") as tmp:  # the one output rule (zoo.fileio)
+                fig.savefig(tmp, dpi=150 if ext == "png" else None, format=ext)
+            paths.append(path)
     return paths
 
 
