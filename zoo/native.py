@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
+import tempfile
 import threading
 
 _FDS_LOCK = threading.Lock()
@@ -59,3 +61,55 @@ def captured_output(buf: io.StringIO):
     its build log). Captures take turns across threads: the swap is process-wide."""
     with _CAPTURE_LOCK, contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         yield buf
+
+
+#: ffmpeg's ``[mov,mp4,m4a,3gp,3g2,mj2 @ 0x5578bec67500] `` line prefix
+_AV_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
+
+
+class NativeLines:
+    """What a C library printed on stderr during a :func:`native_stderr` block (after it ends)."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    @property
+    def first(self) -> str | None:
+        """The first line without ffmpeg's ``[demuxer @ 0x...]`` prefix (None when nothing was printed)."""
+        return _AV_PREFIX.sub("", self.lines[0]).strip() if self.lines else None
+
+
+@contextlib.contextmanager
+def native_stderr(limit: int = 1 << 20):
+    """C-level stderr (fd 2: ffmpeg's and libjpeg's messages) into a temporary file for the block;
+    the yielded :class:`NativeLines` holds its first ``limit`` bytes as lines afterwards, for the
+    caller to summarise in one line. Inside a :func:`native_quiet` block it captures nothing (the
+    output already goes nowhere); blocks of either kind may start inside it."""
+    result = NativeLines()
+    sink = None
+    with _FDS_LOCK:
+        sys.stderr.flush()
+        if _SILENCED.get(2, (0, -1, -1))[0] == 0:
+            sink = tempfile.TemporaryFile()
+            saved, target = os.dup(2), os.dup(sink.fileno())
+            os.dup2(target, 2)
+            _SILENCED[2] = (1, saved, target)
+        else:
+            depth, saved, target = _SILENCED[2]
+            _SILENCED[2] = (depth + 1, saved, target)
+    try:
+        yield result
+    finally:
+        with _FDS_LOCK:
+            depth, saved, target = _SILENCED[2]
+            if depth == 1:
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(target)
+                del _SILENCED[2]
+            else:
+                _SILENCED[2] = (depth - 1, saved, target)
+        if sink is not None:
+            sink.seek(0)
+            result.lines = [line for line in sink.read(limit).decode("utf-8", "replace").splitlines() if line.strip()]
+            sink.close()

@@ -212,3 +212,14 @@ def test_devices_take_any_number_of_outputs(tmp_path) -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+@pytest.mark.parametrize("ro", [True, False], ids=["read-only", "full"])
+def test_plots_that_cannot_be_written_are_one_line(run, tmpfs, ro) -> None:  # noqa: F811 (fixture)
+    """``eval analyze --plot DIR`` on a read-only or a full file system (before: "internal error:
+    OSError"): one line naming the folder and the reason, exit 1, the tables still printed."""
+    where = tmpfs("plots", size="16k", ro=ro) / "plots"
+    code, _, err = run(*ANALYZE, "--plot", str(where))
+    line = error_line(err)
+    assert code == 1 and f"cannot write plots in {where}" in line, err
+    assert ("Read-only file system" if ro else "No space left on device") in line and "internal error" not in err

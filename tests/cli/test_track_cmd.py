@@ -192,3 +192,47 @@ def test_an_empty_first_ground_truth_box_names_the_file(clip, tmp_path, first, c
     code, _, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch")
     assert code == 2 and "groundtruth_rect.txt:1: the first ground-truth box is" in stderr.replace("\n", ""), stderr
     assert "--init" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def _damaged_copy(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    for k in range(2000, len(damaged) - 2000, 97):  # flip bits inside the coded frames, not the container
+        damaged[k] ^= 0x5A
+    return bytes(damaged)
+
+
+def test_a_damaged_or_cut_video_is_one_line_not_ffmpegs_dozens(clip, tmp_path, capfd) -> None:
+    """ffmpeg prints two lines per damaged macroblock from its own threads, and "moov atom not
+    found" before VideoCapture fails: the command says one line of its own instead (fd 2 checked)."""
+    good = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(good), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for frame in clip.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    data = good.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    (tmp_path / "damaged.mp4").write_bytes(_damaged_copy(data))
+    init = ",".join(str(int(v)) for v in clip.ground_truth[0])
+    code, _, stderr = run_cli(capfd, "track", "base-c128", str(tmp_path / "cut.mp4"), "--runtime", "pytorch", "--init", init)
+    assert code == 2 and stderr.strip().splitlines() == [f"error: {tmp_path / 'cut.mp4'}: cannot open as a video (ffmpeg: moov atom not found)"]
+    code, _, stderr = run_cli(capfd, "track", "base-c128", str(tmp_path / "damaged.mp4"), "--runtime", "pytorch", "--init", init)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 0 and not [line for line in lines if line.startswith("[")], stderr  # no "[mpeg4 @ 0x...]" line
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert "the decoder reported damage in" in warning and "damaged.mp4: frame " in warning
+
+
+def test_a_jpeg_libjpeg_complains_about_is_tracked_with_one_warning(clip, tmp_path, capfd) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(clip.frames[:3]):
+        data = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))[1].tobytes()
+        if k == 1:  # cut short, then ended: it decodes (grey at the bottom), and libjpeg warns on stderr
+            data = data[: len(data) * 9 // 10] + b"\xff\xd9"
+        (folder / f"{k + 1:04d}.jpg").write_bytes(data)
+    init = ",".join(str(int(v)) for v in clip.ground_truth[0])
+    code, _, stderr = run_cli(capfd, "track", "base-c128", str(folder), "--runtime", "pytorch", "--init", init)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 0 and not [line for line in lines if line.startswith("Corrupt JPEG")], stderr
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert "damage in 1 frame of" in warning and "0002.jpg: Corrupt JPEG data" in warning

@@ -13,7 +13,7 @@ from zoo.api import Tracker as ApiTracker
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, distinct_outputs,
                              oversubscribe_option)
-from zoo.cli.output import Column, out, progress_bar, rich_table, to_json, write_text
+from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_json, write_text
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
 from zoo.devices import LOCAL, parse_device
@@ -57,15 +57,18 @@ class _Source:
         self.ground_truth: np.ndarray | None = None
         self.fps = 30.0
         self.inputs: dict[str, list[Path]] = {"SOURCE": [path]}
+        #: what the decoders said about damaged frames (libjpeg, ffmpeg), summarised in one line
+        self.notes: list[str] = []
         init_box = parse_box(init) if init else None
         if path.is_file():
             video = VideoFrames(path)
             self.kind, self.count, self._frames = "video", len(video), video
+            self.notes = video.notes
             self.fps = video.fps or 30.0
         elif path.is_dir() and is_sequence_folder(path, named_only=init_box is not None):
             seq = open_sequence_folder(path)
             files = sequence_frames(seq)
-            self.kind, self.count, self._frames = "sequence", len(files), (read_frame(f) for f in files)
+            self.kind, self.count, self._frames = "sequence", len(files), (read_frame(f, self.notes) for f in files)
             self.ground_truth = seq.ground_truth
             self.inputs["one of SOURCE's frames"] = files
             self.inputs["SOURCE's ground truth"] = [seq.annotation, *(path / n for n in ("full_occlusion.txt", "out_of_view.txt"))]
@@ -78,7 +81,7 @@ class _Source:
             files = list_frames(frames_folder(path))
             if not files:
                 raise UsageError(f"{path}: no frames (.jpg, .png, ...) in this folder, in img/ or in imgs/")
-            self.kind, self.count, self._frames = "frames", len(files), (read_frame(f) for f in files)
+            self.kind, self.count, self._frames = "frames", len(files), (read_frame(f, self.notes) for f in files)
             self.inputs["one of SOURCE's frames"] = files
         elif path.exists():
             raise UsageError(f"{path}: is {file_kind(path.stat().st_mode)}, not a video file or a folder of frames")
@@ -225,6 +228,10 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
             console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5 "
                           f"(the catalog's reference weights are untrained unless registered: this checks the pipeline, not skill)",
                           markup=False, highlight=False, soft_wrap=True)
+        if src.notes:
+            more = f" (and {len(src.notes) - 1} more)" if len(src.notes) > 1 else ""
+            err().print(f"warning: the decoder reported damage in {len(src.notes)} frame{'s' if len(src.notes) > 1 else ''} "
+                        f"of {source}: {src.notes[0]}{more}", markup=False, highlight=False, soft_wrap=True)
         if json_file is not None:
             write_text(json_file, to_json({"tracker": tracker.name, "source": str(source), "kind": src.kind,
                                            "init": list(src.init_box), "summary": summary, "frames": rows}))

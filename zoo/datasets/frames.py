@@ -12,6 +12,7 @@ Frames are sorted by name with numbers compared as numbers (``frame2`` before ``
 """
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from zoo.datasets.layouts import read_language
 from zoo.datasets.sequence import Sequence
 from zoo.datasets.textio import read_flags, read_table
 from zoo.errors import UsageError
+from zoo.native import native_stderr
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: ground-truth file names of the layouts zoo reads, in the order they are looked for
@@ -47,14 +49,19 @@ def list_frames(folder: Path) -> list[Path]:
     return sorted((p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")), key=natural_key)
 
 
-def read_frame(path: Path) -> np.ndarray:
+def read_frame(path: Path, notes: list[str] | None = None) -> np.ndarray:
     """The image at ``path`` as ``H x W x 3`` uint8 RGB (grey images are expanded); an unreadable
-    or missing file is a :class:`UsageError` naming it."""
+    or missing file is a :class:`UsageError` naming it. What the decoder prints (libjpeg's "Corrupt
+    JPEG data: ...") never reaches the terminal: it is appended to ``notes`` as ``"path: message"``
+    when given, for the caller's one-line summary."""
     data = None
     try:
         raw = np.fromfile(str(path), dtype=np.uint8)
         if raw.size:
-            data = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+            with native_stderr() as said:
+                data = cv2.imdecode(raw, cv2.IMREAD_COLOR)
+            if said.first and notes is not None:
+                notes.append(f"{path.name}: {said.first}")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read frame: {exc.strerror or exc}") from None
     if data is None:
@@ -140,11 +147,16 @@ class VideoFrames:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        #: what ffmpeg printed while decoding (damaged frames), one ``"frame N: message"`` per frame
+        self.notes: list[str] = []
         if not self.path.is_file():
             raise UsageError(f"{self.path}: no such video file")
-        capture = cv2.VideoCapture(str(self.path))
-        if not capture.isOpened():
-            raise UsageError(f"{self.path}: cannot open as a video (cv2.VideoCapture)")
+        with native_stderr() as said:
+            capture = cv2.VideoCapture(str(self.path))
+            opened = capture.isOpened()
+        if not opened:
+            why = f"ffmpeg: {said.first}" if said.first else "cv2.VideoCapture"
+            raise UsageError(f"{self.path}: cannot open as a video ({why})")
         self.count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         capture.release()
@@ -153,10 +165,15 @@ class VideoFrames:
         return self.count
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        capture = cv2.VideoCapture(str(self.path))
+        with native_stderr():  # one decoding thread: ffmpeg then reports a damaged frame inside read(), where
+            # it is caught, not later from its own threads onto the terminal (nor competes with the runtime's threads)
+            capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
         try:
-            while True:
-                ok, frame = capture.read()
+            for index in itertools.count(1):
+                with native_stderr() as said:
+                    ok, frame = capture.read()
+                if said.first:
+                    self.notes.append(f"frame {index}: {said.first}")
                 if not ok:
                     break
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

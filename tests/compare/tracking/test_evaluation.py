@@ -22,6 +22,7 @@ import pytest
 from compare.tracking.evaluation import folder_lock, run_evaluation, tracker_specs
 from compare.tracking.run_record import RECORD_SUFFIX
 from tests.helpers.catalog import CATALOG, REPO
+from tests.helpers.mounts import tmpfs  # noqa: F401 (fixture)
 from tests.helpers.tracking import run_cli
 from zoo.datasets import load_dataset
 from zoo.datasets.frames import open_sequence_folder, read_frame, sequence_frames
@@ -309,3 +310,26 @@ def test_an_empty_first_ground_truth_box_is_refused_before_any_run(tmp_path, cap
                               "--results", str(results))
     assert code == 2 and f"{bad}:1: the first ground-truth box is 3,4,0,0" in stderr.replace("\n", ""), stderr
     assert not list(results.rglob("*.txt"))
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "read_only", "full"])
+def test_results_that_cannot_be_written_are_one_line_naming_the_folder(tmp_path, capsys, tmpfs, case) -> None:
+    """A results path under a file (exit 2), a results folder on a file system made read-only after
+    a first run, a full disk (exit 1): one line naming the results folder, never "internal error"."""
+    root = tmp_path / "otb"
+    write_dataset(root, "otb", count=2, frames=4)
+    run = ("eval", "run", "base-c128", "--dataset", "otb", "--root", str(root), "--runtime", "pytorch")
+    if case == "under_a_file":
+        (tmp_path / "afile").write_text("")
+        results, code_wanted, reason = tmp_path / "afile" / "results", 2, "a part of this path is a file, not a folder"
+    elif case == "read_only":
+        def first_run(where: Path) -> None:
+            code, _, stderr = run_cli(capsys, *run, "--results", str(where / "results"), "--sequences", "Synthetic1")
+            assert code == 0, stderr
+        results, code_wanted, reason = tmpfs("ro", size="1m", populate=first_run, ro=True) / "results", 1, "Read-only file system"
+    else:
+        results, code_wanted, reason = tmpfs("full", size="12k") / "results", 1, "No space left on device"
+    code, _, stderr = run_cli(capsys, *run, "--results", str(results))
+    last = stderr.strip().splitlines()[-1]
+    assert code == code_wanted and last.startswith("error: cannot write") and reason in last, stderr
+    assert str(results / "base-c128@pytorch-fp32" / "otb") in stderr.replace("\n", "") and "internal error" not in stderr
