@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 
 from compare.provision import ensure, runtime_keys
+from compare.tracking.ray_address import check_reachable, parse_ray_address
 from compare.tracking.run_record import is_finished, sequence_record, spec_record, write_record
 from compare.tracking.tracker import SequenceRun, Tracker, TrackerSpec, track_sequence
 from zoo.artifacts import Status
@@ -43,6 +44,7 @@ from zoo.datasets.sequence import Dataset, Sequence
 from zoo.datasets.textio import RESULTS_DELIMITER, boxes_text
 from zoo.errors import ExportError, UsageError, ZooError
 from zoo.fileio import atomic_write_bytes, write_failure
+from zoo.native import native_stderr
 from zoo.procs import die_with_parent
 from zoo.schema import Variant
 
@@ -239,16 +241,20 @@ def ray_module():
 def connect_ray(address: str, cpus: int | None = None):
     """Connect to a Ray cluster (``auto``, ``ray://host:port``, ``host:port``) or start a local one
     (``local``, with ``cpus`` CPUs); an already initialised Ray in this process is used as is."""
+    parsed = parse_ray_address(address)
     ray = ray_module()
     if ray.is_initialized():
         return ray
+    check_reachable(parsed)
     try:
-        if address == "local":
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        with native_stderr() as said:  # Ray's C++ client logs gcs_client retries on fd 2
+            if parsed.kind == "local":
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=parsed.text, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ZooError(f"cannot connect to Ray at {address!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        detail = str(exc).splitlines()[0] if str(exc) else (said.first or type(exc).__name__)
+        raise ZooError(f"cannot connect to Ray at {address!r}: {detail}") from None
     return ray
 
 

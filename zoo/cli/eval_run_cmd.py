@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from compare.tracking.evaluation import run_evaluation, tracker_specs
+from compare.tracking.ray_address import check_reachable, parse_ray_address
 from zoo.artifacts import default_out_dir
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
@@ -67,6 +68,8 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
     (threads_n,) = counts([threads], "--threads", allow_oversubscribe=allow_oversubscribe)
     (jobs_n,) = counts([jobs], "--jobs", allow_oversubscribe=allow_oversubscribe)
     counts([str(jobs_n * threads_n)], "--jobs x --threads", allow_oversubscribe=allow_oversubscribe)
+    if ray_address is not None:  # its form (exit 2) and that a head listens (exit 1), before any work
+        check_reachable(parse_ray_address(ray_address))
     if preset is not None:
         for v in chosen:
             catalog.preset_name(v, preset)
