@@ -248,3 +248,19 @@ def writing(what: str, where: Path | str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise write_failure(what, where, exc) from None
+
+
+#: picture formats a ``--plot FILE`` may name (matplotlib writes each natively)
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def plot_format(path: Path | str) -> str:
+    """The picture format ``path``'s suffix names (``png`` for ``-`` and for a device or FIFO
+    without one); a :class:`UsageError` for another suffix, so a ``.pdf`` never holds PNG bytes."""
+    suffix = Path(str(path)).suffix.lower().lstrip(".")
+    if not suffix and (str(path) == "-" or not Path(path).is_file() and Path(path).exists()):
+        return "png"
+    if suffix not in PLOT_FORMATS:
+        raise UsageError(f"{path}: a plot is written as {', '.join('.' + f for f in PLOT_FORMATS)}; "
+                         f"'{Path(str(path)).suffix or '(no suffix)'}' is none of them")
+    return suffix

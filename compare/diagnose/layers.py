@@ -41,7 +41,7 @@ from zoo.backends import by_runtime
 from zoo.catalog import Catalog
 from zoo.devices import LOCAL, Device
 from zoo.errors import UsageError, ZooError
-from zoo.fileio import atomic_path, writing
+from zoo.fileio import atomic_path, plot_format, writing
 from zoo.manifest import read_manifest
 from zoo.models.fold import fold_batchnorm
 from zoo.schema import Variant
@@ -451,6 +451,6 @@ def plot_layers(reports: list[LayerReport], path, title: str | None = None) -> N
     ax.grid(alpha=0.3, which="both", axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with writing("the plot", path), atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
+    with writing("the plot", path), atomic_path(Path(path), suffix=f".{plot_format(path)}") as tmp:
+        fig.savefig(tmp, format=plot_format(path))
     plt.close(fig)

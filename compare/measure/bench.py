@@ -28,7 +28,7 @@ import numpy as np
 from compare.inputs import Pair
 from compare.measure.machine import contention, sample_clock
 from compare.measure.worker import Measurement, MeasureTask, RunnerSpec, measure
-from zoo.fileio import atomic_path, writing
+from zoo.fileio import atomic_path, plot_format, writing
 
 BASELINE = "base-c128"
 
@@ -338,6 +338,6 @@ def plot_sustained(runs: list[Sustained], path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with writing("the plot", path), atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    with writing("the plot", path), atomic_path(path, suffix=f".{plot_format(path)}") as tmp:
+        fig.savefig(tmp, format=plot_format(path))
     plt.close(fig)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from zoo import fileio
-from zoo.fileio import atomic_path, atomic_write_bytes
+from zoo.errors import UsageError
+from zoo.fileio import atomic_path, atomic_write_bytes, plot_format
 
 
 def _is_char_device(path: str) -> bool:
@@ -121,3 +122,14 @@ def test_other_special_files_and_directories_are_never_replaced(tmp_path: Path) 
     with pytest.raises(IsADirectoryError):
         atomic_write_bytes(folder, b"x")
     assert folder.is_dir()
+
+
+@pytest.mark.parametrize("name, fmt", [("a.png", "png"), ("b.PDF", "pdf"), ("c.svg", "svg"), ("-", "png")])
+def test_a_plot_is_written_in_the_format_its_suffix_names(name, fmt) -> None:
+    assert plot_format(name) == fmt
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "plot", "a.png.txt"])
+def test_a_plot_suffix_matplotlib_does_not_write_is_refused(name) -> None:
+    with pytest.raises(UsageError, match="a plot is written as .png, .pdf, .svg"):
+        plot_format(name)

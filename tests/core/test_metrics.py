@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -282,3 +283,17 @@ def test_dataset_root_layouts_and_result_names(tmp_path: Path) -> None:
     shutil.copy(DATA / "lasot-sample" / "results" / "SiamBAN" / "car-2.txt", toolkit / "CAR-2.txt")
     res = open_results(str(toolkit), "lasot", ["car-2"])
     assert res.name == "DiMP50" and res.missing(["car-2"]) == []
+
+
+def test_boxes_near_the_float_limit_are_misses_without_warnings() -> None:
+    """A result file with 1e308 boxes: IoU 0 and an infinite centre error, and no numpy
+    RuntimeWarning lines on the terminal (they are errors here)."""
+    gt = np.array([[10.0, 10.0, 20.0, 20.0]] * 2)
+    pred = np.array([[10.0, 10.0, 20.0, 20.0], [1e308, 1e308, 1e308, 1e308]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        overlaps = metrics.iou(pred, gt)
+        errors = metrics.center_error(pred, gt)
+        normalized = metrics.center_error(pred, gt, normalized=True)
+    assert overlaps.tolist() == [1.0, 0.0]
+    assert errors[0] == 0 and np.isinf(errors[1]) and np.isinf(normalized[1])

@@ -19,7 +19,7 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
 from compare.measure.timing import slowest_rows
-from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, distinct_outputs,
+from zoo.cli.options import (DEVICE_SYNTAX, PLOT_FILE, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, distinct_outputs,
                              oversubscribe_option, report_options, resource_limit)
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.devices import LOCAL, parse_device
@@ -100,8 +100,8 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
 @click.option("--split", is_flag=True, help="Also each runtime's split artifact (<runtime>-split: init graph once, "
               "track graph per frame), exported where missing: timed per frame (track graph) beside the full graph.")
 @click.option("--window", type=Finite(0.5, 3600), default=10.0, show_default=True, help="Sustained-run window (s).")
-@click.option("--plot", "plot_file", type=REPORT_FILE, default=None,
-              help="PNG of sustained fps over time [default: beside --json, else ./zoo-bench-sustained.png].")
+@click.option("--plot", "plot_file", type=PLOT_FILE, default=None,
+              help="Sustained fps over time as a picture (.png, .pdf or .svg) [default: beside --json, else ./zoo-bench-sustained.png].")
 @click.option("--device", "devices", multiple=True, metavar="DEVICE",
               help=f"Where to measure (repeatable; default: local): {DEVICE_SYNTAX}. With several, a table gives each row's "
                    "slowest device. Emulated devices give no timing.")

@@ -19,7 +19,7 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.compare_layers import run_layers
-from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, choose_devices, counts,
+from zoo.cli.options import (DEVICE_SYNTAX, PLOT_FILE, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, choose_devices, counts,
                              distinct_outputs, oversubscribe_option, report_options)
 from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
 from zoo.errors import UsageError, ZooError
@@ -145,7 +145,7 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--layers", is_flag=True,
               help="Compare every module's output (PyTorch hooks vs each runtime's intermediate tensors); name the first "
                    "layer above its allowance. No timing.")
-@click.option("--plot", type=REPORT_FILE, default=None, help="With --layers: PNG of the error per layer, one line per runtime/precision.")
+@click.option("--plot", type=PLOT_FILE, default=None, help="With --layers: the error per layer as a picture (.png, .pdf or .svg), one line per runtime/precision.")
 @click.option("--atol", type=Finite(0.0), default=None, help="With --layers: absolute allowance (default: the catalog's tolerance).")
 @click.option("--rtol", type=Finite(0.0), default=None, help="With --layers: allowance relative to each tensor's max |value| (default: the catalog's).")
 @report_options("the tables")

@@ -26,7 +26,7 @@ import click
 from zoo.cli.output import tables_to_stderr
 from zoo.devices import DEVICE_KINDS, Device, parse_device
 from zoo.errors import UsageError
-from zoo.fileio import output_target
+from zoo.fileio import output_target, plot_format
 from zoo.names import choose  # noqa: F401  (the CLI's name chooser)
 from zoo.resources import check_count, resource_limit  # noqa: F401  (resource_limit: the CLI's bound, for bench)
 
@@ -93,11 +93,18 @@ class ReportPath(click.ParamType):
 
     name = "FILE"
 
-    def __init__(self, directory_hint: str = ""):
+    def __init__(self, directory_hint: str = "", plot: bool = False):
         #: said after "PATH is a directory" (e.g. which option takes a directory instead)
         self.directory_hint = directory_hint
+        #: a picture: its suffix must name a format matplotlib writes (zoo.fileio.plot_format)
+        self.plot = plot
 
     def convert(self, value, param, ctx):
+        if self.plot and str(value).strip():
+            try:
+                plot_format(value)
+            except UsageError as exc:
+                self.fail(str(exc), param, ctx)
         if isinstance(value, Path) and str(value) == "-":
             return value
         if str(value) == "-":
@@ -209,6 +216,7 @@ class NonEmptyDir(click.ParamType):
 
 
 REPORT_FILE = ReportPath()
+PLOT_FILE = ReportPath(plot=True)
 DIR = NonEmptyDir()
 
 

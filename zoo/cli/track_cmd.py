@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 from pathlib import Path
 
 import click
@@ -181,6 +182,8 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     cv2.setNumThreads(threads_n)  # OpenCV's pool (decoding, crop resize) within the same thread budget as the runtime
     src = _Source(source, init)
     distinct_outputs({"--boxes": boxes_file, "--video": video_file, "--json": json_file}, src.inputs)
+    if video_file is not None and str(video_file) == "-" and sys.stdout.isatty():
+        raise UsageError("--video -: stdout is a terminal; redirect it (--video - > tracked.mp4, or into a player) or name a file")
     where = parse_device(device) if device else LOCAL
     tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split,
                          device=device, allow_oversubscribe=allow_oversubscribe)

@@ -44,8 +44,10 @@ def centers(boxes: np.ndarray) -> np.ndarray:
 def center_error(pred: np.ndarray, gt: np.ndarray, normalized: bool = False) -> np.ndarray:
     """Distance between centres; ``normalized`` divides each centre by the ground truth's w, h
     before the difference (pytracking's and the toolkits' order), not the difference itself."""
-    pc, gc = centers(pred), centers(gt)
-    with np.errstate(divide="ignore", invalid="ignore"):  # empty ground truth: invalid frame anyway
+    # empty ground truth: an invalid frame anyway; a box near the float limit (1e308) overflows to
+    # an infinite distance, which every threshold counts as a miss, as it is
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        pc, gc = centers(pred), centers(gt)
         if normalized:
             pc = pc / gt[:, 2:]
             gc = gc / gt[:, 2:]
@@ -75,11 +77,12 @@ def iou(pred: np.ndarray, gt: np.ndarray, *, pixels: bool = True) -> np.ndarray:
     pred = np.asarray(pred, np.float64).reshape(-1, 4)
     gt = np.asarray(gt, np.float64).reshape(-1, 4)
     one = 1.0 if pixels else 0.0
-    tl = np.maximum(pred[:, :2], gt[:, :2])
-    br = np.minimum(pred[:, :2] + pred[:, 2:] - one, gt[:, :2] + gt[:, 2:] - one)
-    side = np.clip(br - tl + one, 0.0, None)
-    inter = side[:, 0] * side[:, 1]
-    union = pred[:, 2] * pred[:, 3] + gt[:, 2] * gt[:, 3] - inter
+    with np.errstate(over="ignore", invalid="ignore"):  # a box near the float limit: an infinite union, IoU 0
+        tl = np.maximum(pred[:, :2], gt[:, :2])
+        br = np.minimum(pred[:, :2] + pred[:, 2:] - one, gt[:, :2] + gt[:, 2:] - one)
+        side = np.clip(br - tl + one, 0.0, None)
+        inter = side[:, 0] * side[:, 1]
+        union = pred[:, 2] * pred[:, 3] + gt[:, 2] * gt[:, 3] - inter
     if not pixels:
         return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):

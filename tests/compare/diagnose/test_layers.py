@@ -174,8 +174,10 @@ def test_perturbed_weight_is_the_first_divergent_layer(exported, tmp_path: Path)
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-def test_cli_layers_json_and_plot(exported, capsys, monkeypatch, tmp_path: Path) -> None:
-    report, plot = tmp_path / "layers.json", tmp_path / "layers.png"
+@pytest.mark.parametrize("suffix, magic", [("png", b"\x89PNG\r\n\x1a\n"), ("pdf", b"%PDF-")])
+def test_cli_layers_json_and_plot(exported, capsys, monkeypatch, tmp_path: Path, suffix, magic) -> None:
+    """The plot is written in the format its suffix names (before: PNG bytes in a .pdf)."""
+    report, plot = tmp_path / "layers.json", tmp_path / f"layers.{suffix}"
     code, out, err = run_main(capsys, monkeypatch, "compare", "fgaf3", "--layers", "--runtimes", "onnxruntime",
                               "--samples", "1", "--out", str(exported.out), "--json", str(report), "--plot", str(plot))
     assert code == 0, err
@@ -184,10 +186,10 @@ def test_cli_layers_json_and_plot(exported, capsys, monkeypatch, tmp_path: Path)
     assert [(s["runtime"], s["first_divergent"]) for s in data["summary"]] == [("onnxruntime", None)]
     assert all(s["coverage_pct"] >= MIN_COVERAGE_PCT for s in data["summary"])
     assert len(data["reports"][0]["layers"]) == data["summary"][0]["matched"] > 100
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.read_bytes()[:len(magic)] == magic
 
 
-@pytest.mark.parametrize("args", [("--plot", "x.png"), ("--atol", "0.1"), ("--layers", "--threads", "1"),
+@pytest.mark.parametrize("args", [("--plot", "x.png"), ("--layers", "--plot", "x.jpg"), ("--atol", "0.1"), ("--layers", "--threads", "1"),
                                   ("--layers", "--pytorch-vs-onnx"), ("--layers", "--atol", "nan")])
 def test_cli_layers_usage_errors(capsys, monkeypatch, args) -> None:
     code, out, err = run_main(capsys, monkeypatch, "compare", "fgaf3", *args)
