@@ -86,9 +86,13 @@ def fit_columns(rows: Sequence[dict], columns: Sequence[Column], width: int) -> 
     left out until the widest cells fit; text columns may still wrap."""
     cols = list(columns)
 
-    def need(cs: list[Column]) -> int:
-        return sum(max([len(c.title.split()[0]) if c.justify == "left" else len(c.title)]
-                       + [len(_cell(r.get(c.key), c.fmt)) for r in rows if c.justify != "left"] + [4]) + 3
+    def longest_word(text: str) -> int:
+        return max((len(w) for w in text.split()), default=0)
+
+    def need(cs: list[Column]) -> int:  # a text column wraps at spaces: its longest word must fit
+        return sum(max([longest_word(c.title) if c.justify == "left" else len(c.title)]
+                       + [longest_word(_cell(r.get(c.key), c.fmt)) if c.justify == "left" else len(_cell(r.get(c.key), c.fmt))
+                          for r in rows] + [4]) + 3
                    for c in cs) + 1
 
     while need(cols) > width and any(c.drop for c in cols):
