@@ -14,15 +14,15 @@ from compare.devices.connection import connect
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
 from compare.measure.ceiling import CeilingBlock, ceiling_rows
 from compare.measure.machine import machine_info
+from compare.measure.specs import macs_per_call
 from compare.measure.timing import Timing, TimingJob, slowest_rows, time_jobs, timing_rows
 from compare.measure.worker import RunnerSpec, memory_method
 from compare.parity.runtimes import RuntimeParity, compare_variant, device_rows, parity_rows, sample_rows, tracker_rows
 from compare.provision import Provisioned, ensure, runtime_keys
-from zoo.artifacts import ArtifactKey, Status, default_out_dir
+from zoo.artifacts import Status, default_out_dir
 from zoo.catalog import Catalog
 from zoo.devices import Device
 from zoo.schema import Variant
-from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
 
 #: progress callback: (stage, text) with stage one of export | parity | timing
@@ -128,10 +128,11 @@ def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: O
     timing: list[Timing] = []
     ceilings: list[CeilingBlock] = []
     if opts.runs > 0:
-        jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec.reference(v),
-                          [RunnerSpec(w.key, v, w.path) for w in usable if w.key.variant == v.name],
-                          _track_macs(v, [w.key for w in usable if w.key.variant == v.name]))
-                for v in variants]
+        jobs = []
+        for v in variants:
+            specs = [RunnerSpec(w.key, v, w.path) for w in usable if w.key.variant == v.name]
+            jobs.append(TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec.reference(v), specs,
+                                  {s.key.label: macs_per_call(s) for s in specs if s.key.split}))
         for device in (d for d in opts.devices if d.kind.timing):  # the same artifacts timed on each board
             jobs += [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], None,
                                [RunnerSpec(w.key, v, w.path, device) for w in usable if w.key.variant == v.name and not w.key.split])
@@ -159,11 +160,3 @@ def save_outputs(report: Report, path: Path) -> None:
             arrays[f"{variant}/{runtime}-{precision}/{name}"] = np.stack([o[name] for o in per_sample])
     save_npz(path, arrays)
 
-
-def _track_macs(variant: Variant, keys: list[ArtifactKey]) -> dict[str, int]:
-    """MACs per call of each split artifact's timed graph (the track graph), by runtime label."""
-    split = [k.label for k in keys if k.split]
-    if not split:
-        return {}
-    macs = split_summary(variant)["macs_total_track"]
-    return {label: macs for label in split}
