@@ -99,23 +99,23 @@ def judge(row: Spread | None, ceiling: Spread | None, pct_of_ceiling: float | No
     """
     names = [n for n, s in (("row", row), ("ceiling", ceiling)) if s is not None and s.noisy]
     noisy = " and ".join(names) or None
-    spreads = f"row spread {_pct(row)}, {precision} ceiling spread {_pct(ceiling)}"
+    r, c = _pct(row), _pct(ceiling)
     row_reason = ceiling_note = None
     if row is not None and row.noisy:
-        row_reason = f"the row is noisy: block medians {row.lo:.2f}-{row.hi:.2f} ms ({spreads})"
+        row_reason = f"noisy row: block medians {row.lo:.2f}-{row.hi:.2f} ms, spread {r} (the {precision} ceiling's {c})"
     if pct_of_ceiling is not None and pct_of_ceiling > 100:
         beyond = f"{pct_of_ceiling:.0f}% of the {precision} ceiling"
         one_block = (row is None or row.blocks < 2) and (ceiling is None or ceiling.blocks < 2)
         if one_block:
             row_reason = f"{beyond} from 1 block: the row or the ceiling is noisy (--repeats 3 tells which)"
         elif ceiling is not None and ceiling.noisy and (row is None or row.pct is None or ceiling.pct >= row.pct):
-            ceiling_note = f"{beyond}: the ceiling is noisy ({spreads})"
+            ceiling_note = f"{beyond}: noisy ceiling, spread {c} (the row's {r})"
         elif row_reason is not None:
             row_reason = f"{beyond}: {row_reason}"
         else:
-            ceiling_note = f"{beyond} with both figures steady ({spreads}): the runtime beats this ceiling's kernels"
+            ceiling_note = f"{beyond}, both steady (row {r}, ceiling {c}): the runtime beats this ceiling's kernels"
     elif ceiling is not None and ceiling.noisy:
-        ceiling_note = f"the {precision} ceiling is noisy ({spreads}): the % of ceiling is rough"
+        ceiling_note = f"noisy {precision} ceiling, spread {c} (the row's {r}): % ceil is rough"
     return Verdict(noisy, row_reason, ceiling_note)
 
 

@@ -93,7 +93,7 @@ def test_beyond_a_noisy_ceiling_the_row_stays_trusted_and_the_ceiling_is_named(m
     row = rows[("tflite", "fp32")]
     assert row.pct_of_ceiling == pytest.approx(109, abs=1) and row.ceiling_spread_pct == pytest.approx(38, abs=1)
     assert row.reliable and row.contention is None
-    assert row.noisy == "ceiling 38%" and "the ceiling is noisy" in row.ceiling_note
+    assert row.noisy == "ceiling 38%" and "noisy ceiling, spread 38%" in row.ceiling_note
     assert row.spread_pct == pytest.approx(1, abs=0.1) and row.repeats == 3 and len(row.block_median_ms) == 3
 
 
