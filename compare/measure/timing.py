@@ -171,11 +171,12 @@ def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
     measured = ceilings if ceilings is not None else []
     for n in sorted(set(threads)):
         specs = [(job, spec) for job in jobs for spec in (job.reference, *job.runtimes) if spec is not None]
-        local = {ceiling_precision(spec.key.precision) for _, spec in specs if spec.device.is_local} | {"fp32"}
+        local = {ceiling_precision(spec.key.precision) for _, spec in specs if spec.device.is_local}
         blocks: list[list[Measurement]] = [[] for _ in specs]
         here: list[CeilingBlock] = []
         for b in range(repeats):
-            here.append(measure_ceiling(b, n, local, kernels))  # beside each block, before its rows
+            if local:  # beside each block, before its rows (float32's too: every row has its sgemm figure)
+                here.append(measure_ceiling(b, n, local | {"fp32"}, kernels))
             for i in block_order(list(range(len(specs))), b):
                 job, spec = specs[i]
                 if on_block is not None:
