@@ -35,7 +35,7 @@ SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("concurrency",
 #: drop: the higher, the sooner a column leaves a narrow terminal (JSON/CSV/Markdown keep them all)
 CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left", drop=9),
                 Column("aggregate_fps", "aggregate fps", ".1f", drop=3), Column("instance_fps_median", "fps/inst", ".1f"),
-                Column("spread_pct", "±%", ".0f"), Column("interval_fps", "interval fps", justify="left", drop=8),
+                Column("spread_pct", "±%", ".0f"), Column("interval_fps", "interval fps", drop=8), Column("blocks_kept", "blocks", drop=9),
                 Column("instance_fps_worst", "worst", ".1f", drop=10), Column("slowdown_median", "slowdown med", ".2f", drop=5),
                 Column("slowdown_worst", "worst", ".2f", drop=11), Column("thread_speedup", "×1 thread", ".2f", drop=6),
                 Column("gflops", "GFLOP/s", ".0f", drop=7), Column("pct_of_ceiling", "% ceil", ".0f", drop=2),
@@ -43,7 +43,7 @@ CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"),
                 Column("contention", "unreliable", justify="left"), Column("ceiling_note", "ceiling note", justify="left", drop=12),
                 Column("pids", "pids", justify="left", drop=13), Column("error", "error", justify="left")]
 #: columns left out of the terminal table when no row has a value in them (still in JSON/CSV/Markdown)
-OPTIONAL = {"oversubscribed", "spread_pct", "interval_fps", "noisy", "contention", "ceiling_note", "error"}
+OPTIONAL = {"oversubscribed", "spread_pct", "interval_fps", "blocks_kept", "noisy", "contention", "ceiling_note", "error"}
 CEILING_COLUMNS = [
     Column("threads", "thr"), Column("precision", "prec", justify="left"), Column("kernel", "kernel", justify="left"),
     Column("gflops", "GFLOP/s", ".0f"), Column("gflops_lo", "min", ".0f"), Column("gflops_hi", "max", ".0f"),
@@ -201,9 +201,11 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
         rows = bench.cell_rows(cells)
         flat = [{**{k: v for k, v in r.items() if k != "instances"}, "pids": " ".join(str(i["pid"]) for i in r["instances"])}
                 for r in rows]
-        for r in flat:  # the interval of the blocks' fps per instance, one cell
+        for r in flat:  # the interval of the blocks' fps per instance and the blocks kept, one cell each
             if r["spread_pct"] is not None:
                 r["interval_fps"] = f"{r['fps_lo']:.1f}-{r['fps_hi']:.1f}"
+            if r["repeats"] > 1:
+                r["blocks_kept"] = f"{r['repeats'] - r['blocks_left_out']}/{r['repeats']}"
         ceiling_table = ceiling_rows(ceilings, {c.precision for c in cells if c.device == "local"})
         scaling = bench.scaling_rows(cells, {v.name: _fusion_share(v) for v in selected})
         tables["cells"] = (flat, CELL_COLUMNS)

@@ -79,7 +79,8 @@ TIMING_COLUMNS = [
     Column("oversubscribed", "oversub", justify="left", drop=6),
     Column("median_ms", "ms", ".2f"),
     Column("spread_pct", "±%", ".0f"),
-    Column("interval_ms", "interval ms", justify="left", drop=9),
+    Column("interval_ms", "interval ms", drop=9),
+    Column("blocks_kept", "blocks", drop=6),
     Column("p90_ms", "p90", ".2f", drop=14),
     Column("p99_ms", "p99", ".2f", drop=15),
     Column("min_ms", "min", ".2f", drop=13),
@@ -109,7 +110,7 @@ SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("slowest_devic
                    Column("fps", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio", "spread_pct", "interval_ms", "noisy", "ceiling_note"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
+OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio", "spread_pct", "interval_ms", "blocks_kept", "noisy", "ceiling_note"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
 TABLES = {"parity": PARITY_COLUMNS, "devices": DEVICE_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS,
           "ceilings": CEILING_COLUMNS, "slowest": SLOWEST_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
@@ -213,9 +214,11 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
                    out=out_dir or default_out_dir(), jobs=jobs, split=split, devices=device_list)
     report = _run_with_progress(catalog, selected, opts)
     tables = report.rows()
-    for r in tables["timing"]:  # the interval of the block medians, one cell
+    for r in tables["timing"]:  # the interval of the block medians and the blocks kept, one cell each
         if r.get("spread_pct") is not None:
             r["interval_ms"] = f"{r['median_lo_ms']:.2f}-{r['median_hi_ms']:.2f}"
+        if r.get("repeats", 1) > 1:
+            r["blocks_kept"] = f"{r['repeats'] - r['blocks_left_out']}/{r['repeats']}"
     title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
     out().print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
     if tables["devices"]:
