@@ -72,7 +72,7 @@ def kept_blocks(contended: list[bool]) -> tuple[list[int], int]:
 
 
 def _pct(s: Spread | None) -> str:
-    return "?" if s is None or s.pct is None else f"{s.pct:.0f}%"
+    return "n/a" if s is None or s.pct is None else f"{s.pct:.0f}%"
 
 
 @dataclass(frozen=True)
@@ -102,20 +102,20 @@ def judge(row: Spread | None, ceiling: Spread | None, pct_of_ceiling: float | No
     r, c = _pct(row), _pct(ceiling)
     row_reason = ceiling_note = None
     if row is not None and row.noisy:
-        row_reason = f"noisy row: block medians {row.lo:.2f}-{row.hi:.2f} ms, spread {r} (the {precision} ceiling's {c})"
+        row_reason = f"noisy row: block medians {row.lo:.2f}-{row.hi:.2f} ms, spread {r} (the {precision} ceiling's: {c})"
     if pct_of_ceiling is not None and pct_of_ceiling > 100:
         beyond = f"{pct_of_ceiling:.0f}% of the {precision} ceiling"
         one_block = (row is None or row.blocks < 2) and (ceiling is None or ceiling.blocks < 2)
         if one_block:
             row_reason = f"{beyond} from 1 block: the row or the ceiling is noisy (--repeats 3 tells which)"
         elif ceiling is not None and ceiling.noisy and (row is None or row.pct is None or ceiling.pct >= row.pct):
-            ceiling_note = f"{beyond}: noisy ceiling, spread {c} (the row's {r})"
+            ceiling_note = f"{beyond}: noisy ceiling, spread {c} (the row's: {r})"
         elif row_reason is not None:
             row_reason = f"{beyond}: {row_reason}"
         else:
             ceiling_note = f"{beyond}, both steady (row {r}, ceiling {c}): the runtime beats this ceiling's kernels"
     elif ceiling is not None and ceiling.noisy:
-        ceiling_note = f"noisy {precision} ceiling, spread {c} (the row's {r}): % ceil is rough"
+        ceiling_note = f"noisy {precision} ceiling, spread {c} (the row's: {r}): % ceil is rough"
     return Verdict(noisy, row_reason, ceiling_note)
 
 

@@ -101,6 +101,10 @@ def fit_columns(rows: Sequence[dict], columns: Sequence[Column], width: int) -> 
     return cols
 
 
+#: a text cell longer than this without a space (a path, a hash) may fold; shorter names never do
+NAME_WIDTH = 24
+
+
 def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None,
                width: int | None = None) -> Table:
     """A rich table of ``rows``; columns that do not fit the console are dropped by priority
@@ -112,10 +116,12 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | Non
         title = f"{title or ''} ({hidden} column{'s' if hidden > 1 else ''} hidden at this width: see --json/--csv)".strip()
     # Text: the title, headers and cells are data (paths, tracker names), never rich markup
     table = Table(title=None if title is None else Text(title), header_style="bold")
-    for col in shown:
-        table.add_column(Text(col.title), justify=col.justify, no_wrap=col.justify != "left", overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(_cell(row.get(c.key), c.fmt)) for c in shown))
+    cells = [[_cell(row.get(c.key), c.fmt) for c in shown] for row in rows]
+    for i, col in enumerate(shown):  # text with spaces (or paths, hashes) wraps; names and figures are never squeezed
+        wraps = col.justify == "left" and any(" " in r[i] or len(r[i]) > NAME_WIDTH for r in cells)
+        table.add_column(Text(col.title), justify=col.justify, no_wrap=not wraps, overflow="fold")
+    for row in cells:
+        table.add_row(*(Text(c) for c in row))
     return table
 
 

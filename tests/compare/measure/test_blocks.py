@@ -38,13 +38,13 @@ def _s(*values: float) -> Spread:
 def test_beyond_a_noisy_ceiling_the_ceiling_is_blamed_not_the_row() -> None:
     v = judge(_s(10.0, 10.1, 10.2), _s(63.0, 87.0, 96.0), 129.0, "fp32")
     assert v.noisy == "ceiling" and v.row_reason is None
-    assert v.ceiling_note == "129% of the fp32 ceiling: noisy ceiling, spread 38% (the row's 2%)"
+    assert v.ceiling_note == "129% of the fp32 ceiling: noisy ceiling, spread 38% (the row's: 2%)"
 
 
 def test_a_noisy_row_is_blamed_and_named() -> None:
     v = judge(_s(8.0, 10.0, 9.0), _s(100.0, 101.0, 99.0), 80.0, "int8")
     assert v.noisy == "row" and v.ceiling_note is None
-    assert v.row_reason == "noisy row: block medians 8.00-10.00 ms, spread 22% (the int8 ceiling's 2%)"
+    assert v.row_reason == "noisy row: block medians 8.00-10.00 ms, spread 22% (the int8 ceiling's: 2%)"
     beyond = judge(_s(8.0, 10.0, 9.0), _s(100.0, 101.0, 99.0), 120.0, "int8")
     assert beyond.row_reason.startswith("120% of the int8 ceiling: noisy row")
     both = judge(_s(8.0, 10.0, 9.0), _s(60.0, 100.0, 90.0), 70.0, "fp32")
