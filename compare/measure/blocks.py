@@ -127,10 +127,10 @@ def noisy_label(verdict: Verdict, row: Spread | None, ceiling: Spread | None) ->
     return ", ".join(parts)
 
 
-def rate_row(row, gflops: float, latency: Spread | None, ceiling: Spread | None, kernel: str | None, precision: str) -> None:
+def rate_row(row, gflops: float, latency: Spread | None, ceiling: Spread | None, kernel: str | None, precision: str) -> Verdict:
     """Fill a timing row's (or bench cell's) ceiling and noise fields from its effective
     ``gflops``, its block latencies and its precision's ceiling, and flag it when its own figure
-    is to blame (``row.flag``). The row names: ``gflops``, ``ceiling_precision``,
+    is to blame (``row.flag``); returns the verdict. The row names: ``gflops``, ``ceiling_precision``,
     ``ceiling_gflops``, ``ceiling_kernel``, ``ceiling_spread_pct``, ``pct_of_ceiling``, ``noisy``,
     ``ceiling_note``."""
     row.gflops = gflops
@@ -142,3 +142,10 @@ def rate_row(row, gflops: float, latency: Spread | None, ceiling: Spread | None,
     row.noisy, row.ceiling_note = noisy_label(verdict, latency, ceiling), verdict.ceiling_note
     if verdict.row_reason:
         row.flag(verdict.row_reason)
+    return verdict
+
+
+def noise_only(verdict: Verdict, flagged_before: bool) -> bool:
+    """The verdict flagged a row that was trusted before only because its block medians spread
+    (no contention, nothing beyond its ceiling): the row's figure is rough, not wrong."""
+    return not flagged_before and verdict.row_reason is not None and verdict.row_reason.startswith("noisy row")

@@ -18,7 +18,8 @@ A row is flagged unreliable (``reliable`` False, ``contention`` says why) when o
 used more CPUs during its timed runs than the measurement left free in every block
 (:func:`compare.measure.machine.contention`; a contended block is left out when another block was
 clean), when its block medians are noisy, when it beats its ceiling from a single block (or with a
-noisy row beside a steady ceiling), or when its speedup is relative to an unreliable PyTorch row.
+noisy row beside a steady ceiling), or when its speedup is relative to an unreliable PyTorch row
+(one that is only noisy is named in ``noisy`` instead).
 A row beyond a *noisy* ceiling stays trusted: ``ceiling_note`` says the ceiling is to blame.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from compare.inputs import Pair
-from compare.measure.blocks import block_order, kept_blocks, rate_row, spread
+from compare.measure.blocks import Verdict, block_order, kept_blocks, noise_only, rate_row, spread
 from compare.measure.ceiling import CeilingBlock, MeasureKernels, ceiling_precision, ceiling_spread, measure_ceiling
 from compare.measure.machine import contention
 from compare.measure.worker import Measurement, MeasureTask, RunnerSpec, measure
@@ -187,19 +188,25 @@ def time_jobs(jobs: list[TimingJob], threads: list[int], warmup: int, runs: int,
         for job in jobs:
             batch = [timed[id(s)] for s in (job.reference, *job.runtimes) if s is not None]
             ref = batch[0] if job.reference is not None else None
+            rough_ref = False  # PyTorch's figure only noisy: each speedup names it instead of flagging the row
             for row in batch:
-                _rate(row, job, here, ref)
+                flagged_before = not row.reliable
+                verdict = _rate(row, job, here, ref, rough_ref)
+                if row is ref and verdict is not None:
+                    rough_ref = noise_only(verdict, flagged_before)
                 if on_row is not None:
                     on_row(row)
             rows.extend(batch)
     return rows
 
 
-def _rate(row: Timing, job: TimingJob, ceilings: list[CeilingBlock], ref: Timing | None) -> None:
+def _rate(row: Timing, job: TimingJob, ceilings: list[CeilingBlock], ref: Timing | None, rough_ref: bool) -> Verdict | None:
     """GFLOP/s, the ceiling of the row's precision (rows of this machine only: no device row is
-    judged by this machine's kernels), the verdict on noise, and the speedup vs PyTorch."""
+    judged by this machine's kernels), the verdict on noise, and the speedup vs PyTorch: relative
+    to an unreliable PyTorch row it flags the row, unless PyTorch's figure is only noisy
+    (``rough_ref``): then ``noisy`` names it."""
     if row.error is not None:
-        return
+        return None
     gflops = 2.0 * job.macs_by_runtime.get(row.runtime, job.macs_total) / (row.median_ms / 1e3) / 1e9
     row.gflops = gflops
     latency = spread(row.block_median_ms)
@@ -209,13 +216,17 @@ def _rate(row: Timing, job: TimingJob, ceilings: list[CeilingBlock], ref: Timing
             row.sgemm_gflops, row.sgemm_library, row.pct_of_sgemm = fp32.median, library, 100.0 * gflops / fp32.median
         precision = ceiling_precision(row.precision)
         ceiling, kernel = ceiling_spread(ceilings, row.threads, precision)
-        rate_row(row, gflops, latency, ceiling, kernel, precision)
+        verdict = rate_row(row, gflops, latency, ceiling, kernel, precision)
     else:
-        rate_row(row, gflops, latency, None, None, row.precision)
+        verdict = rate_row(row, gflops, latency, None, None, row.precision)
     if ref is not None and ref.error is None:
         row.speedup_vs_pytorch = ref.median_ms / row.median_ms
         if not ref.reliable and row is not ref:
-            row.flag("speedup relative to an unreliable PyTorch row")
+            if rough_ref:
+                row.noisy = ", ".join(x for x in (row.noisy, f"PyTorch {ref.spread_pct:.0f}%") if x)
+            else:
+                row.flag("speedup relative to an unreliable PyTorch row")
+    return verdict
 
 
 def timing_rows(timings: list[Timing]) -> list[dict]:

@@ -139,3 +139,19 @@ def test_a_device_row_is_judged_by_no_ceiling_of_this_machine(monkeypatch) -> No
     assert row.device == board.device.name and row.gflops > 0 and row.reliable
     assert row.ceiling_gflops is None and row.pct_of_ceiling is None and row.sgemm_gflops is None
     assert row.repeats == 2 and row.spread_pct == 0
+
+
+def test_a_noisy_pytorch_row_is_named_by_each_speedup_not_flagged_in_every_row(monkeypatch) -> None:
+    """PyTorch eager's block medians spread 12% while the runtime's hold: the speedups name the
+    noisy figure; a PyTorch row measured under load still flags every speedup."""
+    steady = [{"torch (MKL) fp32": 125.0}] * 3
+    rows, _ = _run(monkeypatch, {("pytorch", "fp32"): [_block(14.0), _block(15.9), _block(15.3)],
+                                 ("tflite", "fp32"): [_block(10.0), _block(10.1), _block(10.0)]},
+                   steady, [_spec("tflite")], repeats=3)
+    ref, row = rows[("pytorch", "fp32")], rows[("tflite", "fp32")]
+    assert not ref.reliable and ref.contention.startswith("noisy row") and ref.noisy == "row 12%"
+    assert row.reliable and row.contention is None and row.noisy == "PyTorch 12%"
+    loaded, _ = _run(monkeypatch, {("pytorch", "fp32"): [_block(20.0, busy_others=1.8)] * 2,
+                                   ("tflite", "fp32"): [_block(10.0)] * 2},
+                     steady[:2], [_spec("tflite")], repeats=2)
+    assert "speedup relative to an unreliable PyTorch row" in loaded[("tflite", "fp32")].contention
