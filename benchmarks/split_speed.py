@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's zoo, not another installed copy
 
+from compare.measure.blocks import spread
 from zoo import api
 from zoo.backends import RUNTIMES, by_runtime
 from zoo.catalog import Catalog
@@ -63,10 +64,10 @@ def measure(variant, runtime: str, out: Path, rounds: int, warmup: int, repeats:
     finally:
         full.close()
         split.close()
-    speedups = [statistics.median(b["full"]) / statistics.median(b["split"]) for b in blocks]
+    speedups = spread([statistics.median(b["full"]) / statistics.median(b["split"]) for b in blocks])
     ms = {k: statistics.median([t for b in blocks for t in b[k]]) * 1e3 for k in ("full", "split")}
-    return {"full_ms": ms["full"], "split_ms": ms["split"], "speedup": statistics.median(speedups),
-            "speedup_min": min(speedups), "speedup_max": max(speedups), "init_ms": init_ms}
+    return {"full_ms": ms["full"], "split_ms": ms["split"], "speedup": speedups.median,
+            "speedup_min": speedups.lo, "speedup_max": speedups.hi, "speedup_spread_pct": speedups.pct, "init_ms": init_ms}
 
 
 def main() -> None:

@@ -5,23 +5,24 @@ same inputs for every variant x runtime x precision, then optional timing. Retur
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from compare.devices.connection import connect
 from compare.inputs import Pair, load_pairs, save_npz, stack_pairs
+from compare.measure.ceiling import CeilingBlock, ceiling_rows
 from compare.measure.machine import machine_info
+from compare.measure.specs import macs_per_call
 from compare.measure.timing import Timing, TimingJob, slowest_rows, time_jobs, timing_rows
 from compare.measure.worker import RunnerSpec, memory_method
 from compare.parity.runtimes import RuntimeParity, compare_variant, device_rows, parity_rows, sample_rows, tracker_rows
 from compare.provision import Provisioned, ensure, runtime_keys
-from zoo.artifacts import ArtifactKey, Status, default_out_dir
+from zoo.artifacts import Status, default_out_dir
 from zoo.catalog import Catalog
 from zoo.devices import Device
 from zoo.schema import Variant
-from zoo.split_figures import split_summary
 from zoo.tracker_parity import describe_tracker_failure
 
 #: progress callback: (stage, text) with stage one of export | parity | timing
@@ -39,6 +40,8 @@ class Options:
     threads: list[int] = field(default_factory=lambda: [1, 2, 4])
     runs: int = 20  # 0: no timing
     warmup: int = 3
+    #: interleaved timing blocks (every row and the ceilings once per block)
+    repeats: int = 1
     parity_threads: int = 1
     out: Path = field(default_factory=default_out_dir)  # $ZOO_ARTIFACTS or ./artifacts
     jobs: int = 1
@@ -57,6 +60,8 @@ class Report:
     timing: list[Timing]
     inputs: dict[str, list[Pair]]  # variant -> pairs used
     outputs: dict  # (variant, runtime, precision) -> outputs per sample
+    #: the ceilings measured beside each timing block
+    ceilings: list[CeilingBlock] = field(default_factory=list)
 
     @property
     def _order(self) -> dict[str, int]:
@@ -86,6 +91,7 @@ class Report:
             "devices": device_rows(self.parity),
             "tracker": tracker_rows(self.parity),
             "timing": timing_rows(sorted(self.timing, key=lambda t: (t.device != "local", t.device, self._order[t.variant], t.threads))),
+            "ceilings": ceiling_rows(self.ceilings, {t.precision for t in self.timing if t.device == "local"}),
             "slowest": slowest_rows(timing_rows(self.timing)) if len({t.device for t in self.timing} - {"local"}) > 1 else [],
             "skipped": [{"variant": w.key.variant, "runtime": w.key.label, "precision": w.key.precision, "note": w.note}
                         for w in self.artifacts if w.status is Status.SKIPPED],
@@ -93,7 +99,8 @@ class Report:
 
     def as_json(self) -> dict:
         """Rows plus per-sample tracker figures and the machine the figures come from."""
-        return {"machine": machine_info(memory_method(), timed=True), **self.rows(), "samples": sample_rows(self.parity)}
+        return {"machine": machine_info(memory_method(), timed=True), **self.rows(), "samples": sample_rows(self.parity),
+                "ceiling_blocks": [asdict(b) for b in self.ceilings]}
 
 
 def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: OnProgress | None = None,
@@ -119,19 +126,21 @@ def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: O
                                       devices=tuple(devices),
                                       on_result=lambda r: progress("parity", f"{r.variant} {r.runtime} {r.precision} on {r.device}")))
     timing: list[Timing] = []
+    ceilings: list[CeilingBlock] = []
     if opts.runs > 0:
-        jobs = [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec.reference(v),
-                          [RunnerSpec(w.key, v, w.path) for w in usable if w.key.variant == v.name],
-                          _track_macs(v, [w.key for w in usable if w.key.variant == v.name]))
-                for v in variants]
+        jobs = []
+        for v in variants:
+            specs = [RunnerSpec(w.key, v, w.path) for w in usable if w.key.variant == v.name]
+            jobs.append(TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], RunnerSpec.reference(v), specs,
+                                  {s.key.label: macs_per_call(s) for s in specs if s.key.split}))
         for device in (d for d in opts.devices if d.kind.timing):  # the same artifacts timed on each board
             jobs += [TimingJob(v.name, v.measured.macs_total, inputs[v.name][0], None,
                                [RunnerSpec(w.key, v, w.path, device) for w in usable if w.key.variant == v.name and not w.key.split])
                      for v in variants]
-        progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))}")
-        timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs,
-                           on_row=lambda t: progress("timing", f"{t.variant} {t.runtime} {t.precision} {t.threads}T on {t.device}"))
-    return Report(artifacts, parity, timing, inputs, outputs)
+        progress("timing", f"{len(jobs)} variant(s) x threads {sorted(set(opts.threads))} x {opts.repeats} block(s)")
+        timing = time_jobs(jobs, opts.threads, opts.warmup, opts.runs, repeats=opts.repeats, ceilings=ceilings,
+                           on_block=lambda s, n, b: progress("timing", f"block {b + 1}/{opts.repeats}: {s.label} {n}T"))
+    return Report(artifacts, parity, timing, inputs, outputs, ceilings)
 
 
 def save_inputs(report: Report, path: Path) -> None:
@@ -151,11 +160,3 @@ def save_outputs(report: Report, path: Path) -> None:
             arrays[f"{variant}/{runtime}-{precision}/{name}"] = np.stack([o[name] for o in per_sample])
     save_npz(path, arrays)
 
-
-def _track_macs(variant: Variant, keys: list[ArtifactKey]) -> dict[str, int]:
-    """MACs per call of each split artifact's timed graph (the track graph), by runtime label."""
-    split = [k.label for k in keys if k.split]
-    if not split:
-        return {}
-    macs = split_summary(variant)["macs_total_track"]
-    return {label: macs for label in split}

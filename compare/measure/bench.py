@@ -6,9 +6,7 @@ Everything is measured in child processes (:mod:`compare.measure.worker`), one r
   their own instance, warm up, wait at a barrier and then all run for the same ``seconds``.
   Per instance: fps = 1000 / median latency of the runtime call; aggregate fps = their sum;
   slowdown = the single instance's fps / an instance's fps at ``c`` (median and worst).
-- a **sustained run** keeps one instance busy for ``duration`` seconds; throughput is counted per
-  ``window`` (runs that ended in it / window length) while the parent samples the CPU clock and
-  temperature where the machine exposes them.
+- a **sustained run** (:mod:`compare.measure.sustained`) keeps instances busy for ``duration`` seconds.
 - the **speed column** puts each variant's measured 1-thread fps beside the study's
   ``speed_1thread_fps``, both as ratios to ``base-c128`` (absolute figures come from different
   machines; the ratios are comparable).
@@ -18,17 +16,16 @@ Functions return dataclasses / plain rows; the CLI (:mod:`zoo.cli.bench_cmd`) dr
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from compare.inputs import Pair
-from compare.measure.machine import contention, sample_clock
+from compare.measure.blocks import block_order, kept_blocks, rate_row, spread
+from compare.measure.ceiling import CeilingBlock, MeasureKernels, ceiling_precision, ceiling_spread, measure_ceiling
+from compare.measure.machine import contention
 from compare.measure.worker import Measurement, MeasureTask, RunnerSpec, measure
-from zoo.fileio import atomic_path, plot_format, writing
 
 BASELINE = "base-c128"
 
@@ -66,14 +63,33 @@ class Cell:
     thread_speedup: float | None = None  # concurrency-1 fps / 1-thread concurrency-1 fps
     instances: list[Instance] = field(default_factory=list)
     other_cores: float | None = None  # CPUs other processes kept busy during the timed phase
-    reliable: bool = True  # False: other processes competed for the CPUs (see ``contention``)
+    reliable: bool = True  # False: other processes competed for the CPUs, or noisy (see ``contention``)
     contention: str | None = None
     error: str | None = None
     device: str = "local"  # where it ran (zoo.devices)
+    repeats: int = 1  # interleaved blocks measured
+    blocks_left_out: int = 0  # blocks under contention left out (another block was clean)
+    block_fps: list[float] = field(default_factory=list)  # fps/instance (median) of each kept block
+    fps_lo: float | None = None  # the interval of the blocks' fps/instance
+    fps_hi: float | None = None
+    spread_pct: float | None = None  # (hi - lo) / median of the blocks' latency, %; None from one block
+    gflops: float | None = None  # macs x 2 x fps/instance (median), this machine's cells only
+    ceiling_precision: str | None = None  # the ceiling of this cell's precision at its thread count
+    ceiling_gflops: float | None = None
+    ceiling_kernel: str | None = None
+    ceiling_spread_pct: float | None = None
+    pct_of_ceiling: float | None = None
+    noisy: str | None = None  # the noisy figure(s) with their spreads
+    ceiling_note: str | None = None  # why the % of ceiling is not to be trusted while the cell is
 
     @property
     def key(self) -> tuple:
         return self.variant, self.runtime, self.precision, self.device
+
+    def flag(self, reason: str) -> None:
+        """Mark the cell unreliable for ``reason`` (reasons accumulate)."""
+        self.reliable = False
+        self.contention = reason if not self.contention else f"{self.contention}; {reason}"
 
 
 def _instance(m: Measurement) -> Instance:
@@ -133,18 +149,74 @@ def fill_ratios(cells: list[Cell]) -> None:
             c.thread_speedup = c.instance_fps_median / one
 
 
+def merge_blocks(blocks: list[Cell]) -> Cell:
+    """One cell from its interleaved blocks: the figures of the kept blocks (a block under
+    contention is left out when another was clean), each instance of every block, the interval
+    and spread of the blocks' fps per instance."""
+    if len(blocks) == 1:
+        cell = blocks[0]
+        cell.block_fps = [] if cell.error else [cell.instance_fps_median]
+        return cell
+    failed = next((c for c in blocks if c.error), None)
+    first = blocks[0]
+    cell = Cell(first.variant, first.runtime, first.precision, first.threads, first.concurrency, first.oversubscribed,
+                instances=[i for c in blocks for i in c.instances], device=first.device, repeats=len(blocks))
+    if failed is not None:
+        cell.error = failed.error
+        return cell
+    kept, cell.blocks_left_out = kept_blocks([not c.reliable for c in blocks])
+    use = [blocks[i] for i in kept]
+    cell.aggregate_fps = float(np.median([c.aggregate_fps for c in use]))
+    cell.instance_fps_median = float(np.median([c.instance_fps_median for c in use]))
+    cell.instance_fps_worst = float(min(c.instance_fps_worst for c in use))
+    cell.block_fps = [c.instance_fps_median for c in use]
+    cell.fps_lo, cell.fps_hi = min(cell.block_fps), max(cell.block_fps)
+    cell.spread_pct = spread([1e3 / f for f in cell.block_fps]).pct
+    others = [c.other_cores for c in use if c.other_cores is not None]
+    cell.other_cores = max(others) if others else None
+    if all(not c.reliable for c in use):
+        cell.flag(f"{use[0].contention} (in all {len(blocks)} blocks)")
+    return cell
+
+
+def rate_cells(cells: list[Cell], macs: dict[tuple, int], ceilings: list[CeilingBlock]) -> None:
+    """GFLOP/s per instance of this machine's cells beside the ceiling of their precision at their
+    thread count, and the verdict naming the noisy figure (``macs``: per :attr:`Cell.key`)."""
+    for c in cells:
+        if c.error or c.device != "local" or c.key not in macs or not c.instance_fps_median:
+            continue
+        precision = ceiling_precision(c.precision)
+        ceiling, kernel = ceiling_spread(ceilings, c.threads, precision)
+        latency = spread([1e3 / f for f in c.block_fps]) if c.block_fps else None
+        rate_row(c, 2.0 * macs[c.key] * c.instance_fps_median / 1e9, latency, ceiling, kernel, precision)
+
+
 def run_cells(specs: list[tuple[RunnerSpec, Pair]], threads: list[int], concurrency: list[int], seconds: float,
-              warmup: int = 5, on_cell: Callable[[Cell], None] | None = None, device_options: dict | None = None) -> list[Cell]:
-    """Every spec at every thread count x concurrency (concurrency 1 is always measured)."""
-    cells = []
-    for spec, pair in specs:
-        for t in sorted(set(threads)):
-            for c in sorted(set(concurrency) | {1}):
-                cell = run_cell(spec, pair, t, c, seconds, warmup, device_options=None if spec.device.is_local else device_options)
-                cells.append(cell)
-                if on_cell is not None:
-                    on_cell(cell)
+              warmup: int = 5, on_cell: Callable[[Cell], None] | None = None, device_options: dict | None = None,
+              repeats: int = 1, macs: dict[tuple, int] | None = None, kernels: MeasureKernels | None = None,
+              ceilings: list[CeilingBlock] | None = None) -> list[Cell]:
+    """Every spec at every thread count x concurrency (concurrency 1 is always measured), in
+    ``repeats`` interleaved blocks (:mod:`compare.measure.blocks`; ``on_cell`` after each block's
+    cell). With ``macs`` (MACs per call by :attr:`Cell.key`) each block first measures the
+    ceilings of the cells' precisions at every thread count (appended to ``ceilings`` when a list
+    is given) and this machine's cells are held against them."""
+    grid = [(spec, pair, t, c) for spec, pair in specs for t in sorted(set(threads)) for c in sorted(set(concurrency) | {1})]
+    local = {ceiling_precision(spec.key.precision) for spec, _ in specs if spec.device.is_local}
+    measured = ceilings if ceilings is not None else []
+    blocks: list[list[Cell]] = [[] for _ in grid]
+    for b in range(repeats):
+        if macs and local:
+            measured.extend(measure_ceiling(b, t, local, kernels) for t in sorted(set(threads)))
+        for i in block_order(list(range(len(grid))), b):
+            spec, pair, t, c = grid[i]
+            cell = run_cell(spec, pair, t, c, seconds, warmup, device_options=None if spec.device.is_local else device_options)
+            blocks[i].append(cell)
+            if on_cell is not None:
+                on_cell(cell)
+    cells = [merge_blocks(b) for b in blocks]
     fill_ratios(cells)
+    if macs:
+        rate_cells(cells, macs, measured)
     return cells
 
 
@@ -193,151 +265,3 @@ def speed_column(cells: list[Cell], reported: dict[str, float | None]) -> list[d
         if row["measured_vs_base"] is not None and row["reported_vs_base"] is not None:
             row["ratio_agreement"] = row["measured_vs_base"] / row["reported_vs_base"]
     return rows
-
-
-# -- sustained runs ---------------------------------------------------------------------------------
-@dataclass
-class Window:
-    index: int
-    t_start_s: float  # seconds since the timed phase began
-    t_end_s: float
-    runs: int
-    fps: float  # runs that ended in the window / window length
-    median_ms: float | None
-    cpu_mhz: float | None
-    temp_c: float | None
-
-
-@dataclass
-class Sustained:
-    variant: str
-    runtime: str
-    precision: str
-    threads: int
-    duration_s: float
-    window_s: float
-    pid: int
-    runs: int
-    windows: list[Window]
-    drop_pct: float | None  # (first window fps - last) / first x 100
-    clock: str  # what the machine exposes: "cpu MHz" / "temperature" / "none"
-    error: str | None = None
-    concurrency: int = 1  # instances running at once in this measurement
-    instance: str = "1"  # 1..N, or "all": the aggregate of the N instances
-    device: str = "local"  # where it ran; a device's clock and temperature are its own
-
-
-class _ClockSampler:
-    """Samples CPU MHz and temperature every ``period`` seconds in a thread of the parent."""
-
-    def __init__(self, period: float = 1.0):
-        self.period, self.samples = period, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while True:
-            self.samples.append((time.time(), *sample_clock()))
-            if self._stop.wait(self.period):
-                return
-
-    def __enter__(self) -> "_ClockSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _mean_or_none(values: list[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
-def _windows(ends: np.ndarray, times_ms: np.ndarray, start: float, window_s: float, samples: list) -> list[Window]:
-    n_windows = max(1, int(np.floor(ends.max() / window_s + 1e-9))) if len(ends) else 1  # a ragged tail is dropped
-    windows = []
-    for k in range(n_windows):
-        lo, hi = k * window_s, (k + 1) * window_s
-        inside = (ends >= lo) & (ends < hi)
-        around = [x for x in samples if start + lo <= x[0] < start + hi]
-        windows.append(Window(k, lo, hi, int(inside.sum()), float(inside.sum()) / window_s,
-                              float(np.median(times_ms[inside])) if inside.any() else None,
-                              _mean_or_none([x[1] for x in around]), _mean_or_none([x[2] for x in around])))
-    return windows
-
-
-def _drop(windows: list[Window]) -> float | None:
-    first, last = windows[0].fps, windows[-1].fps
-    return (first - last) / first * 100 if first > 0 and len(windows) > 1 else None
-
-
-def run_sustained(spec: RunnerSpec, pair: Pair, threads: int, duration_s: float, window_s: float,
-                  warmup: int = 5, concurrency: int = 1, device_options: dict | None = None) -> list[Sustained]:
-    """``concurrency`` instances (one process each, started together) busy for ``duration_s``
-    seconds; fps, CPU clock and temperature per window for each instance, and with several
-    instances one more result, ``instance="all"``, whose windows count every instance's runs
-    (aggregate fps) on a common time axis starting at the earliest instance's start."""
-    tasks = [MeasureTask(spec, pair, threads, warmup, 1, duration_s, **(device_options or {})) for _ in range(concurrency)]
-    with _ClockSampler(min(1.0, window_s / 2)) as clock:
-        ms = measure(tasks, concurrent=concurrency > 1, timeout_s=duration_s + 600)
-    if not spec.device.is_local:  # the device's own samples (its clock, its temperature, in its time)
-        clock.samples = sorted(tuple(x) for m in ms for x in (m.samples or []))
-    base = dict(variant=spec.variant.name, runtime=spec.key.label, precision=spec.key.precision, threads=threads,
-                duration_s=duration_s, window_s=window_s, concurrency=concurrency,
-                device=ms[0].device if ms and not spec.device.is_local else spec.device.name)
-    exposed = [name for i, name in ((1, "cpu MHz"), (2, "temperature")) if any(x[i] is not None for x in clock.samples)]
-    results = []
-    for k, m in enumerate(ms, start=1):
-        if not m.ok:
-            results.append(Sustained(**base, pid=m.pid, runs=0, windows=[], drop_pct=None, clock="none", error=m.error,
-                                     instance=str(k)))
-            continue
-        windows = _windows(np.asarray(m.ends) - m.start, np.asarray(m.times_s) * 1e3, m.start, window_s, clock.samples)
-        results.append(Sustained(**base, pid=m.pid, runs=len(m.times_s), windows=windows, drop_pct=_drop(windows),
-                                 clock=", ".join(exposed) or "none", instance=str(k)))
-    ok = [m for m in ms if m.ok]
-    if concurrency > 1 and ok:
-        start = min(m.start for m in ok)
-        ends = np.concatenate([np.asarray(m.ends) - start for m in ok])
-        times = np.concatenate([np.asarray(m.times_s) * 1e3 for m in ok])
-        windows = _windows(ends, times, start, window_s, clock.samples)
-        failed = [r.error for r in results if r.error]
-        results.append(Sustained(**base, pid=0, runs=len(times), windows=windows, drop_pct=_drop(windows),
-                                 clock=", ".join(exposed) or "none", instance="all",
-                                 error=f"{len(failed)} instance(s) failed: {failed[0]}" if failed else None))
-    return results
-
-
-def window_rows(runs: list[Sustained]) -> list[dict]:
-    """One row per window of every sustained run."""
-    return [{"variant": s.variant, "runtime": s.runtime, "precision": s.precision, "device": s.device, "threads": s.threads,
-             "concurrency": s.concurrency, "instance": s.instance, **asdict(w)} for s in runs for w in s.windows]
-
-
-def plot_sustained(runs: list[Sustained], path) -> None:
-    """PNG of fps per window over time, one line per run (matplotlib, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for s in runs:
-        if s.windows:
-            ax.plot([(w.t_start_s + w.t_end_s) / 2 for w in s.windows], [w.fps for w in s.windows], marker="o",
-                    label=f"{s.variant} {s.runtime} {s.precision} {s.threads}T"
-                          + (f" ×{s.concurrency} #{s.instance}" if s.concurrency > 1 else "")
-                          + ("" if s.device == "local" else f" on {s.device}")
-                          + (f" (drop {s.drop_pct:.1f}%)" if s.drop_pct is not None else ""))
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel(f"fps per {runs[0].window_s:g} s window" if runs else "fps")
-    ax.set_title("zoo bench: sustained throughput")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with writing("the plot", path), atomic_path(path, suffix=f".{plot_format(path)}") as tmp:
-        fig.savefig(tmp, format=plot_format(path))
-    plt.close(fig)

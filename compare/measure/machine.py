@@ -77,7 +77,7 @@ def clock_source() -> str:
 
 #: how a comparison's latency figures are taken (``machine_info(timed=True)``)
 LATENCY_METHOD = "runtime call only (runner.last_inference_time), no layout conversion"
-ISOLATION_METHOD = "one process per runtime x thread count"
+ISOLATION_METHOD = "one process per runtime x thread count x block; blocks interleaved, the ceilings beside each"
 
 
 def machine_info(memory: str | None = None, *, timed: bool = False) -> dict:

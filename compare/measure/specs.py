@@ -13,6 +13,7 @@ from compare.provision import Provisioned, ensure
 from zoo.artifacts import ArtifactKey
 from zoo.catalog import Catalog
 from zoo.schema import Variant
+from zoo.split_figures import split_summary
 
 
 def runner_specs(catalog: Catalog, variants: list[Variant], runtimes: list[str], precision: str, artifacts_dir: Path,
@@ -30,3 +31,11 @@ def runner_specs(catalog: Catalog, variants: list[Variant], runtimes: list[str],
     by_name = {v.name: v for v in variants}
     specs = [RunnerSpec(p.key, by_name[p.key.variant], p.path) for p in provisioned if p.usable]
     return specs, [p for p in provisioned if not p.key.is_reference]
+
+
+def macs_per_call(spec: RunnerSpec) -> int:
+    """MACs (attention products included) of one timed call of ``spec``: the whole network, or the
+    track graph of a split artifact (its init graph runs once, outside the timed calls)."""
+    if spec.key.split:
+        return split_summary(spec.variant)["macs_total_track"]
+    return spec.variant.measured.macs_total

@@ -31,6 +31,22 @@ def test_threads_and_instances_are_bounded_by_the_machine(zoo_here, args, needle
     one_line(zoo_here(*args), 2, needle, "--allow-oversubscribe")
 
 
+@pytest.mark.parametrize("command", [("compare", VARIANT, "--runtimes", "onnxruntime"), ("bench", VARIANT, "--runtime", "pytorch")])
+@pytest.mark.parametrize("value", ["0", "-3", "21", "1000000", "x", "2.5", "nan"])
+def test_repeats_are_bounded_whole_numbers(zoo_here, command, value):
+    one_line(zoo_here(*command, "--repeats", value), 2, "--repeats", value)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("compare", VARIANT, "--layers", "--repeats", "2"), "--layers compares tensors only"),
+    (("compare", VARIANT, "--pytorch-vs-onnx", "--repeats", "2"), "--repeats repeats the timing"),
+    (("compare", VARIANT, "--runs", "0", "--repeats", "2"), "--repeats repeats the timing"),
+    (("bench", VARIANT, "--runtime", "pytorch", "--duration", "5", "--repeats", "2"), "--repeats repeats cells"),
+])
+def test_repeats_without_timing_to_repeat_are_refused(zoo_here, args, needle):
+    one_line(zoo_here(*args), 2, needle)
+
+
 @pytest.mark.parametrize("args, option", [
     (("bench", VARIANT, "--runtime", "pytorch", "--seconds", "nan"), "--seconds"),
     (("bench", VARIANT, "--runtime", "pytorch", "--duration", "nan"), "--duration"),

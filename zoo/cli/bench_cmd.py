@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from compare.measure import bench
+from compare.measure import bench, sustained
+from compare.measure.blocks import MAX_REPEATS
+from compare.measure.ceiling import GEMM_N, ceiling_rows
 from compare.measure.machine import machine_info
-from compare.measure.specs import runner_specs
+from compare.measure.specs import macs_per_call, runner_specs
 from compare.measure.worker import memory_method
 from compare.provision import choose_runtimes
 from zoo.artifacts import default_out_dir
@@ -30,16 +32,27 @@ from zoo.sample_inputs import sample_pairs
 _KEY = (*KEY_COLUMNS, Column("device", "device", justify="left"))
 SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("concurrency", "procs"), Column("slowest_device", "slowest device", justify="left"),
                    Column("instance_fps_median", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
-CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left"),
-                Column("aggregate_fps", "aggregate fps", ".1f"), Column("instance_fps_median", "fps/instance med", ".1f"),
-                Column("instance_fps_worst", "worst", ".1f"), Column("slowdown_median", "slowdown med", ".2f"),
-                Column("slowdown_worst", "worst", ".2f"), Column("thread_speedup", "×1 thread", ".2f"),
-                Column("other_cores", "other CPUs", ".1f"), Column("contention", "unreliable", justify="left"),
-                Column("pids", "pids", justify="left"), Column("error", "error", justify="left")]
-SPEED_COLUMNS = [*_KEY, Column("measured_fps", "measured fps", ".1f"), Column("reported_fps", "reported fps", "g"),
-                 Column("measured_vs_base", "measured / base-c128", ".3f"),
-                 Column("reported_vs_base", "reported / base-c128", ".3f"),
-                 Column("ratio_agreement", "measured ratio / reported ratio", ".2f")]
+#: drop: the higher, the sooner a column leaves a narrow terminal (JSON/CSV/Markdown keep them all)
+CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left", drop=9),
+                Column("aggregate_fps", "aggregate fps", ".1f", drop=3), Column("instance_fps_median", "fps/inst", ".1f"),
+                Column("spread_pct", "±%", ".0f"), Column("interval_fps", "interval fps", drop=8), Column("blocks_kept", "blocks", drop=9),
+                Column("instance_fps_worst", "worst", ".1f", drop=10), Column("slowdown_median", "slowdown med", ".2f", drop=5),
+                Column("slowdown_worst", "worst", ".2f", drop=11), Column("thread_speedup", "×1 thread", ".2f", drop=6),
+                Column("gflops", "GFLOP/s", ".0f", drop=7), Column("pct_of_ceiling", "% ceil", ".0f", drop=2),
+                Column("other_cores", "other CPUs", ".1f", drop=4), Column("noisy", "noisy", justify="left", drop=1),
+                Column("contention", "unreliable", justify="left"), Column("ceiling_note", "ceiling note", justify="left", drop=12),
+                Column("pids", "pids", justify="left", drop=13), Column("error", "error", justify="left")]
+#: columns left out of the terminal table when no row has a value in them (still in JSON/CSV/Markdown)
+OPTIONAL = {"oversubscribed", "spread_pct", "interval_fps", "blocks_kept", "noisy", "contention", "ceiling_note", "error"}
+CEILING_COLUMNS = [
+    Column("threads", "thr"), Column("precision", "prec", justify="left"), Column("kernel", "kernel", justify="left"),
+    Column("gflops", "GFLOP/s", ".0f"), Column("gflops_lo", "min", ".0f"), Column("gflops_hi", "max", ".0f"),
+    Column("spread_pct", "±%", ".0f"), Column("blocks", "blocks"),
+]
+SPEED_COLUMNS = [*_KEY, Column("measured_fps", "fps", ".1f"), Column("reported_fps", "reported", "g", drop=1),
+                 Column("measured_vs_base", "÷ base", ".3f"),
+                 Column("reported_vs_base", "rep ÷ base", ".3f"),
+                 Column("ratio_agreement", "agreement", ".2f")]
 WINDOW_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("instance", "inst", justify="left"),
                   Column("index", "window"), Column("t_start_s", "from s", ".0f"),
                   Column("t_end_s", "to s", ".0f"), Column("runs", "runs"), Column("fps", "fps", ".1f"),
@@ -54,14 +67,14 @@ SUSTAINED_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "pro
 def scaling_columns(rows: list[dict]) -> list[Column]:
     """The scaling table's columns: whatever thread counts / concurrencies the rows carry."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    cols = [*_KEY, Column("fusion_macs_pct", "fusion % MACs", ".0f")]
-    titles = {"fps": ("fps {}T", ".1f"), "speedup": ("×{}T", ".2f"),
-              "aggregate_fps": ("agg fps ×{} procs", ".1f"), "efficiency": ("eff ×{}", ".2f")}
-    for prefix, (title, fmt) in titles.items():
+    cols = [*_KEY, Column("fusion_macs_pct", "fusion % MACs", ".0f", drop=6)]
+    titles = {"fps": ("fps {}T", ".1f", 0), "speedup": ("×{}T", ".2f", 2),
+              "aggregate_fps": ("agg fps ×{} procs", ".1f", 3), "efficiency": ("eff ×{}", ".2f", 4)}
+    for prefix, (title, fmt, drop) in titles.items():
         for k in keys:
             rest = k[len(prefix) + 1:]
             if k.startswith(prefix + "_") and rest.rstrip("t").lstrip("c").isdigit():
-                cols.append(Column(k, title.format(rest.strip("tc")), fmt))
+                cols.append(Column(k, title.format(rest.strip("tc")), fmt, drop=drop))
     return cols
 
 
@@ -95,6 +108,10 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
 @click.option("--seconds", type=Finite(0.2, 3600), default=3.0, show_default=True,
               help="Timed seconds per measurement (all instances of a cell run for the same time).")
 @click.option("--warmup", type=click.IntRange(0, 10000), default=5, show_default=True, help="Untimed runs per instance first.")
+@click.option("--repeats", type=click.IntRange(1, MAX_REPEATS), default=None,
+              help=f"Interleaved blocks of cells (1-{MAX_REPEATS}, default 1): every cell and the ceilings once per block; "
+                   "cells get the spread of their blocks, a block under load is left out when another was clean, and a "
+                   "flag names the noisy figure (cell or ceiling).")
 @click.option("--duration", type=Finite(1, 86400), default=None,
               help="Sustained run instead: N instances (--concurrency) per variant x runtime x threads busy for S seconds.")
 @click.option("--split", is_flag=True, help="Also each runtime's split artifact (<runtime>-split: init graph once, "
@@ -111,7 +128,7 @@ def _specs(catalog, selected, runtimes, precision, out, split=False):
 @artifacts_option()
 @oversubscribe_option
 @report_options("the results")
-def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, duration, window, plot_file,
+def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warmup, repeats, duration, window, plot_file,
               out_dir, allow_oversubscribe, json_file, csv_file, markdown_file, split=False, devices=(), big_cores=False,
               cooldown_c=None) -> None:
     """Deployment benchmarks: thread scaling and N trackers at once (one process each), or a
@@ -135,6 +152,8 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
         raise UsageError(f"--threads {max(thread_list)} x --concurrency {max(conc_list)} = {busiest} threads is more than "
                          f"this machine can run ({resource_limit()}); pass --allow-oversubscribe to run it anyway "
                          "(risks exhausting memory and stalling the machine)")
+    if duration is not None and repeats is not None:
+        raise UsageError("--repeats repeats cells: a sustained run (--duration) is one long measurement")
     if duration is not None and window > duration:
         raise UsageError(f"--window {window:g} is longer than --duration {duration:g}")
     specs = _specs(catalog, selected, list(runtimes), precision, out_dir or default_out_dir(), split)
@@ -154,19 +173,19 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
             task = progress.add_task("sustained", total=len(jobs))
             for spec, t, c in jobs:
                 progress.update(task, description=f"sustained {spec.label} {t}T ×{c} for {duration:g} s")
-                runs += bench.run_sustained(spec, pairs[spec.variant.name], t, duration, window, warmup, concurrency=c,
+                runs += sustained.run_sustained(spec, pairs[spec.variant.name], t, duration, window, warmup, concurrency=c,
                                             device_options=None if spec.device.is_local else device_options)
                 progress.advance(task)
         summary = [{**{k: v for k, v in asdict(s).items() if k != "windows"},
                     "first_fps": s.windows[0].fps if s.windows else None,
                     "last_fps": s.windows[-1].fps if s.windows else None} for s in runs]
-        tables["windows"] = (bench.window_rows(runs), WINDOW_COLUMNS)
+        tables["windows"] = (sustained.window_rows(runs), WINDOW_COLUMNS)
         tables["sustained"] = (summary, SUSTAINED_COLUMNS)
         plot = plot_file or (Path(json_file).with_suffix(".png") if json_file and str(json_file) != "-" else Path("zoo-bench-sustained.png"))
-        bench.plot_sustained(runs, plot)
+        sustained.plot_sustained(runs, plot)
         report.update(sustained=[asdict(s) for s in runs], plot=str(plot))
     else:
-        cells_total = len(specs) * len(set(thread_list)) * len(set(conc_list) | {1})
+        cells_total = len(specs) * len(set(thread_list)) * len(set(conc_list) | {1}) * (repeats or 1)
         with progress_bar(counted=True) as progress:
             task = progress.add_task("bench", total=cells_total)
 
@@ -174,13 +193,24 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
                 progress.advance(task)
                 progress.update(task, description=f"{cell.variant} {cell.runtime} {cell.threads}T ×{cell.concurrency}")
 
+            ceilings = []
+            macs = {(s.variant.name, s.key.label, s.key.precision, s.device.name): macs_per_call(s) for s in specs}
             cells = bench.run_cells([(s, pairs[s.variant.name]) for s in specs], thread_list, conc_list, seconds,
-                                    warmup, on_cell=on_cell, device_options=device_options)
+                                    warmup, on_cell=on_cell, device_options=device_options, repeats=repeats or 1,
+                                    macs=macs, ceilings=ceilings)
         rows = bench.cell_rows(cells)
         flat = [{**{k: v for k, v in r.items() if k != "instances"}, "pids": " ".join(str(i["pid"]) for i in r["instances"])}
                 for r in rows]
+        for r in flat:  # the interval of the blocks' fps per instance and the blocks kept, one cell each
+            if r["spread_pct"] is not None:
+                r["interval_fps"] = f"{r['fps_lo']:.1f}-{r['fps_hi']:.1f}"
+            if r["repeats"] > 1:
+                r["blocks_kept"] = f"{r['repeats'] - r['blocks_left_out']}/{r['repeats']}"
+        ceiling_table = ceiling_rows(ceilings, {c.precision for c in cells if c.device == "local"})
         scaling = bench.scaling_rows(cells, {v.name: _fusion_share(v) for v in selected})
         tables["cells"] = (flat, CELL_COLUMNS)
+        if ceiling_table:
+            tables["ceilings"] = (ceiling_table, CEILING_COLUMNS)
         tables["scaling"] = (scaling, scaling_columns(scaling))
         reported = {v.name: v.reported.speed_1thread_fps if v.reported else None for v in selected}
         if 1 in thread_list:
@@ -188,16 +218,20 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
         if len(remote) > 1:
             tables["slowest"] = (slowest_rows(flat, ("variant", "runtime", "precision", "threads", "concurrency"),
                                               "instance_fps_median"), SLOWEST_COLUMNS)
-        report.update(cells=rows, scaling=scaling, speed_column=tables.get("speed_column", ([], None))[0],
+        report.update(cells=rows, ceilings=ceiling_table, ceiling_blocks=[asdict(b) for b in ceilings], scaling=scaling, speed_column=tables.get("speed_column", ([], None))[0],
                       slowest=tables.get("slowest", ([], None))[0])
 
-    titles = {"cells": f"zoo bench: {seconds:g} s per measurement, fps = 1000 / median latency per instance",
+    titles = {"cells": f"zoo bench: {repeats or 1} interleaved block(s) of {seconds:g} s per measurement, fps = 1000 / median "
+                       "latency per instance; ±% = spread of the blocks; % ceil = GFLOP/s of the ceiling of the precision",
+              "ceilings": f"ceilings beside each block: best {GEMM_N}² matmul per precision (int8: MatMulInteger)",
               "scaling": "scaling per variant (fps at 1 instance; aggregate fps of N one-thread instances)",
-              "speed_column": "the study's 1-thread speed column: ratios to base-c128 (reported fps are a phone's)",
+              "speed_column": "the study's 1-thread speed column: fps ÷ base-c128's, measured here and reported (rep: a phone's); agreement = their ratio",
               "windows": f"sustained: fps per {window:g} s window", "sustained": "sustained runs",
               "slowest": "each row's slowest device (ship for the slower one)"}
-    for name, (rows, columns) in tables.items():
-        out().print(rich_table(rows, columns, title=titles[name]))
+    for name, (rows, columns) in tables.items():  # no all-empty optional column in the terminal
+        shown = [c for c in columns if (c.key not in OPTIONAL or any(r.get(c.key) for r in rows))
+                 and not (c.key == "device" and all(r.get("device", "local") == "local" for r in rows))]
+        out().print(rich_table(rows, shown, title=titles[name]))
     if duration is not None:
         out().print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False, markup=False)
     if json_file is not None:

@@ -14,6 +14,8 @@ from rich.markup import escape
 from compare.comparison import Options, run
 from compare.comparison import save_inputs as write_inputs
 from compare.comparison import save_outputs as write_outputs
+from compare.measure.blocks import MAX_REPEATS
+from compare.measure.ceiling import GEMM_N
 from compare.provision import choose_runtimes
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
@@ -29,30 +31,30 @@ PARITY_COLUMNS = [
     Column("output", "output", justify="left"),
     Column("samples", "samples"),
     Column("max_abs_err", "max abs", ".2e"),
-    Column("mean_abs_err", "mean abs", ".2e"),
-    Column("max_rel_err", "max rel", ".2e"),
-    Column("min_cosine", "cosine", ".6f"),
-    Column("atol", "atol", "g"),
-    Column("rtol", "rtol", "g"),
+    Column("mean_abs_err", "mean abs", ".2e", drop=5),
+    Column("max_rel_err", "max rel", ".2e", drop=6),
+    Column("min_cosine", "cosine", ".6f", drop=4),
+    Column("atol", "atol", "g", drop=7),
+    Column("rtol", "rtol", "g", drop=8),
     Column("worst_ratio", "err/allowed", ".3f"),
-    Column("nan_count", "NaN"),
-    Column("inf_count", "Inf"),
+    Column("nan_count", "NaN", drop=3),
+    Column("inf_count", "Inf", drop=3),
     Column("status", "status", justify="left"),
-    Column("note", "note", justify="left"),
+    Column("note", "note", justify="left", drop=9),
 ]
 TRACKER_COLUMNS = [
     *KEY_COLUMNS,
     Column("device", "device", justify="left"),
-    Column("samples", "samples"),
-    Column("same_cell", "argmax same cell"),
+    Column("samples", "samples", drop=6),
+    Column("same_cell", "argmax same cell", drop=3),
     Column("min_iou", "min IoU", ".4f"),
     Column("mean_iou", "mean IoU", ".4f"),
-    Column("max_center_px", "max centre dist px", ".3f"),
-    Column("max_score_diff", "max peak score diff", ".2e"),
+    Column("max_center_px", "max centre dist px", ".3f", drop=2),
+    Column("max_score_diff", "max peak score diff", ".2e", drop=4),
     # reduced precisions (int8 ...): the catalog's tracker-level gate over the samples
-    Column("clear_pairs", "clear peaks"),
-    Column("clear_peak_agreement", "clear-peak same cell", ".2f"),
-    Column("peak_agreement_all", "all same cell", ".2f"),
+    Column("clear_pairs", "clear peaks", drop=7),
+    Column("clear_peak_agreement", "clear-peak same cell", ".2f", drop=5),
+    Column("peak_agreement_all", "all same cell", ".2f", drop=1),
     Column("gate", "tracker gate", justify="left"),
 ]
 DEVICE_COLUMNS = [
@@ -69,35 +71,48 @@ DEVICE_COLUMNS = [
     Column("status", "status", justify="left"),
     Column("note", "note", justify="left"),
 ]
+#: drop: the higher, the sooner a column leaves a narrow terminal (JSON/CSV/Markdown keep them all)
 TIMING_COLUMNS = [
     *KEY_COLUMNS,
     Column("device", "device", justify="left"),
     Column("threads", "thr"),
-    Column("oversubscribed", "oversub", justify="left"),
-    Column("median_ms", "median ms", ".2f"),
-    Column("p90_ms", "p90", ".2f"),
-    Column("p99_ms", "p99", ".2f"),
-    Column("min_ms", "min", ".2f"),
-    Column("fps", "fps", ".1f"),
-    Column("first_ms", "1st ms", ".1f"),
-    Column("cpu_per_wall", "cpu/wall", ".2f"),
-    Column("peak_mem_mb", "mem MB", ".1f"),
-    Column("speedup_vs_pytorch", "×torch", ".2f"),
-    Column("gflops", "GFLOP/s", ".0f"),
-    Column("sgemm_gflops", "sgemm", ".0f"),
-    Column("pct_of_sgemm", "% sgemm", ".0f"),
-    Column("other_cores", "other CPUs", ".1f"),
+    Column("oversubscribed", "oversub", justify="left", drop=6),
+    Column("median_ms", "ms", ".2f"),
+    Column("spread_pct", "±%", ".0f"),
+    Column("interval_ms", "interval ms", drop=9),
+    Column("blocks_kept", "blocks", drop=6),
+    Column("p90_ms", "p90", ".2f", drop=14),
+    Column("p99_ms", "p99", ".2f", drop=15),
+    Column("min_ms", "min", ".2f", drop=13),
+    Column("fps", "fps", ".1f", drop=10),
+    Column("first_ms", "1st ms", ".1f", drop=16),
+    Column("cpu_per_wall", "cpu/wall", ".2f", drop=12),
+    Column("peak_mem_mb", "mem MB", ".1f", drop=11),
+    Column("speedup_vs_pytorch", "×torch", ".2f", drop=5),
+    Column("gflops", "GFLOP/s", ".0f", drop=4),
+    Column("ceiling_gflops", "ceiling", ".0f", drop=3),
+    Column("pct_of_ceiling", "% ceil", ".0f"),
+    Column("sgemm_gflops", "sgemm", ".0f", drop=17),
+    Column("pct_of_sgemm", "% sgemm", ".0f", drop=17),
+    Column("other_cores", "other CPUs", ".1f", drop=7),
+    Column("noisy", "noisy", justify="left", drop=2),
     Column("contention", "unreliable", justify="left"),
+    Column("ceiling_note", "ceiling note", justify="left", drop=8),
     Column("error", "error", justify="left"),
+]
+CEILING_COLUMNS = [
+    Column("threads", "thr"), Column("precision", "prec", justify="left"), Column("kernel", "kernel", justify="left"),
+    Column("gflops", "GFLOP/s", ".0f"), Column("gflops_lo", "min", ".0f"), Column("gflops_hi", "max", ".0f"),
+    Column("spread_pct", "±%", ".0f"), Column("blocks", "blocks"),
 ]
 SKIPPED_COLUMNS = [*KEY_COLUMNS, Column("note", "note", justify="left")]
 SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("slowest_device", "slowest device", justify="left"),
                    Column("fps", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
+OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio", "spread_pct", "interval_ms", "blocks_kept", "noisy", "ceiling_note"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
 TABLES = {"parity": PARITY_COLUMNS, "devices": DEVICE_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS,
-          "slowest": SLOWEST_COLUMNS, "skipped": SKIPPED_COLUMNS}
+          "ceilings": CEILING_COLUMNS, "slowest": SLOWEST_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
 
 def terminal_columns(columns: list[Column], rows: list[dict], hidden: tuple[str, ...] = ()) -> list[Column]:
@@ -136,6 +151,10 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--threads", "threads", cls=MultiValueOption, metavar="N...", help="Thread counts to time [default: 1 2 4].")
 @click.option("--runs", type=click.IntRange(0, 100000), default=20, show_default=True, help="Timed runs (0: no timing).")
 @click.option("--warmup", type=click.IntRange(0, 10000), default=3, show_default=True, help="Untimed runs first.")
+@click.option("--repeats", type=click.IntRange(1, MAX_REPEATS), default=None,
+              help=f"Interleaved timing blocks (1-{MAX_REPEATS}, default 1): every row and the ceilings once per block; rows "
+                   "get the spread of their block medians, a block under load is left out when another was clean, "
+                   "and a flag names the noisy figure (row or ceiling).")
 @artifacts_option()
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Variants exported in parallel.")
 @oversubscribe_option
@@ -150,7 +169,7 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--rtol", type=Finite(0.0), default=None, help="With --layers: allowance relative to each tensor's max |value| (default: the catalog's).")
 @report_options("the tables")
 def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file, save_inputs, save_outputs, threads,
-                runs, warmup, out_dir, jobs, allow_oversubscribe, devices, layers, plot, atol, rtol, json_file, csv_file,
+                runs, warmup, repeats, out_dir, jobs, allow_oversubscribe, devices, layers, plot, atol, rtol, json_file, csv_file,
                 markdown_file, split=False) -> None:
     """Compare each runtime with PyTorch eager on VARIANTs (default: every variant).
 
@@ -163,8 +182,10 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     catalog = Catalog.load()
     if not layers and (plot is not None or atol is not None or rtol is not None):
         raise UsageError("--plot, --atol and --rtol go with --layers")
-    if layers and (onnx_only or threads or save_inputs or save_outputs):
-        raise UsageError("--layers compares tensors only: drop --pytorch-vs-onnx/--threads/--save-inputs/--save-outputs")
+    if layers and (onnx_only or threads or save_inputs or save_outputs or repeats):
+        raise UsageError("--layers compares tensors only: drop --pytorch-vs-onnx/--threads/--repeats/--save-inputs/--save-outputs")
+    if repeats is not None and (onnx_only or runs == 0):
+        raise UsageError("--repeats repeats the timing: drop it with --pytorch-vs-onnx or --runs 0")
     selected = catalog.select(variants or ("all",))
     device_list = choose_devices(devices)
     if threads:
@@ -189,10 +210,15 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     thread_list = counts(threads, "--threads", ("1", "2", "4"), allow_oversubscribe)
     opts = Options(runtimes=runtime_list, precisions=precision_list, samples=samples,
                    inputs_file=inputs_file, threads=thread_list, runs=runs,
-                   warmup=warmup, parity_threads=1,
+                   warmup=warmup, repeats=repeats or 1, parity_threads=1,
                    out=out_dir or default_out_dir(), jobs=jobs, split=split, devices=device_list)
     report = _run_with_progress(catalog, selected, opts)
     tables = report.rows()
+    for r in tables["timing"]:  # the interval of the block medians and the blocks kept, one cell each
+        if r.get("spread_pct") is not None:
+            r["interval_ms"] = f"{r['median_lo_ms']:.2f}-{r['median_hi_ms']:.2f}"
+        if r.get("repeats", 1) > 1:
+            r["blocks_kept"] = f"{r['repeats'] - r['blocks_left_out']}/{r['repeats']}"
     title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
     out().print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
     if tables["devices"]:
@@ -209,8 +235,12 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
         machine = report.as_json()["machine"]
         timed_off = any(r["device"] != "local" for r in tables["timing"])
         out().print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"], hidden=() if timed_off else ("device",)),
-                                 title=f"timing: {opts.warmup} warm-up + {opts.runs} runs, {machine['cpu_count']} CPUs; "
-                                       f"mem = peak RSS increase ({machine['memory']}); GFLOP/s = macs_total×2/median; sgemm = best float32 1024² matmul of torch (MKL) and onnxruntime (MLAS), same run"))
+                                 title=f"timing: {opts.repeats} interleaved block(s) of {opts.warmup} warm-up + {opts.runs} runs, "
+                                       f"{machine['cpu_count']} CPUs; ms = median; ±% = spread of block medians; "
+                                       f"% ceil = GFLOP/s (macs×2/median) of the ceiling of the row's precision"))
+    if tables["ceilings"]:
+        out().print(rich_table(tables["ceilings"], CEILING_COLUMNS,
+                               title=f"ceilings beside each block: best {GEMM_N}² matmul per precision (int8: MatMulInteger)"))
     if tables["slowest"]:
         out().print(rich_table(tables["slowest"], SLOWEST_COLUMNS, title="each row's slowest device (ship for the slower one)"))
     if tables["skipped"]:

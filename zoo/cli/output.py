@@ -86,15 +86,23 @@ def fit_columns(rows: Sequence[dict], columns: Sequence[Column], width: int) -> 
     left out until the widest cells fit; text columns may still wrap."""
     cols = list(columns)
 
-    def need(cs: list[Column]) -> int:
-        return sum(max([len(c.title.split()[0]) if c.justify == "left" else len(c.title)]
-                       + [len(_cell(r.get(c.key), c.fmt)) for r in rows if c.justify != "left"] + [4]) + 3
+    def longest_word(text: str) -> int:
+        return max((len(w) for w in text.split()), default=0)
+
+    def need(cs: list[Column]) -> int:  # a text column wraps at spaces: its longest word must fit
+        return sum(max([longest_word(c.title) if c.justify == "left" else len(c.title)]
+                       + [longest_word(_cell(r.get(c.key), c.fmt)) if c.justify == "left" else len(_cell(r.get(c.key), c.fmt))
+                          for r in rows] + [4]) + 3
                    for c in cs) + 1
 
     while need(cols) > width and any(c.drop for c in cols):
         worst = max((c for c in cols if c.drop), key=lambda c: c.drop)
         cols.remove(worst)
     return cols
+
+
+#: a text cell longer than this without a space (a path, a hash) may fold; shorter names never do
+NAME_WIDTH = 24
 
 
 def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None,
@@ -108,10 +116,12 @@ def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | Non
         title = f"{title or ''} ({hidden} column{'s' if hidden > 1 else ''} hidden at this width: see --json/--csv)".strip()
     # Text: the title, headers and cells are data (paths, tracker names), never rich markup
     table = Table(title=None if title is None else Text(title), header_style="bold")
-    for col in shown:
-        table.add_column(Text(col.title), justify=col.justify, no_wrap=col.justify != "left", overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(_cell(row.get(c.key), c.fmt)) for c in shown))
+    cells = [[_cell(row.get(c.key), c.fmt) for c in shown] for row in rows]
+    for i, col in enumerate(shown):  # text with spaces (or paths, hashes) wraps; names and figures are never squeezed
+        wraps = col.justify == "left" and any(" " in r[i] or len(r[i]) > NAME_WIDTH for r in cells)
+        table.add_column(Text(col.title), justify=col.justify, no_wrap=not wraps, overflow="fold")
+    for row in cells:
+        table.add_row(*(Text(c) for c in row))
     return table
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compare.measure.bench import Cell, fill_ratios, run_cell, scaling_rows, speed_column
+from compare.measure import bench
+from compare.measure.bench import Cell, fill_ratios, merge_blocks, rate_cells, run_cell, scaling_rows, speed_column
+from compare.measure.ceiling import CeilingBlock
 from compare.measure.worker import MeasureTask, RunnerSpec, measure
 from tests.helpers.catalog import CATALOG
 from tests.helpers.export import zoo
@@ -77,6 +79,79 @@ def test_ratios_and_speed_column_on_known_figures() -> None:
     assert alone["measured_vs_base"] is None and "ratio_agreement" not in alone
 
 
+def _block_cell(fps: float, contended: bool = False) -> Cell:
+    cell = _cell("base-c128", 1, 1, [fps])
+    if contended:
+        cell.flag("other processes used 1.5 CPUs while 1 were free")
+    return cell
+
+
+def test_blocks_of_a_cell_merge_into_one_with_their_spread() -> None:
+    cell = merge_blocks([_block_cell(100.0), _block_cell(40.0, contended=True), _block_cell(90.0)])
+    assert cell.reliable and cell.blocks_left_out == 1 and cell.repeats == 3  # the loaded block is left out
+    assert cell.block_fps == [100.0, 90.0] and (cell.fps_lo, cell.fps_hi) == (90.0, 100.0)
+    assert cell.instance_fps_median == 95.0 and cell.spread_pct == pytest.approx(100 * (1e3 / 90 - 1e3 / 100) / ((1e3 / 90 + 1e3 / 100) / 2))
+    loaded = merge_blocks([_block_cell(40.0, contended=True), _block_cell(50.0, contended=True)])
+    assert not loaded.reliable and "in all 2 blocks" in loaded.contention
+    failed = merge_blocks([_block_cell(40.0), Cell("base-c128", "ncnn", "fp32", 1, 1, False, error="boom")])
+    assert failed.error == "boom"
+    one = merge_blocks([_block_cell(40.0)])
+    assert one.block_fps == [40.0] and one.spread_pct is None
+
+
+def test_cells_are_held_against_the_ceiling_of_their_precision() -> None:
+    """An int8 cell at 200 fps x 651 M MACs = 260 GFLOP/s: above float32's 125, far below int8's 510."""
+    int8 = merge_blocks([_block_cell(200.0), _block_cell(201.0)])
+    int8.precision = "int8"
+    ceilings = [CeilingBlock(b, 1, {"torch (MKL) fp32": 125.0, "onnxruntime MatMulInteger u8s8": 510.0}) for b in range(2)]
+    rate_cells([int8], {int8.key: 651_000_000}, ceilings)
+    assert int8.ceiling_precision == "int8" and int8.gflops == pytest.approx(2 * 651e6 * 200.5 / 1e9)
+    assert int8.pct_of_ceiling == pytest.approx(100 * int8.gflops / 510) and int8.reliable and int8.noisy is None
+
+
+def test_run_cells_interleaves_blocks_with_the_ceiling(monkeypatch) -> None:
+    calls = []
+
+    def fake_cell(spec, pair, threads, concurrency, seconds, warmup=5, min_runs=5, device_options=None):
+        calls.append(f"{spec.key.label} {threads}T x{concurrency}")
+        return _cell(VARIANT.name, threads, concurrency, [50.0] * concurrency)
+
+    def kernels(names, threads):
+        calls.append(f"ceiling {threads}T")
+        return {"torch (MKL) fp32": 100.0}
+
+    monkeypatch.setattr(bench, "run_cell", fake_cell)
+    spec = RunnerSpec(ArtifactKey.for_runtime(VARIANT.name, "ncnn"), VARIANT)
+    ceilings = []
+    cells = bench.run_cells([(spec, PAIR)], [1], [2], 1.0, repeats=2, macs={("base-c128", "ncnn", "fp32", "local"): 651_000_000},
+                            kernels=kernels, ceilings=ceilings)
+    assert calls == ["ceiling 1T", "ncnn 1T x1", "ncnn 1T x2", "ceiling 1T", "ncnn 1T x2", "ncnn 1T x1"]
+    assert [c.repeats for c in cells] == [2, 2] and len(ceilings) == 2
+    assert all(c.ceiling_gflops == 100.0 and c.pct_of_ceiling is not None for c in cells)
+
+
+def test_cli_repeats_give_spreads_and_ceilings(tmp_path) -> None:
+    """PyTorch eager (no artifact to export) in 2 interleaved blocks: every output carries the
+    spread, the interval, the ceiling of its precision and its noise verdict; 80 columns hold."""
+    out, md, csv_file = tmp_path / "bench.json", tmp_path / "bench.md", tmp_path / "bench.csv"
+    proc = zoo("bench", "base-c128", "--runtime", "pytorch", "--threads", "1", "--concurrency", "1", "--seconds", "0.2",
+               "--warmup", "1", "--repeats", "2", "--out", str(tmp_path), "--json", str(out), "--markdown", str(md),
+               "--csv", str(csv_file), env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    (cell,) = report["cells"]
+    assert cell["repeats"] == 2 and len(cell["block_fps"]) + cell["blocks_left_out"] == 2
+    assert cell["ceiling_precision"] == "fp32" and cell["ceiling_gflops"] > 0 and cell["pct_of_ceiling"] > 0
+    assert "noisy" in cell and "ceiling_note" in cell and "spread_pct" in cell
+    (ceiling,) = report["ceilings"]
+    assert ceiling["precision"] == "fp32" and ceiling["blocks"] == 2 and len(report["ceiling_blocks"]) == 2
+    assert "±%" in md.read_text() and "% ceil" in md.read_text() and "noisy" in md.read_text()
+    header = csv_file.read_text().splitlines()[0].split(",")
+    assert {"spread_pct", "fps_lo", "fps_hi", "ceiling_gflops", "pct_of_ceiling", "noisy", "gflops_lo"} <= set(header)
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80 and "…" not in proc.stdout
+    assert "ceilings beside each block" in proc.stdout
+
+
 def test_cli_scaling_and_concurrency_tables(artifacts, tmp_path) -> None:
     out = tmp_path / "bench.json"
     proc = zoo("bench", "base-c128", "--runtime", "ncnn", "pytorch", "--threads", "1", "2", "--concurrency", "2",
@@ -130,6 +205,7 @@ def test_cli_sustained_run_writes_windows_and_a_plot(artifacts, tmp_path) -> Non
     (["base-c12", "--runtime", "ncnn"], "did you mean"),
     (["base-c128", "--runtime", "ncnn", "--duration", "2", "--window", "5"], "longer than --duration"),
     (["base-c128", "--runtime", "ncnn", "--threads", "0"], "must be >= 1"),
+    (["base-c128", "--runtime", "ncnn", "--duration", "2", "--repeats", "2"], "--repeats repeats cells"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path) -> None:
     proc = zoo("bench", *args, "--out", str(tmp_path))

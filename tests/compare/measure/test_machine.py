@@ -15,9 +15,10 @@ from contextlib import contextmanager
 import pytest
 
 from compare.measure import bench, timing
-from compare.measure.machine import TOLERANCE_CORES, contention, cpu_busy_seconds, machine_info
+from compare.measure.machine import TOLERANCE_CORES, Contention, contention, cpu_busy_seconds, machine_info
 from compare.measure.timing import Timing, TimingJob, time_jobs, time_spec
-from compare.measure.worker import RunnerSpec
+from compare.measure.worker import Measurement, RunnerSpec
+from zoo.artifacts import ArtifactKey
 from zoo.catalog import Catalog
 from zoo.sample_inputs import sample_pairs
 
@@ -74,34 +75,35 @@ def test_machine_busy_time_grows_with_a_burner() -> None:
     assert busy / wall > 0.7  # the burner's core at least
 
 
-def _row(runtime: str, median_ms: float) -> Timing:
-    return Timing(variant=VARIANT, runtime=runtime, precision="fp32", threads=2, oversubscribed=False, warmup=1, runs=5,
-                  load_s=0.1, first_ms=median_ms, median_ms=median_ms, p90_ms=median_ms, p99_ms=median_ms,
-                  min_ms=median_ms, fps=1e3 / median_ms, cpu_per_wall=2.0, peak_mem_mb=1.0)
+def _block(median_ms: float, runs: int = 5) -> Measurement:
+    """One block's measurement, as a child sends it: ``runs`` runs at ``median_ms`` on a quiet machine."""
+    wall = runs * median_ms / 1e3
+    return Measurement(pid=1, threads=2, load_s=0.1, first_s=median_ms / 1e3, times_s=[median_ms / 1e3] * runs,
+                       cpu_s=2 * wall, wall_s=wall, machine_busy_s=2 * wall)
+
+
+def _time(monkeypatch, medians: dict[str, float], macs: int, fp32_gflops: float | None) -> list[Timing]:
+    """``time_jobs`` over a PyTorch row and an MNN row whose children measure ``medians``."""
+    monkeypatch.setattr(timing, "measure_block", lambda spec, *a: _block(medians[spec.key.runtime]))
+    kernels = (lambda names, threads: {"torch (MKL) fp32": fp32_gflops}) if fp32_gflops else (lambda names, threads: {})
+    v = Catalog.load().get(VARIANT)
+    mnn = RunnerSpec(ArtifactKey.for_runtime(VARIANT, "mnn"), v)
+    return time_jobs([TimingJob(VARIANT, macs, {}, RunnerSpec.reference(v), [mnn])], [2], 1, 5, kernels=kernels)
 
 
 def test_rows_beyond_the_sgemm_ceiling_are_flagged(monkeypatch) -> None:
-    """The issue's row: PyTorch slowed down by load, a runtime at 186% of sgemm and 250x PyTorch."""
-    rows = iter([_row("pytorch", 1736.0), _row("mnn", 7.0)])
-    monkeypatch.setattr(timing, "sgemm_gflops", lambda n: {"torch (MKL)": 100.0})
-    monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(rows))
-    dummy = RunnerSpec.reference(Catalog.load().get(VARIANT))
-    ref, mnn = time_jobs([TimingJob(VARIANT, 651_000_000, {}, dummy, [dummy])], [2], 1, 5)
-    assert mnn.pct_of_sgemm == pytest.approx(186, abs=1) and not mnn.reliable and "sgemm" in mnn.contention
+    """The issue's row: PyTorch slowed down by load, a runtime at 186% of sgemm and 250x PyTorch,
+    from one block (nothing tells which figure is noisy)."""
+    ref, mnn = _time(monkeypatch, {"pytorch": 1736.0, "mnn": 7.0}, 651_000_000, 100.0)
+    assert mnn.pct_of_sgemm == pytest.approx(186, abs=1) and not mnn.reliable and "ceiling" in mnn.contention
+    assert "--repeats" in mnn.contention
     assert ref.reliable and ref.contention is None  # 0.75% of sgemm: nothing says it was disturbed here
-    honest_rows = iter([_row("pytorch", 40.0), _row("mnn", 20.0)])
-    monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(honest_rows))
-    assert all(r.reliable for r in time_jobs([TimingJob(VARIANT, 651_000_000, {}, dummy, [dummy])], [2], 1, 5))
+    assert all(r.reliable for r in _time(monkeypatch, {"pytorch": 40.0, "mnn": 20.0}, 651_000_000, 100.0))
 
 
 def test_speedup_against_an_unreliable_reference_is_flagged(monkeypatch) -> None:
-    ref_row = _row("pytorch", 40.0)
-    ref_row.flag("other processes used 1.0 CPUs while 0 were free")
-    rows = iter([ref_row, _row("mnn", 20.0)])
-    monkeypatch.setattr(timing, "sgemm_gflops", lambda n: {})
-    monkeypatch.setattr(timing, "time_spec", lambda *a, **k: next(rows))
-    dummy = RunnerSpec.reference(Catalog.load().get(VARIANT))
-    _, mnn = time_jobs([TimingJob(VARIANT, 1, {}, dummy, [dummy])], [2], 1, 5)
+    monkeypatch.setattr(timing, "contention", lambda *a, **k: Contention(1.0, 0.0, True))
+    _, mnn = _time(monkeypatch, {"pytorch": 40.0, "mnn": 20.0}, 1, None)
     assert not mnn.reliable and "unreliable PyTorch" in mnn.contention
 
 
