@@ -218,8 +218,9 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path) -> None:
 def test_unwritable_report_path_fails_before_any_work(option, tmp_path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    proc = zoo("bench", "base-c128", "--runtime", "ncnn", option, str(blocker / "report.out"), "--out", str(tmp_path / "art"))
+    name = "report.png" if option == "--plot" else "report.out"  # a plot's suffix names its format
+    proc = zoo("bench", "base-c128", "--runtime", "ncnn", option, str(blocker / name), "--out", str(tmp_path / "art"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "cannot write" in proc.stderr and "a-file/report.out: Not a directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert "cannot write" in proc.stderr and f"a-file/{name}: Not a directory" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "art").exists()  # refused before exporting anything
