@@ -49,7 +49,9 @@ TRACKER_COLUMNS = [
     Column("mean_iou", "mean IoU", ".4f"),
     Column("max_center_px", "max centre dist px", ".3f"),
     Column("max_score_diff", "max peak score diff", ".2e"),
-    # reduced precisions (int8 ...): the catalog's tracker-level gate over the samples
+    # reduced precisions (int8 ...): the catalog's tracker-level gate, over its own held-out pairs (as zoo export)
+    Column("gate_pairs", "gate pairs"),
+    Column("gate_mean_iou", "gate IoU", ".4f"),
     Column("clear_pairs", "clear peaks"),
     Column("clear_peak_agreement", "clear-peak same cell", ".2f"),
     Column("peak_agreement_all", "all same cell", ".2f"),
@@ -95,7 +97,7 @@ SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("slowest_devic
                    Column("fps", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
+OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio"} | {"gate_pairs", "gate_mean_iou", "clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
 TABLES = {"parity": PARITY_COLUMNS, "devices": DEVICE_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS,
           "slowest": SLOWEST_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
@@ -127,7 +129,8 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
               help=f"{describe(PRECISIONS)} (default fp32; all = every one).")
 @click.option("--samples", type=click.IntRange(1, 1000), default=4, show_default=True,
-              help="Input pairs cut from bundled photographs (ignored with --inputs).")
+              help="Distinct input pairs: the first N held-out pairs cut from the bundled photographs (ignored with "
+                   "--inputs). Reduced precisions are gated on the catalog's own count of these pairs, as zoo export.")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=".npz with one array per catalog input name (one pair, or N pairs on a leading axis).")
 @click.option("--save-inputs", type=REPORT_FILE, default=None, help="Write the inputs used (.npz).")
