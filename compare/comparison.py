@@ -107,7 +107,8 @@ def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: O
         on_export: Callable | None = None) -> Report:
     """Export what is missing, compare every runtime with PyTorch, then time them (``opts.runs`` > 0)."""
     progress = on_progress or (lambda stage, text: None)
-    inputs = {v.name: load_pairs(v, opts.samples, opts.inputs_file) for v in variants}  # bad inputs fail first
+    inputs = {v.name: load_pairs(v, opts.samples, opts.inputs_file, catalog.preset(v), catalog.quantization)
+              for v in variants}  # bad inputs fail first
     devices = []
     for device in opts.devices:  # an unreachable device fails before any export
         progress("devices", f"starting {device.name}")
@@ -123,7 +124,7 @@ def run(catalog: Catalog, variants: list[Variant], opts: Options, on_progress: O
         mine = [(w.key.label, w.path) for w in usable if w.key.variant == v.name]
         progress("parity", f"{v.name}: {len(mine)} artifact(s) vs PyTorch on {len(inputs[v.name])} sample(s)")
         parity.extend(compare_variant(v, mine, inputs[v.name], catalog.preset(v), threads=opts.parity_threads, keep_outputs=outputs,
-                                      devices=tuple(devices),
+                                      devices=tuple(devices), quantization=catalog.quantization,
                                       on_result=lambda r: progress("parity", f"{r.variant} {r.runtime} {r.precision} on {r.device}")))
     timing: list[Timing] = []
     ceilings: list[CeilingBlock] = []

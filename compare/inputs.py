@@ -1,4 +1,10 @@
-"""Input pairs for a comparison: deterministic photo crops by default, or the user's ``.npz``.
+"""Input pairs for a comparison: the held-out pairs by default, or the user's ``.npz``.
+
+By default ``--samples N`` gives the first ``N`` held-out pairs (:func:`zoo.calibration.held_out_pairs`,
+the tracker-level gate's pairs): ``N`` distinct pairs, whatever ``N``. Without a tracking preset
+(callers that need no more than the bundled scenes) only the :data:`zoo.sample_inputs.SCENES` pairs
+exist, and asking for more is refused. Every pair judged is distinct: an ``.npz`` holding the same
+pair twice is refused, naming how many distinct pairs it holds.
 
 An ``.npz`` holds one array per catalog input name, either one pair (the catalog shape, e.g.
 ``1x3x256x256``) or several along a leading sample axis (``Nx1x3x256x256``); every input must
@@ -12,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.calibration import held_out_pairs, pair_digest
 from zoo.errors import UsageError
 from zoo.fileio import atomic_path
-from zoo.sample_inputs import sample_pairs
-from zoo.schema import Variant
+from zoo.sample_inputs import SCENES, sample_pairs
+from zoo.schema import QuantizationSpec, TrackingPreset, Variant
 
 Pair = dict[str, np.ndarray]
 
@@ -63,12 +70,24 @@ def pairs_from_arrays(arrays: dict[str, np.ndarray], variant: Variant, source: s
     return [{name: np.ascontiguousarray(a[i]) for name, a in stacked.items()} for i in range(n)]
 
 
-def load_pairs(variant: Variant, samples: int, inputs_file: Path | str | None = None) -> list[Pair]:
-    """The pairs to compare on: ``inputs_file`` when given (all its samples), else ``samples``
-    deterministic pairs cut from the bundled photographs (:func:`zoo.sample_inputs.sample_pairs`)."""
-    if inputs_file is None:
-        return sample_pairs(variant, samples)
-    return pairs_from_arrays(read_npz(inputs_file), variant, source=str(inputs_file))
+def load_pairs(variant: Variant, samples: int, inputs_file: Path | str | None = None,
+               preset: TrackingPreset | None = None, quantization: QuantizationSpec | None = None) -> list[Pair]:
+    """The pairs to compare on, all distinct: ``inputs_file`` when given (all its samples), else with
+    ``preset`` the first ``samples`` held-out pairs (:func:`zoo.calibration.held_out_pairs`, jittered as
+    ``quantization`` says), else the bundled scenes' pairs (:func:`zoo.sample_inputs.sample_pairs`;
+    at most one per scene)."""
+    if inputs_file is not None:
+        pairs = pairs_from_arrays(read_npz(inputs_file), variant, source=str(inputs_file))
+        found = len({pair_digest(p) for p in pairs})
+        if found < len(pairs):
+            raise UsageError(f"{inputs_file}: {len(pairs)} pairs, of which only {found} distinct; "
+                             "give each pair once (figures over repeated pairs would count them again)")
+        return pairs
+    if preset is not None:
+        return held_out_pairs(variant, preset, samples, quantization)
+    if samples > len(SCENES):
+        raise UsageError(f"--samples {samples}: the bundled scenes give {len(SCENES)} distinct pairs")
+    return sample_pairs(variant, samples)
 
 
 def stack_pairs(pairs: list[Pair]) -> dict[str, np.ndarray]:

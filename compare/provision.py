@@ -21,7 +21,7 @@ from exporters import get_exporter, get_flavour_exporter
 from exporters.pipeline import Pipeline, Row, build_order
 from zoo.artifacts import ArtifactKey, Status, verified_manifest
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_flavour
-from zoo.calibration import open_source
+from zoo.calibration import CalibrationSource, calibration_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.hub.resolve import resolve_hub
@@ -94,7 +94,8 @@ def prime_weights(variants: list[Variant], catalog: Catalog) -> None:
 
 
 def ensure(keys: list[ArtifactKey], artifacts_dir: Path, catalog: Catalog, *, refresh: bool = False, force: bool = False,
-           jobs: int = 1, on_event: Callable[[ArtifactKey, str], None] | None = None, calibration: str | None = None,
+           jobs: int = 1, on_event: Callable[[ArtifactKey, str], None] | None = None,
+           calibration: str | CalibrationSource | None = None,
            int8_target: str | None = None, verify_on: tuple[Device, ...] = ()) -> list[Provisioned]:
     """Provision ``keys`` under ``artifacts_dir`` with ``catalog``: the only caller of the export pipeline.
 
@@ -180,17 +181,36 @@ def _family_allowance(variant: Variant, key: ArtifactKey, family: str) -> tuple[
     return tol.atol, tol.rtol
 
 
+def open_calibration(keys: list[ArtifactKey], catalog: Catalog,
+                     calibration: str | CalibrationSource | None) -> CalibrationSource | None:
+    """The calibration source ``--calibration`` names, opened, with the calibration pairs of every
+    variant whose ``keys`` calibrate already cut (the pipeline reuses them); None without
+    ``calibration`` or reduced precisions. A bad path, an image above the pixel limit or a source
+    too small for the catalog's count of distinct pairs is a usage error (one line, before any work)."""
+    if calibration is None or not any(k.precision in REDUCED_PRECISIONS for k in keys):
+        return None
+    source = open_source(calibration)
+    spec = catalog.quantization
+    if spec is None:
+        return source
+    for name in dict.fromkeys(k.variant for k in keys if k.precision in REDUCED_PRECISIONS
+                              and any(r.calibration_method != "none"
+                                      for r in spec.recipes.get(k.format, {}).get(k.precision, {}).values())):
+        variant = catalog.get(name)
+        calibration_pairs(variant, catalog.preset(variant), source, spec)
+    return source
+
+
 def _export(todo: list[Provisioned], artifacts_dir: Path, catalog: Catalog, force: bool, jobs: int, on_event,
-            calibration: str | None, int8_target: str | None, verify_on: tuple[Device, ...] = ()) -> None:
+            calibration: str | CalibrationSource | None, int8_target: str | None, verify_on: tuple[Device, ...] = ()) -> None:
     """Run the pipeline over ``todo`` (build order) and record each row's outcome in place."""
     keys = [p.key for p in todo]
-    if calibration is not None and any(k.precision in REDUCED_PRECISIONS for k in keys):
-        open_source(calibration)  # a bad --calibration: one line, exit 2, before any work
+    source = open_calibration(keys, catalog, calibration)  # a bad --calibration: one line, exit 2, before any work
     for fmt in dict.fromkeys(k.format for k in keys):  # a missing converter: one line, before any work
         get_exporter(fmt).versions()
     for flavour in dict.fromkeys(k.flavour for k in keys if k.flavour):
         get_flavour_exporter(flavour).versions()
     pipeline = Pipeline(artifacts_dir, Verifier(catalog, verify_on), catalog, force=force, jobs=jobs, on_event=on_event,
-                        calibration=calibration, int8_target=int8_target)
+                        calibration=source if source is not None else calibration, int8_target=int8_target)
     for p, row in zip(todo, pipeline.run(keys), strict=True):
         p.status, p.note, p.row = row.status, row.note, row

@@ -32,7 +32,7 @@ from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
 from zoo.artifacts import ArtifactKey, Status, first_problem
 from zoo.backends import REDUCED_PRECISIONS
-from zoo.calibration import make_pairs, open_source
+from zoo.calibration import CalibrationSource, calibration_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
 from zoo.fileio import swap_dir
@@ -128,12 +128,13 @@ class Pipeline:
     ``on_event(key, stage)`` reports progress."""
 
     def __init__(self, out: Path, verify: Verifier, catalog: Catalog, force: bool = False, jobs: int = 1,
-                 on_event: Callable[[ArtifactKey, str], None] | None = None, calibration: str | None = None,
-                 int8_target: str | None = None):
+                 on_event: Callable[[ArtifactKey, str], None] | None = None,
+                 calibration: str | CalibrationSource | None = None, int8_target: str | None = None):
         self.out = Path(out).absolute()
         #: variants, presets and the quantization recipes come from the catalog in use (never reloaded here)
         self.catalog = catalog
-        #: reduced precisions: --calibration (None: the bundled photographs) and --int8-target
+        #: reduced precisions: --calibration (None: the bundled calibration images; or a source already
+        #: opened, whose pairs are then cut once) and --int8-target
         self.calibration, self.int8_target = calibration, int8_target
         self._source, self._pairs = None, {}
         self._quant_lock = threading.Lock()
@@ -233,8 +234,7 @@ class Pipeline:
                 pairs = []
                 if recipe.calibration_method != "none":
                     variant = self.catalog.get(key.variant)
-                    pairs = make_pairs(variant, self.catalog.preset(variant), self._source, spec.calibration_pairs, "calibration",
-                                       spec.jitter_shift, spec.jitter_scale)
+                    pairs = calibration_pairs(variant, self.catalog.preset(variant), self._source, spec)
                 self._pairs[cache_key] = pairs
             return Quantization(recipe, wanted if recipe_key != "any" else "any", self._source, self._pairs[cache_key])
 

@@ -37,15 +37,24 @@ SCENES: tuple[Scene, ...] = (
     Scene("coffee", (290.0, 180.0, 170.0, 140.0), (0.10, 0.20)),  # the cup
     Scene("rocket", (310.0, 210.0, 60.0, 260.0), (-0.25, 0.05)),  # the rocket on the pad
 )
+#: other bundled images, none of them a scene's: the default int8 calibration set (:mod:`zoo.calibration`),
+#: so that the scenes stay held out for the tracker-level gate
+CALIBRATION_IMAGES: tuple[str, ...] = ("camera", "coins", "clock", "immunohistochemistry", "hubble_deep_field",
+                                       "colorwheel", "page", "moon")
 
 
 @lru_cache(maxsize=None)
 def sample_image(name: str) -> np.ndarray:
+    """The bundled image ``name`` as read-only ``H x W x 3`` uint8 RGB (grey images expanded, alpha dropped)."""
     try:
         import skimage.data
     except ImportError:
         raise ZooError("scikit-image is not installed (sample images): pip install 'scikit-image<0.26'") from None
     image = getattr(skimage.data, name)()
+    if image.ndim == 2 and image.dtype == np.uint8:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = np.ascontiguousarray(image[:, :, :3])
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ZooError(f"sample image {name!r} is not RGB uint8")
     image.setflags(write=False)

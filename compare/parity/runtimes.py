@@ -4,9 +4,15 @@ Per variant x runtime x precision x output (over all samples together): max abs 
 error, max relative error, the lowest per-sample cosine similarity, NaN/Inf counts, and
 pass/fail against the catalog tolerance of the artifact's format and precision (the rule of
 :mod:`zoo.parity`: every element within ``atol + rtol * |reference|`` and nothing
-non-finite). Per sample, the tracker-aware figures: does the score-map argmax land on the same
-cell, and the IoU and centre distance (pixels of the search crop) between the box decoded from
-the runtime's outputs and the one decoded from PyTorch's.
+non-finite). Per sample, the tracker-aware figures: does the (windowed, as the tracking preset
+decodes) score-map peak land on the same cell, and the IoU and centre distance (pixels of the
+search crop) between the box decoded from the runtime's outputs and the one decoded from PyTorch's.
+
+Reduced precisions are judged by the catalog's tracker-level gate on its own held-out pairs
+(:func:`zoo.calibration.held_out_pairs`: the pairs and the count the export's verifier judges), not
+on the samples compared: the same gate, the same pairs, the same verdict as ``zoo export``. The
+default samples are the first of those pairs, so ``--samples`` equal to the gate's count compares
+exactly the gate's pairs.
 
 Library only: functions return dataclasses and plain row dicts; nothing is printed.
 """
@@ -22,13 +28,14 @@ import numpy as np
 from compare.devices.runner import device_runner
 from compare.inputs import Pair
 from compare.runners import BaseRunner, PytorchRunner, open_artifact
+from zoo.calibration import held_out_pairs
 from zoo.devices import LOCAL, Device, local_family
 from zoo.errors import ZooError
 from zoo.manifest import TrackerParity
 from zoo.parity import compare_output
-from zoo.schema import TrackingPreset, Variant
+from zoo.schema import QuantizationSpec, TrackingPreset, Variant
 from zoo.tracker_parity import tracker_parity
-from zoo.tracking import decode
+from zoo.tracking import decode, hann2d
 
 #: the head outputs :func:`zoo.tracking.decode` needs
 TRACKER_OUTPUTS = ("score", "size", "offset")
@@ -122,10 +129,12 @@ def diff_output(variant: str, runtime: str, precision: str, output: str, actual:
     )
 
 
-def track_sample(index: int, actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], crop_size: int) -> SampleTracking:
-    """Decode the box from both output sets and compare them (cell, IoU, centre distance)."""
-    ref = decode(expected["score"], expected["size"], expected["offset"], crop_size)
-    got = decode(actual["score"], actual["size"], actual["offset"], crop_size)
+def track_sample(index: int, actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], crop_size: int,
+                 window: np.ndarray | None = None) -> SampleTracking:
+    """Decode the box from both output sets (``window``: the preset's, as the tracker and the gate
+    decode) and compare them (cell, IoU, centre distance)."""
+    ref = decode(expected["score"], expected["size"], expected["offset"], crop_size, window)
+    got = decode(actual["score"], actual["size"], actual["offset"], crop_size, window)
     iou = got.box.iou(ref.box)
     center = got.box.center_distance(ref.box)
     return SampleTracking(
@@ -150,10 +159,13 @@ def reference_outputs(variant: Variant, pairs: list[Pair], threads: int = 1) -> 
 
 def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, actual: list[dict[str, np.ndarray]],
                     expected: list[dict[str, np.ndarray]], preset: TrackingPreset, artifact: str | None = None,
-                    device: str = "local", family: str | None = None) -> RuntimeParity:
+                    device: str = "local", family: str | None = None,
+                    gate_outputs: tuple[list, list] | None = None) -> RuntimeParity:
     """Parity and tracker figures of given outputs (one dict per sample) against the reference;
     ``preset``: the tracking preset the tracker-level gate decodes with; ``family``: the CPU family
-    the outputs were computed on (its tolerance judges them; default: this machine's)."""
+    the outputs were computed on (its tolerance judges them; default: this machine's);
+    ``gate_outputs``: ``(reference, artifact)`` outputs on the gate's held-out pairs, which the
+    tracker-level gate judges (without them: the samples given)."""
     result = RuntimeParity(variant.name, runtime, fmt, precision, artifact, device=device, family=family or local_family())
     try:
         tol = variant.tolerance(fmt, precision, result.family)
@@ -166,11 +178,14 @@ def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, ac
                                           tol.atol, tol.rtol))
     if all(name in expected[0] for name in TRACKER_OUTPUTS):
         crop = variant.preprocessing.search_size
-        result.tracking = [track_sample(i, a, e, crop) for i, (a, e) in enumerate(zip(actual, expected, strict=True))]
+        rows, cols = expected[0]["score"].shape[-2:]
+        window = hann2d(rows, cols) if preset.decode.window == "hann" else None
+        result.tracking = [track_sample(i, a, e, crop, window) for i, (a, e) in enumerate(zip(actual, expected, strict=True))]
         if tol.tracker is not None:
             # int8 error is 0.05-0.2 by nature: element-wise figures are reported (only NaN/Inf fail),
-            # the tracker-level gate of the catalog decides
-            result.gate = tracker_parity(expected, actual, preset, crop, tol.tracker)
+            # the tracker-level gate of the catalog decides, on its held-out pairs
+            want, got = gate_outputs if gate_outputs is not None else (expected, actual)
+            result.gate = tracker_parity(want, got, preset, crop, tol.tracker)
             for o in result.outputs:
                 o.passed = o.nan_count == 0 and o.inf_count == 0
     return result
@@ -178,9 +193,11 @@ def compare_outputs(variant: Variant, runtime: str, fmt: str, precision: str, ac
 
 def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: list[Pair],
                      expected: list[dict[str, np.ndarray]], preset: TrackingPreset, threads: int = 1,
-                     keep_outputs: dict | None = None, device: Device = LOCAL, family: str | None = None) -> RuntimeParity:
+                     keep_outputs: dict | None = None, device: Device = LOCAL, family: str | None = None,
+                     gate: Callable[[int], tuple[list[Pair], list[dict[str, np.ndarray]]]] | None = None) -> RuntimeParity:
     """Run the artifact in ``artifact_dir`` on every pair (on ``device``, whose CPU family is
-    ``family``) and compare with ``expected``.
+    ``family``) and compare with ``expected``; a precision gated at tracker level also runs on the
+    gate's held-out pairs, ``gate(count) -> (pairs, reference outputs)``.
 
     A runtime that cannot load or run the artifact gives a failed result with ``error`` set
     rather than an exception. ``keep_outputs``, when given, receives the runtime's outputs
@@ -193,9 +210,20 @@ def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: 
     except ZooError as exc:
         return RuntimeParity(variant.name, runtime, "?", "?", str(artifact_dir), error=str(exc), **where)
     manifest = runner.manifest
+    gate_pairs = gate_refs = None
+    try:
+        tracker_gate = variant.tolerance(manifest.format, manifest.precision, where["family"]).tracker
+    except ZooError:
+        tracker_gate = None
+    if tracker_gate is not None and gate is not None:
+        gate_pairs, gate_refs = gate(tracker_gate.pairs)
     try:
         with runner:
             actual = run_all(runner, pairs)
+            gate_actual = None
+            if gate_pairs is not None:  # the samples' own outputs where the gate's pairs are the first samples
+                prefix = len(gate_pairs) <= len(pairs) and all(g is p for g, p in zip(gate_pairs, pairs))
+                gate_actual = actual[:len(gate_pairs)] if prefix else run_all(runner, gate_pairs)
     except Exception as exc:  # any runtime failure is a finding about this artifact, not a crash
         detail = str(exc).splitlines()[0] if str(exc) else ""
         return RuntimeParity(variant.name, runtime, manifest.format, manifest.precision, str(artifact_dir),
@@ -203,26 +231,39 @@ def compare_artifact(variant: Variant, runtime: str, artifact_dir: Path, pairs: 
     if keep_outputs is not None:
         keep_outputs[(variant.name, runtime, manifest.precision, *(() if device.is_local else (device.name,)))] = actual
     result = compare_outputs(variant, runtime, manifest.format, manifest.precision, actual, expected, preset, str(artifact_dir),
-                             **where)
+                             **where, gate_outputs=(gate_refs, gate_actual) if gate_actual is not None else None)
     return result
 
 
 def compare_variant(variant: Variant, artifacts: list[tuple[str, Path]], pairs: list[Pair], preset: TrackingPreset, threads: int = 1,
                     keep_outputs: dict | None = None,
                     on_result: Callable[[RuntimeParity], None] | None = None,
-                    devices: tuple[tuple[Device, str], ...] = ()) -> list[RuntimeParity]:
+                    devices: tuple[tuple[Device, str], ...] = (),
+                    quantization: QuantizationSpec | None = None) -> list[RuntimeParity]:
     """Every ``(runtime, artifact_dir)`` of one variant against PyTorch on the same ``pairs``:
-    here, then on each ``(device, its CPU family)`` of ``devices``.
+    here, then on each ``(device, its CPU family)`` of ``devices``. Precisions gated at tracker level
+    are judged on the gate's held-out pairs (jittered as ``quantization`` says: the catalog's).
 
-    The reference runs once; ``keep_outputs`` (optional) collects every output set keyed by
+    The reference runs once per set of pairs; ``keep_outputs`` (optional) collects every output set keyed by
     ``(variant, runtime, precision)``, PyTorch's under ``(variant, "pytorch", "fp32")``.
     """
     expected = reference_outputs(variant, pairs, threads)
     if keep_outputs is not None:
         keep_outputs[(variant.name, "pytorch", "fp32")] = expected
+    held: dict[int, tuple[list[Pair], list[dict[str, np.ndarray]]]] = {}
+
+    def gate(count: int) -> tuple[list[Pair], list[dict[str, np.ndarray]]]:
+        if count not in held:
+            gate_pairs = held_out_pairs(variant, preset, count, quantization)
+            same = len(gate_pairs) <= len(pairs) and all(
+                all(np.array_equal(g[k], p[k]) for k in g) for g, p in zip(gate_pairs, pairs))
+            held[count] = (pairs[:count], expected[:count]) if same else (gate_pairs, reference_outputs(variant, gate_pairs, threads))
+        return held[count]
+
     results = []
     for (device, family), (runtime, artifact_dir) in ((d, a) for d in ((LOCAL, None), *devices) for a in artifacts):
-        result = compare_artifact(variant, runtime, artifact_dir, pairs, expected, preset, threads, keep_outputs, device, family)
+        result = compare_artifact(variant, runtime, artifact_dir, pairs, expected, preset, threads, keep_outputs, device, family,
+                                  gate)
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -291,7 +332,8 @@ def device_rows(results: list[RuntimeParity]) -> list[dict]:
 
 def _gate_columns(g: TrackerParity) -> dict:
     """The tracker-level gate's figures beside the others (reduced precisions)."""
-    return {"clear_pairs": g.clear_pairs, "clear_peak_agreement": g.peak_agreement, "peak_agreement_all": g.peak_agreement_all,
+    return {"gate_pairs": g.pairs, "gate_mean_iou": g.mean_iou,
+            "clear_pairs": g.clear_pairs, "clear_peak_agreement": g.peak_agreement, "peak_agreement_all": g.peak_agreement_all,
             "gate": "pass" if g.passed else "FAIL", "gate_min_iou": g.min_mean_iou, "gate_min_clear_peak": g.min_peak_agreement,
             "gate_min_all": g.min_peak_agreement_all}
 

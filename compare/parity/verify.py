@@ -17,14 +17,13 @@ from compare.devices.runner import runner_on
 from compare.runners import PytorchRunner, runner_for
 from zoo.artifacts import ArtifactKey
 from zoo.backends import by_flavour, by_format
-from zoo.calibration import make_pairs, open_source
+from zoo.calibration import held_out_pairs
 from zoo.catalog import Catalog
-from zoo.errors import ZooError
 from zoo.devices import Device, local_family
 from zoo.manifest import DeviceParity, Manifest, Parity
 from zoo.parity import compare_output
 from zoo.sample_inputs import sample_pairs
-from zoo.schema import QuantizationSpec, Variant
+from zoo.schema import Variant
 from zoo.tracker_parity import tracker_parity
 
 #: the verification input: the first scene of zoo.sample_inputs
@@ -54,18 +53,13 @@ class Verifier:
                     self._refs[variant.name] = (inputs, ref.infer(inputs))
             return self._refs[variant.name]
 
-    def held_out(self, variant: Variant, source: dict | None, n: int) -> tuple[list, list]:
-        """(pairs, PyTorch outputs) of ``n`` verification pairs (never the calibration pairs) cut from
-        the calibration source the manifest records, computed once per variant and source."""
-        path = (source or {}).get("path")
-        key = (variant.name, path, n)
+    def held_out(self, variant: Variant, n: int) -> tuple[list, list]:
+        """(pairs, PyTorch outputs) of the gate's ``n`` held-out pairs (:func:`zoo.calibration.held_out_pairs`:
+        the held-out scenes, whatever the calibration source was), computed once per variant."""
+        key = (variant.name, n)
         with self._lock:
             if key not in self._held_out:
-                opened = open_source(path)
-                if source and opened.sha256 != source.get("sha256"):
-                    raise ZooError(f"calibration source {path or 'bundled'} changed during the export (sha256 differs)")
-                spec = self.catalog.quantization or QuantizationSpec.model_validate({"recipes": {}})  # the schema's jitter defaults
-                pairs = make_pairs(variant, self.catalog.preset(variant), opened, n, "verification", spec.jitter_shift, spec.jitter_scale)
+                pairs = held_out_pairs(variant, self.catalog.preset(variant), n, self.catalog.quantization)
                 with PytorchRunner(variant) as ref:
                     self._held_out[key] = (pairs, [ref.infer(p) for p in pairs])
             return self._held_out[key]
@@ -90,7 +84,7 @@ class Verifier:
             actual = runner.infer(inputs)
             tracker = None
             if tol.tracker is not None:
-                pairs, refs = self.held_out(variant, (manifest.quantization or {}).get("calibration"), tol.tracker.pairs)
+                pairs, refs = self.held_out(variant, tol.tracker.pairs)
                 tracker = tracker_parity(refs, [runner.infer(p) for p in pairs], self.catalog.preset(variant),
                                          variant.preprocessing.search_size, tol.tracker)
         outputs = [compare_output(spec.name, actual[spec.name], expected[spec.name], tol.atol, tol.rtol)
@@ -116,7 +110,7 @@ class Verifier:
             actual = runner.infer(inputs)
             tracker = None
             if tol.tracker is not None:
-                pairs, refs = self.held_out(variant, (manifest.quantization or {}).get("calibration"), tol.tracker.pairs)
+                pairs, refs = self.held_out(variant, tol.tracker.pairs)
                 outs = [runner.infer(p) for p in pairs]
                 tracker = tracker_parity(refs, outs, self.catalog.preset(variant), variant.preprocessing.search_size,
                                          tol.tracker)
@@ -124,7 +118,7 @@ class Verifier:
                    for spec in variant.io.outputs]
         if tracker is not None:  # element-wise figures are reported; the tracker-level check decides
             return Parity(reference=REFERENCE, inputs=VERIFY_INPUTS + f"; tracker-level: {tracker.pairs} held-out pairs "
-                          "(zoo.calibration, stream 'verification')", atol=tol.atol, rtol=tol.rtol,
+                          "(zoo.calibration.held_out_pairs: the held-out scenes, never the calibration images)", atol=tol.atol, rtol=tol.rtol,
                           passed=tracker.passed, outputs=outputs, tracker=tracker)
         return Parity(reference=REFERENCE, inputs=VERIFY_INPUTS, atol=tol.atol, rtol=tol.rtol,
                       passed=all(o.passed for o in outputs), outputs=outputs)

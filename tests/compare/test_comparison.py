@@ -293,6 +293,27 @@ def test_single_pair_npz_and_shape_checks() -> None:
         pairs_from_arrays({"template": np.stack([pair["template"]] * 2), "search": pair["search"][None]}, variant)
 
 
+def test_samples_are_distinct_held_out_pairs(tmp_path) -> None:
+    """--samples N: N distinct pairs, the first N of the held-out pairs the export's gate judges; an
+    .npz repeating a pair is refused, and so is asking the bundled scenes for more pairs than they give."""
+    from compare.inputs import load_pairs, save_npz, stack_pairs
+    from compare.parity.verify import Verifier
+    from zoo.calibration import pair_digest
+
+    variant = CATALOG.get(VARIANT)
+    pairs = load_pairs(variant, 64, None, CATALOG.preset(variant), CATALOG.quantization)
+    digests = [pair_digest(p) for p in pairs]
+    assert len(set(digests)) == 64
+    gate_pairs, _ = Verifier(CATALOG).held_out(variant, 8)
+    assert [pair_digest(p) for p in gate_pairs] == digests[:8]
+    repeated = tmp_path / "repeated.npz"
+    save_npz(repeated, stack_pairs(pairs[:2] * 3))
+    with pytest.raises(UsageError, match="6 pairs, of which only 2 distinct"):
+        load_pairs(variant, 4, repeated, CATALOG.preset(variant))
+    with pytest.raises(UsageError, match="4 distinct pairs"):
+        load_pairs(variant, 5)
+
+
 # -- bad input -------------------------------------------------------------------------------------
 def _one_line_usage_error(proc, text: str) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr

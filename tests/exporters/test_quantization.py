@@ -77,6 +77,34 @@ def test_reduced_precision_exports_verifies_and_runs(quantized, name: str, fmt: 
     assert figures.mean_iou > 0.3
 
 
+def test_compare_judges_the_export_gate_on_the_same_pairs(quantized) -> None:
+    """One gate: zoo compare judges a reduced precision on the export's held-out pairs (the catalog's
+    count, whatever --samples) and reaches the export's verdict and figures; with --samples equal to
+    that count the table's own figures are the gate's, and the failure line counts the pairs judged."""
+    from compare.comparison import Options, run
+    from compare.parity.runtimes import tracker_rows
+    from zoo.tracker_parity import describe_tracker_failure
+
+    out, _ = quantized
+    variant = CATALOG.get("base-c128")
+    for samples in (4, 64):
+        report = run(CATALOG, [variant], Options(runtimes=["onnxruntime", "tflite"], precisions=["int8"], samples=samples,
+                                                 runs=0, out=out))
+        assert len(report.parity) == 2
+        for r, row in zip(report.parity, tracker_rows(report.parity), strict=True):
+            gate = variant.tolerances[r.format][r.precision].tracker
+            exported = read_manifest(ArtifactKey(variant.name, r.format, r.precision).path(out)).parity.tracker
+            assert r.gate.pairs == exported.pairs == gate.pairs == row["gate_pairs"] == 64, (r.runtime, samples)
+            assert r.gate.passed == exported.passed and r.passed == exported.passed
+            assert r.gate.peak_agreement_all == pytest.approx(exported.peak_agreement_all)
+            assert r.gate.mean_iou == pytest.approx(exported.mean_iou, abs=1e-6)
+            assert row["samples"] == samples == len(r.tracking)
+            if samples == gate.pairs:  # the same pairs: the per-sample figures are the gate's
+                assert row["same_cell"] == round(r.gate.peak_agreement_all * samples)
+                assert row["mean_iou"] == pytest.approx(r.gate.mean_iou, abs=1e-6)
+            assert describe_tracker_failure(r.gate).startswith(f"tracker-level check failed on {gate.pairs} held-out pairs")
+
+
 def test_int8_is_smaller_than_fp32(quantized) -> None:
     out, _ = quantized
     for name in DEFAULT_VARIANTS:

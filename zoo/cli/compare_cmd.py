@@ -45,13 +45,15 @@ PARITY_COLUMNS = [
 TRACKER_COLUMNS = [
     *KEY_COLUMNS,
     Column("device", "device", justify="left"),
-    Column("samples", "samples", drop=6),
+    Column("samples", "samples", drop=8),
     Column("same_cell", "argmax same cell", drop=3),
     Column("min_iou", "min IoU", ".4f"),
     Column("mean_iou", "mean IoU", ".4f"),
     Column("max_center_px", "max centre dist px", ".3f", drop=2),
     Column("max_score_diff", "max peak score diff", ".2e", drop=4),
-    # reduced precisions (int8 ...): the catalog's tracker-level gate over the samples
+    # reduced precisions (int8 ...): the catalog's tracker-level gate, over its own held-out pairs (as zoo export)
+    Column("gate_pairs", "gate pairs", drop=6),
+    Column("gate_mean_iou", "gate IoU", ".4f", drop=2),
     Column("clear_pairs", "clear peaks", drop=7),
     Column("clear_peak_agreement", "clear-peak same cell", ".2f", drop=5),
     Column("peak_agreement_all", "all same cell", ".2f", drop=1),
@@ -110,7 +112,7 @@ SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("slowest_devic
                    Column("fps", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
 #: columns left out of the terminal table when no row has a value (None/False) in them; still in
 #: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio", "spread_pct", "interval_ms", "blocks_kept", "noisy", "ceiling_note"} | {"clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
+OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio", "spread_pct", "interval_ms", "blocks_kept", "noisy", "ceiling_note"} | {"gate_pairs", "gate_mean_iou", "clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
 TABLES = {"parity": PARITY_COLUMNS, "devices": DEVICE_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS,
           "ceilings": CEILING_COLUMNS, "slowest": SLOWEST_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
@@ -142,7 +144,8 @@ def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
 @click.option("--precision", "precisions", cls=MultiValueOption, metavar="PRECISION...",
               help=f"{describe(PRECISIONS)} (default fp32; all = every one).")
 @click.option("--samples", type=click.IntRange(1, 1000), default=4, show_default=True,
-              help="Input pairs cut from bundled photographs (ignored with --inputs).")
+              help="Distinct input pairs: the first N held-out pairs cut from the bundled photographs (ignored with "
+                   "--inputs). Reduced precisions are gated on the catalog's own count of these pairs, as zoo export.")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=".npz with one array per catalog input name (one pair, or N pairs on a leading axis).")
 @click.option("--save-inputs", type=REPORT_FILE, default=None, help="Write the inputs used (.npz).")

@@ -72,7 +72,7 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
         task = progress.add_task("preparing", total=None)
         on_export = export_reporter(progress, task, lock)
         for v in selected:
-            pairs = load_pairs(v, samples, inputs_file)
+            pairs = load_pairs(v, samples, inputs_file, catalog.preset(v), catalog.quantization)
             on_progress = lambda stage, text: progress.update(task, description=f"{stage}: {text}")
             reports += layers_variant(catalog, v, runtimes, precisions, pairs, out_dir, atol, rtol, on_export=on_export, on_progress=on_progress,
                                       devices=on_devices)

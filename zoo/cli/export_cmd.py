@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from compare.provision import ensure, keys_for, plan
+from compare.provision import ensure, keys_for, open_calibration, plan
 from zoo.artifacts import SPLIT_SUFFIX, Status, default_out_dir
 from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, describe
 from zoo.catalog import Catalog
@@ -112,6 +112,7 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     planned = plan(keys)  # nothing to export: one line, exit 2, before any work
     artifacts_dir = Path(out_dir or default_out_dir()).absolute()
     devices = tuple(choose_devices(verify_on))
+    calibration = open_calibration(keys, catalog, calibration) or calibration  # refused before any work
 
     lock = threading.Lock()
     with progress_bar(counted=True) as progress:
