@@ -200,7 +200,8 @@ def test_ctrl_c_during_pull_does_not_wait_for_the_transfer(release, tmp_path) ->
     assert not list((tmp_path / "cache").rglob("model.onnx"))  # nothing unverified became visible
 
 
-@pytest.mark.parametrize("args", [("list",), ("track", VARIANT, "missing-folder", "--init", "1,1,2,2")])
+@pytest.mark.parametrize("args", [("list",), pytest.param(("track", VARIANT, "missing-folder", "--init", "1,1,2,2"),
+                                                         marks=pytest.mark.slow)])
 def test_ctrl_c_in_the_first_second_is_one_line(args) -> None:
     """Ctrl-C while the CLI is still importing (click, rich, numpy, the commands) or just starting
     ends as every Ctrl-C does: exit 130 and "interrupted", never an import traceback. A run that

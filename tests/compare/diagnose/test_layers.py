@@ -174,7 +174,7 @@ def test_perturbed_weight_is_the_first_divergent_layer(exported, tmp_path: Path)
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("suffix, magic", [("png", b"\x89PNG\r\n\x1a\n"), ("pdf", b"%PDF-")])
+@pytest.mark.parametrize("suffix, magic", [pytest.param("png", b"\x89PNG\r\n\x1a\n", marks=pytest.mark.slow), ("pdf", b"%PDF-")])
 def test_cli_layers_json_and_plot(exported, capsys, monkeypatch, tmp_path: Path, suffix, magic) -> None:
     """The plot is written in the format its suffix names (before: PNG bytes in a .pdf)."""
     report, plot = tmp_path / "layers.json", tmp_path / f"layers.{suffix}"
