@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.catalog import REPO
 
 
+@pytest.mark.slow  # the default tier's test_bench.py::test_cli_sustained_run_writes_windows_and_a_plot runs 1 and 2 instances too
 def test_sustained_run_of_two_instances_reports_each_and_the_aggregate(tmp_path):
     plot = tmp_path / "sustained.png"
     proc = subprocess.run([sys.executable, "-m", "zoo", "bench", "base-c128", "--runtime", "pytorch", "--duration", "3",
