@@ -64,6 +64,8 @@ def summary_row(variant: Variant) -> dict:
         "macs_total_m": mes.macs_total / 1e6,
         "weights": weights_status(variant),
         "weights_kind": variant.weights.provenance.kind,
+        # reference weights are deterministic and untrained: the AUC beside them is the study's, not theirs
+        "untrained": variant.weights.provenance.kind == "reference",
         "weights_sha256": variant.weights.sha256,
         "reported": reported_dict(variant),
     }

@@ -23,8 +23,8 @@ ZOO = shutil.which("zoo")
 pytestmark = pytest.mark.skipif(ZOO is None, reason="zoo console script not installed")
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([ZOO, *args], capture_output=True, text=True, env=os.environ.copy(), cwd=cwd, timeout=300)
+def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([ZOO, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
 
 
 def test_list_json_has_measured_and_reported() -> None:
@@ -56,6 +56,15 @@ def test_list_table_shows_budget_verdict() -> None:
     proc = run("list")
     assert proc.returncode == 0
     assert "fgaf3-bn-c128" in proc.stdout and "every reported variant is within the study's budget" in proc.stdout
+
+
+def test_list_says_the_reference_weights_are_untrained() -> None:
+    """The study's AUC stands beside each variant: reference weights must not read as its skill."""
+    rows = json.loads(run("list", "--json", "-").stdout)
+    assert all(r["untrained"] == (CATALOG.get(r["name"]).weights.provenance.kind == "reference") for r in rows)
+    proc = run("list", "base-c128", env={"COLUMNS": "120"})
+    table_row = next(line for line in proc.stdout.splitlines() if "base-c128" in line)
+    assert table_row.rstrip(" │").endswith("untrained") and "not tracking skill" in proc.stdout
 
 
 def test_info_json_breaks_down_parts() -> None:

@@ -35,8 +35,8 @@ LIST_COLUMNS = [
     Column("macs_reported_m", "MACs M rep", ".0f"),
     Column("macs_m", "MACs M", ".1f"),
     Column("macs_delta_pct", "Δ%", "+.2f", drop=2),
-    Column("macs_total_m", "MACs+attn M", ".1f", drop=1),
-    Column("weights", "weights", justify="left", drop=7),
+    Column("macs_total_m", "MACs+attn M", ".1f", drop=7),
+    Column("weights_shown", "weights", justify="left", drop=1),
 ]
 
 PART_COLUMNS = [
@@ -66,7 +66,13 @@ def list_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path |
     catalog = Catalog.load(catalog_file)
     variants = catalog.select(patterns or ["all"])
     rows = [summary_row(v) for v in variants]
+    for row in rows:  # the study's AUC is not the reference weights' skill
+        row["weights_shown"] = "untrained" if row["untrained"] else row["weights"]  # cache state: --json
     _emit(rows, LIST_COLUMNS, f"zoo catalog ({len(rows)} of {len(catalog)} variants)", (json_file, csv_file, markdown_file))
+    if any(row["untrained"] for row in rows):
+        out().print("AUC % is the study's published figure; weights marked untrained are zoo's deterministic reference "
+                    "weights (they check conversion and parity, not tracking skill): 'zoo register VARIANT CKPT' adds yours",
+                    markup=False, highlight=False)
     over = [v.name for v in variants if not all(within_budget(v))]
     if over:
         out().print(f"[red]outside the study's budget (params ±1%, MACs ±2%): {escape(', '.join(over))}[/]"

@@ -85,7 +85,9 @@ def _title(ev, command: str) -> str:
 
 @click.group("eval")
 def eval_group() -> None:
-    """Benchmark analysis of raw tracking results (no tracker, no images needed)."""
+    """One-pass evaluation on LaSOT, LaSOT_ext, TNL2K and OTB: run trackers over a dataset's
+    sequences (run: needs the frames), then score raw results (analyze, drift: annotations and
+    result files only, no tracker, no images)."""
 
 
 @eval_group.command("analyze")
