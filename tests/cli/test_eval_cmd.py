@@ -149,3 +149,16 @@ def test_unknown_dataset_suggests() -> None:
     assert isinstance(result.exception, UsageError) and "no LaSOT_ext sequences" in str(result.exception)
     result = invoke("analyze", str(OTB / "results" / "ATOM"), "--dataset", "tnl2", "--root", str(OTB))
     assert isinstance(result.exception, UsageError) and "did you mean 'tnl2k'" in str(result.exception)
+
+
+def test_analyze_and_drift_say_which_trackers_ran_untrained_weights(tmp_path: Path) -> None:
+    """A results folder named as zoo names its runs (<variant>@<runtime>-<precision>) is the
+    catalog's reference weights: the summary says so; a published tracker's folder is not named."""
+    ours = tmp_path / "base-c128@tflite-fp32"
+    shutil.copytree(OTB / "results" / "ATOM", ours)
+    result = invoke("analyze", str(OTB / "results" / "ATOM"), str(ours), "--dataset", "otb", "--root", str(OTB))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "note: base-c128@tflite-fp32 ran the catalog's untrained reference weights" in text and "ATOM ran" not in text
+    result = invoke("drift", str(OTB / "results" / "ATOM"), str(ours), "--dataset", "otb", "--root", str(OTB))
+    assert result.exit_code == 0 and "base-c128@tflite-fp32 ran the catalog's untrained" in " ".join(result.output.split())

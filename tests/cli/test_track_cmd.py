@@ -236,3 +236,16 @@ def test_a_jpeg_libjpeg_complains_about_is_tracked_with_one_warning(clip, tmp_pa
     assert code == 0 and not [line for line in lines if line.startswith("Corrupt JPEG")], stderr
     (warning,) = [line for line in lines if line.startswith("warning:")]
     assert "damage in 1 frame of" in warning and "0002.jpg: Corrupt JPEG data" in warning
+
+
+def test_tracking_without_ground_truth_still_says_the_weights_are_untrained(clip, tmp_path, capsys) -> None:
+    """A plain folder of frames gives no IoU, and its boxes are as easy to mistake for skill."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(clip.frames[:3]):
+        cv2.imwrite(str(folder / f"{k + 1:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    init = ",".join(str(int(v)) for v in clip.ground_truth[0])
+    code, stdout, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch", "--init", init)
+    text = " ".join(stdout.split())
+    assert code == 0, stderr
+    assert "base-c128 ran the catalog's untrained reference weights" in text and "not tracking skill" in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from zoo.cli.caveats import catalog_or_none, untrained_note
 from zoo.cli.options import DIR, MultiValueOption, report_options
 from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_csv, to_json, to_markdown, write_reports, write_text
 from zoo.datasets import load_dataset, open_results
@@ -115,6 +116,9 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
     if per_sequence:
         out.print(rich_table(seq_rows, SEQUENCE_COLUMNS, title="per sequence (percent)"))
     out.print(rich_table(rows, TRACKER_COLUMNS, title=title))
+    caveat = untrained_note([r["tracker"] for r in rows], catalog_or_none())
+    if caveat:
+        out.print(caveat, highlight=False, markup=False)
     att_columns = [Column("attribute", "attr", justify="left"), Column("name", "attribute", justify="left"),
                    Column("sequences", "seqs"), *[Column(r["tracker"], r["tracker"], ".2f") for r in rows]]
     if att_rows:
@@ -165,6 +169,9 @@ def drift_cmd(results_a, results_b, dataset, root, annotations, patterns, all_se
     out.print(rich_table(rows, DRIFT_COLUMNS, title=title))
     overall = rows[-1]
     out.print(f"{overall['diverged']} of {len(rows) - 1} sequences fall below IoU 0.5 at some frame", highlight=False, markup=False)
+    caveat = untrained_note([d.a, d.b], catalog_or_none())
+    if caveat:
+        out.print(caveat, highlight=False, markup=False)
     plots = []
     if plot_dir is not None:
         plots = [str(p) for p in drift_plot(d.iou, d.worst(worst), d.a, d.b, plot_dir)]

@@ -15,6 +15,7 @@ from compare.tracking.ray_address import check_reachable, parse_ray_address
 from zoo.artifacts import default_out_dir
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
 from zoo.catalog import Catalog
+from zoo.cli.caveats import untrained_note
 from zoo.cli.options import DIR, MultiValueOption, artifacts_option, counts, oversubscribe_option, report_options
 from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
 from zoo.datasets import load_dataset
@@ -119,6 +120,9 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
     title = (f"zoo eval run: {ds.spec.title}, {ran} sequences" + (f" of the {split_total}-sequence test split" if ds.missing else "")
              + f", {outcome.tasks} tracker x sequence runs on {where} in {outcome.wall_s:.1f} s; results in {results_dir}")
     out().print(rich_table(rows, SUMMARY_COLUMNS, title=title))
+    caveat = untrained_note([spec.name for spec in specs], catalog)
+    if caveat:
+        out().print(caveat, highlight=False, markup=False)
     if not outcome.tasks:
         out().print("every sequence was already finished (delete its <seq>.txt to run it again)", highlight=False)
     report = {"dataset": ds.name, "root": str(ds.source), "results": str(results_dir), "sequences": ds.names(),

@@ -12,6 +12,8 @@ import numpy as np
 from compare.tracking.tracker import Tracker, track_sequence
 from zoo.api import Tracker as ApiTracker
 from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, describe
+from zoo.catalog import Catalog
+from zoo.cli.caveats import untrained_note
 from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, distinct_outputs,
                              oversubscribe_option)
 from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_json, write_text
@@ -185,8 +187,9 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     if video_file is not None and str(video_file) == "-" and sys.stdout.isatty():
         raise UsageError("--video -: stdout is a terminal; redirect it (--video - > tracked.mp4, or into a player) or name a file")
     where = parse_device(device) if device else LOCAL
+    catalog = Catalog.load()
     tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split,
-                         device=device, allow_oversubscribe=allow_oversubscribe)
+                         device=device, allow_oversubscribe=allow_oversubscribe, catalog=catalog)
     video = _VideoOut(video_file, src.fps) if video_file is not None else None
     rows, ious = [], []
     gt = src.ground_truth
@@ -227,10 +230,12 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
             summary.update(network_ms_mean=None, network_ms_median=None, loop_ms_mean=None, loop_ms_median=None, fps=None)
             title += f"; no timing: {where.kind.no_timing_reason}"
         console.print(rich_table([summary], SUMMARY_COLUMNS, title=title))
+        caveat = untrained_note([variant], catalog)
         if ious:
-            console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5 "
-                          f"(the catalog's reference weights are untrained unless registered: this checks the pipeline, not skill)",
+            console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5",
                           markup=False, highlight=False, soft_wrap=True)
+        if caveat:
+            console.print(caveat, markup=False, highlight=False)
         if src.notes:
             more = f" (and {len(src.notes) - 1} more)" if len(src.notes) > 1 else ""
             err().print(f"warning: the decoder reported damage in {len(src.notes)} frame{'s' if len(src.notes) > 1 else ''} "

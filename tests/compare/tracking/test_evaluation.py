@@ -131,6 +131,7 @@ def test_cli_run_resumes_and_summarises(lasot, reference_run, tmp_path, capsys) 
     second = json.loads((tmp_path / "second.json").read_text())
     assert second["trackers"][0]["skipped"] == 2 and second["trackers"][0]["sequences"] == 1
     assert "3 sequences of the 280-sequence test split" in stdout.replace("\n", " ")
+    assert "base-c128@pytorch-fp32 ran the catalog's untrained reference weights" in " ".join(stdout.split())
     assert result_files(results) == result_files(reference_run)
 
 
