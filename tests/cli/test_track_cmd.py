@@ -249,3 +249,22 @@ def test_tracking_without_ground_truth_still_says_the_weights_are_untrained(clip
     text = " ".join(stdout.split())
     assert code == 0, stderr
     assert "base-c128 ran the catalog's untrained reference weights" in text and "not tracking skill" in text
+
+
+def test_the_annotated_video_has_a_legend_and_a_header(otb_folder, tmp_path, capsys) -> None:
+    """Swatches for the tracker (green) and the ground truth (blue) at the bottom left, and the
+    header text (white on black) at the top left, in every frame of the mp4."""
+    video = tmp_path / "tracked.mp4"
+    code, _, stderr = run_cli(capsys, "track", "base-c128", str(otb_folder), "--runtime", "pytorch", "--video", str(video))
+    assert code == 0, stderr
+    capture = cv2.VideoCapture(str(video))
+    capture.read()
+    ok, frame = capture.read()  # BGR
+    assert ok
+    h = frame.shape[0]
+    tracker_swatch = frame[h - 10 - 16 - 6:h - 10 - 16 - 1, 8:16].reshape(-1, 3).mean(0)
+    truth_swatch = frame[h - 16:h - 11, 8:16].reshape(-1, 3).mean(0)
+    assert tracker_swatch[1] > 150 and tracker_swatch[0] < 90 and tracker_swatch[2] < 90, tracker_swatch
+    assert truth_swatch[0] > 150 and truth_swatch[2] < 90, truth_swatch
+    header = frame[4:40, 6:150]
+    assert (header > 200).all(axis=2).mean() > 0.02 and (header < 40).all(axis=2).mean() > 0.05  # text with its outline

@@ -100,25 +100,43 @@ class _Source:
 
 
 class _VideoOut:
-    """The annotated mp4: each frame with the box (and the ground truth) and the score drawn,
-    written by :class:`zoo.videofile.VideoFile` (checked before it replaces its destination)."""
+    """The annotated mp4: each frame with the tracker's box (green), the ground truth (blue) when
+    known, a header naming the tracker and the frame (score, IoU to the ground truth) and a legend,
+    plus "untrained weights" when the catalog's reference weights ran; written by
+    :class:`zoo.videofile.VideoFile` (checked before it replaces its destination)."""
 
-    def __init__(self, path: Path, fps: float):
+    BOX, TRUTH = (0, 220, 0), (255, 160, 0)  # BGR
+
+    def __init__(self, path: Path, fps: float, tracker: str = "", untrained: bool = False):
+        self.tracker, self.untrained = tracker, untrained
         try:
             self.file = VideoFile(path, fps)
         except OSError as exc:
             raise ZooError(f"cannot write video {path}: {exc.strerror or exc}") from None
 
-    def write(self, frame: np.ndarray, box, score: float, index: int, truth=None) -> None:
+    @staticmethod
+    def _text(image: np.ndarray, text: str, xy: tuple[int, int], colour=(255, 255, 255), scale: float = 0.45) -> None:
+        cv2.putText(image, text, xy, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, text, xy, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+    def write(self, frame: np.ndarray, box, score: float, index: int, truth=None, iou: float | None = None) -> None:
         image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        if truth is not None and truth[2] > 0 and truth[3] > 0:
+        has_truth = truth is not None and truth[2] > 0 and truth[3] > 0
+        if has_truth:
             x, y, w, h = (int(round(v)) for v in truth)
-            cv2.rectangle(image, (x, y), (x + w, y + h), (255, 160, 0), 1)
+            cv2.rectangle(image, (x, y), (x + w, y + h), self.TRUTH, 1)
         x, y, w, h = (int(round(v)) for v in box)
-        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 220, 0), 2)
-        label = f"#{index}  score {score:.3f}"
-        cv2.putText(image, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.rectangle(image, (x, y), (x + w, y + h), self.BOX, 2)
+        self._text(image, self.tracker, (6, 16))
+        self._text(image, f"#{index}  score {score:.3f}" + (f"  IoU {iou:.2f}" if iou is not None else ""), (6, 34))
+        height = image.shape[0]
+        legend = [("tracker", self.BOX)] + ([("ground truth", self.TRUTH)] if truth is not None else [])
+        for k, (label, colour) in enumerate(legend):
+            y0 = height - 10 - 16 * (len(legend) - 1 - k)
+            cv2.rectangle(image, (6, y0 - 8), (18, y0), colour, -1)
+            self._text(image, label, (24, y0), scale=0.4)
+        if self.untrained:
+            self._text(image, "untrained weights: not tracking skill", (6, 52), (0, 200, 255), 0.4)
         self.file.write(image)
 
     def finish(self) -> None:
@@ -190,7 +208,8 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
     catalog = Catalog.load()
     tracker = ApiTracker(variant, runtime=runtime, precision=precision, threads=threads_n, preset=preset, out=artifacts_dir, split=split,
                          device=device, allow_oversubscribe=allow_oversubscribe, catalog=catalog)
-    video = _VideoOut(video_file, src.fps) if video_file is not None else None
+    caveat = untrained_note([variant], catalog)
+    video = _VideoOut(video_file, src.fps, tracker.name, untrained=caveat is not None) if video_file is not None else None
     rows, ious = [], []
     gt = src.ground_truth
     try:
@@ -212,7 +231,7 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
                     ious.append(iou)
                 rows.append(row)
                 if video is not None:
-                    video.write(frame, box, score, k, truth)
+                    video.write(frame, box, score, k, truth, iou)
                 loops = tracker.loop_times
                 fps = len(loops) / sum(loops) if loops and sum(loops) > 0 else 0.0
                 speed = [f"{fps:.1f} fps"] if where.kind.timing else []
@@ -230,7 +249,6 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
             summary.update(network_ms_mean=None, network_ms_median=None, loop_ms_mean=None, loop_ms_median=None, fps=None)
             title += f"; no timing: {where.kind.no_timing_reason}"
         console.print(rich_table([summary], SUMMARY_COLUMNS, title=title))
-        caveat = untrained_note([variant], catalog)
         if ious:
             console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5",
                           markup=False, highlight=False, soft_wrap=True)
