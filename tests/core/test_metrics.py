@@ -297,3 +297,24 @@ def test_boxes_near_the_float_limit_are_misses_without_warnings() -> None:
         normalized = metrics.center_error(pred, gt, normalized=True)
     assert overlaps.tolist() == [1.0, 0.0]
     assert errors[0] == 0 and np.isinf(errors[1]) and np.isinf(normalized[1])
+
+
+def test_twenty_curves_get_distinct_colours_and_styles_and_the_legend_stays_off_them() -> None:
+    """13 trackers used to repeat an orange with no line style; the legend covered the curves."""
+    from zoo.evaluation import plots
+
+    styles = [plots.draw_style(rank) for rank in range(40)]
+    assert len(set(styles)) == 40
+    for style in {s for _, s in styles}:  # within one line style no two curves share a colour
+        colours = [c for c, s in styles if s == style]
+        assert len(set(colours)) == len(colours)
+    assert min(np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(plots._COLORS) for b in plots._COLORS[i + 1:]) > 0.2
+    fig, ax = plots._figure(10.0, 5.5)
+    for rank in range(20):
+        colour, style = plots.draw_style(rank)
+        ax.plot([0, 1], [rank, rank + 1], color=colour, linestyle=style, label=f"tracker {rank}")
+    plots._legend_outside(ax, 20)
+    fig.tight_layout()
+    fig.canvas.draw()
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= axes.x1 and legend.x1 <= fig.bbox.x1 + 1  # beside the axes, inside the figure

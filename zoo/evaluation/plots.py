@@ -13,12 +13,25 @@ from zoo.evaluation import metrics
 from zoo.evaluation.analyze import Evaluation
 from zoo.fileio import atomic_path, writing
 
-# pytracking's plot colours (plot_results.get_plot_draw_styles), then the same with dashes.
-_COLORS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0),
-           (0.5, 0.5, 0.5), (136 / 255, 0.0, 21 / 255), (1.0, 127 / 255, 39 / 255), (0.0, 162 / 255, 232 / 255),
-           (0.0, 0.5, 0.0), (1.0, 0.5, 0.2), (0.1, 0.4, 0.0), (0.6, 0.3, 0.9), (0.4, 0.7, 0.1), (0.2, 0.1, 0.7),
-           (0.7, 0.6, 0.2)]
+# Ten well-separated colours (matplotlib's tab10), each drawn solid, then dashed, dotted and
+# dash-dotted: 40 curves get 40 distinct (colour, line style) pairs, and two curves of one style never
+# share a colour (pytracking's 17 colours hold two near-identical oranges, and its styles only
+# start after them).
+_COLORS = [(0.122, 0.467, 0.706), (1.0, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
+           (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.890, 0.467, 0.761), (0.498, 0.498, 0.498),
+           (0.737, 0.741, 0.133), (0.090, 0.745, 0.812)]
 _STYLES = ["-", "--", ":", "-."]
+
+
+def draw_style(rank: int) -> tuple[tuple[float, float, float], str]:
+    """(colour, line style) of the curve at ``rank``: distinct pairs for the first 40 curves."""
+    return _COLORS[rank % len(_COLORS)], _STYLES[(rank // len(_COLORS)) % len(_STYLES)]
+
+
+def _legend_outside(ax, count: int) -> None:
+    """The legend to the right of the axes, never over the curves."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8 if count > 12 else 9,
+              framealpha=1.0, edgecolor="black", fancybox=False)
 
 KINDS = {
     "success": ("Success plot", "Overlap threshold", "Success rate [%]", (0.0, 1.0), "lower left"),
@@ -57,17 +70,17 @@ def curve_plot(curves: dict[str, np.ndarray], scores: dict[str, float], kind: st
                out_dir: Path, stem: str) -> list[Path]:
     """One figure of ``curves`` (tracker -> percent values over the kind's thresholds); the
     legend sorted by ``scores``, best first. Returns the PNG and PDF paths."""
-    default_title, xlabel, ylabel, xlim, loc = KINDS[kind]
+    default_title, xlabel, ylabel, xlim, _ = KINDS[kind]
     x = {"success": metrics.OVERLAP_THRESHOLDS, "precision": metrics.CENTER_THRESHOLDS,
          "norm_precision": metrics.NORM_THRESHOLDS}[kind]
-    fig, ax = _figure()
+    fig, ax = _figure(10.0, 5.5)
     order = legend_entries({n: scores[n] for n in curves})
     for rank, (name, label) in enumerate(order):
-        ax.plot(x, curves[name], color=_COLORS[rank % len(_COLORS)], linestyle=_STYLES[(rank // len(_COLORS)) % 4],
-                linewidth=2.0, label=label)
+        colour, style = draw_style(rank)
+        ax.plot(x, curves[name], color=colour, linestyle=style, linewidth=2.0, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=(0, 100), title=title or default_title)
     ax.grid(True, linestyle="-.", alpha=0.6)
-    ax.legend(loc=loc, fontsize=9 if len(order) > 8 else 11, framealpha=1.0, edgecolor="black", fancybox=False)
+    _legend_outside(ax, len(order))
     fig.tight_layout()
     return _save(fig, out_dir, stem)
 
@@ -92,14 +105,14 @@ def evaluation_plots(ev: Evaluation, out_dir: Path) -> list[Path]:
 
 def drift_plot(traces: dict[str, np.ndarray], names: list[str], a: str, b: str, out_dir: Path) -> list[Path]:
     """IoU between the two trajectories over the frames of ``names`` (the worst sequences)."""
-    fig, ax = _figure(9.0, 4.5)
+    fig, ax = _figure(11.0, 4.5)
     for rank, name in enumerate(names):
         v = traces[name]
-        ax.plot(np.arange(1, v.size + 1), v, color=_COLORS[rank % len(_COLORS)], linewidth=1.2,
-                label=f"[{v.mean():.3f}] {name}")
+        colour, style = draw_style(rank)
+        ax.plot(np.arange(1, v.size + 1), v, color=colour, linestyle=style, linewidth=1.2, label=f"[{v.mean():.3f}] {name}")
     ax.axhline(0.5, color="gray", linestyle=":", linewidth=1)
     ax.set(xlabel="frame", ylabel="IoU", ylim=(-0.02, 1.02), title=f"IoU of {b} vs {a}: worst sequences (mean IoU)")
     ax.grid(True, linestyle="-.", alpha=0.6)
-    ax.legend(loc="lower left", fontsize=9, framealpha=1.0)
+    _legend_outside(ax, len(names))
     fig.tight_layout()
     return _save(fig, out_dir, "drift_iou")
