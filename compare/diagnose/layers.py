@@ -417,39 +417,49 @@ def depth_rows(reports: list[LayerReport], level: int = 3) -> list[dict]:
 
 
 def plot_layers(reports: list[LayerReport], path, title: str | None = None) -> None:
-    """PNG: relative error (max abs / scale) per module output along the exported graph's order,
-    one line per runtime/precision, the first divergent layer circled (matplotlib, written atomically)."""
+    """The relative error (max abs / scale) per module output along the exported graph's order,
+    one line per runtime/precision, its allowance (atol + rtol x scale, over the same scale) dashed
+    in the same colour, the first divergent layer circled, each part's first module named on the
+    x axis (matplotlib, written atomically in the format ``path``'s suffix names)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(11, 5.2), dpi=110)
     ticks: dict[str, int] = {}
     for r in reports:
         if not r.layers:
             continue
         by_tensor: dict[int, float] = {}
+        allowance: dict[int, float] = {}
         for d in r.layers:
             by_tensor[d.graph_order] = max(by_tensor.get(d.graph_order, 0.0), d.rel_err)
+            if d.allowed is not None and d.scale > 0:  # the allowance in the line's units (over the tensor's scale)
+                allowance[d.graph_order] = min(allowance.get(d.graph_order, float("inf")), d.allowed / d.scale)
             head, _, call = d.module.partition("#")
             part = ".".join(head.split(".")[:3]) if head.startswith("fusion.blocks") else head.split(".")[0] + (f"#{call}" if call else "")
             if part != "fusion":  # the blocks mark it
                 ticks[part] = min(ticks.get(part, d.graph_order), d.graph_order)
         xs = sorted(by_tensor)
         line = ax.plot(xs, [max(by_tensor[x], 1e-12) for x in xs], marker=".", linewidth=1, label=r.label)[0]
+        if allowance:
+            ax_x = sorted(allowance)
+            ax.plot(ax_x, [allowance[x] for x in ax_x], linestyle="--", linewidth=0.9, color=line.get_color(),
+                    alpha=0.8, label=f"{r.label}: allowance")
         first = r.first_divergent
         if first is not None:
             ax.plot([first.graph_order], [max(first.rel_err, 1e-12)], "o", markersize=11, markerfacecolor="none", color=line.get_color())
     ax.set_yscale("log")
-    for name, x in ticks.items():
+    for x in ticks.values():
         ax.axvline(x, color="grey", alpha=0.25, linewidth=0.8)
-        ax.text(x, 1.0, f" {name}", rotation=90, va="top", ha="left", fontsize=7, transform=ax.get_xaxis_transform(), color="grey")
-    ax.set_xlabel("module output, in the exported graph's order")
+    ordered = sorted(ticks.items(), key=lambda item: item[1])
+    ax.set_xticks([x for _, x in ordered], [name for name, _ in ordered], rotation=35, ha="right", fontsize=7)
+    ax.set_xlabel("module output, in the exported graph's order (ticks: where each part starts)")
     ax.set_ylabel("max abs error / max |PyTorch|")
-    ax.set_title(title or "zoo compare --layers: error per layer (circle: first above its allowance)")
+    ax.set_title(title or "zoo compare --layers: error per layer (dashed: its allowance; circle: first above it)")
     ax.grid(alpha=0.3, which="both", axis="y")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     with writing("the plot", path), atomic_path(Path(path), suffix=f".{plot_format(path)}") as tmp:
         fig.savefig(tmp, format=plot_format(path))
