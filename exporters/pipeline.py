@@ -30,7 +30,7 @@ from exporters import get_exporter, get_flavour_exporter
 from exporters.base import BuildContext, Exporter, Quantization
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
-from zoo.artifacts import ArtifactKey, Status, first_problem
+from zoo.artifacts import ArtifactKey, Status, artifact_lock, first_problem
 from zoo.backends import REDUCED_PRECISIONS
 from zoo.calibration import CalibrationSource, calibration_pairs, open_source
 from zoo.catalog import Catalog
@@ -250,7 +250,7 @@ class Pipeline:
             build_key = _digest(build_inputs)
             dest = key.path(self.out)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(dest.parent / f".{key.dirname}.lock")):
+            with self._lock(key.variant, key.dirname):
                 reuse_note = self._existing(dest, build_key, self.catalog.get(key.variant))
                 if reuse_note is None:
                     manifest = read_manifest(dest)
@@ -348,12 +348,16 @@ class Pipeline:
             err.log_path = str(kept) if kept else None
             raise err from exc
 
+    def _lock(self, variant: str, dirname: str) -> FileLock:
+        """The lock of one artifact directory (:func:`zoo.artifacts.artifact_lock`)."""
+        return artifact_lock(self.out, variant, dirname)
+
     def _copy_onnx(self, key: ArtifactKey, build_dir: Path) -> Path:
         """Copy the installed, verified ONNX model under its lock (a concurrent --force may replace it)."""
         onnx_dir = key.source.path(self.out)
         if key.split:
             return self._copy_split_onnx(onnx_dir, build_dir)
-        with FileLock(str(onnx_dir.parent / ".onnx.lock")):
+        with self._lock(key.variant, onnx_dir.name):
             manifest = read_manifest(onnx_dir)
             src = onnx_dir / manifest.files[0].path
             dst = build_dir / "source.onnx"
@@ -363,7 +367,7 @@ class Pipeline:
     def _copy_split_onnx(self, onnx_dir: Path, build_dir: Path) -> Path:
         """Copy both graphs of the installed split ONNX artifact into ``build_dir/source/``."""
         dst = build_dir / "source"
-        with FileLock(str(onnx_dir.parent / f".{onnx_dir.name}.lock")):
+        with self._lock(onnx_dir.parent.name, onnx_dir.name):
             manifest = read_manifest(onnx_dir)
             for entry in manifest.files:
                 (dst / entry.path).parent.mkdir(parents=True, exist_ok=True)

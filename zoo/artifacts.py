@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from filelock import FileLock
+
 from zoo.backends import REFERENCE_RUNTIME, by_flavour, by_format, by_runtime
 from zoo.fileio import sha256_cached
 from zoo.layouts import shape_in
@@ -169,6 +171,15 @@ def rebuild_hint(manifest: Manifest | None, artifact_dir: Path) -> str:
     split = " --split" if manifest.graphs is not None else ""
     return (f"rebuild it with 'zoo export {manifest.variant} --to {manifest.format} --precision {manifest.precision}{split} "
             f"--artifacts {out} --force'")
+
+
+def artifact_lock(root: Path, variant: str, dirname: str) -> FileLock:
+    """The lock of the artifact directory ``root/variant/dirname``, the one every writer of it takes
+    (``zoo export``'s pipeline, ``zoo pull``, ``zoo cache rm``). Kept under ``root/.build/locks/`` so
+    that a variant's folder holds artifacts only; never deleted (another process may wait on it)."""
+    where = Path(root) / ".build" / "locks" / variant
+    where.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(where / f"{dirname}.lock"))
 
 
 def verified_manifest(artifact_dir: Path, variant: Variant) -> Manifest:

@@ -133,6 +133,12 @@ def test_onnx_artifact_properties(exported, tmp_path) -> None:
         assert [i.name for i in model.graph.input] == [s.name for s in variant.io.inputs]
 
 
+def test_variant_folders_hold_artifacts_only(exported) -> None:
+    """The per-target locks live under .build/locks/, not beside the artifacts they guard."""
+    assert not [p.name for p in exported.out.glob("*/*") if p.is_file()]
+    assert list((exported.out / ".build" / "locks").glob("*/*.lock"))
+
+
 def test_rerun_reuses_and_force_rebuilds(exported, tmp_path) -> None:
     out = exported.copy(tmp_path / "art", "base-c128", "onnx", "mnn", "ncnn")  # --force rebuilds in place
     model = out / "base-c128" / "mnn" / "model.mnn"
@@ -172,7 +178,7 @@ def _pipeline_rows(out: Path, names: list[str], formats: list[str], precisions=(
 
 def _no_partial(out: Path, variant: str, dirname: str) -> None:
     assert not (out / variant / dirname).exists()
-    assert list((out / ".build").iterdir()) == []
+    assert [p for p in (out / ".build").iterdir() if p.name != "locks"] == []  # no build left behind (locks stay)
 
 
 def test_failing_converter_installs_nothing(exported, tmp_path, monkeypatch) -> None:

@@ -12,7 +12,7 @@
 A file becomes visible under ``weights/`` or ``files/`` only by an atomic rename after its
 sha256 matched; an artifact directory only after every file re-checked against its manifest.
 Each file has a lock (``<dir>.lock`` beside its hash directory) and each artifact directory one
-(``artifacts/<variant>/.<dir>.lock``), so concurrent pulls wait for each other instead of
+(:func:`zoo.artifacts.artifact_lock`, the one ``zoo export`` takes), so concurrent pulls wait for each other instead of
 downloading twice or seeing half a file.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from zoo.artifacts import check_files
+from zoo.artifacts import artifact_lock, check_files
 from zoo.errors import ZooError
 from zoo.fileio import sha256_file, swap_dir
 from zoo.manifest import MANIFEST_NAME, read_manifest
@@ -81,7 +81,7 @@ def install_artifact(root: Path, variant: str, dirname: str, files: dict[str, Pa
     """
     dest = root / variant / dirname
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest.parent / f".{dirname}.lock")):
+    with artifact_lock(root, variant, dirname):
         want = expected_manifest_sha or sha256_file(files[MANIFEST_NAME])
         if (dest / MANIFEST_NAME).is_file() and sha256_file(dest / MANIFEST_NAME) == want \
                 and not check_files(dest, read_manifest(dest)):
@@ -191,7 +191,7 @@ def remove_variant(variant: str, weights_sha256: str | None, keep_shas: set[str]
     if vdir.is_dir():
         for adir in [p for p in vdir.iterdir() if p.is_dir()]:
             shas |= _manifest_shas(adir)
-            with FileLock(str(vdir / f".{adir.name}.lock")):
+            with artifact_lock(artifact_cache_root(), variant, adir.name):
                 freed += _tree_bytes([adir], seen)
                 shutil.rmtree(adir, ignore_errors=True)
         shutil.rmtree(vdir, ignore_errors=True)
