@@ -177,3 +177,12 @@ def test_infer_refuses_what_is_not_a_dict_of_arrays(eager_tracker, inputs, messa
 
 def test_every_api_error_is_a_zoo_error():
     assert issubclass(UsageError, zoo.errors.ZooError)
+
+
+def test_export_says_which_precisions_a_format_does_not_offer(exported, tmp_path) -> None:
+    """``zoo.export(v, ["onnx"], ["fp32", "fp16"])`` used to drop onnx-fp16 without a word (the
+    CLI shows a "skipped" row): the API warns, naming it and what the format offers."""
+    out = exported.copy(tmp_path / "art", "base-c128", "onnx")
+    with pytest.warns(zoo.errors.ZooWarning, match=r"base-c128 onnx-fp16: skipped: onnx offers fp32, int8 only"):
+        manifests = zoo.export("base-c128", ["onnx"], ["fp32", "fp16"], out=out)
+    assert [(m.format, m.precision) for m in manifests] == [("onnx", "fp32")]

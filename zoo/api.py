@@ -17,6 +17,7 @@ This module sits at the top of the layers (it drives exporters and compare) besi
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from zoo.artifacts import ArtifactKey, Status, default_out_dir
 from zoo.backends import DEFAULT_RUNTIME, FORMATS, PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.devices import LOCAL, parse_device
-from zoo.errors import ExportError, UsageError
+from zoo.errors import ExportError, UsageError, ZooWarning
 from zoo.hub.resolve import resolve_hub
 from zoo.manifest import Manifest, read_manifest
 from zoo.models import build_model
@@ -93,6 +94,9 @@ def export(name: str, formats: str | list[str] = "onnx", precisions: str | list[
     failed = [p for p in provisioned if p.status is Status.FAILED]
     if failed:
         raise ExportError("; ".join(f"{p.key.name}: {p.note}" for p in failed))
+    for p in provisioned:  # the CLI's "skipped" rows: never dropped without a word
+        if p.status is Status.SKIPPED:
+            warnings.warn(f"{p.key.name}: skipped: {p.note}", ZooWarning, stacklevel=2)
     return [read_manifest(p.path) for p in provisioned if p.usable]
 
 

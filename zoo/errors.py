@@ -28,3 +28,8 @@ class CheckpointMismatch(UsageError):
 
 class ExportError(ZooError):
     """One or more artifacts could not be exported or failed verification."""
+
+
+class ZooWarning(UserWarning):
+    """Something the API did not do that its caller asked for (e.g. a precision a format does not
+    offer, skipped), said as a warning where the CLI shows a "skipped" row."""
