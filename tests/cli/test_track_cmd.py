@@ -24,6 +24,14 @@ def clip():
     return make_sequence("Clip", frames=FRAMES)
 
 
+def png_frames(clip, folder: Path, count: int) -> Path:
+    """A plain folder of ``count`` of ``clip``'s frames as lossless PNGs (0001.png ...)."""
+    folder.mkdir()
+    for k, frame in enumerate(clip.frames[:count]):
+        cv2.imwrite(str(folder / f"{k + 1:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def otb_folder(clip, tmp_path_factory) -> Path:
     return write_sequence(clip, tmp_path_factory.mktemp("otb"), "otb")
@@ -171,10 +179,7 @@ def test_a_special_file_as_source_is_named_for_what_it_is(tmp_path, kind, capsys
 
 
 def test_a_stray_text_file_does_not_make_frames_a_sequence_when_init_is_given(clip, tmp_path, capsys) -> None:
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for k, frame in enumerate(clip.frames[:3]):
-        cv2.imwrite(str(folder / f"{k + 1:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    folder = png_frames(clip, tmp_path / "frames", 3)
     (folder / "notes.txt").write_text("shot on a windy day\n")
     init = ",".join(str(int(v)) for v in clip.ground_truth[0])
     code, stdout, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch", "--init", init)
@@ -240,10 +245,7 @@ def test_a_jpeg_libjpeg_complains_about_is_tracked_with_one_warning(clip, tmp_pa
 
 def test_tracking_without_ground_truth_still_says_the_weights_are_untrained(clip, tmp_path, capsys) -> None:
     """A plain folder of frames gives no IoU, and its boxes are as easy to mistake for skill."""
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for k, frame in enumerate(clip.frames[:3]):
-        cv2.imwrite(str(folder / f"{k + 1:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    folder = png_frames(clip, tmp_path / "frames", 3)
     init = ",".join(str(int(v)) for v in clip.ground_truth[0])
     code, stdout, stderr = run_cli(capsys, "track", "base-c128", str(folder), "--runtime", "pytorch", "--init", init)
     text = " ".join(stdout.split())
