@@ -45,6 +45,9 @@ class BuildContext:
     onnx_path: Path | None = None
     #: --force: converters must not reuse cached intermediate results either
     force: bool = False
+    #: conversion steps a converter took from the zoo cache instead of running them (the export
+    #: table says so: "built from cache")
+    cached_steps: list = field(default_factory=list)
     #: reduced precisions: the recipe from zoo.yaml and the calibration pairs
     quantization: Quantization | None = None
     #: the catalog in use (presets, recipes): passed down, never reloaded below the CLI/API

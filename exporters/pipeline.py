@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
@@ -66,6 +66,8 @@ class Row:
     log: str | None = None
     flavour: str | None = None
     split: bool = False
+    #: conversion steps taken from the zoo cache (status stays built: the artifact was assembled and verified)
+    cached_steps: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> ArtifactKey:
@@ -257,9 +259,10 @@ class Pipeline:
                     row.status, row.note = Status.REUSED, "same weights, options and toolchain"
                 else:
                     self.on_event(key, "building")
-                    manifest = self._build(key, exporter, build_inputs, build_key, dest)
+                    manifest, row.cached_steps = self._build(key, exporter, build_inputs, build_key, dest)
                     row.status = Status.REBUILT if reuse_note else Status.BUILT
-                    row.note = reuse_note or None
+                    cached = f"conversion reused from the zoo cache: {', '.join(row.cached_steps)}" if row.cached_steps else ""
+                    row.note = "; ".join(n for n in (reuse_note, cached) if n) or None
             row.size_mb = manifest.size_bytes / 1e6
             row.max_abs_err = max(o.max_abs_err for o in manifest.parity.outputs)
             row.path = str(dest)
@@ -290,7 +293,7 @@ class Pipeline:
         return None
 
     # -- build, verify, install ----------------------------------------------------------------
-    def _build(self, key: ArtifactKey, exporter: Exporter, build_inputs: dict, build_key: str, dest: Path) -> Manifest:
+    def _build(self, key: ArtifactKey, exporter: Exporter, build_inputs: dict, build_key: str, dest: Path) -> tuple[Manifest, list[str]]:
         build_root = self.out / ".build"
         for stale in build_root.glob(f"{key.variant}--{key.dirname}--*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed run; we hold the key lock
@@ -333,7 +336,7 @@ class Pipeline:
                 raise ExportFailed(f"{key.name}: verification failed: " + parity_failure(manifest.parity))
             write_manifest(build_dir, manifest)
             self._install(build_dir, dest)
-            return manifest
+            return manifest, list(ctx.cached_steps)
         except Exception as exc:
             kept = self.out / ".logs" / f"{key.variant}--{key.dirname}.log"
             try:

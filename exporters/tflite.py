@@ -55,6 +55,8 @@ def convert_graph(ctx: BuildContext, work: Path, what: str = "", keep_shape: tup
         )
     except backend.TfliteConversionError as exc:
         raise ConversionError(f"onnx2tf{f' ({what})' if what else ''}: {exc}") from None
+    if result.reused:
+        ctx.cached_steps.append(f"onnx2tf run{f' ({what})' if what else ''}")
     target = MODEL_FILES[ctx.precision]
     shutil.move(str(result.tflite_path), ctx.build_dir / target)
     shutil.rmtree(work, ignore_errors=True)

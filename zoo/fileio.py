@@ -112,6 +112,27 @@ def file_kind(mode: int) -> str:
     return "not a regular file"
 
 
+def read_regular(path: Path | str, max_bytes: int, what: str) -> bytes:
+    """The bytes of a regular file (a symlink is followed), at most ``max_bytes``: a FIFO, a
+    device, a directory or a larger file is a one-line :class:`UsageError` naming ``what`` the
+    file should have been, never a hang or a read until memory runs out."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path}: is {file_kind(st.st_mode)}, not {what}")
+        if st.st_size > max_bytes:
+            raise UsageError(f"{path}: {st.st_size / 2**20:.0f} MiB is too large for {what} (max {max_bytes >> 20} MiB)")
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise UsageError(f"{path}: larger than {max_bytes >> 20} MiB: not {what}")
+    return data
+
+
 def output_target(target: Path | str) -> Target:
     """How an output at ``target`` is written, the rule every writer follows (see the module's
     docstring). A symbolic link is followed to its final target (created if missing). A

@@ -18,6 +18,7 @@ from zoo.cli.export_cmd import export_cmd
 from zoo.cli.hub_cmds import cache_group, publish_cmd, pull_cmd
 from zoo.cli.output import err
 from zoo.cli.profile_cmd import profile_cmd
+from zoo.cli.report_cmd import report_cmd
 from zoo.cli.track_cmd import track_cmd
 from zoo.errors import ZooError
 from zoo.fileio import PATH_ERRNOS
@@ -43,6 +44,7 @@ eval_group.add_command(run_cmd)
 cli.add_command(eval_group)
 cli.add_command(track_cmd)
 cli.add_command(device_group)
+cli.add_command(report_cmd)
 
 
 def main() -> None:

@@ -23,51 +23,48 @@ from zoo.catalog import Catalog
 from compare.measure.timing import slowest_rows
 from zoo.cli.options import (DEVICE_SYNTAX, PLOT_FILE, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, counts, distinct_outputs,
                              oversubscribe_option, report_options, resource_limit)
-from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.cli.compare_cmd import CEILING_COLUMNS
+from zoo.cli.output import KEY_COLUMNS, Column, View, emit, err, export_reporter, label, note, progress_bar
 from zoo.devices import LOCAL, parse_device
 from zoo.errors import UsageError, ZooError
 from zoo.figures import part_rows
 from zoo.sample_inputs import sample_pairs
 
-_KEY = (*KEY_COLUMNS, Column("device", "device", justify="left"))
-SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("concurrency", "procs"), Column("slowest_device", "slowest device", justify="left"),
-                   Column("instance_fps_median", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
+_KEY = (*KEY_COLUMNS, label("device"))
+_CELL_KEY = (*_KEY, Column("threads", "thr", label=True), Column("concurrency", "procs", label=True))
+SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr", label=True), Column("concurrency", "procs", label=True),
+                   label("slowest_device", "slowest device"), Column("instance_fps_median", "fps", ".1f"),
+                   Column("devices", "devices", drop=2), note("all", "every device (fps)", drop=1)]
 #: drop: the higher, the sooner a column leaves a narrow terminal (JSON/CSV/Markdown keep them all)
-CELL_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("oversubscribed", "oversub", justify="left", drop=9),
+CELL_COLUMNS = [*_CELL_KEY, Column("oversubscribed", "oversub", justify="left", drop=9, optional=True),
                 Column("aggregate_fps", "aggregate fps", ".1f", drop=3), Column("instance_fps_median", "fps/inst", ".1f"),
-                Column("spread_pct", "±%", ".0f"), Column("interval_fps", "interval fps", drop=8), Column("blocks_kept", "blocks", drop=9),
+                Column("spread_pct", "±%", ".0f", optional=True), Column("interval_fps", "interval fps", drop=8, optional=True),
+                Column("blocks_kept", "blocks", drop=9, optional=True),
                 Column("instance_fps_worst", "worst", ".1f", drop=10), Column("slowdown_median", "slowdown med", ".2f", drop=5),
                 Column("slowdown_worst", "worst", ".2f", drop=11), Column("thread_speedup", "×1 thread", ".2f", drop=6),
                 Column("gflops", "GFLOP/s", ".0f", drop=7), Column("pct_of_ceiling", "% ceil", ".0f", drop=2),
-                Column("other_cores", "other CPUs", ".1f", drop=4), Column("noisy", "noisy", justify="left", drop=1),
-                Column("contention", "unreliable", justify="left"), Column("ceiling_note", "ceiling note", justify="left", drop=12),
-                Column("pids", "pids", justify="left", drop=13), Column("error", "error", justify="left")]
-#: columns left out of the terminal table when no row has a value in them (still in JSON/CSV/Markdown)
-OPTIONAL = {"oversubscribed", "spread_pct", "interval_fps", "blocks_kept", "noisy", "contention", "ceiling_note", "error"}
-CEILING_COLUMNS = [
-    Column("threads", "thr"), Column("precision", "prec", justify="left"), Column("kernel", "kernel", justify="left"),
-    Column("gflops", "GFLOP/s", ".0f"), Column("gflops_lo", "min", ".0f"), Column("gflops_hi", "max", ".0f"),
-    Column("spread_pct", "±%", ".0f"), Column("blocks", "blocks"),
-]
+                Column("other_cores", "other CPUs", ".1f", drop=4), Column("noisy", "noisy", justify="left", drop=1, optional=True),
+                note("contention", "unreliable", optional=True), note("ceiling_note", "ceiling note", drop=12, optional=True),
+                Column("pids", "pids", justify="left", drop=13), note("error", optional=True)]
 SPEED_COLUMNS = [*_KEY, Column("measured_fps", "fps", ".1f"), Column("reported_fps", "reported", "g", drop=1),
                  Column("measured_vs_base", "÷ base", ".3f"),
                  Column("reported_vs_base", "rep ÷ base", ".3f"),
                  Column("ratio_agreement", "agreement", ".2f")]
-WINDOW_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("instance", "inst", justify="left"),
-                  Column("index", "window"), Column("t_start_s", "from s", ".0f"),
+WINDOW_COLUMNS = [*_CELL_KEY, label("instance", "inst"),
+                  Column("index", "window", label=True), Column("t_start_s", "from s", ".0f"),
                   Column("t_end_s", "to s", ".0f"), Column("runs", "runs"), Column("fps", "fps", ".1f"),
-                  Column("median_ms", "median ms", ".2f"), Column("cpu_mhz", "CPU MHz", ".0f"), Column("temp_c", "°C", ".1f")]
-SUSTAINED_COLUMNS = [*_KEY, Column("threads", "thr"), Column("concurrency", "procs"), Column("instance", "inst", justify="left"),
+                  Column("median_ms", "median ms", ".2f"), Column("cpu_mhz", "CPU MHz", ".0f", drop=1), Column("temp_c", "°C", ".1f", drop=2)]
+SUSTAINED_COLUMNS = [*_CELL_KEY, label("instance", "inst"),
                      Column("duration_s", "seconds", ".0f"), Column("runs", "runs"),
                      Column("first_fps", "first window fps", ".1f"), Column("last_fps", "last window fps", ".1f"),
-                     Column("drop_pct", "drop %", ".1f"), Column("clock", "clock/temperature", justify="left"),
-                     Column("pid", "pid"), Column("error", "error", justify="left")]
+                     Column("drop_pct", "drop %", ".1f"), note("clock", "clock/temperature"),
+                     Column("pid", "pid", drop=1), note("error", optional=True)]
 
 
 def scaling_columns(rows: list[dict]) -> list[Column]:
     """The scaling table's columns: whatever thread counts / concurrencies the rows carry."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    cols = [*_KEY, Column("fusion_macs_pct", "fusion % MACs", ".0f", drop=6)]
+    cols = [*_KEY, Column("fusion_macs_pct", "fusion % MACs", ".0f", drop=6)]  # fps columns: drop 0, kept longest
     titles = {"fps": ("fps {}T", ".1f", 0), "speedup": ("×{}T", ".2f", 2),
               "aggregate_fps": ("agg fps ×{} procs", ".1f", 3), "efficiency": ("eff ×{}", ".2f", 4)}
     for prefix, (title, fmt, drop) in titles.items():
@@ -228,18 +225,11 @@ def bench_cmd(variants, runtimes, precision, threads, concurrency, seconds, warm
               "speed_column": "the study's 1-thread speed column: fps ÷ base-c128's, measured here and reported (rep: a phone's); agreement = their ratio",
               "windows": f"sustained: fps per {window:g} s window", "sustained": "sustained runs",
               "slowest": "each row's slowest device (ship for the slower one)"}
-    for name, (rows, columns) in tables.items():  # no all-empty optional column in the terminal
-        shown = [c for c in columns if (c.key not in OPTIONAL or any(r.get(c.key) for r in rows))
-                 and not (c.key == "device" and all(r.get("device", "local") == "local" for r in rows))]
-        out().print(rich_table(rows, shown, title=titles[name]))
+    local_only = all(r.get("device", "local") == "local" for rows, _ in tables.values() for r in rows)
+    views = [View(name, titles[name], rows, columns, hidden=("device",) if local_only else ()) for name, (rows, columns) in tables.items()]
     if duration is not None:
-        out().print(f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})", highlight=False, markup=False)
-    if json_file is not None:
-        write_text(json_file, to_json(report))
-    if csv_file is not None:
-        write_text(csv_file, tables_csv({name: rows for name, (rows, _) in tables.items()}))
-    if markdown_file is not None:
-        write_text(markdown_file, "\n".join(f"## {titles[n]}\n\n{to_markdown(rows, cols)}" for n, (rows, cols) in tables.items()))
+        views[-1].caption = f"plot: {report['plot']}  (clock: {report['machine']['clock']}; temperature: {report['machine']['temperature']})"
+    emit(views, json_file, csv_file, markdown_file, payload=report, csv_tagged=True)
     failed = [r for rows, _ in tables.values() for r in rows if r.get("error")]
     if failed:
         raise ZooError(f"{len(failed)} measurement(s) failed: {failed[0]['variant']} {failed[0]['runtime']}: {failed[0]['error']}")

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from zoo.catalog import Catalog
 from zoo.cli.options import report_options
-from zoo.cli.output import Column, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import Column, View, emit_rows, label, out, progress_bar, show, write_views
 from zoo.figures import part_rows, reported_dict, summary_row, within_budget
 from zoo.hub.resolve import resolve_hub
 from zoo.register import check_rows, refresh_catalog, register_checkpoint
@@ -23,7 +23,7 @@ catalog_option = click.option(
 )
 
 LIST_COLUMNS = [
-    Column("name", "variant", justify="left"),
+    label("name", "variant"),
     Column("row", "row", drop=6),
     Column("block_label", "blocks", justify="left", drop=3),
     Column("channels", "C", drop=5),
@@ -36,11 +36,11 @@ LIST_COLUMNS = [
     Column("macs_m", "MACs M", ".1f"),
     Column("macs_delta_pct", "Δ%", "+.2f", drop=2),
     Column("macs_total_m", "MACs+attn M", ".1f", drop=7),
-    Column("weights_shown", "weights", justify="left", drop=1),
+    label("weights_shown", "weights"),
 ]
 
 PART_COLUMNS = [
-    Column("part", "part", justify="left"),
+    label("part"),
     Column("params", "params", ","),
     Column("params_share_pct", "params %", ".1f"),
     Column("macs", "MACs", ","),
@@ -49,12 +49,6 @@ PART_COLUMNS = [
     Column("macs_total_share_pct", "MACs+attn %", ".1f"),
     Column("macs_per_param", "MACs/param", ".0f"),
 ]
-
-
-def _emit(rows: list[dict], columns: list[Column], title: str, reports: tuple, payload=None) -> None:
-    """Draw the table and write the reports asked for (``reports``: json, csv, markdown files)."""
-    out().print(rich_table(rows, columns, title=title))
-    write_reports(rows, columns, *reports, payload=payload)
 
 
 @click.command("list")
@@ -67,8 +61,8 @@ def list_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path |
     variants = catalog.select(patterns or ["all"])
     rows = [summary_row(v) for v in variants]
     for row in rows:  # the study's AUC is not the reference weights' skill
-        row["weights_shown"] = "untrained" if row["untrained"] else row["weights"]  # cache state: --json
-    _emit(rows, LIST_COLUMNS, f"zoo catalog ({len(rows)} of {len(catalog)} variants)", (json_file, csv_file, markdown_file))
+        row["weights_shown"] = "reference (untrained)" if row["untrained"] else row["weights"]  # cache state: --json
+    emit_rows("variants", rows, LIST_COLUMNS, f"zoo catalog ({len(rows)} of {len(catalog)} variants)", (json_file, csv_file, markdown_file))
     if any(row["untrained"] for row in rows):
         out().print("AUC % is the study's published figure; weights marked untrained are zoo's deterministic reference "
                     "weights (they check conversion and parity, not tracking skill): 'zoo register VARIANT CKPT' adds yours",
@@ -102,7 +96,8 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
             "tracking": {"preset": preset_name, **catalog.tracking.presets[preset_name].model_dump()},
             "split": split,
         }
-        write_reports(parts, PART_COLUMNS, json_file, csv_file, markdown_file, payload=payload)
+        write_views([View("parts", f"{v.name}: where parameters and compute are", parts, PART_COLUMNS)], json_file, csv_file,
+                    markdown_file, payload=payload)
     a = v.arch
     head = Table.grid(padding=(0, 2))
     head.add_row(Text("variant", style="bold"), Text(f"{v.name} — {v.description}"))
@@ -124,7 +119,7 @@ def info_cmd(variant: str, json_file: Path | None, csv_file: Path | None, markdo
                  f"({split['macs_ratio']:.2f}x fewer; init graph {split['macs_init'] / 1e6:.1f}M once per sequence); cache: "
                  f"{split['cache_kind']}, {split['cache_tensors']} tensor(s), {split['cache_bytes']:,} bytes (zoo export --split)"))
     out().print(head, markup=False)
-    out().print(rich_table(parts, PART_COLUMNS, title=f"{v.name}: where parameters and compute are"))
+    show([View("parts", f"{v.name}: where parameters and compute are", parts, PART_COLUMNS)])
 
 
 @click.command("register")
@@ -157,9 +152,10 @@ def weights_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Pat
             path = ensure_weights(v, hub)
             rows.append({"name": v.name, "kind": v.weights.provenance.kind, "sha256": v.weights.sha256,
                          "bytes": v.weights.bytes, "path": str(path)})
-    cols = [Column("name", "variant", justify="left"), Column("kind", "provenance", justify="left"),
-            Column("bytes", "bytes", ","), Column("sha256", "sha256 (verified)", justify="left"), Column("path", "path", justify="left")]
-    _emit(rows, cols, "weights", (json_file, csv_file, markdown_file))
+    cols = [label("name", "variant"), Column("kind", "provenance", justify="left", drop=2),
+            Column("bytes", "bytes", ",", drop=1), Column("sha256", "sha256 (verified)", justify="left", drop=3),
+            Column("path", "path", justify="left")]
+    emit_rows("weights", rows, cols, "weights", (json_file, csv_file, markdown_file))
 
 
 @click.group("catalog")
@@ -168,8 +164,8 @@ def catalog_group() -> None:
 
 
 CHECK_COLUMNS = [
-    Column("name", "variant", justify="left"), Column("params", "params", ","), Column("params_catalog", "in zoo.yaml", ","),
-    Column("macs", "MACs", ","), Column("macs_catalog", "in zoo.yaml", ","), Column("ok", "ok"),
+    label("name", "variant"), Column("params", "params", ","), Column("params_catalog", "in zoo.yaml", ","),
+    Column("macs", "MACs", ","), Column("macs_catalog", "in zoo.yaml", ","), label("ok"),
 ]
 
 
@@ -187,7 +183,7 @@ def catalog_check(patterns: tuple[str, ...], json_file: Path | None, csv_file: P
             progress.update(task, description=f"check {v.name}: rebuild, recount, regenerate weights")
             rows += check_rows([v])
             progress.advance(task)
-    _emit(rows, CHECK_COLUMNS, "zoo.yaml vs recomputed", (json_file, csv_file, markdown_file))
+    emit_rows("checks", rows, CHECK_COLUMNS, "zoo.yaml vs recomputed", (json_file, csv_file, markdown_file))
     if not all(r["ok"] for r in rows):
         raise click.exceptions.Exit(1)
 

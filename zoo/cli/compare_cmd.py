@@ -23,13 +23,13 @@ from zoo.catalog import Catalog
 from zoo.cli.compare_layers import run_layers
 from zoo.cli.options import (DEVICE_SYNTAX, PLOT_FILE, REPORT_FILE, Finite, MultiValueOption, artifacts_option, choose, choose_devices, counts,
                              distinct_outputs, oversubscribe_option, report_options)
-from zoo.cli.output import KEY_COLUMNS, Column, err, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.cli.output import KEY_COLUMNS, Column, View, emit, err, export_reporter, label, note, progress_bar
 from zoo.errors import UsageError, ZooError
 
 PARITY_COLUMNS = [
     *KEY_COLUMNS,
-    Column("output", "output", justify="left"),
-    Column("samples", "samples"),
+    label("output"),
+    Column("samples", "samples", terminal=False),
     Column("max_abs_err", "max abs", ".2e"),
     Column("mean_abs_err", "mean abs", ".2e", drop=5),
     Column("max_rel_err", "max rel", ".2e", drop=6),
@@ -39,12 +39,12 @@ PARITY_COLUMNS = [
     Column("worst_ratio", "err/allowed", ".3f"),
     Column("nan_count", "NaN", drop=3),
     Column("inf_count", "Inf", drop=3),
-    Column("status", "status", justify="left"),
-    Column("note", "note", justify="left", drop=9),
+    label("status"),
+    note("note", optional=True),
 ]
 TRACKER_COLUMNS = [
     *KEY_COLUMNS,
-    Column("device", "device", justify="left"),
+    label("device"),
     Column("samples", "samples", drop=8),
     Column("same_cell", "argmax same cell", drop=3),
     Column("min_iou", "min IoU", ".4f"),
@@ -52,37 +52,37 @@ TRACKER_COLUMNS = [
     Column("max_center_px", "max centre dist px", ".3f", drop=2),
     Column("max_score_diff", "max peak score diff", ".2e", drop=4),
     # reduced precisions (int8 ...): the catalog's tracker-level gate, over its own held-out pairs (as zoo export)
-    Column("gate_pairs", "gate pairs", drop=6),
-    Column("gate_mean_iou", "gate IoU", ".4f", drop=2),
-    Column("clear_pairs", "clear peaks", drop=7),
-    Column("clear_peak_agreement", "clear-peak same cell", ".2f", drop=5),
-    Column("peak_agreement_all", "all same cell", ".2f", drop=1),
-    Column("gate", "tracker gate", justify="left"),
+    Column("gate_pairs", "gate pairs", drop=6, optional=True),
+    Column("gate_mean_iou", "gate IoU", ".4f", drop=2, optional=True),
+    Column("clear_pairs", "clear peaks", drop=7, optional=True),
+    Column("clear_peak_agreement", "clear-peak same cell", ".2f", drop=5, optional=True),
+    Column("peak_agreement_all", "all same cell", ".2f", drop=1, optional=True),
+    Column("gate", "tracker gate", justify="left", label=True, optional=True),
 ]
 DEVICE_COLUMNS = [
     *KEY_COLUMNS,
-    Column("device", "device", justify="left"),
-    Column("family", "CPU family", justify="left"),
-    Column("output", "output", justify="left"),
+    label("device"),
+    Column("family", "CPU family", justify="left", drop=3),
+    label("output"),
     Column("max_abs_err", "max abs there", ".2e"),
-    Column("local_max_abs_err", "max abs here", ".2e"),
-    Column("ratio", "there/here", ".1f"),
-    Column("atol", "atol", "g"),
-    Column("rtol", "rtol", "g"),
+    Column("local_max_abs_err", "max abs here", ".2e", drop=2),
+    Column("ratio", "there/here", ".1f", drop=1, optional=True),
+    Column("atol", "atol", "g", drop=5),
+    Column("rtol", "rtol", "g", drop=6),
     Column("worst_ratio", "err/allowed", ".3f"),
-    Column("status", "status", justify="left"),
-    Column("note", "note", justify="left"),
+    label("status"),
+    note("note", optional=True),
 ]
 #: drop: the higher, the sooner a column leaves a narrow terminal (JSON/CSV/Markdown keep them all)
 TIMING_COLUMNS = [
     *KEY_COLUMNS,
-    Column("device", "device", justify="left"),
-    Column("threads", "thr"),
-    Column("oversubscribed", "oversub", justify="left", drop=6),
+    label("device"),
+    Column("threads", "thr", label=True),
+    Column("oversubscribed", "oversub", justify="left", drop=6, optional=True),
     Column("median_ms", "ms", ".2f"),
-    Column("spread_pct", "±%", ".0f"),
-    Column("interval_ms", "interval ms", drop=9),
-    Column("blocks_kept", "blocks", drop=6),
+    Column("spread_pct", "±%", ".0f", optional=True),
+    Column("interval_ms", "interval ms", drop=9, optional=True),
+    Column("blocks_kept", "blocks", drop=6, optional=True),
     Column("p90_ms", "p90", ".2f", drop=14),
     Column("p99_ms", "p99", ".2f", drop=15),
     Column("min_ms", "min", ".2f", drop=13),
@@ -97,40 +97,27 @@ TIMING_COLUMNS = [
     Column("sgemm_gflops", "sgemm", ".0f", drop=17),
     Column("pct_of_sgemm", "% sgemm", ".0f", drop=17),
     Column("other_cores", "other CPUs", ".1f", drop=7),
-    Column("noisy", "noisy", justify="left", drop=2),
-    Column("contention", "unreliable", justify="left"),
-    Column("ceiling_note", "ceiling note", justify="left", drop=8),
-    Column("error", "error", justify="left"),
+    Column("noisy", "noisy", justify="left", drop=2, optional=True),
+    note("contention", "unreliable", optional=True),
+    note("ceiling_note", "ceiling note", drop=8, optional=True),
+    note("error", optional=True),
 ]
 CEILING_COLUMNS = [
-    Column("threads", "thr"), Column("precision", "prec", justify="left"), Column("kernel", "kernel", justify="left"),
-    Column("gflops", "GFLOP/s", ".0f"), Column("gflops_lo", "min", ".0f"), Column("gflops_hi", "max", ".0f"),
-    Column("spread_pct", "±%", ".0f"), Column("blocks", "blocks"),
+    Column("threads", "thr", label=True), label("precision", "prec"), label("kernel"),
+    Column("gflops", "GFLOP/s", ".0f"), Column("gflops_lo", "min", ".0f", drop=2), Column("gflops_hi", "max", ".0f", drop=2),
+    Column("spread_pct", "±%", ".0f", drop=1), Column("blocks", "blocks", drop=3),
 ]
-SKIPPED_COLUMNS = [*KEY_COLUMNS, Column("note", "note", justify="left")]
-SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr"), Column("slowest_device", "slowest device", justify="left"),
-                   Column("fps", "fps", ".1f"), Column("devices", "devices"), Column("all", "every device (fps)", justify="left")]
-#: columns left out of the terminal table when no row has a value (None/False) in them; still in
-#: JSON/CSV/Markdown
-OPTIONAL = {"note", "error", "oversubscribed", "contention", "ratio", "spread_pct", "interval_ms", "blocks_kept", "noisy", "ceiling_note"} | {"gate_pairs", "gate_mean_iou", "clear_pairs", "clear_peak_agreement", "peak_agreement_all", "gate"}
+SKIPPED_COLUMNS = [*KEY_COLUMNS, note("note")]
+SLOWEST_COLUMNS = [*KEY_COLUMNS, Column("threads", "thr", label=True), label("slowest_device", "slowest device"),
+                   Column("fps", "fps", ".1f"), Column("devices", "devices", drop=2), note("all", "every device (fps)", drop=1)]
 TABLES = {"parity": PARITY_COLUMNS, "devices": DEVICE_COLUMNS, "tracker": TRACKER_COLUMNS, "timing": TIMING_COLUMNS,
           "ceilings": CEILING_COLUMNS, "slowest": SLOWEST_COLUMNS, "skipped": SKIPPED_COLUMNS}
 
 
-def terminal_columns(columns: list[Column], rows: list[dict], hidden: tuple[str, ...] = ()) -> list[Column]:
-    """The columns worth drawing in the terminal: not ``hidden``, no all-empty optional ones."""
-    return [c for c in columns if c.key not in hidden
-            and not (c.key in OPTIONAL and not any(r.get(c.key) for r in rows))]
-
-
-def tables_markdown(tables: dict[str, list[dict]], machine: dict) -> str:
-    """One Markdown section per non-empty table, with the machine's description on top."""
-    parts = [f"CPUs: {machine['cpu_count']} ({machine['machine']}); memory: {machine['memory']}; "
-             f"latency: {machine['latency']}\n"]
-    for name, rows in tables.items():
-        if rows:
-            parts.append(f"## {name}\n\n{to_markdown(rows, TABLES[name])}")
-    return "\n".join(parts)
+def machine_line(machine: dict) -> str:
+    """The machine the figures hold for, in one line (the Markdown report's preamble)."""
+    return (f"CPUs: {machine['cpu_count']} ({machine['machine']}); memory: {machine['memory']}; "
+            f"latency: {machine['latency']}\n")
 
 
 @click.command("compare")
@@ -222,47 +209,42 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
             r["interval_ms"] = f"{r['median_lo_ms']:.2f}-{r['median_hi_ms']:.2f}"
         if r.get("repeats", 1) > 1:
             r["blocks_kept"] = f"{r['repeats'] - r['blocks_left_out']}/{r['repeats']}"
-    title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
-    out().print(rich_table(tables["parity"], terminal_columns(PARITY_COLUMNS, tables["parity"], hidden=("samples",)), title=f"zoo compare: {title}"))
-    if tables["devices"]:
-        out().print(rich_table(tables["devices"], terminal_columns(DEVICE_COLUMNS, tables["devices"]),
-                               title="parity on each device's kernels vs PyTorch here, beside this machine's figure (same artifact, same inputs)"))
-    if tables["tracker"]:
-        hide = () if device_list else ("device",)
-        out().print(rich_table(tables["tracker"], terminal_columns(TRACKER_COLUMNS, tables["tracker"], hidden=hide), title="tracker: box decoded from each runtime vs PyTorch's (256 px search crop)"))
+    machine = report.as_json()["machine"]
+    views = compare_views(tables, machine, opts, device_list, onnx_only)
     untimed = [d for d in device_list if not d.kind.timing]
     if untimed and tables["timing"]:
         err().print(escape("timing: this machine only; " + "; ".join(f"{d.name}: {d.kind.no_timing_reason}" for d in untimed)),
                     highlight=False)
-    if tables["timing"]:
-        machine = report.as_json()["machine"]
-        timed_off = any(r["device"] != "local" for r in tables["timing"])
-        out().print(rich_table(tables["timing"], terminal_columns(TIMING_COLUMNS, tables["timing"], hidden=() if timed_off else ("device",)),
-                                 title=f"timing: {opts.repeats} interleaved block(s) of {opts.warmup} warm-up + {opts.runs} runs, "
-                                       f"{machine['cpu_count']} CPUs; ms = median; ±% = spread of block medians; "
-                                       f"% ceil = GFLOP/s (macs×2/median) of the ceiling of the row's precision"))
-    if tables["ceilings"]:
-        out().print(rich_table(tables["ceilings"], CEILING_COLUMNS,
-                               title=f"ceilings beside each block: best {GEMM_N}² matmul per precision (int8: MatMulInteger)"))
-    if tables["slowest"]:
-        out().print(rich_table(tables["slowest"], SLOWEST_COLUMNS, title="each row's slowest device (ship for the slower one)"))
-    if tables["skipped"]:
-        out().print(rich_table(tables["skipped"], SKIPPED_COLUMNS, title="skipped"))
     if save_inputs is not None:
         write_inputs(report, save_inputs)
     if save_outputs is not None:
         write_outputs(report, save_outputs)
-    if json_file is not None:
-        write_text(json_file, to_json(report.as_json()))
-    if csv_file is not None:
-        write_text(csv_file, tables_csv(tables))
-    if markdown_file is not None:
-        write_text(markdown_file, tables_markdown(tables, report.as_json()["machine"]))
+    emit(views, json_file, csv_file, markdown_file, payload=report.as_json(), preamble=machine_line(machine), csv_tagged=True)
     failures = report.failures
     for line in failures:
         err().print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if failures:
         raise ZooError(f"{len(failures)} comparison(s) failed")
+
+
+def compare_views(tables: dict[str, list[dict]], machine: dict, opts: Options, devices, onnx_only: bool) -> list[View]:
+    """The tables of a comparison, titled; empty ones left out (the parity table always drawn)."""
+    title = "PyTorch vs ONNX Runtime" if onnx_only else "parity vs PyTorch eager"
+    timed_off = any(r["device"] != "local" for r in tables["timing"])
+    titles = {
+        "parity": f"zoo compare: {title}",
+        "devices": "parity on each device's kernels vs PyTorch here, beside this machine's figure (same artifact, same inputs)",
+        "tracker": "tracker: box decoded from each runtime vs PyTorch's (256 px search crop)",
+        "timing": f"timing: {opts.repeats} interleaved block(s) of {opts.warmup} warm-up + {opts.runs} runs, "
+                  f"{machine['cpu_count']} CPUs; ms = median; ±% = spread of block medians; "
+                  "% ceil = GFLOP/s (macs×2/median) of the ceiling of the row's precision",
+        "ceilings": f"ceilings beside each block: best {GEMM_N}² matmul per precision (int8: MatMulInteger)",
+        "slowest": "each row's slowest device (ship for the slower one)",
+        "skipped": "skipped",
+    }
+    hidden = {"tracker": () if devices else ("device",), "timing": () if timed_off else ("device",)}
+    return [View(name, titles[name], rows, TABLES[name], hidden=hidden.get(name, ()))
+            for name, rows in tables.items() if rows or name == "parity"]
 
 
 def _run_with_progress(catalog, selected, opts):

@@ -10,38 +10,37 @@ from compare.devices.connection import connect
 from compare.diagnose.layers import DEPARTURE_FACTOR, departure, depth_rows, layer_rows, layers_variant, plot_layers, summary_rows
 from compare.diagnose.layers_split import layers_split
 from compare.inputs import load_pairs
-from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import Column, View, err, export_reporter, label, note, progress_bar, show, write_views
 from zoo.errors import ZooError
 
+#: terminal=False: left to the files (the terminal table stays readable)
 SUMMARY_COLUMNS = [
-    Column("variant", "variant", justify="left"),
-    Column("runtime", "runtime", justify="left"),
-    Column("graph", "graph", justify="left"),
-    Column("precision", "precision", justify="left"),
-    Column("device", "device", justify="left"),
-    Column("naming", "named by", justify="left"),
-    Column("tensors", "tensors"),
-    Column("computed", "module outputs computed"),
-    Column("matched", "matched"),
+    label("variant"),
+    label("runtime"),
+    Column("graph", "graph", justify="left", label=True, optional=True),
+    label("precision", "prec"),
+    label("device"),
+    Column("naming", "named by", justify="left", terminal=False),
+    Column("tensors", "tensors", terminal=False),
+    Column("computed", "module outputs computed", drop=4),
+    Column("matched", "matched", drop=3),
     Column("coverage_pct", "% matched", ".1f"),
-    Column("fused_away", "fused away"),
-    Column("unmatched_tensors", "unnamed tensors"),
-    Column("allowance", "allowance", justify="left"),
-    Column("first_divergent", "first above allowance", justify="left"),
+    Column("fused_away", "fused away", terminal=False),
+    Column("unmatched_tensors", "unnamed tensors", drop=2),
+    note("allowance", drop=5),
+    label("first_divergent", "first above allowance"),
     Column("first_ratio", "err/allowed", ".2f"),
-    Column("last_rel_err", "last layer rel err", ".2e"),
-    Column("max_ratio", "max err/allowed", ".3f"),
-    Column("note", "note", justify="left"),
+    Column("last_rel_err", "last layer rel err", ".2e", terminal=False),
+    Column("max_ratio", "max err/allowed", ".3f", drop=1),
+    note("note", terminal=False),
 ]
-#: summary columns left to the files (the terminal table stays readable)
-TERMINAL_HIDDEN = ("naming", "tensors", "fused_away", "last_rel_err", "note")
 LAYER_COLUMNS = [
-    Column("variant", "variant", justify="left"),
-    Column("runtime", "runtime", justify="left"),
-    Column("graph", "graph", justify="left"),
-    Column("precision", "precision", justify="left"),
-    Column("index", "#"),
-    Column("module", "module", justify="left"),
+    label("variant"),
+    label("runtime"),
+    Column("graph", "graph", justify="left", label=True, optional=True),
+    label("precision"),
+    Column("index", "#", label=True),
+    label("module"),
     Column("shape", "shape", justify="left"),
     Column("max_abs_err", "max abs", ".2e"),
     Column("mean_abs_err", "mean abs", ".2e"),
@@ -50,14 +49,14 @@ LAYER_COLUMNS = [
     Column("rel_err", "rel err", ".2e"),
     Column("allowed", "allowed", ".2e"),
     Column("ratio", "err/allowed", ".3f"),
-    Column("status", "status", justify="left"),
+    label("status"),
 ]
 
 
 def depth_columns(rows: list[dict]) -> list[Column]:
     """``module`` then one relative-error column per runtime/precision present."""
     labels = list(dict.fromkeys(k for r in rows for k in r if k not in ("module", "graph_order")))
-    return [Column("module", "module (depth order)", justify="left"), *(Column(k, k, ".2e") for k in labels)]
+    return [label("module", "module (depth order)"), *(Column(k, k, ".2e") for k in labels)]
 
 
 def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], samples: int, inputs_file: Path | None, out_dir: Path,
@@ -81,10 +80,12 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
     summary = summary_rows([r for r in reports if not r.skipped])
     skipped = [r for r in reports if r.skipped]
     depth = depth_rows(reports)
-    out().print(rich_table(depth, depth_columns(depth), title="zoo compare --layers: max abs error / max |PyTorch|, largest over each module's layers (exported graph's order)"))
-    shown = [c for c in SUMMARY_COLUMNS if c.key not in TERMINAL_HIDDEN and (c.key != "graph" or any(r.get("graph") for r in summary))
-             and (c.key != "device" or devices)]
-    out().print(rich_table(summary, shown, title="per runtime: module outputs matched and the first above its allowance (atol + rtol x scale)"))
+    views = [View("depth", "zoo compare --layers: max abs error / max |PyTorch|, largest over each module's layers (exported graph's order)",
+                  depth, depth_columns(depth)),
+             View("summary", "per runtime: module outputs matched and the first above its allowance (atol + rtol x scale)", summary,
+                  SUMMARY_COLUMNS, hidden=() if devices else ("device",)),
+             View("layers", "zoo compare --layers: every matched module output", layer_rows(reports), LAYER_COLUMNS, draw=False)]
+    show(views)
     for row in summary:
         if row.get("note"):
             graph = f"-split/{row['graph']}" if row.get("graph") else ""
@@ -112,9 +113,8 @@ def run_layers(catalog, selected, runtimes: list[str], precisions: list[str], sa
                         highlight=False, soft_wrap=True, markup=False)
     if plot is not None:
         plot_layers(reports, plot, title=f"zoo compare --layers {' '.join(v.name for v in selected)}")
-    write_reports(layer_rows(reports), LAYER_COLUMNS, json_file, csv_file, markdown_file,
-                  payload={"summary": summary, "depth": depth, "reports": [r.as_json() for r in reports]},
-                  title="zoo compare --layers: every matched module output")
+    write_views(views[2:], None, csv_file, markdown_file)  # CSV and Markdown: every matched module output
+    write_views(views, json_file, payload={"summary": summary, "depth": depth, "reports": [r.as_json() for r in reports]})
     failed = [f"{r.variant} {r.label}: {r.error}" for r in reports if r.error and not r.layers and not r.skipped]
     for line in failed:
         err().print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)

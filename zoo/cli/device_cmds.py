@@ -8,18 +8,17 @@ from compare.devices import emulator
 from compare.devices.connection import DeviceConnection
 from zoo.backends import BACKENDS
 from zoo.cli.options import report_options
-from zoo.cli.output import Column, err, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import Column, View, emit, emit_rows, err, label, note, progress_bar, show
 from zoo.devices import DEVICE_KINDS, QEMU_CPUS, device_kind, parse_device
 from zoo.errors import UsageError, ZooError
 
 LIST_COLUMNS = [
-    Column("device", "device", justify="left"), Column("timing", "timing", justify="left"),
-    Column("state", "state", justify="left"), Column("description", "what it is", justify="left"),
+    label("device"), note("timing"), note("state"), note("description", "what it is"),
 ]
 CHECK_COLUMNS = [
-    Column("runtime", "runtime", justify="left"), Column("device_version", "there", justify="left"),
-    Column("host_version", "here", justify="left"), Column("features", "CPU features it detects", justify="left"),
-    Column("status", "status", justify="left"),
+    label("runtime"), Column("device_version", "there", justify="left"),
+    Column("host_version", "here", justify="left"), note("features", "CPU features it detects"),
+    label("status"),
 ]
 
 
@@ -45,8 +44,9 @@ def setup_cmd(kind: str, force: bool) -> None:
             {"item": "qemu", "version": record["qemu"], "file": "-", "sha256": "-"}]
     rows += [{"item": w["dist"], "version": w["version"], "file": w["file"], "sha256": w["sha256"][:16]} for w in record["wheels"]]
     rows.append({"item": f"{len(record['debs'])} Debian packages", "version": "bookworm arm64", "file": "-", "sha256": "recorded"})
-    out().print(rich_table(rows, [Column(k, k, justify="left") for k in ("item", "version", "file", "sha256")],
-                           title=f"{spec.name} in {emulator.device_dir()}"))
+    columns = [label("item"), Column("version", "version", justify="left"), Column("file", "file", justify="left"),
+               Column("sha256", "sha256", justify="left", drop=1)]
+    show([View("setup", f"{spec.name} in {emulator.device_dir()}", rows, columns)])
 
 
 @device_group.command("list")
@@ -64,8 +64,7 @@ def list_cmd(json_file, csv_file, markdown_file) -> None:
         syntax = k.syntax + (f" (CPU: {', '.join(QEMU_CPUS)})" if k.name == "arm64-emu" else "")
         rows.append({"device": syntax, "timing": "yes" if k.timing else f"no: {k.no_timing_reason}", "state": state,
                      "description": k.description})
-    out().print(rich_table(rows, LIST_COLUMNS, title="zoo devices"))
-    write_reports(rows, LIST_COLUMNS, json_file, csv_file, markdown_file)
+    emit_rows("devices", rows, LIST_COLUMNS, "zoo devices", (json_file, csv_file, markdown_file))
 
 
 @device_group.command("check")
@@ -106,10 +105,9 @@ def check_cmd(device: str, json_file, csv_file, markdown_file) -> None:
     cpu = info.get("cpu", {})
     model = f"qemu {dev.cpu} (emulated; the host's /proc/cpuinfo shows through)" if dev.kind.name == "arm64-emu" \
         else (cpu.get("board") or cpu.get("model") or "?")
-    out().print(rich_table(rows, CHECK_COLUMNS, title=(  # rich_table's title is plain text
-        f"{dev.name}: {info['machine']}, CPU family {family}, {cpu.get('count')} CPUs, {model}; Python {info['python']}, numpy {info['numpy']}")))
-    write_reports(rows, CHECK_COLUMNS, json_file, csv_file, markdown_file,
-                  payload={"device": dev.name, "family": family, **info, "runtimes_table": rows})
+    title = f"{dev.name}: {info['machine']}, CPU family {family}, {cpu.get('count')} CPUs, {model}; Python {info['python']}, numpy {info['numpy']}"
+    emit([View("runtimes", title, rows, CHECK_COLUMNS)], json_file, csv_file, markdown_file,
+         payload={"device": dev.name, "family": family, **info, "runtimes_table": rows})
     bad = [r for r in rows if r["status"] == "version differs"]
     for r in bad:
         err().print(escape(f"{r['runtime']}: {r['device_version']} on {dev.name}, {r['host_version']} here: "

@@ -9,7 +9,8 @@ import click
 
 from zoo.cli.caveats import catalog_or_none, untrained_note
 from zoo.cli.options import DIR, MultiValueOption, report_options
-from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_csv, to_json, to_markdown, write_reports, write_text
+from zoo.cli.output import Column, View, emit, err, label, out, progress_bar, show, write_text, write_views
+from zoo.cli.tables import to_csv
 from zoo.datasets import load_dataset, open_results
 from zoo.evaluation.analyze import evaluate
 from zoo.evaluation.drift import drift
@@ -17,10 +18,10 @@ from zoo.evaluation.plots import drift_plot, evaluation_plots
 
 _FIGURES = [Column("auc", "AUC", ".2f"), Column("op50", "OP50", ".2f"), Column("op75", "OP75", ".2f"),
             Column("precision", "Prec@20", ".2f"), Column("norm_precision", "NPrec@0.2", ".2f")]
-TRACKER_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("sequences", "seqs"), Column("frames", "frames"), *_FIGURES]
-SEQUENCE_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("sequence", "sequence", justify="left"),
-                    Column("frames", "frames"), Column("absent", "absent"), *_FIGURES]
-DRIFT_COLUMNS = [Column("sequence", "sequence", justify="left"), Column("frames", "frames"),
+TRACKER_COLUMNS = [label("tracker"), Column("sequences", "seqs", drop=2), Column("frames", "frames", drop=1), *_FIGURES]
+SEQUENCE_COLUMNS = [label("tracker"), label("sequence"),
+                    Column("frames", "frames", drop=2), Column("absent", "absent", drop=1), *_FIGURES]
+DRIFT_COLUMNS = [label("sequence"), Column("frames", "frames", drop=1),
                  Column("mean_iou", "mean IoU", ".3f"), Column("iou_ge_0.9", "IoU≥0.9 %", ".1f"),
                  Column("iou_ge_0.5", "IoU≥0.5 %", ".1f"), Column("first_below_0.5", "first IoU<0.5"),
                  Column("auc_a", "AUC A", ".2f"), Column("auc_b", "AUC B", ".2f"), Column("auc_diff", "B−A", "+.2f")]
@@ -70,11 +71,6 @@ def _stepper(progress, total: int, label: str):
     return step
 
 
-def _out(json_file):
-    """The console tables go to (stderr once a report goes to stdout)."""
-    return out()
-
-
 def _title(ev, command: str) -> str:
     spec = ev.dataset.spec
     title = f"zoo eval {command}: {spec.title}, {ev.protocol} protocol, {len(ev.sequences)} sequences"
@@ -111,40 +107,31 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
     rows = sorted(ev.rows(), key=lambda r: -r["auc"])
     seq_rows = ev.sequence_rows()
     att_rows = ev.attribute_rows()
-    out = _out(json_file)
     title = _title(ev, "analyze")
-    if per_sequence:
-        out.print(rich_table(seq_rows, SEQUENCE_COLUMNS, title="per sequence (percent)"))
-    out.print(rich_table(rows, TRACKER_COLUMNS, title=title))
     caveat = untrained_note([r["tracker"] for r in rows], catalog_or_none())
-    if caveat:
-        out.print(caveat, highlight=False, markup=False)
-    att_columns = [Column("attribute", "attr", justify="left"), Column("name", "attribute", justify="left"),
-                   Column("sequences", "seqs"), *[Column(r["tracker"], r["tracker"], ".2f") for r in rows]]
+    att_columns = [label("attribute", "attr"), label("name", "attribute"),
+                   Column("sequences", "seqs", drop=1), *[Column(r["tracker"], r["tracker"], ".2f") for r in rows]]
+    views = [View("per_sequence", "per sequence (percent)", seq_rows, SEQUENCE_COLUMNS, draw=per_sequence),
+             View("trackers", title, rows, TRACKER_COLUMNS, caption=caveat or "")]
     if att_rows:
-        out.print(rich_table(att_rows, att_columns, title="success AUC per attribute"))
+        views.append(View("attributes", "success AUC per attribute", [{k: v for k, v in r.items() if k != "_curves"} for r in att_rows],
+                          att_columns))
+    show(views)
     plots = []
     if plot_dir is not None:
         plots = [str(p) for p in evaluation_plots(ev, plot_dir)]
-        out.print(f"plots: {plot_dir} ({len(plots)} files: success, precision, norm_precision"
-                  f"{', one success plot per attribute' if att_rows else ''}; PNG and PDF)", highlight=False, soft_wrap=True, markup=False)
+        out().print(f"plots: {plot_dir} ({len(plots)} files: success, precision, norm_precision"
+                    f"{', one success plot per attribute' if att_rows else ''}; PNG and PDF)", highlight=False, soft_wrap=True, markup=False)
     report = {"dataset": ds.name, "protocol": protocol, "source": str(ds.source), "sequences": ev.sequences,
               "missing_results": ev.missing, "missing_annotations": ds.missing,
               "thresholds": {"overlap": ev.overlap_thresholds.tolist(), "center": list(range(51)),
                              "center_norm": [k / 100 for k in range(51)]},
               "rows": rows, "per_sequence": seq_rows,
               "attributes": [{k: v for k, v in r.items() if k != "_curves"} for r in att_rows], "plots": plots}
-    if json_file is not None:
-        write_text(json_file, to_json(report))
-    if csv_file is not None:
+    write_views(views, json_file, None, markdown_file, payload=report)
+    if csv_file is not None:  # one CSV of the overall rows (sequence ALL) and the per-sequence rows
         overall = [{**r, "sequence": "ALL"} for r in rows]
         write_text(csv_file, to_csv(overall + seq_rows, SEQUENCE_COLUMNS))
-    if markdown_file is not None:
-        parts = [f"## {title}\n\n{to_markdown(rows, TRACKER_COLUMNS)}"]
-        if att_rows:
-            parts.append(f"## success AUC per attribute\n\n{to_markdown(att_rows, att_columns)}")
-        parts.append(f"## per sequence\n\n{to_markdown(seq_rows, SEQUENCE_COLUMNS)}")
-        write_text(markdown_file, "\n".join(parts))
 
 
 @eval_group.command("drift")
@@ -164,18 +151,14 @@ def drift_cmd(results_a, results_b, dataset, root, annotations, patterns, all_se
     with progress_bar(counted=True) as progress:
         d = drift(ds, a, b, protocol, allow_missing, on_step=_stepper(progress, len(ds.sequences), "drift"))
     rows = d.rows()
-    out = _out(json_file)
     title = _title(d.evaluation, "drift") + f" — A = {d.a}, B = {d.b}"
-    out.print(rich_table(rows, DRIFT_COLUMNS, title=title))
     overall = rows[-1]
-    out.print(f"{overall['diverged']} of {len(rows) - 1} sequences fall below IoU 0.5 at some frame", highlight=False, markup=False)
     caveat = untrained_note([d.a, d.b], catalog_or_none())
-    if caveat:
-        out.print(caveat, highlight=False, markup=False)
+    caption = f"{overall['diverged']} of {len(rows) - 1} sequences fall below IoU 0.5 at some frame" + (f". {caveat}" if caveat else "")
     plots = []
     if plot_dir is not None:
         plots = [str(p) for p in drift_plot(d.iou, d.worst(worst), d.a, d.b, plot_dir)]
-        out.print(f"plot: {plots[0]}", highlight=False, markup=False)
+        caption += f"\nplot: {plots[0]}"
     report = {"dataset": ds.name, "protocol": protocol, "a": d.a, "b": d.b, "sequences": d.evaluation.sequences,
               "missing_results": d.evaluation.missing, "rows": rows, "plots": plots}
-    write_reports(rows, DRIFT_COLUMNS, json_file, csv_file, markdown_file, payload=report, title=title)
+    emit([View("drift", title, rows, DRIFT_COLUMNS, caption=caption)], json_file, csv_file, markdown_file, payload=report)

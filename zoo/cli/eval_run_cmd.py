@@ -17,13 +17,13 @@ from zoo.backends import DEFAULT_RUNTIME, PRECISIONS, REFERENCE_RUNTIME, RUNTIME
 from zoo.catalog import Catalog
 from zoo.cli.caveats import untrained_note
 from zoo.cli.options import DIR, MultiValueOption, artifacts_option, counts, oversubscribe_option, report_options
-from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import Column, View, emit, err, export_reporter, label, progress_bar
 from zoo.datasets import load_dataset
 from zoo.errors import UsageError, ZooError
 from zoo.names import choose
 
-SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("sequences", "seqs run"),
-                   Column("skipped", "already done"), Column("failed", "failed"), Column("frames", "frames"),
+SUMMARY_COLUMNS = [label("tracker"), Column("sequences", "seqs run"),
+                   Column("skipped", "already done", drop=2), Column("failed", "failed"), Column("frames", "frames", drop=3),
                    Column("network_fps", "network fps", ".1f"), Column("loop_fps", "loop fps", ".1f"),
                    Column("network_ms", "net ms/frame", ".2f", drop=1), Column("loop_ms", "loop ms/frame", ".2f", drop=1)]
 
@@ -119,16 +119,14 @@ def run_cmd(variants, dataset, root, runtimes, precisions, threads, preset, patt
     ran = len(ds.sequences)
     title = (f"zoo eval run: {ds.spec.title}, {ran} sequences" + (f" of the {split_total}-sequence test split" if ds.missing else "")
              + f", {outcome.tasks} tracker x sequence runs on {where} in {outcome.wall_s:.1f} s; results in {results_dir}")
-    out().print(rich_table(rows, SUMMARY_COLUMNS, title=title))
     caveat = untrained_note([spec.name for spec in specs], catalog)
-    if caveat:
-        out().print(caveat, highlight=False, markup=False)
+    notes = [caveat] if caveat else []
     if not outcome.tasks:
-        out().print("every sequence was already finished (delete its <seq>.txt to run it again)", highlight=False)
+        notes.append("every sequence was already finished (delete its <seq>.txt to run it again)")
     report = {"dataset": ds.name, "root": str(ds.source), "results": str(results_dir), "sequences": ds.names(),
               "split_total": split_total, "missing": ds.missing, "executor": where, "wall_s": outcome.wall_s,
               "trackers": rows, "errors": outcome.errors}
-    write_reports(rows, SUMMARY_COLUMNS, json_file, csv_file, markdown_file, payload=report, title=title)
+    emit([View("trackers", title, rows, SUMMARY_COLUMNS, caption="\n".join(notes))], json_file, csv_file, markdown_file, payload=report)
     if outcome.errors:
         more = f" (+{len(outcome.errors) - 1} more)" if len(outcome.errors) > 1 else ""
         raise (UsageError if outcome.usage_error else ZooError)(f"{outcome.errors[0]}{more}")

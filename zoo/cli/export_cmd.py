@@ -12,19 +12,19 @@ from zoo.artifacts import SPLIT_SUFFIX, Status, default_out_dir
 from zoo.backends import FLAVOUR_NAMES, FLAVOURS, FORMATS, INT8_TARGETS, PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DEVICE_SYNTAX, MultiValueOption, artifacts_option, choose, choose_devices, report_options
-from zoo.cli.output import Column, err, export_reporter, out, progress_bar, rich_table, write_reports
+from zoo.cli.output import Column, View, emit, err, export_reporter, label, note, progress_bar
 from zoo.manifest import MANIFEST_NAME, read_manifest
 from zoo.errors import ZooError
 
 SUMMARY_COLUMNS = [
-    Column("variant", "variant", justify="left"),
-    Column("format", "format", justify="left"),
-    Column("precision", "precision", justify="left"),
-    Column("status", "status", justify="left"),
+    label("variant"),
+    label("format"),
+    label("precision"),
+    label("status"),
     Column("size_mb", "size MB", ".2f"),
     Column("max_abs_err", "max abs err", ".2e", drop=2),
     Column("seconds", "time s", ".1f", drop=1),
-    Column("note", "note", justify="left", drop=3),
+    note("note", drop=3),
 ]
 LOG_TAIL = 25
 
@@ -41,11 +41,10 @@ def _print_log(title: str, path: str | Path | None, tail: int | None) -> None:
 
 
 DEVICE_COLUMNS = [
-    Column("variant", "variant", justify="left"), Column("format", "format", justify="left"),
-    Column("precision", "prec", justify="left"), Column("device", "device", justify="left"),
-    Column("family", "CPU family", justify="left"), Column("max_abs_err", "max abs", ".2e"),
-    Column("worst_ratio", "err/allowed", ".3f"), Column("tracker", "tracker gate", justify="left"),
-    Column("status", "status", justify="left"),
+    label("variant"), label("format"), label("precision", "prec"), label("device"),
+    Column("family", "CPU family", justify="left", drop=1), Column("max_abs_err", "max abs", ".2e"),
+    Column("worst_ratio", "err/allowed", ".3f"), label("tracker", "tracker gate"),
+    label("status"),
 ]
 
 
@@ -62,10 +61,6 @@ def device_rows(provisioned) -> list[dict]:
                          "tracker": None if d.tracker is None else ("pass" if d.tracker.passed else "FAIL"),
                          "status": "pass" if d.passed else "FAIL"})
     return rows
-
-
-def _short(note: str | None, width: int = 60) -> str | None:
-    return note if note is None or len(note) <= width else note[: width - 1] + "…"
 
 
 @click.command("export")
@@ -129,15 +124,15 @@ def export_cmd(variants, formats, precisions, flavour, out_dir, force, jobs, ver
     failed = [r for r in rows if r.status is Status.FAILED]
     for row in failed:
         _print_log(f"{row.variant} {row.format} {row.precision} log", row.log, None if verbose else LOG_TAIL)
-    # a flavour shows as "<format> --for <flavour>", a split artifact as <format>-split (the reports
-    # keep format, flavour and split); full notes: below and in the reports
-    table_rows = [{**r.as_dict(), "note": _short(r.note),
+    # a flavour shows as "<format> --for <flavour>", a split artifact as <format>-split (the JSON
+    # keeps format, flavour and split); an artifact assembled from cached conversion steps says so
+    table_rows = [{**r.as_dict(), "status": f"{r.status} from cache" if r.cached_steps else str(r.status),
                    "format": r.format + (f" --for {r.flavour}" if r.flavour else "") + (SPLIT_SUFFIX if r.split else "")} for r in rows]
-    out().print(rich_table(table_rows, SUMMARY_COLUMNS, title=f"zoo export → {artifacts_dir}"))
-    write_reports([r.as_dict() for r in rows], SUMMARY_COLUMNS, json_file, csv_file, markdown_file)
+    views = [View("artifacts", f"zoo export → {artifacts_dir}", table_rows, SUMMARY_COLUMNS)]
     if devices:
-        checked = device_rows(provisioned)
-        out().print(rich_table(checked, DEVICE_COLUMNS, title="verified on devices (the manifest's records; tolerance of each CPU family)"))
+        views.append(View("devices", "verified on devices (the manifest's records; tolerance of each CPU family)",
+                          device_rows(provisioned), DEVICE_COLUMNS))
+    emit(views, json_file, csv_file, markdown_file, payload={"artifacts": [r.as_dict() for r in rows]})
     for row in failed:
         err().print(f"[red]failed:[/] {escape(row.note + (f' (log: {row.log})' if row.log else ''))}", highlight=False, soft_wrap=True)
     if failed:

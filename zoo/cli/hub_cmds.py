@@ -13,7 +13,7 @@ from zoo.artifacts import ArtifactKey, default_out_dir
 from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, Finite, MultiValueOption, artifacts_option, choose, report_options
-from zoo.cli.output import Column, err, out, rich_table, write_reports
+from zoo.cli.output import Column, emit_rows, err, label, out
 from zoo.errors import UsageError
 from zoo.hub import store
 from zoo.hub.resolve import resolve_hub
@@ -25,21 +25,17 @@ from zoo.release.publish import publish
 from zoo.release.pull import pull
 
 
-def _emit(rows: list[dict], columns: list[Column], title: str, reports: tuple, payload=None) -> None:
-    """Draw the table and write the reports asked for (``reports``: json, csv, markdown files)."""
-    out().print(rich_table(rows, columns, title=title))
-    write_reports(rows, columns, *reports, payload=payload)
 
 PUBLISH_COLUMNS = [
-    Column("variant", "variant", justify="left"), Column("item", "item", justify="left"),
+    label("variant"), label("item"),
     Column("files", "files"), Column("bytes", "bytes", ","), Column("url", "url", justify="left"),
 ]
 PULL_COLUMNS = [
-    Column("variant", "variant", justify="left"), Column("item", "item", justify="left"), Column("files", "files"),
-    Column("size_mb", "size MB", ".2f"), Column("status", "status", justify="left"), Column("where", "in", justify="left"),
+    label("variant"), label("item"), Column("files", "files"),
+    Column("size_mb", "size MB", ".2f"), label("status"), Column("where", "in", justify="left"),
 ]
 CACHE_COLUMNS = [
-    Column("variant", "variant", justify="left"), Column("weights", "weights", justify="left"),
+    label("variant"), Column("weights", "weights", justify="left", drop=1),
     Column("formats", "artifacts", justify="left"), Column("size_mb", "size MB", ".2f"),
 ]
 
@@ -142,7 +138,7 @@ def publish_cmd(variants, formats, precisions, dest, base_url, src, allow_http, 
     with err().status("verifying and copying"):
         result = publish(selected, fmt_list, prec_list, src or default_out_dir(), dest, base_url, allow_http,
                          hub=resolve_hub(catalog_hub=selected_catalog.hub), split=split)
-    _emit(result.rows, PUBLISH_COLUMNS, f"zoo publish → {dest}", (json_file, csv_file, markdown_file))
+    emit_rows("published", result.rows, PUBLISH_COLUMNS, f"zoo publish → {dest}", (json_file, csv_file, markdown_file))
     out().print(f"{result.files} files, {result.bytes / 1e6:.1f} MB; index.json sha256 {result.index_sha256}",
                       highlight=False, markup=False)
 
@@ -176,7 +172,7 @@ def pull_cmd(variants, formats, precisions, hub, offline, allow_http, timeout, r
     for row in rows:
         row["size_mb"] = row["bytes"] / 1e6
         row["where"] = _short_path(row["path"])
-    _emit(rows, PULL_COLUMNS, f"zoo pull ← {source}", (json_file, csv_file, markdown_file))
+    emit_rows("pulled", rows, PULL_COLUMNS, f"zoo pull ← {source}", (json_file, csv_file, markdown_file))
     if out_dir is None:
         out().print(f"artifacts are in {artifact_cache_root()}; --artifacts DIR also places them where zoo export / compare look",
                       highlight=False, markup=False)
@@ -215,7 +211,7 @@ def cache_list(json_file, csv_file, markdown_file) -> None:
     rows = [{"variant": e["variant"], "weights": e["weights"]["file"] if e["weights"] else None,
              "formats": " ".join(a["dir"] for a in e["artifacts"]) or None, "size_mb": e["bytes"] / 1e6,
              "bytes": e["bytes"]} for e in info["variants"]]
-    _emit(rows, CACHE_COLUMNS, f"zoo cache: {info['cache']}", (json_file, csv_file, markdown_file), payload=info)
+    emit_rows("listing", rows, CACHE_COLUMNS, f"zoo cache: {info['cache']}", (json_file, csv_file, markdown_file), payload=info)
     extra = ""
     if info["partial_downloads"]:
         extra += f"; {len(info['partial_downloads'])} partial downloads ({info['partial_bytes'] / 1e6:.1f} MB, resumed by the next pull)"

@@ -1,26 +1,22 @@
-"""Render row data as a rich table, JSON, CSV or Markdown. Only the CLI draws; library code
-returns plain rows (lists of dicts)."""
+"""The CLI's consoles, progress display and report files. Tables are drawn by
+:mod:`zoo.cli.tables` (one renderer); only the CLI draws, library code returns plain rows."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from zoo.artifacts import Status
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes
+from zoo.cli.tables import Column, View, label, note, render_text, views_csv, views_json, views_markdown  # noqa: F401 (re-exported)
 
 _CONSOLES: dict[str, Console] = {}
 _STATE = {"tables_to_stderr": False}
@@ -58,99 +54,36 @@ def reset() -> None:
     _STATE["tables_to_stderr"] = False
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    title: str
-    fmt: str = ""  # format spec for numbers, e.g. ".3f"
-    justify: str = "right"
-    #: 0 = always shown; higher numbers are dropped first when the terminal is too narrow
-    drop: int = 0
-
-
 #: the key of every per-runtime row: which variant, in which runtime, at which precision
-KEY_COLUMNS = (Column("variant", "variant", justify="left"), Column("runtime", "runtime", justify="left"),
-               Column("precision", "prec", justify="left"))
+KEY_COLUMNS = (label("variant"), label("runtime"), label("precision", "prec"))
 
 
-def _cell(value: Any, fmt: str) -> str:
-    if value is None:
-        return "-"
-    if fmt and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format(value, fmt)
-    return str(value)
+def table_width(console: Console | None = None) -> int | None:
+    """The width tables are drawn at on ``console`` (default: :func:`out`): its width on a terminal
+    or under ``$COLUMNS``; None (each table's natural width) for a file or a pipe."""
+    console = console or out()
+    return console.width if console.is_terminal or "COLUMNS" in os.environ else None
 
 
-def fit_columns(rows: Sequence[dict], columns: Sequence[Column], width: int) -> list[Column]:
-    """The columns that fit ``width`` characters: droppable ones (``drop`` > 0, highest first) are
-    left out until the widest cells fit; text columns may still wrap."""
-    cols = list(columns)
-
-    def longest_word(text: str) -> int:
-        return max((len(w) for w in text.split()), default=0)
-
-    def need(cs: list[Column]) -> int:  # a text column wraps at spaces: its longest word must fit
-        return sum(max([longest_word(c.title) if c.justify == "left" else len(c.title)]
-                       + [longest_word(_cell(r.get(c.key), c.fmt)) if c.justify == "left" else len(_cell(r.get(c.key), c.fmt))
-                          for r in rows] + [4]) + 3
-                   for c in cs) + 1
-
-    while need(cols) > width and any(c.drop for c in cols):
-        worst = max((c for c in cols if c.drop), key=lambda c: c.drop)
-        cols.remove(worst)
-    return cols
+def show(views: Sequence[View], console: Console | None = None, width: int | None = None) -> None:
+    """Draw ``views`` on ``console`` (default: :func:`out`) by the one set of width rules
+    (:mod:`zoo.cli.tables`)."""
+    console = console or out()
+    text = render_text([v for v in views if v.draw], width or table_width(console), terminal=console)
+    console.file.write(text)
+    console.file.flush()
 
 
-#: a text cell longer than this without a space (a path, a hash) may fold; shorter names never do
-NAME_WIDTH = 24
+def report_json(views: Sequence[View], payload: dict | None = None) -> dict:
+    """A command's JSON report: its data (``payload``) and the ``tables`` it drew, which
+    ``zoo report`` redraws."""
+    from zoo.version import __version__
 
-
-def rich_table(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None,
-               width: int | None = None) -> Table:
-    """A rich table of ``rows``; columns that do not fit the console are dropped by priority
-    (the title says how many; ``--json``/``--csv`` keep all) and text columns wrap."""
-    width = width or out().width
-    shown = fit_columns(rows, columns, width)
-    if len(shown) < len(columns):
-        hidden = len(columns) - len(shown)
-        title = f"{title or ''} ({hidden} column{'s' if hidden > 1 else ''} hidden at this width: see --json/--csv)".strip()
-    # Text: the title, headers and cells are data (paths, tracker names), never rich markup
-    table = Table(title=None if title is None else Text(title), header_style="bold")
-    cells = [[_cell(row.get(c.key), c.fmt) for c in shown] for row in rows]
-    for i, col in enumerate(shown):  # text with spaces (or paths, hashes) wraps; names and figures are never squeezed
-        wraps = col.justify == "left" and any(" " in r[i] or len(r[i]) > NAME_WIDTH for r in cells)
-        table.add_column(Text(col.title), justify=col.justify, no_wrap=not wraps, overflow="fold")
-    for row in cells:
-        table.add_row(*(Text(c) for c in row))
-    return table
+    return {**(payload or {}), "zoo_version": __version__, "tables": views_json(views)}
 
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str) + "\n"
-
-
-def to_csv(rows: Sequence[dict], columns: Sequence[Column]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([c.key for c in columns])
-    for row in rows:
-        writer.writerow(["" if row.get(c.key) is None else row.get(c.key) for c in columns])
-    return buf.getvalue()
-
-
-def to_markdown(rows: Sequence[dict], columns: Sequence[Column]) -> str:
-    lines = ["| " + " | ".join(c.title for c in columns) + " |"]
-    lines.append("|" + "|".join("---:" if c.justify == "right" else "---" for c in columns) + "|")
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c.key), c.fmt) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def tables_csv(tables: dict[str, list[dict]]) -> str:
-    """All tables in one CSV: a leading ``table`` column, then every key of every row (the union)."""
-    keys = list(dict.fromkeys(["table", *(k for rows in tables.values() for row in rows for k in row)]))
-    rows = [{"table": name, **row} for name, rows in tables.items() for row in rows]
-    return to_csv(rows, [Column(k, k) for k in keys])
 
 
 def write_text(path: Path, text: str) -> None:
@@ -162,17 +95,32 @@ def write_text(path: Path, text: str) -> None:
         raise ZooError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_reports(rows: Sequence[dict], columns: Sequence[Column], json_file: Path | None = None,
-                  csv_file: Path | None = None, markdown_file: Path | None = None, payload: Any = None,
-                  title: str | None = None) -> None:
-    """Write the reports asked for: JSON (``payload`` or the rows), CSV and Markdown of the rows
-    (under a ``## title`` heading when given)."""
+def write_views(views: Sequence[View], json_file: Path | None = None, csv_file: Path | None = None,
+                markdown_file: Path | None = None, payload: dict | None = None, preamble: str = "",
+                csv_tagged: bool | None = None) -> None:
+    """Write the reports asked for: JSON (``payload`` and the tables), CSV and Markdown of every
+    table (all their columns; ``csv_tagged``: a ``table`` column even for one table)."""
     if json_file is not None:
-        write_text(json_file, to_json(rows if payload is None else payload))
+        write_text(json_file, to_json(report_json(views, payload)))
     if csv_file is not None:
-        write_text(csv_file, to_csv(rows, columns))
+        write_text(csv_file, views_csv(views, csv_tagged))
     if markdown_file is not None:
-        write_text(markdown_file, (f"## {title}\n\n" if title else "") + to_markdown(rows, columns))
+        write_text(markdown_file, views_markdown(views, preamble))
+
+
+def emit(views: Sequence[View], json_file: Path | None = None, csv_file: Path | None = None,
+         markdown_file: Path | None = None, payload: dict | None = None, preamble: str = "",
+         csv_tagged: bool | None = None) -> None:
+    """Draw ``views`` and write the reports asked for: what every command does with its tables."""
+    show(views)
+    write_views(views, json_file, csv_file, markdown_file, payload, preamble, csv_tagged)
+
+
+def emit_rows(name: str, rows: list[dict], columns: Sequence[Column], title: str, reports: tuple,
+              payload: dict | None = None) -> None:
+    """:func:`emit` for a one-table command: the JSON holds the rows under ``name`` (and
+    ``payload``'s keys). ``reports``: the json, csv and markdown files (each may be None)."""
+    emit([View(name, title, rows, list(columns))], *reports, payload={name: rows, **(payload or {})})
 
 
 def progress_bar(*, counted: bool = False, info: bool = False, eta: bool = False):

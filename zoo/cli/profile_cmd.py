@@ -13,34 +13,40 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, PROFILED_RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import artifacts_option, choose, counts, oversubscribe_option, report_options
-from zoo.cli.output import KEY_COLUMNS, Column, export_reporter, out, progress_bar, rich_table, tables_csv, to_json, to_markdown, write_text
+from zoo.cli.output import KEY_COLUMNS, Column, View, emit, export_reporter, label, progress_bar
 
 TOP_COLUMNS = [
-    Column("rank", "#"),
-    Column("name", "op", justify="left"),
-    Column("type", "type", justify="left"),
-    Column("unit", "part", justify="left"),
+    Column("rank", "#", label=True),
+    label("name", "op"),
+    Column("type", "type", justify="left", drop=2),
+    label("unit", "part"),
     Column("ms", "ms", ".3f"),
     Column("share_pct", "% time", ".1f"),
-    Column("mflops", "MFLOPs (MNN)", ".1f"),
-    Column("rule", "assigned by", justify="left"),
+    Column("mflops", "MFLOPs (MNN)", ".1f", optional=True, drop=3),
+    Column("rule", "assigned by", justify="left", optional=True, drop=1),
 ]
 PART_COLUMNS = [
-    Column("part", "part", justify="left"),
+    label("part"),
     Column("ops", "ops"),
     Column("ms", "ms", ".2f"),
     Column("time_share_pct", "% time", ".1f"),
-    Column("macs_share_pct", "% MACs", ".1f"),
-    Column("macs_total_share_pct", "% MACs+attn", ".1f"),
-    Column("params_share_pct", "% params", ".1f"),
-    Column("time_per_macs", "time/MACs", ".2f"),
-    Column("mnn_mflops", "MFLOPs (MNN)", ".1f"),
+    Column("macs_share_pct", "% MACs", ".1f", optional=True),
+    Column("macs_total_share_pct", "% MACs+attn", ".1f", optional=True, drop=2),
+    Column("params_share_pct", "% params", ".1f", optional=True),
+    Column("time_per_macs", "time/MACs", ".2f", optional=True, drop=1),
+    Column("mnn_mflops", "MFLOPs (MNN)", ".1f", optional=True, drop=3),
 ]
-GROUP_COLUMNS = {level: [Column(level, level, justify="left"), Column("ops", "ops"), Column("ms", "ms", ".3f"),
+GROUP_COLUMNS = {level: [label(level), Column("ops", "ops"), Column("ms", "ms", ".3f"),
                          Column("share_pct", "% time", ".1f")] for level in ("block", "unit")}
+OP_COLUMNS = [
+    Column("index", "#", label=True), label("name", "op"), Column("type", "type", justify="left"), label("unit", "part"),
+    Column("ms", "ms", ".3f"), Column("median_ms", "median ms", ".3f"), Column("share_pct", "% time", ".1f"),
+    Column("mflops", "MFLOPs (MNN)", ".1f", optional=True), Column("module", "module", justify="left"),
+    Column("rule", "assigned by", justify="left"),
+]
 TOTAL_COLUMNS = [
     *KEY_COLUMNS,
-    Column("threads", "thr"),
+    Column("threads", "thr", label=True),
     Column("runs", "runs"),
     Column("ops", "ops"),
     Column("profile_ms", "profile ms", ".2f"),
@@ -51,10 +57,6 @@ TOTAL_COLUMNS = [
     Column("fusion_blocks", "fusion blocks"),
     Column("unassigned_ops", "unassigned ops"),
 ]
-
-
-def _without_empty(columns: list[Column], rows: list[dict]) -> list[Column]:
-    return [c for c in columns if any(r.get(c.key) is not None for r in rows)]
 
 
 def _totals_line(t: dict) -> Text:
@@ -77,16 +79,6 @@ def _head_remark(parts: list[dict]) -> str | None:
     return (f"the study's remark (the head has many parameters but little compute): the head holds "
             f"{head['params_share_pct']:.1f}% of the parameters, {head['macs_share_pct']:.1f}% of the MACs "
             f"and takes {head['time_share_pct']:.1f}% of the time")
-
-
-def _markdown(data: dict) -> str:
-    t = data["totals"]
-    sections = [f"# zoo profile {t['variant']}: {t['runtime']} {t['precision']}, {t['threads']} thread(s)\n",
-                to_markdown([t], TOTAL_COLUMNS)]
-    for title, key, columns in (("top ops", "top", TOP_COLUMNS), ("per part", "parts", PART_COLUMNS),
-                                ("per block", "blocks", GROUP_COLUMNS["block"]), ("per unit", "units", GROUP_COLUMNS["unit"])):
-        sections.append(f"## {title}\n\n{to_markdown(data[key], _without_empty(columns, data[key]))}")
-    return "\n".join(sections)
 
 
 @click.command("profile")
@@ -122,19 +114,15 @@ def profile_cmd(variant, runtime, threads, precision, runs, warmup, top, split, 
                                  on_progress=lambda stage, text: progress.update(task, description=text))
     data = result.as_json(top)
     t = data["totals"]
-    out().print(rich_table(data["top"], _without_empty(TOP_COLUMNS, data["top"]),
-                             title=f"zoo profile {v.name}: {result.runtime} {precision}, {threads} thread(s), "
-                                   f"top {len(data['top'])} of {t['ops']} ops (mean of {runs} runs after {warmup} warm-up)"))
-    out().print(rich_table(data["parts"], _without_empty(PART_COLUMNS, data["parts"]),
-                             title="per part: share of time vs share of MACs and parameters (zoo info's figures)"))
-    out().print(rich_table(data["blocks"], GROUP_COLUMNS["block"], title="per block"))
-    out().print(_totals_line(t), highlight=False, markup=False)
-    remark = _head_remark(data["parts"])
-    if remark:
-        out().print(remark, highlight=False, markup=False)
-    if json_file is not None:
-        write_text(json_file, to_json({"machine": machine_info(), **data}))
-    if csv_file is not None:
-        write_text(csv_file, tables_csv({k: data[k] for k in ("top", "parts", "blocks", "units", "ops")}))
-    if markdown_file is not None:
-        write_text(markdown_file, _markdown(data))
+    caption = "\n".join([_totals_line(t).plain, *filter(None, [_head_remark(data["parts"])])])
+    views = [
+        View("totals", f"zoo profile {t['variant']}: {t['runtime']} {t['precision']}, {t['threads']} thread(s)", [t], TOTAL_COLUMNS,
+             draw=False),
+        View("top", f"zoo profile {v.name}: {result.runtime} {precision}, {threads} thread(s), "
+                    f"top {len(data['top'])} of {t['ops']} ops (mean of {runs} runs after {warmup} warm-up)", data["top"], TOP_COLUMNS),
+        View("parts", "per part: share of time vs share of MACs and parameters (zoo info's figures)", data["parts"], PART_COLUMNS),
+        View("blocks", "per block", data["blocks"], GROUP_COLUMNS["block"], caption=caption),
+        View("units", "per unit", data["units"], GROUP_COLUMNS["unit"], draw=False),
+        View("ops", "every op", data["ops"], OP_COLUMNS, draw=False),
+    ]
+    emit(views, json_file, csv_file, markdown_file, payload={"machine": machine_info(), **data}, csv_tagged=True)

@@ -16,7 +16,8 @@ from zoo.catalog import Catalog
 from zoo.cli.caveats import untrained_note
 from zoo.cli.options import (DEVICE_SYNTAX, REPORT_FILE, AliasedOption, ReportPath, artifacts_option, counts, distinct_outputs,
                              oversubscribe_option)
-from zoo.cli.output import Column, err, out, progress_bar, rich_table, to_json, write_text
+from zoo.cli.output import Column, View, err, out, progress_bar, report_json, show, to_json, write_text
+from zoo.cli.tables import label as label_column
 from zoo.datasets.frames import VideoFrames, frames_folder, is_sequence_folder, list_frames, open_sequence_folder, read_frame, sequence_frames
 from zoo.datasets.textio import TRACK_DELIMITER, boxes_text
 from zoo.devices import LOCAL, parse_device
@@ -27,9 +28,9 @@ from zoo.names import choose
 from zoo.tracking import check_box
 from zoo.videofile import VideoFile
 
-SUMMARY_COLUMNS = [Column("tracker", "tracker", justify="left"), Column("frames", "frames"),
-                   Column("network_ms_mean", "net ms mean", ".2f"), Column("network_ms_median", "net ms median", ".2f"),
-                   Column("loop_ms_mean", "loop ms mean", ".2f"), Column("loop_ms_median", "loop ms median", ".2f"),
+SUMMARY_COLUMNS = [label_column("tracker"), Column("frames", "frames"),
+                   Column("network_ms_mean", "net ms mean", ".2f", drop=2), Column("network_ms_median", "net ms median", ".2f"),
+                   Column("loop_ms_mean", "loop ms mean", ".2f", drop=1), Column("loop_ms_median", "loop ms median", ".2f"),
                    Column("fps", "fps", ".1f"), Column("mean_iou", "mean IoU", ".3f"),
                    Column("iou_ge_0.5", "IoU≥0.5 %", ".1f")]
 #: ``--boxes`` (old name ``--out``, hidden) is a file: a directory there is most likely meant as
@@ -248,19 +249,16 @@ def track_cmd(variant, source, init, runtime, precision, threads, preset, boxes_
         if not where.kind.timing:  # an emulated CPU's milliseconds are the emulator's, not a device's
             summary.update(network_ms_mean=None, network_ms_median=None, loop_ms_mean=None, loop_ms_median=None, fps=None)
             title += f"; no timing: {where.kind.no_timing_reason}"
-        console.print(rich_table([summary], SUMMARY_COLUMNS, title=title))
-        if ious:
-            console.print(f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5",
-                          markup=False, highlight=False, soft_wrap=True)
-        if caveat:
-            console.print(caveat, markup=False, highlight=False)
+        lines = [f"IoU to the ground truth: mean {summary['mean_iou']:.3f}, {summary['iou_ge_0.5']:.1f}% of frames >= 0.5"] if ious else []
+        views = [View("summary", title, [summary], SUMMARY_COLUMNS, caption="\n".join(lines + ([caveat] if caveat else [])))]
+        show(views, console)
         if src.notes:
             more = f" (and {len(src.notes) - 1} more)" if len(src.notes) > 1 else ""
             err().print(f"warning: the decoder reported damage in {len(src.notes)} frame{'s' if len(src.notes) > 1 else ''} "
                         f"of {source}: {src.notes[0]}{more}", markup=False, highlight=False, soft_wrap=True)
         if json_file is not None:
-            write_text(json_file, to_json({"tracker": tracker.name, "source": str(source), "kind": src.kind,
-                                           "init": list(src.init_box), "summary": summary, "frames": rows}))
+            write_text(json_file, to_json(report_json(views, {"tracker": tracker.name, "source": str(source), "kind": src.kind,
+                                                              "init": list(src.init_box), "summary": summary, "frames": rows})))
         if video is not None:  # last: a video that fails its check costs neither the boxes nor the report
             video.finish()
             console.print(f"video: {video_file}", markup=False, highlight=False)

@@ -9,15 +9,13 @@ that either accepts the file (mixed separators, trailing separators) or raises
 from __future__ import annotations
 
 import io
-import os
 import re
-import stat
 from pathlib import Path
 
 import numpy as np
 
 from zoo.errors import UsageError
-from zoo.fileio import file_kind
+from zoo.fileio import read_regular
 
 _SPLIT = re.compile(r"[\s,;]+")
 #: the largest annotation or result file read (LaSOT's longest sequence has ~10k lines of ~20 bytes)
@@ -30,22 +28,11 @@ _WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-
 def _read_text(path: Path) -> str:
     """A regular file's text (a symlink is followed); a FIFO, a device or an oversized file is a
     one-line UsageError, never a hang or a read until memory runs out."""
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: is {file_kind(st.st_mode)}, not a text file")
-        if st.st_size > MAX_TEXT_BYTES:
-            raise UsageError(f"{path}: {st.st_size / 2**20:.0f} MiB is too large for an annotation file (max {MAX_TEXT_BYTES >> 20} MiB)")
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_TEXT_BYTES + 1)
-        if len(data) > MAX_TEXT_BYTES:
-            raise UsageError(f"{path}: larger than {MAX_TEXT_BYTES >> 20} MiB: not an annotation file")
-        for bom, encoding in _WIDE_BOMS:
-            if data.startswith(bom):
-                raise UsageError(f"{path}: is {encoding} text (it starts with that byte-order mark); save it as UTF-8")
-        return data.decode("utf-8-sig", errors="replace")  # a UTF-8 byte-order mark (Notepad's) is dropped
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    data = read_regular(path, MAX_TEXT_BYTES, "a text file")
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            raise UsageError(f"{path}: is {encoding} text (it starts with that byte-order mark); save it as UTF-8")
+    return data.decode("utf-8-sig", errors="replace")  # a UTF-8 byte-order mark (Notepad's) is dropped
 
 
 def _fields(line: str) -> list[str]:
