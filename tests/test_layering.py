@@ -357,7 +357,7 @@ def test_a_runtime_measurement_process_does_not_import_torch() -> None:
 #: compare's rooms, bottom first: a room imports only rooms before it (the three side-by-side rooms
 #: measure, diagnose and tracking import none of each other)
 COMPARE_ROOMS = (("compare.runners",), ("compare.devices",), ("compare.inputs",), ("compare.parity",), ("compare.provision",),
-                 ("compare.measure", "compare.diagnose", "compare.tracking"), ("compare.comparison",))
+                 ("compare.measure", "compare.diagnose", "compare.tracking"), ("compare.comparison",), ("compare.decision",))
 
 
 def room(module: str) -> int | None:
@@ -376,7 +376,7 @@ def test_compare_rooms_import_one_way() -> None:
     bad = [f"{i.module}:{i.line} imports {i.target}" for i in IMPORTS
            if room(i.module) is not None and room(i.target) is not None and _room_name(i.module) != _room_name(i.target)
            and room(i.target) >= room(i.module)]
-    assert not bad, "compare's rooms import one way (runners <- devices <- inputs <- parity <- provision <- measure | diagnose | tracking <- comparison):\n" + "\n".join(bad)
+    assert not bad, "compare's rooms import one way (runners <- devices <- inputs <- parity <- provision <- measure | diagnose | tracking <- comparison <- decision):\n" + "\n".join(bad)
 
 
 def test_every_compare_module_is_in_a_room() -> None:

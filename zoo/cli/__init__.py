@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from zoo.cli import output
 from zoo.cli.bench_cmd import bench_cmd
+from zoo.cli.benchmark_cmd import benchmark_cmd
 from zoo.cli.catalog_cmds import catalog_group, info_cmd, list_cmd, register_cmd, weights_cmd
 from zoo.cli.compare_cmd import compare_cmd
 from zoo.cli.device_cmds import device_group
@@ -39,6 +40,7 @@ cli.add_command(compare_cmd)
 for command in (publish_cmd, pull_cmd, cache_group):
     cli.add_command(command)
 cli.add_command(bench_cmd)
+cli.add_command(benchmark_cmd)
 cli.add_command(profile_cmd)
 eval_group.add_command(run_cmd)
 cli.add_command(eval_group)
