@@ -20,6 +20,8 @@ from zoo.catalog import Catalog, Variant
 from zoo.datasets import Dataset, open_results
 from zoo.evaluation.analyze import Evaluation, evaluate
 from zoo.evaluation.drift import Drift, drift
+from zoo.evaluation.plots import draw_style
+from zoo.fileio import atomic_path, plot_format
 from zoo.manifest import MANIFEST_NAME, read_manifest
 
 #: (variant, runtime label, precision)
@@ -226,9 +228,6 @@ def plot_latency(rows: list[dict], threads: list[int], path: Path) -> None:
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from zoo.evaluation.plots import draw_style
-    from zoo.fileio import atomic_path, plot_format
 
     timed = [r for r in rows if r["device"] == "local" and any(r.get(f"ms_{t}t") for t in threads)]
     fig = Figure(figsize=(max(7.0, 0.55 * len(timed) * len(threads) + 3), 4.8))

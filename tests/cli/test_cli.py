@@ -30,7 +30,7 @@ def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subproc
 def test_list_json_has_measured_and_reported() -> None:
     proc = run("list", "--json", "-")
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
+    rows = json.loads(proc.stdout)["variants"]
     assert [r["name"] for r in rows] == CATALOG.names
     by_name = {r["name"]: r for r in rows}
     fgaf3 = by_name["fgaf3"]
@@ -49,7 +49,8 @@ def test_list_wildcard_csv_and_markdown() -> None:
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["name"] for r in rows] == ["fgaf3", "fgaf4", "fgaf2", "fgaf5", "fgaf3-bn-c128"]
     md = run("list", "af3", "--markdown", "-").stdout.splitlines()
-    assert md[0].startswith("| variant |") and md[2].startswith("| af3 |") and len(md) == 3
+    assert md[0].startswith("## zoo catalog (1 of ") and md[2].startswith("| variant |") and md[4].startswith("| af3 |")
+    assert len(md) == 5
 
 
 def test_list_table_shows_budget_verdict() -> None:
@@ -60,11 +61,11 @@ def test_list_table_shows_budget_verdict() -> None:
 
 def test_list_says_the_reference_weights_are_untrained() -> None:
     """The study's AUC stands beside each variant: reference weights must not read as its skill."""
-    rows = json.loads(run("list", "--json", "-").stdout)
+    rows = json.loads(run("list", "--json", "-").stdout)["variants"]
     assert all(r["untrained"] == (CATALOG.get(r["name"]).weights.provenance.kind == "reference") for r in rows)
     proc = run("list", "base-c128", env={"COLUMNS": "120"})
     table_row = next(line for line in proc.stdout.splitlines() if "base-c128" in line)
-    assert table_row.rstrip(" │").endswith("untrained") and "not tracking skill" in proc.stdout
+    assert table_row.rstrip(" │").endswith("reference (untrained)") and "not tracking skill" in proc.stdout
 
 
 def test_info_json_breaks_down_parts() -> None:
@@ -109,12 +110,12 @@ def test_schema_error_is_one_line(catalog_copy: Path) -> None:
 
 def test_catalog_check_detects_drift(catalog_copy: Path) -> None:
     ok = run("catalog", "check", "fgaf2", "--json", "-", "--catalog", str(catalog_copy))
-    assert ok.returncode == 0 and json.loads(ok.stdout)[0]["ok"] is True
+    assert ok.returncode == 0 and json.loads(ok.stdout)["checks"][0]["ok"] is True
     text = catalog_copy.read_text()
     old = f"      params: {CATALOG.get('fgaf2').measured.params}\n"
     catalog_copy.write_text(text.replace(old, "      params: 123\n", 1))
     bad = run("catalog", "check", "fgaf2", "--json", "-", "--catalog", str(catalog_copy))
-    assert bad.returncode == 1 and json.loads(bad.stdout)[0]["ok"] is False
+    assert bad.returncode == 1 and json.loads(bad.stdout)["checks"][0]["ok"] is False
     fixed = run("catalog", "refresh", "fgaf2", "--catalog", str(catalog_copy))
     assert fixed.returncode == 0 and catalog_copy.read_text() == text
 
@@ -122,7 +123,7 @@ def test_catalog_check_detects_drift(catalog_copy: Path) -> None:
 def test_weights_command_verifies(tmp_path: Path) -> None:
     proc = run("weights", "base-c128", "--json", "-")
     assert proc.returncode == 0, proc.stderr
-    row = json.loads(proc.stdout)[0]
+    row = json.loads(proc.stdout)["weights"][0]
     assert Path(row["path"]).is_file() and row["sha256"] == CATALOG.get("base-c128").weights.sha256
 
 

@@ -14,7 +14,7 @@ from tests.helpers.cli import (
     zoo_as_user,
 )
 from zoo.cli.compare_cmd import TIMING_COLUMNS
-from zoo.cli.output import fit_columns
+from zoo.cli.tables import View, layout
 
 VARIANT = "base-c128"
 NEW_FIELDS = ("repeats", "block_median_ms", "median_lo_ms", "median_hi_ms", "spread_pct", "ceiling_precision",
@@ -61,5 +61,5 @@ def test_the_timing_table_keeps_its_verdict_at_80_columns():
                noisy="ceiling 38%", ceiling_note="the fp32 ceiling is noisy", interval_ms="4.10-4.60", device="local",
                error=None, oversubscribed=False)
     row.update(threads=1, median_ms=4.25, spread_pct=12.0, pct_of_ceiling=16.0)
-    kept = {c.key for c in fit_columns([row], [c for c in TIMING_COLUMNS if c.key not in ("device", "error")], 80)}
+    kept = {c.key for c in layout(View("timing", "", [row], TIMING_COLUMNS, hidden=("device",)), 80).columns}
     assert {"variant", "runtime", "precision", "threads", "median_ms", "spread_pct", "pct_of_ceiling", "contention"} <= kept

@@ -21,8 +21,8 @@ from zoo.manifest import read_manifest
 
 def test_device_list_names_every_kind(capsys, monkeypatch) -> None:
     code, out, _ = run_main(capsys, monkeypatch, "device", "list", "--json", "-")
-    rows = json.loads(out)
-    assert code == 0 and [r["device"].split(" ")[0] for r in rows] == ["local", "arm64-emu[:CPU]", "ssh://[user@]host[:port]"]
+    rows = json.loads(out)["devices"]
+    assert code == 0 and [r["device"] for r in rows] == ["local", "arm64-emu[:CPU]", "ssh://[user@]host[:port]"]
     assert rows[1]["timing"].startswith("no: an emulated CPU gives parity, never speed")
 
 
@@ -99,7 +99,7 @@ def test_verify_on_records_the_device_and_refuses_a_failure(arm64_emu, exported,
     good = zoo_as_user("export", "base-c128", "--to", "onnx", "--artifacts", str(tmp_path / "a"), "--verify-on", "arm64-emu",
                        "--json", str(tmp_path / "a.json"))
     assert good.returncode == 0, good.stderr
-    assert json.loads((tmp_path / "a.json").read_text())[0]["status"] == "reused"
+    assert json.loads((tmp_path / "a.json").read_text())["artifacts"][0]["status"] == "reused"
     record = read_manifest(tmp_path / "a" / "base-c128" / "onnx").parity.devices
     assert [(d.device, d.family, d.machine, d.passed) for d in record] == [("arm64-emu:cortex-a76", "arm64-fp16", "aarch64", True)]
     assert record[0].runtime_version and all(o.max_abs_err < 1e-4 for o in record[0].outputs)

@@ -110,6 +110,6 @@ def test_tables_stay_readable_at_80_columns():
     assert max(len(line) for line in lines) <= 80
     assert "…" not in proc.stdout  # columns are dropped whole, never squeezed to ellipses
     assert any(line.startswith("│ fgaf3 ") for line in lines)  # the variant column is whole
-    assert "hidden at this width" in proc.stdout
+    assert "not shown at this width" in proc.stdout
     wide = zoo_as_user("weights", VARIANT, env={"COLUMNS": "200"})
     assert f"│ {VARIANT}" in wide.stdout and "reference" in wide.stdout

@@ -116,7 +116,7 @@ def test_a_manifest_edited_away_from_the_catalog_is_refused_or_rebuilt(onnx_expo
     assert not (tmp_path / "rel").exists()
     proc = zoo_as_user("export", VARIANT, "--to", "onnx", "--out", str(art), "--json", "-")
     assert proc.returncode == 0, proc.stderr
-    (row,) = json.loads(proc.stdout)
+    (row,) = json.loads(proc.stdout)["artifacts"]
     assert row["status"] == "rebuilt" and "zoo.yaml" in row["note"]
     assert json.loads(path.read_text())["inputs"][1]["shape"] == [1, 3, 256, 256]
 

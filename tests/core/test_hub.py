@@ -168,7 +168,7 @@ def test_pull_installs_verified_artifacts_usable_by_export(hub, tmp_path, run) -
     out = tmp_path / "artifacts"
     code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--out", str(out), "--json", "-")
     assert code == 0, err
-    rows = {r["item"]: r for r in json.loads(stdout)}
+    rows = {r["item"]: r for r in json.loads(stdout)["pulled"]}
     assert set(rows) == {"weights", "onnx", "ncnn", "ncnn-fp16"}
     assert all(r["status"] == "downloaded" for r in rows.values())
     w = CATALOG.get(VARIANT).weights
@@ -184,14 +184,14 @@ def test_pull_installs_verified_artifacts_usable_by_export(hub, tmp_path, run) -
     assert {p.status for p in ensure(keys, out, CATALOG, refresh=True) if p.status != "skipped"} == {"reused"}  # zoo export finds them as its own
     hub.reset()
     code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--json", "-")
-    assert code == 0 and {r["status"] for r in json.loads(stdout)} == {"cached"}
+    assert code == 0 and {r["status"] for r in json.loads(stdout)["pulled"]} == {"cached"}
     assert [h.path for h in hub.hits()] == ["index.json"]
 
 
 def test_format_and_precision_selection(hub, run) -> None:
     code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "ncnn", "--precision", "fp16", "--json", "-")
     assert code == 0, err
-    assert [r["item"] for r in json.loads(stdout)] == ["weights", "ncnn-fp16"]
+    assert [r["item"] for r in json.loads(stdout)["pulled"]] == ["weights", "ncnn-fp16"]
     code, _, err = run("pull", VARIANT, "--hub", hub.url, "--format", "tflite")
     assert code == 1 and "publishes no tflite artifact" in one_error_line(err) and "ncnn-fp16" in err
     code, _, err = run("pull", VARIANT, "--hub", hub.url, "--format", "tflitee")
@@ -208,7 +208,7 @@ def test_dropped_connection_resumes_with_range(hub, run) -> None:
     hub.fault(ONNX, "drop")
     code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json", "-")
     assert code == 0, err
-    assert {r["item"]: r["status"] for r in json.loads(stdout)}["onnx"] == "resumed"
+    assert {r["item"]: r["status"] for r in json.loads(stdout)["pulled"]}["onnx"] == "resumed"
     first, second = hub.hits(ONNX)
     assert first.range is None and first.fault == "drop"
     assert second.range.startswith("bytes=") and second.range != "bytes=0-" and second.status == 206
@@ -377,7 +377,7 @@ def test_offline_uses_only_the_cache_and_names_what_is_missing(hub, run, monkeyp
     assert code == 1 and f"{VARIANT} ncnn model.ncnn.bin (sha256 {entry['sha256']}, {entry['bytes']:,} bytes)" in line
     assert hub.hits() == []  # offline: no request at all
     code, stdout, err = run("pull", VARIANT, "--hub", hub.url, "--format", "onnx", "--json", "-")
-    assert code == 0 and {r["status"] for r in json.loads(stdout)} == {"cached"}, err
+    assert code == 0 and {r["status"] for r in json.loads(stdout)["pulled"]} == {"cached"}, err
 
 
 def test_export_on_a_fresh_cache_pulls_the_weights(hub, tmp_path, run, monkeypatch) -> None:
@@ -411,7 +411,7 @@ def test_concurrent_pulls_from_two_processes(hub) -> None:
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
-    assert all({r["item"] for r in json.loads(out)} == {"weights", "onnx"} for out, _ in results)
+    assert all({r["item"] for r in json.loads(out)["pulled"]} == {"weights", "onnx"} for out, _ in results)
     files = [h.path for h in hub.hits() if h.path != "index.json"]
     assert sorted(files) == sorted(set(files)) and ONNX in files  # every file fetched exactly once
     (onnx,), indexes = hub.hits(ONNX), hub.hits("index.json")
@@ -458,7 +458,7 @@ def test_every_format_round_trips(tmp_path, monkeypatch, run) -> None:
         srv.fault("artifacts/base-c128/tflite/model_float32.tflite", "drop")
         code, stdout, err = run("pull", VARIANT, "--hub", srv.url, "--out", str(tmp_path / "pulled"), "--json", "-")
     assert code == 0, err
-    rows = json.loads(stdout)
+    rows = json.loads(stdout)["pulled"]
     assert len(rows) == 8 and {r["item"]: r["status"] for r in rows}["tflite"] == "resumed"
     for r in rows[1:]:
         assert_artifact_valid(tmp_path / "pulled" / VARIANT / r["item"], CATALOG.get(VARIANT))

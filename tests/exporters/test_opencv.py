@@ -34,7 +34,7 @@ def opencv_export(exported, tmp_path_factory) -> Path:
         exported.copy(out, v, "onnx")
     proc = zoo("export", *DEFAULT_VARIANTS, "--to", "onnx", "--for", "opencv", "--out", str(out), "--json", "-", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = json.loads(proc.stdout)
+    rows = json.loads(proc.stdout)["artifacts"]
     assert {(r["variant"], r["flavour"], r["status"]) for r in rows} == \
         {(v, f, s) for v in DEFAULT_VARIANTS for f, s in ((None, "reused"), ("opencv", "built"))}
     return out

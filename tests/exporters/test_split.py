@@ -196,7 +196,7 @@ def test_split_export_rerun_reuses(split_exported) -> None:
 
     proc = zoo("export", "fgaf3", "--to", "onnx", "--split", "--out", str(split_exported.out), "--json", "-")
     assert proc.returncode == 0, proc.stderr
-    (row,) = json.loads(proc.stdout)
+    (row,) = json.loads(proc.stdout)["artifacts"]
     assert row["status"] == "reused" and row["split"] is True
 
 
@@ -341,7 +341,7 @@ def test_a_plausible_edit_of_a_split_manifest_is_refused_everywhere(split_export
         open_artifact(dest, CATALOG.get("fgaf3"))
     code, stdout, stderr = run_cli(capsys, "export", "fgaf3", "--to", "onnx", "--split", "--artifacts", str(tmp_path), "--json", "-")
     assert code == 0, stderr
-    (row,) = json.loads(stdout)
+    (row,) = json.loads(stdout)["artifacts"]
     assert row["status"] == "rebuilt" and "changed after export" in row["note"]
     open_artifact(dest, CATALOG.get("fgaf3"))  # usable again
 

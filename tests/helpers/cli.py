@@ -90,7 +90,7 @@ def onnx_export(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx-export") / "artifacts"
     proc = zoo_as_user("export", variant, "--to", "onnx", "--out", str(out), "--json", "-")
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)  # the table and progress went to stderr
+    rows = json.loads(proc.stdout)["artifacts"]  # the table and progress went to stderr
     assert [(r["variant"], r["format"], r["status"]) for r in rows] == [(variant, "onnx", "built")]
     assert "zoo export" in proc.stderr  # the table is still drawn, on stderr
     return out

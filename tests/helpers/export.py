@@ -27,7 +27,7 @@ def zoo(*args: str, timeout: float = 600, env: dict | None = None, unset: tuple[
 
 
 def json_rows(path: Path) -> dict[tuple[str, str, str], dict]:
-    rows = json.loads(Path(path).read_text())
+    rows = json.loads(Path(path).read_text())["artifacts"]
     return {(r["variant"], r["format"], r["precision"]): r for r in rows}
 
 

@@ -56,4 +56,4 @@ def export_split_set(out: Path) -> SplitExport:
         unset=FOREIGN_ENV,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return SplitExport(out, json.loads(proc.stdout), time.perf_counter() - start)
+    return SplitExport(out, json.loads(proc.stdout)["artifacts"], time.perf_counter() - start)

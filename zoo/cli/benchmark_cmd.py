@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from compare.comparison import Options
-from compare.decision import Benchmark, benchmark, ship_line
+from compare.decision import Benchmark, benchmark, plot_latency, ship_line
 from compare.diagnose.layers import layers_variant, plot_layers, summary_rows
 from compare.inputs import load_pairs
 from compare.measure.blocks import MAX_REPEATS
@@ -31,6 +31,7 @@ from zoo.cli.options import (DEVICE_SYNTAX, DIR, REPORT_FILE, MultiValueOption, 
 from zoo.cli.output import Column, View, emit, err, export_reporter, label, progress_bar, write_text
 from zoo.datasets import load_dataset
 from zoo.errors import UsageError, ZooError
+from zoo.evaluation.plots import drift_plot, evaluation_plots
 from zoo.figures import summary_row
 
 
@@ -75,9 +76,6 @@ def benchmark_views(result: Benchmark, machine: dict, opts: Options, devices, ca
 
 def _pictures(result: Benchmark, catalog: Catalog, variants, opts: Options, work: Path, on_progress) -> tuple[list, list]:
     """The HTML page's layer-error plots (and their summary rows), latency plot, evaluation plots."""
-    from compare.decision import plot_latency
-    from zoo.evaluation.plots import drift_plot, evaluation_plots
-
     pictures, layer_rows = [], []
     plot_latency(result.rows, result.threads, work / "latency.png")
     pictures.append(("timing", Picture.from_file(work / "latency.png", "p50 latency per artifact and thread count (this machine)")))

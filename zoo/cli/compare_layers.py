@@ -38,7 +38,7 @@ LAYER_COLUMNS = [
     label("variant"),
     label("runtime"),
     Column("graph", "graph", justify="left", label=True, optional=True),
-    label("precision"),
+    label("precision", "prec"),
     Column("index", "#", label=True),
     label("module"),
     Column("shape", "shape", justify="left"),

@@ -13,7 +13,7 @@ from zoo.devices import DEVICE_KINDS, QEMU_CPUS, device_kind, parse_device
 from zoo.errors import UsageError, ZooError
 
 LIST_COLUMNS = [
-    label("device"), note("timing"), note("state"), note("description", "what it is"),
+    label("device"), note("cpus", "CPUs", optional=True), note("timing"), note("state"), note("description", "what it is"),
 ]
 CHECK_COLUMNS = [
     label("runtime"), Column("device_version", "there", justify="left"),
@@ -61,8 +61,8 @@ def list_cmd(json_file, csv_file, markdown_file) -> None:
                 emulator.read_record()
             except ZooError as exc:
                 state = str(exc)
-        syntax = k.syntax + (f" (CPU: {', '.join(QEMU_CPUS)})" if k.name == "arm64-emu" else "")
-        rows.append({"device": syntax, "timing": "yes" if k.timing else f"no: {k.no_timing_reason}", "state": state,
+        cpus = ", ".join(QEMU_CPUS) if k.name == "arm64-emu" else None
+        rows.append({"device": k.syntax, "cpus": cpus, "timing": "yes" if k.timing else f"no: {k.no_timing_reason}", "state": state,
                      "description": k.description})
     emit_rows("devices", rows, LIST_COLUMNS, "zoo devices", (json_file, csv_file, markdown_file))
 

@@ -111,11 +111,11 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
     caveat = untrained_note([r["tracker"] for r in rows], catalog_or_none())
     att_columns = [label("attribute", "attr"), label("name", "attribute"),
                    Column("sequences", "seqs", drop=1), *[Column(r["tracker"], r["tracker"], ".2f") for r in rows]]
-    views = [View("per_sequence", "per sequence (percent)", seq_rows, SEQUENCE_COLUMNS, draw=per_sequence),
-             View("trackers", title, rows, TRACKER_COLUMNS, caption=caveat or "")]
+    views = [View("trackers", title, rows, TRACKER_COLUMNS, caption=caveat or "")]
     if att_rows:
         views.append(View("attributes", "success AUC per attribute", [{k: v for k, v in r.items() if k != "_curves"} for r in att_rows],
                           att_columns))
+    views.append(View("per_sequence", "per sequence (percent)", seq_rows, SEQUENCE_COLUMNS, draw=per_sequence))
     show(views)
     plots = []
     if plot_dir is not None:

@@ -16,6 +16,7 @@ from rich.console import Console
 from zoo.artifacts import Status
 from zoo.errors import ZooError
 from zoo.fileio import atomic_write_bytes
+from zoo.version import __version__
 from zoo.cli.tables import Column, View, label, note, render_text, views_csv, views_json, views_markdown  # noqa: F401 (re-exported)
 
 _CONSOLES: dict[str, Console] = {}
@@ -77,8 +78,6 @@ def show(views: Sequence[View], console: Console | None = None, width: int | Non
 def report_json(views: Sequence[View], payload: dict | None = None) -> dict:
     """A command's JSON report: its data (``payload``) and the ``tables`` it drew, which
     ``zoo report`` redraws."""
-    from zoo.version import __version__
-
     return {**(payload or {}), "zoo_version": __version__, "tables": views_json(views)}
 
 

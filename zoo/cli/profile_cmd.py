@@ -19,7 +19,7 @@ TOP_COLUMNS = [
     Column("rank", "#", label=True),
     label("name", "op"),
     Column("type", "type", justify="left", drop=2),
-    label("unit", "part"),
+    Column("unit", "part", justify="left", drop=4),
     Column("ms", "ms", ".3f"),
     Column("share_pct", "% time", ".1f"),
     Column("mflops", "MFLOPs (MNN)", ".1f", optional=True, drop=3),
@@ -39,7 +39,7 @@ PART_COLUMNS = [
 GROUP_COLUMNS = {level: [label(level), Column("ops", "ops"), Column("ms", "ms", ".3f"),
                          Column("share_pct", "% time", ".1f")] for level in ("block", "unit")}
 OP_COLUMNS = [
-    Column("index", "#", label=True), label("name", "op"), Column("type", "type", justify="left"), label("unit", "part"),
+    Column("index", "#", label=True), label("name", "op"), Column("type", "type", justify="left"), Column("unit", "part", justify="left", drop=4),
     Column("ms", "ms", ".3f"), Column("median_ms", "median ms", ".3f"), Column("share_pct", "% time", ".1f"),
     Column("mflops", "MFLOPs (MNN)", ".1f", optional=True), Column("module", "module", justify="left"),
     Column("rule", "assigned by", justify="left"),

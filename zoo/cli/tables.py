@@ -246,7 +246,7 @@ def render_text(views: Sequence[View], width: int | None, *, terminal: Console |
     console = Console(file=buf, width=page, legacy_windows=False, **kwargs)
     for view in views:
         for part in rich_renderables(view, width):
-            console.print(part, highlight=False, soft_wrap=width is None and not isinstance(part, Table))
+            console.print(part, markup=False, highlight=False, soft_wrap=width is None and not isinstance(part, Table))
     return buf.getvalue()
 
 
@@ -288,13 +288,17 @@ def _csv_value(value: Any) -> Any:
 
 
 def views_csv(views: Sequence[View], tagged: bool | None = None) -> str:
-    """One table as its own CSV; several (or ``tagged``) in one CSV: a leading ``table`` column,
-    then every column of every table (the union)."""
+    """Every declared column, then every other field the rows hold (a CSV keeps all the data); one
+    table as its own CSV, several (or ``tagged``) in one with a leading ``table`` column."""
+    def columns(vs: Sequence[View]) -> list[Column]:
+        declared = {c.key: c for v in vs for c in v.columns}
+        extra = [k for v in vs for r in v.rows for k in r if k not in declared]
+        return [*declared.values(), *(Column(k, k) for k in dict.fromkeys(extra))]
+
     if len(views) == 1 and not tagged:
-        return to_csv(views[0].rows, views[0].columns)
-    cols = list({c.key: c for v in views for c in v.columns}.values())
+        return to_csv(views[0].rows, columns(views))
     rows = [{"table": v.name, **r} for v in views for r in v.rows]
-    return to_csv(rows, [Column("table", "table"), *cols])
+    return to_csv(rows, [Column("table", "table"), *columns(views)])
 
 
 def _md(text: str) -> str:
@@ -319,11 +323,13 @@ def views_markdown(views: Sequence[View], preamble: str = "") -> str:
 
 
 def view_html(view: View) -> str:
-    """One view as an HTML ``<table>`` (every column; the caption under it). Every string escaped."""
+    """One view as an HTML ``<table>`` (every column but all-empty optional ones; the caption under
+    it). Every string escaped."""
     e = html.escape
-    head = "".join(f'<th class="{e(c.justify)}">{e(c.title)}</th>' for c in view.columns)
+    columns = [c for c in view.columns if not (c.optional and all(_empty(r.get(c.key)) for r in view.rows))]
+    head = "".join(f'<th class="{e(c.justify)}">{e(c.title)}</th>' for c in columns)
     body = "".join("<tr>" + "".join(f'<td class="{e(c.justify)}">{e(cell(r.get(c.key), c.fmt))}</td>'
-                                    for c in view.columns) + "</tr>" for r in view.rows)
+                                    for c in columns) + "</tr>" for r in view.rows)
     caption = f"<caption>{e(view.title)}</caption>" if view.title else ""
     after = f'<p class="caption">{e(view.caption)}</p>' if view.caption else ""
     return (f'<div class="table" data-table="{e(view.name)}"><table>{caption}<thead><tr>{head}</tr></thead>'
