@@ -20,7 +20,7 @@ from compare.provision import choose_runtimes
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
-from zoo.cli.caveats import untrained_note
+from zoo.cli.caveats import plot_caption, untrained_note
 from zoo.cli.catalog_cmds import LIST_COLUMNS
 from zoo.cli.compare_cmd import compare_views
 from zoo.cli.compare_layers import SUMMARY_COLUMNS as LAYER_SUMMARY_COLUMNS
@@ -89,11 +89,12 @@ def _pictures(result: Benchmark, catalog: Catalog, variants, opts: Options, work
         layer_rows += summary_rows([r for r in reports if not r.skipped])
     if result.dataset is not None:
         ds = result.dataset
-        for p in evaluation_plots(ds.evaluation, work / "eval"):
+        caption = plot_caption([t.tracker for t in ds.evaluation.trackers], catalog)
+        for p in evaluation_plots(ds.evaluation, work / "eval", caption):
             if p.suffix == ".png":
                 pictures.append(("evaluation", Picture.from_file(p, p.stem.replace("_", " "))))
         for key, d in ds.drifts.items():
-            for p in drift_plot(d.iou, d.worst(3), d.a, d.b, work / f"drift-{'-'.join(key)}"):
+            for p in drift_plot(d.iou, d.worst(3), d.a, d.b, work / f"drift-{'-'.join(key)}", caption):
                 if p.suffix == ".png":
                     pictures.append(("evaluation", Picture.from_file(p, f"IoU of {d.b} to {d.a} over the frames")))
     return pictures, layer_rows

@@ -33,6 +33,16 @@ def untrained_note(tracker_names: list[str], catalog: Catalog | None) -> str | N
             "(runtime vs PyTorch), not tracking skill; 'zoo register VARIANT CKPT' adds trained weights")
 
 
+def plot_caption(tracker_names: list[str], catalog: Catalog | None) -> str | None:
+    """The caveat as a plot's caption (short: it sits under the axes), None when no tracker ran
+    untrained weights."""
+    names = untrained(tracker_names, catalog)
+    if not names:
+        return None
+    shown = ", ".join(names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else "")
+    return f"untrained reference weights ({shown}): these curves check the pipeline, not tracking skill"
+
+
 def catalog_or_none() -> Catalog | None:
     """The catalog in use, or None where there is none (``eval analyze`` needs no catalog)."""
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from zoo.cli.caveats import catalog_or_none, untrained_note
+from zoo.cli.caveats import catalog_or_none, plot_caption, untrained_note
 from zoo.cli.options import DIR, MultiValueOption, report_options
 from zoo.cli.output import Column, View, emit, err, label, out, progress_bar, show, write_text, write_views
 from zoo.cli.tables import to_csv
@@ -108,7 +108,8 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
     seq_rows = ev.sequence_rows()
     att_rows = ev.attribute_rows()
     title = _title(ev, "analyze")
-    caveat = untrained_note([r["tracker"] for r in rows], catalog_or_none())
+    catalog = catalog_or_none()
+    caveat = untrained_note([r["tracker"] for r in rows], catalog)
     att_columns = [label("attribute", "attr"), label("name", "attribute"),
                    Column("sequences", "seqs", drop=1), *[Column(r["tracker"], r["tracker"], ".2f") for r in rows]]
     views = [View("trackers", title, rows, TRACKER_COLUMNS, caption=caveat or "")]
@@ -119,7 +120,7 @@ def analyze_cmd(results, dataset, root, annotations, patterns, all_sequences, pr
     show(views)
     plots = []
     if plot_dir is not None:
-        plots = [str(p) for p in evaluation_plots(ev, plot_dir)]
+        plots = [str(p) for p in evaluation_plots(ev, plot_dir, plot_caption([r["tracker"] for r in rows], catalog))]
         out().print(f"plots: {plot_dir} ({len(plots)} files: success, precision, norm_precision"
                     f"{', one success plot per attribute' if att_rows else ''}; PNG and PDF)", highlight=False, soft_wrap=True, markup=False)
     report = {"dataset": ds.name, "protocol": protocol, "source": str(ds.source), "sequences": ev.sequences,
@@ -153,11 +154,12 @@ def drift_cmd(results_a, results_b, dataset, root, annotations, patterns, all_se
     rows = d.rows()
     title = _title(d.evaluation, "drift") + f" — A = {d.a}, B = {d.b}"
     overall = rows[-1]
-    caveat = untrained_note([d.a, d.b], catalog_or_none())
+    catalog = catalog_or_none()
+    caveat = untrained_note([d.a, d.b], catalog)
     caption = f"{overall['diverged']} of {len(rows) - 1} sequences fall below IoU 0.5 at some frame" + (f". {caveat}" if caveat else "")
     plots = []
     if plot_dir is not None:
-        plots = [str(p) for p in drift_plot(d.iou, d.worst(worst), d.a, d.b, plot_dir)]
+        plots = [str(p) for p in drift_plot(d.iou, d.worst(worst), d.a, d.b, plot_dir, plot_caption([d.a, d.b], catalog))]
         caption += f"\nplot: {plots[0]}"
     report = {"dataset": ds.name, "protocol": protocol, "a": d.a, "b": d.b, "sequences": d.evaluation.sequences,
               "missing_results": d.evaluation.missing, "rows": rows, "plots": plots}

@@ -13,7 +13,7 @@ from zoo.artifacts import ArtifactKey, default_out_dir
 from zoo.backends import FORMATS, PRECISIONS, REDUCED_PRECISIONS, describe
 from zoo.catalog import Catalog
 from zoo.cli.options import DIR, Finite, MultiValueOption, artifacts_option, choose, report_options
-from zoo.cli.output import Column, emit_rows, err, label, out
+from zoo.cli.output import Column, View, emit, emit_rows, err, label, note, out
 from zoo.errors import UsageError
 from zoo.hub import store
 from zoo.hub.resolve import resolve_hub
@@ -34,6 +34,8 @@ PULL_COLUMNS = [
     label("variant"), label("item"), Column("files", "files"),
     Column("size_mb", "size MB", ".2f"), label("status"), Column("where", "in", justify="left"),
 ]
+TOOL_COLUMNS = [label("kind", "cache"), Column("entries", "entries"), Column("size_mb", "size MB", ".1f"),
+                note("what", "what it holds", drop=1)]
 CACHE_COLUMNS = [
     label("variant"), Column("weights", "weights", justify="left", drop=1),
     Column("formats", "artifacts", justify="left"), Column("size_mb", "size MB", ".2f"),
@@ -206,12 +208,17 @@ def _weights_owners(catalog: Catalog) -> dict[str, str]:
 @cache_group.command("list")
 @report_options()
 def cache_list(json_file, csv_file, markdown_file) -> None:
-    """Variants in the cache: weights, pulled artifacts (format[-precision]) and size."""
+    """Variants in the cache (weights, pulled artifacts, size) and the converters' and devices'
+    caches."""
     info = scan(_weights_owners(Catalog.load()).get)
     rows = [{"variant": e["variant"], "weights": e["weights"]["file"] if e["weights"] else None,
              "formats": " ".join(a["dir"] for a in e["artifacts"]) or None, "size_mb": e["bytes"] / 1e6,
              "bytes": e["bytes"]} for e in info["variants"]]
-    emit_rows("listing", rows, CACHE_COLUMNS, f"zoo cache: {info['cache']}", (json_file, csv_file, markdown_file), payload=info)
+    tools = [{**t, "size_mb": t["bytes"] / 1e6} for t in info["tools"]]
+    views = [View("listing", f"zoo cache: {info['cache']}", rows, CACHE_COLUMNS)]
+    if tools:
+        views.append(View("tools", "converter and device caches (rebuilt when removed; cache remove --all)", tools, TOOL_COLUMNS))
+    emit(views, json_file, csv_file, markdown_file, payload={"listing": rows, **info})
     extra = ""
     if info["partial_downloads"]:
         extra += f"; {len(info['partial_downloads'])} partial downloads ({info['partial_bytes'] / 1e6:.1f} MB, resumed by the next pull)"

@@ -6,7 +6,8 @@ Width rules (every command, every table):
 - label columns (``label=True``: what a row is, and its verdict) are never dropped;
 - numbers are never cut or wrapped: a column that does not fit is dropped whole, highest ``drop``
   first (columns without a ``drop`` go last, rightmost first), and the title names what was left out;
-- long free text (``note=True`` columns: reasons, errors) becomes a numbered footnote under the table;
+- long free text (``note=True`` columns: reasons, errors) becomes a numbered footnote under the
+  table unless the whole table fits the width with it inline (a file always gets footnotes);
 - a file or a pipe gets the table's natural width, whatever the terminal.
 
 Only the CLI draws; library code returns plain rows (lists of dicts)."""
@@ -148,8 +149,10 @@ def layout(view: View, width: int | None) -> Layout:
     cols = terminal_columns(view)
     texts: dict[str, list[str]] = {c.key: [cell(r.get(c.key), c.fmt) for r in view.rows] for c in cols}
     footnotes: list[str] = []
+    inline = [max([len(c.title), *(len(t) for t in texts[c.key])]) for c in cols]
+    fits = width is not None and table_width(inline) <= width  # notes inline when nothing else must give
     for c in cols:
-        if c.note:
+        if c.note and not fits:
             for i, text in enumerate(texts[c.key]):
                 if len(text) > NOTE_INLINE:
                     if text not in footnotes:

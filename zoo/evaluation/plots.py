@@ -66,10 +66,19 @@ def legend_entries(scores: dict[str, float]) -> list[tuple[str, str]]:
     return [(name, f"[{scores[name]:.1f}] {name}") for name in sorted(scores, key=lambda n: -scores[n])]
 
 
+def _caption(fig, caption: str | None) -> None:
+    """``caption`` (e.g. the untrained-weights caveat) under the axes, then the layout."""
+    if caption:
+        fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=8, color="#7a4d00", wrap=True)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+    else:
+        fig.tight_layout()
+
+
 def curve_plot(curves: dict[str, np.ndarray], scores: dict[str, float], kind: str, title: str,
-               out_dir: Path, stem: str) -> list[Path]:
+               out_dir: Path, stem: str, caption: str | None = None) -> list[Path]:
     """One figure of ``curves`` (tracker -> percent values over the kind's thresholds); the
-    legend sorted by ``scores``, best first. Returns the PNG and PDF paths."""
+    legend sorted by ``scores``, best first; ``caption`` under it. Returns the PNG and PDF paths."""
     default_title, xlabel, ylabel, xlim, _ = KINDS[kind]
     x = {"success": metrics.OVERLAP_THRESHOLDS, "precision": metrics.CENTER_THRESHOLDS,
          "norm_precision": metrics.NORM_THRESHOLDS}[kind]
@@ -81,30 +90,32 @@ def curve_plot(curves: dict[str, np.ndarray], scores: dict[str, float], kind: st
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=(0, 100), title=title or default_title)
     ax.grid(True, linestyle="-.", alpha=0.6)
     _legend_outside(ax, len(order))
-    fig.tight_layout()
+    _caption(fig, caption)
     return _save(fig, out_dir, stem)
 
 
-def evaluation_plots(ev: Evaluation, out_dir: Path) -> list[Path]:
+def evaluation_plots(ev: Evaluation, out_dir: Path, caption: str | None = None) -> list[Path]:
     """Success, precision and normalized-precision plots of every tracker, plus one success plot
-    per attribute when the dataset has attribute annotations."""
+    per attribute when the dataset has attribute annotations; ``caption`` under each."""
     title = f"{ev.dataset.spec.title} ({len(ev.sequences)} sequences, {ev.protocol})"
     summaries = {t.tracker: ev.summary(t) for t in ev.trackers}
     paths = []
     for kind, score_key in (("success", "auc"), ("precision", "precision"), ("norm_precision", "norm_precision")):
         curves = {n: np.asarray(s[f"{kind}_curve"]) for n, s in summaries.items()}
         scores = {n: s[score_key] for n, s in summaries.items()}
-        paths += curve_plot(curves, scores, kind, f"{KINDS[kind][0]}: {title}", out_dir, kind)
+        paths += curve_plot(curves, scores, kind, f"{KINDS[kind][0]}: {title}", out_dir, kind, caption)
     for row in ev.attribute_rows():
         curves = {n: np.asarray(s["success_curve"]) for n, s in row["_curves"].items()}
         scores = {n: s["auc"] for n, s in row["_curves"].items()}
         paths += curve_plot(curves, scores, "success", f"Success plot - {row['name']} ({row['sequences']})",
-                            out_dir, f"success_{row['attribute']}")
+                            out_dir, f"success_{row['attribute']}", caption)
     return paths
 
 
-def drift_plot(traces: dict[str, np.ndarray], names: list[str], a: str, b: str, out_dir: Path) -> list[Path]:
-    """IoU between the two trajectories over the frames of ``names`` (the worst sequences)."""
+def drift_plot(traces: dict[str, np.ndarray], names: list[str], a: str, b: str, out_dir: Path,
+               caption: str | None = None) -> list[Path]:
+    """IoU between the two trajectories over the frames of ``names`` (the worst sequences);
+    ``caption`` under it."""
     fig, ax = _figure(11.0, 4.5)
     for rank, name in enumerate(names):
         v = traces[name]
@@ -114,5 +125,5 @@ def drift_plot(traces: dict[str, np.ndarray], names: list[str], a: str, b: str, 
     ax.set(xlabel="frame", ylabel="IoU", ylim=(-0.02, 1.02), title=f"IoU of {b} vs {a}: worst sequences (mean IoU)")
     ax.grid(True, linestyle="-.", alpha=0.6)
     _legend_outside(ax, len(names))
-    fig.tight_layout()
+    _caption(fig, caption)
     return _save(fig, out_dir, "drift_iou")

@@ -32,7 +32,13 @@ from zoo.fileio import sha256_file, swap_dir
 from zoo.manifest import MANIFEST_NAME, read_manifest
 from zoo.paths import cache_dir, weights_path
 
-SUBDIRS = ("weights", "files", "artifacts", "hubs", "tmp")
+#: what converters and devices keep in the cache: reused when their inputs match, rebuilt when removed
+TOOL_CACHES = {
+    "onnx2tf": "onnx2tf conversions (reused for the same ONNX bytes, flags and versions)",
+    "onnx2tf-saved": "onnx2tf SavedModels (the TFLite int8 path's source)",
+    "devices": "emulated devices (arm64 userland and wheels; zoo device setup)",
+}
+SUBDIRS = ("weights", "files", "artifacts", "hubs", "tmp", *TOOL_CACHES)
 
 
 def blob_path(sha256: str, name: str) -> Path:
@@ -166,6 +172,9 @@ def scan(weights_owner: Callable[[str], str | None]) -> dict:
         e["weights"] = {"file": files[0].name, "sha256": wdir.name, "bytes": size}
         e["bytes"] += size
     stray = [p for p in (root / "files").glob("*") if p.is_dir() and p.name not in referenced]
+    tools = [{"kind": name, "what": what, "entries": sum(1 for p in (root / name).glob("*") if p.is_dir()),
+              "bytes": _tree_bytes([root / name], set()), "path": str(root / name)}
+             for name, what in TOOL_CACHES.items() if (root / name).is_dir()]
     partial = sorted((root / "tmp").glob("*.part"))
     return {
         "cache": str(root),
@@ -173,6 +182,7 @@ def scan(weights_owner: Callable[[str], str | None]) -> dict:
         "unreferenced_bytes": _tree_bytes(stray, seen),
         "partial_downloads": [{"sha256": p.stem, "bytes": p.stat().st_size} for p in partial],
         "partial_bytes": _tree_bytes(partial, seen),
+        "tools": tools,
         "total_bytes": _tree_bytes([root / d for d in SUBDIRS], set()),
     }
 
