@@ -122,7 +122,11 @@ def decision_rows(report: Report, threads: list[int], dataset: DatasetRun | None
                     out["auc_diff"] = overall["auc_diff"]
                     out["drift_iou"] = overall["mean_iou"]
                     out["diverged"] = f"{overall['diverged']}/{len(d.evaluation.sequences)}"
-    return list(rows.values())
+    devices = list(dict.fromkeys(["local", *(k[3] for k in rows)]))
+    variants = list(dict.fromkeys(k[0] for k in rows))
+    seen = list(rows)
+    order = sorted(seen, key=lambda k: (devices.index(k[3]), variants.index(k[0]), k[1] != REFERENCE_RUNTIME, seen.index(k)))
+    return [rows[k] for k in order]  # per device, per variant: PyTorch first, then the artifacts
 
 
 def fastest_time(row: dict, threads: list[int]) -> tuple[float, int] | None:

@@ -37,9 +37,9 @@ from zoo.figures import summary_row
 
 def decision_columns(threads: list[int]) -> list[Column]:
     """The decision table's columns: what each row is and its verdicts first, then the figures."""
-    cols = [label("variant"), label("artifact"), label("precision", "prec"), label("device"),
+    cols = [label("variant"), label("artifact"), label("precision", "prec"), label("device"),  # device: one table each
             Column("family", "CPU family", justify="left", drop=20, terminal=False),
-            label("gate"), Column("size_mb", "MB", ".2f", drop=6), label("parity"),
+            label("gate"), Column("size_mb", "MB", ".2f", drop=6), Column("parity", "parity", justify="left", drop=12),
             Column("err_ratio", "err/ allowed", ".3f", drop=8), Column("tracker_iou", "tracker IoU", ".4f", drop=4),
             Column("auc", "AUC", ".2f", optional=True, drop=5), Column("auc_diff", "ΔAUC", "+.2f", optional=True, drop=3),
             Column("drift_iou", "drift IoU", ".3f", optional=True, drop=7),
@@ -56,15 +56,20 @@ SHIP_COLUMNS = [label("device"), Column("family", "CPU family", justify="left", 
 
 
 def benchmark_views(result: Benchmark, machine: dict, opts: Options, devices, caveat: str | None) -> list[View]:
-    """The decision table (drawn, the ship lines under it) and the tables behind it (for the files)."""
-    lines = [ship_line(c) for c in result.ship]
-    caption = "\n".join(lines + ([caveat] if caveat else []))
-    local_only = all(r["device"] == "local" for r in result.rows)
-    title = (f"zoo benchmark: what to ship — {machine['cpu_count']} CPUs ({machine['machine']}); p50 = median latency; "
-             "gate = parity (and the tracker gate of reduced precisions) on that device's CPU family")
-    views = [View("decision", title, result.rows, decision_columns(result.threads), caption=caption,
-                  hidden=("device",) if local_only else ()),
-             View("ship", "the fastest artifact passing its gate, per device", result.ship, SHIP_COLUMNS, draw=False)]
+    """One decision table per device (its ship line under it) and the tables behind them (for the files)."""
+    views = []
+    by_device = {c["device"]: c for c in result.ship}
+    for i, device in enumerate(by_device):
+        choice = by_device[device]
+        where = device + (f", CPU family {choice['family']}" if choice.get("family") else "")
+        title = (f"zoo benchmark on {where}: what to ship — p50 = median latency ({machine['cpu_count']} CPUs, {machine['machine']})"
+                 if device == "local" else f"zoo benchmark on {where}: parity on its kernels (an emulated CPU gives no timing)"
+                 if not choice.get("artifact") else f"zoo benchmark on {where}: what to ship — p50 = median latency there")
+        last = i == len(by_device) - 1
+        caption = "\n".join([ship_line(choice)] + ([caveat] if caveat and last else []))
+        views.append(View("decision" if i == 0 else f"decision {device}", title, [r for r in result.rows if r["device"] == device],
+                          decision_columns(result.threads), caption=caption, hidden=("device",)))
+    views.append(View("ship", "the fastest artifact passing its gate, per device", result.ship, SHIP_COLUMNS, draw=False))
     for v in compare_views(result.comparison.rows(), machine, opts, devices, False):
         v.draw = False
         views.append(v)
@@ -110,7 +115,8 @@ def benchmark_page(result: Benchmark, views: list[View], catalog: Catalog, varia
                     "note": w.note} for w in result.comparison.artifacts]
     export_cols = [label("variant"), label("artifact"), label("precision"), label("status"), Column("note", "note", justify="left")]
     sections = [
-        Section("What to ship", views=[by_name["decision"]], paragraphs=[ship_line(c) for c in result.ship], tone="ship"),
+        Section("What to ship", views=[v for v in views if v.name.startswith("decision")],
+                paragraphs=[ship_line(c) for c in result.ship], tone="ship"),
         Section("Catalog", views=[View("catalog", "the variants' catalog rows (the study's figures)", catalog_rows, LIST_COLUMNS)]),
         Section("Export", views=[View("export", "artifacts", export_rows, export_cols)]),
         Section("Parity", views=[by_name[n] for n in ("parity", "tracker", "devices") if n in by_name]),
