@@ -49,8 +49,8 @@ def test_list_wildcard_csv_and_markdown() -> None:
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["name"] for r in rows] == ["fgaf3", "fgaf4", "fgaf2", "fgaf5", "fgaf3-bn-c128"]
     md = run("list", "af3", "--markdown", "-").stdout.splitlines()
-    assert md[0].startswith("## zoo catalog (1 of ") and md[2].startswith("| variant |") and md[4].startswith("| af3 |")
-    assert len(md) == 5
+    assert md[0].startswith("## zoo catalog (1 of ") and md[2] == "<!-- table: variants -->"
+    assert md[4].startswith("| variant |") and md[6].startswith("| af3 |") and len(md) == 7
 
 
 def test_list_table_shows_budget_verdict() -> None:

@@ -263,7 +263,7 @@ def test_json_csv_markdown_hold_the_same_rows(cli_run) -> None:
         for got, want in zip(mine, rows, strict=True):
             for key, value in want.items():
                 assert _same(got[key], value), (table, key, got[key], value)
-        section = markdown.split(f"## {table}\n", 1)[1].split("\n## ", 1)[0]
+        section = markdown.split(f"<!-- table: {table} -->\n", 1)[1].split("\n## ", 1)[0]
         body = [line for line in section.splitlines() if line.startswith("| ")][1:]
         assert len(body) == len(rows), table
         assert [line.split(" | ")[0].lstrip("| ") for line in body] == [r["variant"] for r in rows]

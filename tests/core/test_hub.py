@@ -431,7 +431,7 @@ def test_cache_list_and_remove(hub, run) -> None:
     size = sum(p.stat().st_size for p in (cache() / "files").rglob("*") if p.is_file())
     assert entry["bytes"] == size + entry["weights"]["bytes"]  # hard links counted once
     code, stdout, _ = run("cache", "list", "--csv", "-")
-    assert code == 0 and stdout.splitlines()[0] == "variant,weights,formats,size_mb"
+    assert code == 0 and stdout.splitlines()[0].startswith("table,variant,weights,formats,size_mb,")
     code, _, err = run("cache", "remove", "base-c12")
     assert code == 2 and "did you mean 'base-c128'" in one_error_line(err)
     assert run("cache", "remove")[0] == 2

@@ -274,7 +274,7 @@ def test_publish_and_pull_reduced_precisions(quantized, tmp_path, capsys, monkey
         code, stdout, err = run_main(capsys, monkeypatch, "pull", "base-c128", "--hub", hub.url, "--precision", "int8",
                                      "int8-dynamic", "--out", str(tmp_path / "pulled"), "--json", "-")
     assert code == 0, err
-    items = {r["item"] for r in json.loads(stdout)}
+    items = {r["item"] for r in json.loads(stdout)["pulled"]}
     assert {"onnx-int8", "tflite-int8", "tflite-int8-dynamic"} <= items
     for item in ("onnx-int8", "tflite-int8", "tflite-int8-dynamic"):
         d = tmp_path / "pulled" / "base-c128" / item

@@ -218,7 +218,7 @@ def test_publish_and_pull_carry_split_artifacts(exported, split_exported, tmp_pa
     with HubServer(tmp_path / "release") as server:
         code, stdout, stderr = run_cli(capsys, "pull", "fgaf3", "--hub", server.url, "--split", "--out", str(out), "--json", "-")
     assert code == 0, stderr
-    assert {r["item"] for r in json.loads(stdout)} == {"weights", "onnx-split"}
+    assert {r["item"] for r in json.loads(stdout)["pulled"]} == {"weights", "onnx-split"}
     variant = CATALOG.get("fgaf3")
     pair = sample_pairs(variant, 1)[0]
     with open_artifact(out / "fgaf3" / "onnx-split", variant) as runner, PytorchRunner(variant) as ref:

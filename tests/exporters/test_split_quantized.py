@@ -40,7 +40,7 @@ def _export_reduced(tmp_path_factory, formats: list[str]):
     proc = zoo("export", NAME, "--to", *sorted({f for f, _ in wanted}), "--precision", *sorted({p for _, p in wanted}),
                "--split", "--out", str(out), "--jobs", "2", "--json", "-", timeout=2400, unset=FOREIGN_ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = {(r["format"], r["precision"]): r for r in json.loads(proc.stdout) if r["split"]}
+    rows = {(r["format"], r["precision"]): r for r in json.loads(proc.stdout)["artifacts"] if r["split"]}
     return out, rows
 
 

@@ -218,7 +218,7 @@ def cache_list(json_file, csv_file, markdown_file) -> None:
     views = [View("listing", f"zoo cache: {info['cache']}", rows, CACHE_COLUMNS)]
     if tools:
         views.append(View("tools", "converter and device caches (rebuilt when removed; cache remove --all)", tools, TOOL_COLUMNS))
-    emit(views, json_file, csv_file, markdown_file, payload={"listing": rows, **info})
+    emit(views, json_file, csv_file, markdown_file, payload={"listing": rows, **info}, csv_tagged=True)
     extra = ""
     if info["partial_downloads"]:
         extra += f"; {len(info['partial_downloads'])} partial downloads ({info['partial_bytes'] / 1e6:.1f} MB, resumed by the next pull)"

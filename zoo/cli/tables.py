@@ -319,8 +319,8 @@ def to_markdown(rows: Sequence[dict], columns: Sequence[Column]) -> str:
 def views_markdown(views: Sequence[View], preamble: str = "") -> str:
     """Every view as a ``## title`` section with a Markdown table of all its columns."""
     parts = [preamble] if preamble else []
-    for v in views:
-        parts.append((f"## {_md(v.title)}\n\n" if v.title else "") + to_markdown(v.rows, v.columns)
+    for v in views:  # the comment names the table (a stable anchor for scripts); the heading is its title
+        parts.append((f"## {_md(v.title)}\n\n" if v.title else "") + f"<!-- table: {v.name} -->\n\n" + to_markdown(v.rows, v.columns)
                      + (f"\n{v.caption}\n" if v.caption else ""))
     return "\n".join(parts)
 
