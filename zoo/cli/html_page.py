@@ -13,7 +13,7 @@ from pathlib import Path
 from zoo.cli.tables import View, view_html
 
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 78rem;
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 100rem;
        padding: 0 1rem; color: #1b1f24; background: #fff; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #d0d7de; }
 p.lead { color: #57606a; margin-top: 0; }

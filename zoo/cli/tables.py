@@ -326,10 +326,11 @@ def views_markdown(views: Sequence[View], preamble: str = "") -> str:
 
 
 def view_html(view: View) -> str:
-    """One view as an HTML ``<table>`` (every column but all-empty optional ones; the caption under
-    it). Every string escaped."""
+    """One view as an HTML ``<table>`` (every column but hidden and all-empty optional ones; the
+    caption under it). Every string escaped."""
     e = html.escape
-    columns = [c for c in view.columns if not (c.optional and all(_empty(r.get(c.key)) for r in view.rows))]
+    columns = [c for c in view.columns if c.key not in view.hidden
+               and not (c.optional and all(_empty(r.get(c.key)) for r in view.rows))]
     head = "".join(f'<th class="{e(c.justify)}">{e(c.title)}</th>' for c in columns)
     body = "".join("<tr>" + "".join(f'<td class="{e(c.justify)}">{e(cell(r.get(c.key), c.fmt))}</td>'
                                     for c in columns) + "</tr>" for r in view.rows)
