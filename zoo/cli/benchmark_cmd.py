@@ -99,7 +99,7 @@ def _pictures(result: Benchmark, catalog: Catalog, variants, opts: Options, work
             if p.suffix == ".png":
                 pictures.append(("evaluation", Picture.from_file(p, p.stem.replace("_", " "))))
         for key, d in ds.drifts.items():
-            for p in drift_plot(d.iou, d.worst(3), d.a, d.b, work / f"drift-{'-'.join(key)}", caption):
+            for p in drift_plot(d.iou, d.worst(3), d.a, d.b, work / f"drift-{'-'.join(key)}", plot_caption([d.a, d.b], catalog)):
                 if p.suffix == ".png":
                     pictures.append(("evaluation", Picture.from_file(p, f"IoU of {d.b} to {d.a} over the frames")))
     return pictures, layer_rows
