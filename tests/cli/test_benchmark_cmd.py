@@ -90,3 +90,13 @@ def test_the_html_page_renders_in_chromium_with_its_tables_and_plots(benchmarked
     col = head.index("p50 ms 1T")
     for r, cells in zip(benchmarked["report"]["decision"], body):
         assert float(cells[col]) == pytest.approx(r["ms_1t"], abs=0.006)  # the figure, read back from the page
+
+
+def test_a_dataset_without_frames_is_refused_before_any_work(run, tmp_path) -> None:
+    seq = tmp_path / "otb" / "Couple"
+    seq.mkdir(parents=True)
+    (seq / "groundtruth_rect.txt").write_text("1,2,30,40\n")
+    code, out, err = run("benchmark", VARIANT, "--dataset", "otb", "--root", str(tmp_path / "otb"), "--sequences", "Couple",
+                         "--artifacts", str(tmp_path / "art"))
+    assert code == 2 and "no frames for sequence Couple" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "art").exists()

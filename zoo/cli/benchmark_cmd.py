@@ -17,6 +17,7 @@ from compare.diagnose.layers import layers_variant, plot_layers, summary_rows
 from compare.inputs import load_pairs
 from compare.measure.blocks import MAX_REPEATS
 from compare.provision import choose_runtimes
+from compare.tracking.evaluation import check_frames
 from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
@@ -171,6 +172,7 @@ def benchmark_cmd(variants, runtimes, precisions, threads, devices, samples, run
     ds = None
     if dataset:
         ds = load_dataset(dataset, root=root, patterns=list(patterns or ()))
+        check_frames(ds)  # frames and a first box for every sequence, before minutes of comparison
     lock = threading.Lock()
     with progress_bar() as progress:
         task = progress.add_task("preparing", total=None)
