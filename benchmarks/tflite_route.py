@@ -71,7 +71,8 @@ def outputs_by_identity(raw: dict[str, np.ndarray], ref: dict[str, np.ndarray]) 
     return binding
 
 
-def litert_outputs(path: Path, variant, pairs) -> list[dict[str, np.ndarray]]:
+def litert_outputs(path: Path, variant, pairs) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
+    """The file's raw outputs on the first pair (to bind them by value) and on every pair."""
     names = [s.name for s in variant.io.inputs]
     first = run_signature(path, [pairs[0][n] for n in names])
     return first, [run_signature(path, [p[n] for n in names]) for p in pairs]

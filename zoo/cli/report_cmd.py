@@ -3,6 +3,7 @@ width, or as Markdown, CSV or a self-contained HTML page."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -64,7 +65,7 @@ def report_cmd(report_file: Path, width: int | None, every_table: bool, markdown
     distinct_outputs({"--markdown": markdown_file, "--csv": csv_file, "--html": html_file}, {"FILE.json": report_file})
     payload, views = load_report(report_file)
     if every_table:
-        views = [View(**{**v.__dict__, "draw": True}) for v in views]
+        views = [replace(v, draw=True) for v in views]
     files = [f for f in (markdown_file, csv_file, html_file) if f is not None]
     if not files or width is not None:
         show(views, width=width)

@@ -131,7 +131,6 @@ class Layout:
     cells: list[list[str]]
     footnotes: list[str]
     left_out: list[Column]
-    folded: set[str]
 
 
 def _longest_word(text: str) -> int:
@@ -182,7 +181,6 @@ def layout(view: View, width: int | None) -> Layout:
                 widths[c.key] = full[c.key]
     else:
         widths = {c.key: full[c.key] for c in shown}
-    folded: set[str] = set()
     if width is not None:  # labels alone too wide: fold the widest text column, a character at a time
         while table_width(list(widths.values())) > width:
             text_cols = [c for c in shown if c.justify == "left" and widths[c.key] > MIN_FOLD]
@@ -190,11 +188,10 @@ def layout(view: View, width: int | None) -> Layout:
                 break
             widest = max(text_cols, key=lambda c: widths[c.key])
             widths[widest.key] -= 1
-            folded.add(widest.key)
     order_back = [c for c in cols if c in shown]
     return Layout(columns=order_back, widths=[widths[c.key] for c in order_back],
                   cells=[[texts[c.key][i] for c in order_back] for i in range(len(view.rows))],
-                  footnotes=footnotes, left_out=[c for c in cols if c in left_out], folded=folded)
+                  footnotes=footnotes, left_out=[c for c in cols if c in left_out])
 
 
 def _title(view: View, lay: Layout) -> str:
