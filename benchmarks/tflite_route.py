@@ -31,6 +31,7 @@ from compare.inputs import load_pairs  # noqa: E402
 from compare.parity.runtimes import reference_outputs, track_sample  # noqa: E402
 from compare.provision import ensure, keys_for  # noqa: E402
 from compare.runners import open_artifact  # noqa: E402
+from exporters.tflite_quant import bind_outputs_by_identity  # noqa: E402
 from compare.measure.machine import machine_info  # noqa: E402
 from zoo.catalog import Catalog  # noqa: E402
 from zoo.cli.tables import Column, View, label, render_text  # noqa: E402
@@ -56,26 +57,10 @@ def run_signature(path: Path, feeds: list[np.ndarray]) -> dict[str, np.ndarray]:
     return runner(**dict(zip(names, feeds)))
 
 
-def outputs_by_identity(raw: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, str]:
-    """The reference output each raw output is (same shape, smallest error): litert-torch names its
-    outputs output_0.. and the precision may blur same-shaped ones, so bind by value, once."""
-    free = dict(ref)
-    binding = {}
-    for name, value in sorted(raw.items()):
-        cands = [(float(np.abs(value - r).max()), k) for k, r in free.items() if r.shape == value.shape]
-        if not cands:
-            raise SystemExit(f"litert output {name} {value.shape} matches no reference output")
-        _, best = min(cands)
-        binding[name] = best
-        free.pop(best)
-    return binding
-
-
-def litert_outputs(path: Path, variant, pairs) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
-    """The file's raw outputs on the first pair (to bind them by value) and on every pair."""
+def litert_outputs(path: Path, variant, pairs) -> list[dict[str, np.ndarray]]:
+    """The file's raw outputs (signature names) on every pair, inputs in the catalog's order."""
     names = [s.name for s in variant.io.inputs]
-    first = run_signature(path, [pairs[0][n] for n in names])
-    return first, [run_signature(path, [p[n] for n in names]) for p in pairs]
+    return [run_signature(path, [p[n] for n in names]) for p in pairs]
 
 
 def parity(variant, preset, pairs, refs, outs) -> tuple[float, float]:
@@ -149,9 +134,11 @@ def main() -> None:
                 o2t = open_artifact(art / v.name / ("tflite" if precision == "fp32" else f"tflite-{precision}"), v)
                 with o2t:
                     o2t_outs = [o2t.infer(p) for p in pairs]
-                first, raw = litert_outputs(files[(v.name, precision, "litert-torch")]["path"], v, pairs)
-                binding = outputs_by_identity(first, refs[0])
-                lt_outs = [{binding[k]: val for k, val in r.items()} for r in raw]
+                raw = litert_outputs(files[(v.name, precision, "litert-torch")]["path"], v, pairs)
+                # litert-torch names its outputs output_0..: bound by value, as zoo's int8 TFLite path does
+                binding = bind_outputs_by_identity(raw, refs, {k: list(a.shape) for k, a in raw[0].items()},
+                                                   {k: list(a.shape) for k, a in refs[0].items()})
+                lt_outs = [{c: r[sig].transpose(np.argsort(perm)) for c, (sig, perm, _) in binding.items()} for r in raw]
                 for route, outs in (("onnx2tf", o2t_outs), ("litert-torch", lt_outs)):
                     err, iou = parity(v, preset, pairs, refs, outs)
                     f = files[(v.name, precision, route)]

@@ -22,7 +22,7 @@ from zoo.artifacts import default_out_dir
 from zoo.backends import PRECISIONS, RUNTIMES, describe
 from zoo.catalog import Catalog
 from zoo.cli.caveats import plot_caption, untrained_note
-from zoo.cli.catalog_cmds import LIST_COLUMNS
+from zoo.cli.catalog_cmds import LIST_COLUMNS, catalog_rows
 from zoo.cli.compare_cmd import compare_views
 from zoo.cli.compare_layers import SUMMARY_COLUMNS as LAYER_SUMMARY_COLUMNS
 from zoo.cli.eval_cmd import TRACKER_COLUMNS as AUC_COLUMNS
@@ -33,7 +33,6 @@ from zoo.cli.output import Column, View, emit, err, export_reporter, label, prog
 from zoo.datasets import load_dataset
 from zoo.errors import UsageError, ZooError
 from zoo.evaluation.plots import drift_plot, evaluation_plots
-from zoo.figures import summary_row
 
 
 def decision_columns(threads: list[int]) -> list[Column]:
@@ -109,16 +108,13 @@ def _pictures(result: Benchmark, catalog: Catalog, variants, opts: Options, work
 def benchmark_page(result: Benchmark, views: list[View], catalog: Catalog, variants, pictures, layer_rows, caveat) -> Page:
     """The self-contained page: catalog rows, the decision, export, parity, timing, layers, evaluation."""
     by_name = {v.name: v for v in views}
-    catalog_rows = [summary_row(v) for v in variants]
-    for r in catalog_rows:
-        r["weights_shown"] = "reference (untrained)" if r["untrained"] else r["weights"]
     export_rows = [{"variant": w.key.variant, "artifact": w.key.label, "precision": w.key.precision, "status": str(w.status),
                     "note": w.note} for w in result.comparison.artifacts]
     export_cols = [label("variant"), label("artifact"), label("precision"), label("status"), Column("note", "note", justify="left")]
     sections = [
         Section("What to ship", views=[v for v in views if v.name.startswith("decision")],
                 paragraphs=[ship_line(c) for c in result.ship], tone="ship"),
-        Section("Catalog", views=[View("catalog", "the variants' catalog rows (the study's figures)", catalog_rows, LIST_COLUMNS)]),
+        Section("Catalog", views=[View("catalog", "the variants' catalog rows (the study's figures)", catalog_rows(variants), LIST_COLUMNS)]),
         Section("Export", views=[View("export", "artifacts", export_rows, export_cols)]),
         Section("Parity", views=[by_name[n] for n in ("parity", "tracker", "devices") if n in by_name]),
         Section("Timing", views=[by_name[n] for n in ("timing", "ceilings") if n in by_name],

@@ -51,6 +51,15 @@ PART_COLUMNS = [
 ]
 
 
+def catalog_rows(variants) -> list[dict]:
+    """``zoo list``'s rows: the weights column says ``reference (untrained)`` where the study's AUC
+    is not these weights' skill (the cache state stays in ``weights``, for --json)."""
+    rows = [summary_row(v) for v in variants]
+    for row in rows:
+        row["weights_shown"] = "reference (untrained)" if row["untrained"] else row["weights"]
+    return rows
+
+
 @click.command("list")
 @click.argument("patterns", nargs=-1)
 @report_options()
@@ -59,9 +68,7 @@ def list_cmd(patterns: tuple[str, ...], json_file: Path | None, csv_file: Path |
     """List variants (PATTERNS: names or wildcards such as 'fgaf*'; default all)."""
     catalog = Catalog.load(catalog_file)
     variants = catalog.select(patterns or ["all"])
-    rows = [summary_row(v) for v in variants]
-    for row in rows:  # the study's AUC is not the reference weights' skill
-        row["weights_shown"] = "reference (untrained)" if row["untrained"] else row["weights"]  # cache state: --json
+    rows = catalog_rows(variants)
     emit_rows("variants", rows, LIST_COLUMNS, f"zoo catalog ({len(rows)} of {len(catalog)} variants)", (json_file, csv_file, markdown_file))
     if any(row["untrained"] for row in rows):
         out().print("AUC % is the study's published figure; weights marked untrained are zoo's deterministic reference "
