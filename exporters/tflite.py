@@ -1,167 +1,138 @@
-"""TFLite: a thin adapter over :mod:`exporters.tflite_convert` (onnx2tf, offline, builtin ops only).
+"""TFLite: the catalog's PyTorch module through litert-torch (no TensorFlow), reduced precisions through
+ai-edge-quantizer (:mod:`exporters.tflite_convert`, :mod:`exporters.tflite_quant`).
 
-``convert_onnx_to_tflite`` does the conversion (float32 or float16 weights) and reports the
-signature bindings; this module turns its result into the exporter contract: the ``.tflite``
-file in the build directory, NHWC bindings (catalog name -> signature key) and the converter's
-flags and version. Verification then runs the artifact through ai-edge-litert's interpreter
+Every precision starts from one float32 conversion of the BatchNorm-folded module (cached in the zoo
+cache): fp16 casts its weights to float16, int8 and int8-dynamic quantize it with the catalog's
+recipe. The file keeps PyTorch's layouts and the catalog's tensor names, so bindings are by name with
+identity layouts. Verification then runs the artifact through ai-edge-litert's interpreter
 (:class:`compare.runners.tflite.TfliteRunner`), which refuses Flex ops.
+
+Why litert-torch and not onnx2tf (zoo's converter until 0.1): the same runtime speed and accuracy at
+every precision, a fifth of the conversion time, and no TensorFlow, whose exact pins (numpy 1.26,
+onnx 1.19, OpenCV 4.11) held the whole environment back: ``benchmarks/tflite_route.py``, docs/artifacts.md.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version
-from zoo.backends import by_format
-from zoo.layouts import NCHW, NHWC, PERMS
-from zoo.manifest import Converter, GraphBinding, TensorBinding
-from zoo.requirements import MissingPackage
-from zoo.sample_inputs import sample_pairs
+import torch
 
-MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite", "int8": "model_int8.tflite",
-               "int8-dynamic": "model_int8_dynamic.tflite"}
+from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, package_version
+from zoo.manifest import Converter, GraphBinding, TensorBinding
+from zoo.models.fold import fold_batchnorm
+from zoo.requirements import MissingPackage
+from zoo.version import __version__ as zoo_version
+from zoo.weights import load_model
+
+#: the zoo modules whose code determines a converted graph (part of the conversion cache key)
+_MODEL_CODE = ("zoo/models", "exporters/split.py")
+CONVERTER_PACKAGES = ("litert-torch", "litert-converter", "ai-edge-quantizer", "ai-edge-litert")
 
 
 def _backend():
     try:
-        from exporters import tflite_convert
+        from exporters import tflite_convert, tflite_quant
     except ImportError as exc:
-        if exc.name and exc.name.split(".")[0] in ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert", "onnx", "onnx_graphsurgeon"):
+        if exc.name and exc.name.split(".")[0] in ("litert_torch", "ai_edge_litert", "ai_edge_quantizer"):
             raise MissingPackage(f"the TFLite converter is not installed ({exc.name}): pip install 'zoo[tflite]'") from None
         raise
-    return tflite_convert
+    return tflite_convert, tflite_quant
 
 
-def _quant_backend():
-    """:mod:`exporters.tflite_quant` (imports the converter: missing packages as in :func:`_backend`)."""
-    _backend()
-    from exporters import tflite_quant
-
-    return tflite_quant
-
-
-def convert_graph(ctx: BuildContext, work: Path, what: str = "", keep_shape: tuple[str, ...] = ()) -> tuple[object, str]:
-    """onnx2tf of ``ctx.onnx_path`` (a graph with ``ctx.variant.io``'s inputs and outputs) in ``work``:
-    the ``.tflite`` for ``ctx.precision`` moved into ``ctx.build_dir`` (``work`` removed); returns the
-    converter's result (bindings, flags, self-check) and the file's name. ``what`` names the graph in
-    errors; inputs in ``keep_shape`` keep their ONNX layout (onnx2tf ``-kat``)."""
-    backend = _backend()
-    io = ctx.variant.io
-    try:
-        result = backend.convert_onnx_to_tflite(
-            onnx_path=ctx.onnx_path, out_dir=work, precision=ctx.precision, log_path=ctx.log_path,
-            input_names=[s.name for s in io.inputs], output_names=[s.name for s in io.outputs], keep_shape=keep_shape,
-            use_cache=not ctx.force,
-        )
-    except backend.TfliteConversionError as exc:
-        raise ConversionError(f"onnx2tf{f' ({what})' if what else ''}: {exc}") from None
-    if result.reused:
-        ctx.cached_steps.append(f"onnx2tf run{f' ({what})' if what else ''}")
-    target = MODEL_FILES[ctx.precision]
-    shutil.move(str(result.tflite_path), ctx.build_dir / target)
-    shutil.rmtree(work, ignore_errors=True)
-    return result, target
+def _model_code_digest() -> str:
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for rel in _MODEL_CODE:
+        path = root / rel
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
 
 
-def convert_quantized_graph(ctx: BuildContext, work: Path, probes: list[dict], keep_shape: tuple[str, ...] = ()) -> tuple[dict, str, list[str], Converter]:
-    """int8 / int8-dynamic of ``ctx.onnx_path`` with ``ctx.quantization`` (:mod:`exporters.tflite_quant`):
-    the model moved into ``ctx.build_dir`` (``work`` removed); returns ``(bindings, file name, notes,
-    converter)``. ``probes`` are graph inputs on which the outputs are bound by identity."""
-    tflite_quant = _quant_backend()
-    io, q = ctx.variant.io, ctx.quantization
-    try:
-        path, bindings, errors, flags = tflite_quant.convert_quantized(
-            ctx.onnx_path, work, ctx.precision, q.recipe.model_dump(), q.pairs, probes, ctx.log_path,
-            [s.name for s in io.inputs], [s.name for s in io.outputs], MODEL_FILES[ctx.precision],
-            use_cache=not ctx.force, keep_shape=keep_shape)
-    except _backend().TfliteConversionError as exc:
-        raise ConversionError(f"TFLite {ctx.precision}: {exc}") from None
-    target = MODEL_FILES[ctx.precision]
-    shutil.move(str(path), ctx.build_dir / target)
-    shutil.rmtree(work, ignore_errors=True)
-    how = (f"representative dataset of {len(q.pairs)} calibration pairs, builtin int8 ops, float I/O, deny-listed in float: "
-           f"{', '.join(q.recipe.keep_float)}") if q.recipe.method == "static" else "dynamic-range quantization"
-    notes = [f"onnx2tf saved model -> tf.lite.TFLiteConverter ({how})",
-             f"outputs bound by verified identity vs ONNX Runtime on {len(probes)} probe pairs (relative error "
-             + ", ".join(f"{k} {v:.2g}" for k, v in errors.items()) + "), not by shape"]
-    converter = Converter(name="onnx2tf+tf.lite.TFLiteConverter", version=package_version("tensorflow", by_format("tflite").extra),
-                          flags=[*flags, f"TFLiteConverter.from_saved_model(out, recipe={q.recipe.model_dump()})"])
-    return bindings, target, notes, converter
+def _identity(ctx: BuildContext, graph: str) -> dict | None:
+    """What determines the float32 conversion (the zoo cache's key); None under --force."""
+    if ctx.force:
+        return None
+    v = ctx.variant
+    return {"arch": v.arch.model_dump(mode="json"), "weights": v.weights.sha256, "graph": graph,
+            "io": [[s.name, list(s.shape)] for s in v.io.inputs + v.io.outputs], "zoo": zoo_version, "code": _model_code_digest()}
 
 
 class TfliteExporter(Exporter):
     name = "tflite"
-    binds_by_probe = True  # quantized outputs of equal shape are told apart on probe inputs
+    revision = 2  # 2: litert-torch + ai-edge-quantizer (1: onnx2tf + tf.lite.TFLiteConverter)
 
     def versions(self) -> dict[str, str]:
-        return {dist: package_version(dist, self.extra) for dist in ("onnx2tf", "tensorflow", "ai-edge-litert")}
+        return {dist: package_version(dist, self.extra) for dist in ("torch", *CONVERTER_PACKAGES)}
+
+    def options(self, precision: str, catalog) -> dict:
+        return {"precision": precision, "converter": "litert-torch", "fold_batchnorm": True}
 
     def convert(self, ctx: BuildContext) -> ConvertResult:
-        """Convert ``ctx.onnx_path`` in a scratch directory and keep the one ``.tflite`` file."""
+        """The full model of ``ctx.variant`` at ``ctx.precision`` into one ``.tflite`` file."""
         variant = ctx.variant
-        work = ctx.build_dir / "work"
-        work.mkdir()
-        if ctx.quantization is not None:
-            return self._convert_quantized(ctx, work)
-        result, target = convert_graph(ctx, work)
-        notes = ["TFLite tensors are bound by signature name, never by index; layout as recorded (onnx2tf: NHWC)"]
-        diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
-        notes.append(f"converter self-check vs ONNX Runtime (synthetic images): max abs diff {diffs}")
-        if result.reused:
-            notes.append("onnx2tf run reused from the zoo cache (same ONNX bytes, flags and versions)")
-        return ConvertResult(
-            files=[target],
-            inputs=[self._binding(spec, result.bindings) for spec in variant.io.inputs],
-            outputs=[self._binding(spec, result.bindings) for spec in variant.io.outputs],
-            converter=Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags]),
-            notes=notes,
-        )
-
-    def _convert_quantized(self, ctx: BuildContext, work) -> ConvertResult:
-        """int8 / int8-dynamic: :mod:`exporters.tflite_quant` with the catalog's recipe."""
-        variant = ctx.variant
-        bindings, target, notes, converter = convert_quantized_graph(ctx, work, sample_pairs(variant, 4))
-        return ConvertResult(
-            files=[target],
-            inputs=[self._binding(spec, bindings) for spec in variant.io.inputs],
-            outputs=[self._binding(spec, bindings) for spec in variant.io.outputs],
-            converter=converter,
-            notes=notes,
-        )
+        module = fold_batchnorm(load_model(variant))
+        args = tuple(torch.zeros(s.shape) for s in variant.io.inputs)
+        return self._convert(ctx, module, args, "full")
 
     def convert_graph(self, ctx: BuildContext, probes: list[dict] | None = None) -> ConvertResult:
-        """onnx2tf of one split graph, bound through its own perms.
+        """One graph of a split artifact (``ctx.graph_module``): converted like a full model; the
+        track graph's cache tensors keep their NLC layout (litert-torch keeps PyTorch's)."""
+        if ctx.graph_module is None:
+            raise ConversionError("a split TFLite graph converts from its PyTorch module (no graph_module given)")
+        module, args = ctx.graph_module
+        result = self._convert(ctx, module, args, ctx.build_dir.name)
 
-        Token-major inputs (the track graph's cache, layout NLC) keep their ONNX layout (onnx2tf
-        ``-kat``): left to itself, onnx2tf reads a 3-D input as NCW and moves it channels-last, which
-        costs a transpose of every cache tensor back to tokens-first on every frame (fgaf3: 12
-        TRANSPOSE ops per frame)."""
-        work = ctx.build_dir / "work"
-        work.mkdir()
-        io_spec = ctx.variant.io
-        keep = tuple(s.name for s in io_spec.inputs if s.layout != "NCHW")
-        if ctx.quantization is not None:  # int8 / int8-dynamic: calibrated on the graph's own feeds
-            bindings, target, notes, converter = convert_quantized_graph(ctx, work, probes, keep_shape=keep)
-        else:
-            result, target = convert_graph(ctx, work, ctx.build_dir.name, keep_shape=keep)
-            bindings = result.bindings
-            converter = Converter(name="onnx2tf", version=result.version, flags=["onnx2tf", *result.flags])
-            notes = ["onnx2tf self-check vs ONNX Runtime: " + ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())]
+        def graph(b: TensorBinding) -> GraphBinding:
+            return GraphBinding(name=b.name, runtime_name=b.runtime_name, shape=b.shape, dtype=b.dtype,
+                                layout=b.layout, perm=list(range(len(b.shape))))
 
-        def bind(spec) -> GraphBinding:
-            b = bindings[spec.name]
-            perm = list(b.perm)
-            layout = spec.layout if perm == list(range(len(perm))) else "".join(spec.layout[i] for i in perm)
-            return GraphBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout=layout, perm=perm)
+        result.inputs = [graph(b) for b in result.inputs]
+        result.outputs = [graph(b) for b in result.outputs]
+        return result
 
-        return ConvertResult(files=[target], inputs=[bind(s) for s in io_spec.inputs], outputs=[bind(s) for s in io_spec.outputs],
+    def _convert(self, ctx: BuildContext, module: torch.nn.Module, args: tuple, graph: str) -> ConvertResult:
+        tflite_convert, tflite_quant = _backend()
+        io = ctx.variant.io
+        in_names, out_names = [s.name for s in io.inputs], [s.name for s in io.outputs]
+        example = dict(zip(in_names, args, strict=True))
+        target_name = tflite_convert.MODEL_FILES[ctx.precision]
+        target = ctx.build_dir / target_name
+        float_path = target if ctx.precision == "fp32" else ctx.build_dir / "work" / "model_float32.tflite"
+        notes = ["TFLite tensors are bound by signature name, never by index; layouts are PyTorch's (litert-torch keeps them)"]
+        flags = [f"litert_torch.convert(NamedIO(fold_batchnorm(model){'' if graph == 'full' else '.' + graph}), sample_kwargs={in_names})"]
+        try:
+            reused = tflite_convert.convert_module(module, example, out_names, float_path, ctx.log_path, _identity(ctx, graph))
+            if reused:
+                ctx.cached_steps.append(f"litert-torch conversion{'' if graph == 'full' else f' ({graph})'}")
+            if ctx.precision == "fp16":
+                tflite_convert.cast_weights_fp16(float_path, target, ctx.log_path)
+                flags.append("ai_edge_quantizer: add_weight_only_config('.*', ALL_SUPPORTED, num_bits=16, FLOAT_CASTING)")
+                notes.append("fp16: weights stored as float16 (DEQUANTIZE on constants, unpacked once by XNNPACK at load)")
+            elif ctx.quantization is not None:
+                q = ctx.quantization
+                recipe = q.recipe.model_dump()
+                tflite_quant.quantize(float_path, target, recipe, q.pairs, ctx.log_path, ctx.precision)
+                flags += [f"ai_edge_quantizer: {call}" for call in tflite_quant.recipe_calls(recipe)]
+                how = (f"static int8 calibrated on {len(q.pairs)} pairs, float I/O, kept in float: {', '.join(q.recipe.keep_float) or 'nothing'}"
+                       if q.recipe.method == "static" else "dynamic-range int8 (int8 weights, activations quantized at run time)")
+                notes.append(f"ai-edge-quantizer: {how}")
+            tflite_convert.check_builtin_only(target, ctx.precision)
+            shapes = {s.name: s.shape for s in io.inputs + io.outputs}
+            bindings = tflite_convert.bind_signature(target, in_names, out_names, shapes)
+        except tflite_convert.TfliteConversionError as exc:
+            raise ConversionError(f"TFLite{f' ({graph})' if graph != 'full' else ''}: {exc}") from None
+        finally:
+            shutil.rmtree(ctx.build_dir / "work", ignore_errors=True)
+        converter = Converter(name="litert-torch" if ctx.quantization is None else "litert-torch+ai-edge-quantizer",
+                              version=package_version("litert-torch", self.extra), flags=flags)
+        specs = {s.name: s for s in io.inputs + io.outputs}
+
+        def binding(name: str) -> TensorBinding:
+            b, spec = bindings[name], specs[name]
+            return TensorBinding(name=name, runtime_name=b.signature_name, shape=b.shape, dtype=b.dtype, layout=spec.layout)
+
+        return ConvertResult(files=[target_name], inputs=[binding(n) for n in in_names], outputs=[binding(n) for n in out_names],
                              converter=converter, notes=notes)
-
-    @staticmethod
-    def _binding(spec, bindings) -> TensorBinding:
-        b = bindings.get(spec.name)
-        if b is None:
-            raise ConversionError(f"the TFLite converter reported no binding for {spec.name!r}")
-        if b.layout not in (NCHW, NHWC) or PERMS[b.layout] != tuple(b.perm):
-            raise ConversionError(f"{spec.name!r}: unsupported TFLite layout {b.layout} (perm {b.perm})")
-        return TensorBinding(name=spec.name, runtime_name=b.signature_name, shape=list(b.shape), dtype=b.dtype, layout=b.layout)

@@ -72,7 +72,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("mnn", "mnn", "mnn", ("fp32", "fp16"), (".mnn",), "exporters.mnn:MnnExporter",
             "compare.runners.mnn:MnnRunner", profiles=True, title="MNN", distribution="MNN"),
     Backend("tflite", "tflite", "tflite", ("fp32", "fp16", "int8", "int8-dynamic"), (".tflite",), "exporters.tflite:TfliteExporter",
-            "compare.runners.tflite:TfliteRunner", title="TFLite (LiteRT)", distribution="ai-edge-litert"),
+            "compare.runners.tflite:TfliteRunner", needs_onnx=False, title="TFLite (LiteRT)", distribution="ai-edge-litert"),
     Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16", "bf16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
             "compare.runners.ncnn:NcnnRunner", title="ncnn", distribution="ncnn"),
 )

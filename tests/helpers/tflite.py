@@ -1,6 +1,6 @@
 """Running a converted TFLite model by the converter's own bindings (catalog name -> signature
-name, layout permutation), for the converter's tests: before a manifest exists there is no
-runner, so this goes through the converter's internal interpreter call."""
+name), for the converter's tests: before a manifest exists there is no runner, so this calls the
+interpreter's signature runner directly, by name, never by tensor index."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -8,21 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.tflite_convert import TfliteBinding, TfliteResult, invoke_signature
+from exporters.tflite_convert import TfliteBinding
+from zoo.native import native_quiet
 
 
-def run_tflite(tflite_path: Path, bindings: TfliteResult | Mapping[str, TfliteBinding],
-               inputs: dict[str, np.ndarray], num_threads: int = 1) -> dict[str, np.ndarray]:
-    """Run the model on NCHW inputs keyed by catalog name; NCHW outputs keyed by catalog name.
+def run_tflite(tflite_path: Path, bindings: Mapping[str, TfliteBinding], inputs: dict[str, np.ndarray],
+               num_threads: int = 1) -> dict[str, np.ndarray]:
+    """Run the model on catalog-layout inputs keyed by catalog name; outputs keyed by catalog name."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    Inputs are transposed into the model's layout and fed through the signature runner by
-    signature name (never by tensor index); ``num_threads`` sets the interpreter's threads.
-    """
-    table = bindings.bindings if isinstance(bindings, TfliteResult) else bindings
-    ins = [b for b in table.values() if b.role == "input"]
+    ins = [b for b in bindings.values() if b.role == "input"]
     missing = sorted({b.name for b in ins} - set(inputs))
     if missing:
         raise ValueError(f"missing inputs {missing} for {Path(tflite_path).name}")
-    raw = invoke_signature(Path(tflite_path), ins, inputs, num_threads)
+    with native_quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
+        interpreter = Interpreter(model_path=str(tflite_path), num_threads=num_threads)
+        runner = interpreter.get_signature_runner(ins[0].signature_key)
+        raw = runner(**{b.signature_name: np.ascontiguousarray(np.asarray(inputs[b.name]).transpose(b.perm), dtype=b.dtype) for b in ins})
     return {b.name: np.ascontiguousarray(raw[b.signature_name].transpose(np.argsort(b.perm)))
-            for b in table.values() if b.role == "output"}
+            for b in bindings.values() if b.role == "output"}
