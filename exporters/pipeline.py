@@ -165,8 +165,8 @@ class Pipeline:
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, keys: list[ArtifactKey]) -> list[Row]:
         """The variant's ONNX sources first, then the artifacts converted from them: one format's
-        precisions one after another, float first (they share converter runs: one onnx2tf run gives
-        TFLite fp32 and fp16, and the saved model its int8), the formats side by side (up to ``jobs``
+        precisions one after another, float first (they share converter runs: one cached litert-torch
+        conversion gives TFLite fp32 and is the source of its fp16 and int8), the formats side by side (up to ``jobs``
         builds at once)."""
         rows = {k: self._export(k, _exporter(k)) for k in keys if k == k.source}
         by_format: dict[tuple, list[ArtifactKey]] = {}

@@ -31,7 +31,7 @@ from filelock import FileLock
 
 from zoo.errors import ZooError
 from zoo.fileio import sha256_file
-from zoo.native import captured_output, native_stderr
+from zoo.native import captured_output, native_quiet, native_stderr
 from zoo.paths import cache_dir
 
 SIGNATURE_KEY = "serving_default"
@@ -190,8 +190,6 @@ def bind_signature(path: Path, input_names: Sequence[str], output_names: Sequenc
     """Catalog name -> its tensor in ``path``'s signature, by name (litert-torch keeps the catalog's
     names and layouts); a missing name or a shape other than the catalog's is a conversion error."""
     from ai_edge_litert.interpreter import Interpreter
-
-    from zoo.native import native_quiet
 
     try:
         with native_quiet():  # the XNNPACK delegate's INFO line

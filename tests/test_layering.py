@@ -51,11 +51,10 @@ ALLOWED = {
 FUNCTION_LOCAL_ALLOWED: dict[tuple[str, str, str], str] = {
     # the entry point imports the CLI with SIGINT/SIGTERM held: a Ctrl-C in the imports is one line
     ("zoo.__main__", "run", "zoo.cli"): "the CLI imported with Ctrl-C held back (zoo.__main__'s docstring)",
-    # optional dependency: exporters.tflite_convert imports onnx2tf / tensorflow / ai_edge_litert at
-    # module level; the adapter turns their absence into "pip install 'zoo[tflite]'"
+    # optional dependency: exporters.tflite_convert / tflite_quant import ai_edge_litert at module level
+    # (litert-torch and ai-edge-quantizer on use); the adapter turns their absence into "pip install 'zoo[tflite]'"
     ("exporters.tflite", "_backend", "exporters.tflite_convert"): "optional converter (zoo[tflite]) imported on use",
-    # the int8 path imports exporters.tflite_convert (hence TensorFlow) at module level, like it
-    ("exporters.tflite", "_quant_backend", "exporters.tflite_quant"): "optional converter (zoo[tflite]) imported on use",
+    ("exporters.tflite", "_backend", "exporters.tflite_quant"): "optional converter (zoo[tflite]) imported on use",
     # zoo.models.split imports torch; reading a manifest (runtime-only processes) must not
     ("zoo.artifacts", "check_split", "zoo.models.split"): "torch only for split artifacts' manifest check",
     # on_device builds Measurements of this module: imported where a task names a device

@@ -61,12 +61,10 @@ def test_native_quiet_lives_in_the_bottom_layer() -> None:
 def test_unused_fields_and_aliases_do_not_exist() -> None:
     from compare import inputs
     from compare.measure.worker import Measurement
-    from exporters.tflite_convert import TfliteResult
     from zoo.hub.download import Outcome
 
     assert "attempts" not in {f.name for f in dataclasses.fields(Outcome)}
     assert "os_threads" not in {f.name for f in dataclasses.fields(Measurement)}
-    assert "seconds" not in {f.name for f in dataclasses.fields(TfliteResult)}
     assert not hasattr(inputs, "default_pairs")
 
 

@@ -1,7 +1,8 @@
 """Tensor layouts: the one place NCHW <-> NHWC permutations are written.
 
 zoo's arrays (the catalog's I/O spec, runners' inputs and outputs, tracker crops) are NCHW (3-D
-tensors NLC); a converter may bind a tensor channels-last (onnx2tf: NHWC). Runners, exporters,
+tensors NLC); a converter may bind a tensor channels-last (onnx2tf, zoo's TFLite converter before 0.1, and artifacts
+it published: NHWC). Runners, exporters,
 taps and the manifest checks convert through these functions; a tensor that is not 4-D, or a
 layout that is already NCHW, is left as is.
 """

@@ -13,12 +13,13 @@ A runtime's tensors are named after the source graph's tensors in one of two way
 - ``names``: the runtime keeps ONNX tensor names. ONNX Runtime keeps them verbatim; MNN names each
   op after its output tensor, adding ``__matmul_converted`` / ``__before_tr``; ops it inserts to
   copy layouts (``..._raster_<k>``) copy an *input* and are listed as inserted.
-- ``values``: the names carry no module path (onnx2tf: ``model/tf.math.add_61/Add``; pnnx/ncnn:
+- ``values``: the names carry no ONNX tensor name (litert-torch: PyTorch module paths such as
+  ``.../Backbone_backbone/.../Conv2d_0;1``; onnx2tf, before 0.1: ``model/tf.math.add_61/Add``; pnnx/ncnn:
   numbered blobs). The map is calibrated once on the format's fp32 artifact: each tensor is the
   source tensor(s) it equals (max abs difference under 1e-3 of the tensor's scale, after the
   runner's layout rules) on the same input, and the map is then applied by name to every precision
-  of that format (ncnn's fp16 ``.param`` is the fp32 one; onnx2tf's fp16 model keeps every fp32
-  tensor name). At fp32 a departure therefore shows as a run of unmatched tensors, not as an error.
+  of that format (ncnn's fp16 ``.param`` is the fp32 one; ai-edge-quantizer's fp16 and int8 models keep
+  every fp32 tensor name). At fp32 a departure therefore shows as a run of unmatched tensors, not as an error.
 
 Fused activations: a tensor named after a node whose single consumer is an elementwise activation
 (MNN's Conv+ReLU) carries the activation's output when that output appears nowhere else; the

@@ -3,7 +3,7 @@
 :class:`SplitRunner` loads both graphs with the format's own runner class. ``infer({template,
 search})`` runs the init graph when the template array is a new object (a new
 :meth:`compare.tracking.tracker.Tracker.initialize`, or any other caller's first call) and keeps its cache
-tensors exactly as the runtime returned them (its layout, e.g. onnx2tf's NCL for 3-D tensors;
+tensors exactly as the runtime returned them (its layout, e.g. NCL for 3-D tensors from a channels-last converter;
 transposed once, at init, only if the track graph wants another layout); every call then runs
 the track graph on the search crop and the kept cache. ``last_inference_time`` is the track
 graph's run (per frame); ``last_init_time`` the init graph's.

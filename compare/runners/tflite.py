@@ -2,8 +2,9 @@
 
 Inputs and outputs are bound through the model's signature by name (the manifest's
 ``runtime_name`` is the signature key), never by position; the layout is the manifest's
-(onnx2tf produces NHWC). When the signature is the interpreter's main graph (always, for the
-single-signature models onnx2tf writes), a call sets the given inputs, invokes and reads the
+(litert-torch keeps PyTorch's NCHW; artifacts converted by onnx2tf before 0.1 are NHWC, and still
+run). When the signature is the interpreter's main graph (always, for the single-signature models
+zoo writes), a call sets the given inputs, invokes and reads the
 outputs through the signature's tensor indices: that skips the signature runner's per-call
 resize + allocate and lets :meth:`TfliteRunner.keep_input` write an input (a split artifact's
 cache) into the interpreter once, for every later call.

@@ -43,7 +43,7 @@ def test_table_is_consistent() -> None:
         assert by_format(b.format) is b and by_runtime(b.runtime) is b and offered(b.format) == b.precisions
         assert b.precisions[0] == "fp32" and len(set(b.precisions)) == len(b.precisions)
         assert b.suffixes and all(s.startswith(".") for s in b.suffixes) and len(set(b.suffixes)) == len(b.suffixes)
-        assert b.needs_onnx == (b.format != "onnx")
+        assert b.needs_onnx == (b.format not in ("onnx", "tflite"))  # both convert the PyTorch module
         assert b.title and b.extra
         assert ArtifactKey("v", b.format).dirname == b.format
         assert all(ArtifactKey("v", b.format, p).dirname == f"{b.format}-{p}" for p in b.precisions[1:])

@@ -79,9 +79,10 @@ def test_bindings_follow_each_runtime(exported) -> None:
     assert [b.runtime_name for b in ncnn.inputs] == ["in0", "in1"]
     assert [b.runtime_name for b in ncnn.outputs] == ["out0", "out1", "out2"]
     tfl = read_manifest(out / "fgaf3" / "tflite")
-    assert all(b.layout == "NHWC" for b in tfl.inputs + tfl.outputs)
-    search = tfl.binding("inputs", "search")
-    assert search.shape == [1, 256, 256, 3]
+    # litert-torch keeps PyTorch's layouts and the catalog's names (signature names, not positions)
+    assert all(b.layout == "NCHW" and b.runtime_name == b.name for b in tfl.inputs + tfl.outputs)
+    assert tfl.binding("inputs", "search").shape == [1, 3, 256, 256]
+    assert tfl.converter.name == "litert-torch" and tfl.converter.version
     assert read_manifest(out / "fgaf3" / "mnn").inputs[0].shape == v.io.inputs[0].shape
 
 

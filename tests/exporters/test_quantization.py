@@ -18,7 +18,6 @@ from compare.parity.verify import Verifier
 from compare.provision import ensure
 from compare.runners import open_artifact
 from exporters import onnx_int8
-from exporters.tflite_quant import bind_outputs_by_identity
 from tests.helpers.artifacts import FOREIGN_ENV
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.cli import run_main
@@ -187,18 +186,6 @@ def test_swapped_outputs_fail_the_gate(quantized, tmp_path) -> None:
     variant = CATALOG.get("fgaf3")
     parity = Verifier(CATALOG)(ArtifactKey(variant.name, "tflite", "int8"), work, manifest)
     assert not parity.passed and parity.tracker is not None and parity.tracker.mean_iou < 0.3, parity.tracker
-
-
-def test_outputs_are_bound_by_identity_not_shape() -> None:
-    rng = np.random.default_rng(0)
-    refs = [{"score": rng.random((1, 1, 16, 16)), "size": rng.random((1, 2, 16, 16)), "offset": rng.random((1, 2, 16, 16)) - 0.5}
-            for _ in range(3)]
-    # the quantized model calls them output_0..2, in another order, NHWC, with int8-sized noise
-    raw = [{"output_0": r["offset"].transpose(0, 2, 3, 1) + 0.02, "output_1": r["score"].transpose(0, 2, 3, 1),
-            "output_2": r["size"].transpose(0, 2, 3, 1) - 0.02} for r in refs]
-    shapes = {"output_0": [1, 16, 16, 2], "output_1": [1, 16, 16, 1], "output_2": [1, 16, 16, 2]}
-    chosen = bind_outputs_by_identity(raw, refs, shapes, {"score": [1, 1, 16, 16], "size": [1, 2, 16, 16], "offset": [1, 2, 16, 16]})
-    assert {c: s for c, (s, _, _) in chosen.items()} == {"score": "output_1", "size": "output_2", "offset": "output_0"}
 
 
 def _pairs(source, n=64):

@@ -29,8 +29,8 @@ from zoo.tracker_parity import tracker_parity
 
 NAME = "fgaf3"
 REDUCED = [(f, p) for f in FORMATS for p in offered(f) if p in REDUCED_PRECISIONS]
-#: formats whose reduced split artifacts the default tier builds; TFLite's (two onnx2tf saved models
-#: and two TFLiteConverter passes per precision, most of the fixture's time) are in the slow tier
+#: formats whose reduced split artifacts the default tier builds; TFLite's (two calibrations per
+#: int8 precision) are in the slow tier
 DEFAULT_FORMATS = ("onnx", "ncnn")
 
 

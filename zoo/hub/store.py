@@ -34,8 +34,7 @@ from zoo.paths import cache_dir, weights_path
 
 #: what converters and devices keep in the cache: reused when their inputs match, rebuilt when removed
 TOOL_CACHES = {
-    "onnx2tf": "onnx2tf conversions (reused for the same ONNX bytes, flags and versions)",
-    "onnx2tf-saved": "onnx2tf SavedModels (the TFLite int8 path's source)",
+    "litert-torch": "litert-torch float32 conversions (reused for the same architecture, weights, graph and versions)",
     "devices": "emulated devices (arm64 userland and wheels; zoo device setup)",
 }
 SUBDIRS = ("weights", "files", "artifacts", "hubs", "tmp", *TOOL_CACHES)

@@ -16,7 +16,8 @@ def to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, H*W, C) tokens.
 
     Written as a channels-last permute + reshape (not ``flatten(2).transpose(1, 2)``, the same
-    values): onnx2tf holds feature maps NHWC, so the permute vanishes. Through the (B, C, H*W)
+    values): a channels-last converter (onnx2tf, zoo's TFLite route before litert-torch) holds
+    feature maps NHWC, so the permute vanishes. Through the (B, C, H*W)
     intermediate it could not tell tokens from channels when both are 256 (fgaf3's 16x16 search
     map) and kept the whole token stream of the split track graph channels-first, with a
     TRANSPOSE around every linear layer.
