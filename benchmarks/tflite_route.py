@@ -45,11 +45,11 @@ ROUTES = ("onnx2tf", "litert-torch")
 TIMER = REPO / "benchmarks" / "tflite_route_time.py"
 
 
-def export_onnx2tf(python: str, checkout: Path, variants: list[str], precisions: list[str], out: Path) -> None:
+def export_onnx2tf(python: str, checkout: Path, variants: list[str], precisions: list[str], out: Path, split: bool) -> None:
     """``zoo export --to tflite --force`` with the onnx2tf checkout, in its own environment (a cold cache)."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "ZOO_CACHE_DIR": str(out.parent / "onnx2tf-cache")}
     proc = subprocess.run([python, "-m", "zoo", "export", *variants, "--to", "tflite", "--precision", *precisions,
-                           "--out", str(out), "--force"], cwd=checkout, env=env, text=True, capture_output=True)
+                           "--out", str(out), "--force", *(["--split"] if split else [])], cwd=checkout, env=env, text=True, capture_output=True)
     if proc.returncode != 0:
         raise SystemExit(f"the onnx2tf export failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
@@ -104,8 +104,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--samples", type=int, default=8, help="pairs for parity and tracker agreement")
     ap.add_argument("--old-interpreter", action="store_true", help="also time both routes' files in the onnx2tf environment's ai-edge-litert")
+    ap.add_argument("--split", action="store_true", help="the split init/track artifacts instead (fp32/fp16; the track graph is timed, per frame)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.split:
+        args.precision = [p for p in args.precision if p in ("fp32", "fp16")]
     catalog = Catalog.load()
     variants = catalog.select(args.variants or ["all"])
     names = [v.name for v in variants]
@@ -113,10 +116,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tflite-route-") as tmp:
         out = {"onnx2tf": Path(tmp) / "onnx2tf", "litert-torch": Path(tmp) / "litert"}
         print(f"onnx2tf: zoo export --to tflite --force in {args.onnx2tf_python}", file=sys.stderr)
-        export_onnx2tf(args.onnx2tf_python, args.onnx2tf_checkout, names, args.precision, out["onnx2tf"])
+        export_onnx2tf(args.onnx2tf_python, args.onnx2tf_checkout, names, args.precision, out["onnx2tf"], args.split)
         print("litert-torch: zoo export --to tflite --force (this environment)", file=sys.stderr)
         os.environ["ZOO_CACHE_DIR"] = str(Path(tmp) / "litert-cache")  # cold: no cached conversion either
-        ensure(keys_for(variants, ["tflite"], args.precision), out["litert-torch"], catalog, refresh=True, force=True)
+        ensure(keys_for(variants, ["tflite"], args.precision, split=args.split), out["litert-torch"], catalog, refresh=True, force=True)
+        suffix = "-split" if args.split else ""
         files: dict[str, Path] = {}
         for v in variants:
             preset = catalog.preset(v)
@@ -124,13 +128,13 @@ def main() -> None:
             refs = reference_outputs(v, pairs)
             for precision in args.precision:
                 for route in ROUTES:
-                    artifact = out[route] / v.name / ("tflite" if precision == "fp32" else f"tflite-{precision}")
+                    artifact = out[route] / v.name / (("tflite" if precision == "fp32" else f"tflite-{precision}") + suffix)
                     m = read_manifest(artifact)
                     err, iou = parity(artifact, v, preset, pairs, refs)
                     gate = m.parity.tracker
                     key = f"{v.name}/{precision}/{route}"
-                    files[key] = artifact / m.files[0].path
-                    rows.append({"label": key, "variant": v.name, "precision": precision, "route": route, "convert_s": m.export_seconds,
+                    files[key] = artifact / (m.graphs.track.files[0] if args.split else m.files[0].path)  # split: per frame
+                    rows.append({"label": key, "variant": v.name, "precision": precision + suffix, "route": route, "convert_s": m.export_seconds,
                                  "size_mb": m.size_bytes / 1e6, "max_abs_err": err, "tracker_iou": iou,
                                  "gate_iou": gate.mean_iou if gate else None,
                                  "gate_peak": gate.peak_agreement if gate else None, "converter": f"{m.converter.name} {m.converter.version}"})
