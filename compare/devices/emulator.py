@@ -42,6 +42,13 @@ DEBIAN_PACKAGES: tuple[str, ...] = (
 )
 #: the wheels of the device's site folder: numpy and every runtime installed on the host, at the host's versions
 WHEELS: tuple[str, ...] = ("numpy", "onnxruntime", "MNN", "ncnn", "ai-edge-litert")
+#: wheels whose host version does not run under qemu-user 7.2 (Debian's qemu-user-static): the emulated
+#: device gets the newest version measured to run there instead, and its parity records say which ran
+#: (``DeviceParity.runtime_version``). Real boards over SSH get the host's versions.
+QEMU_VERSIONS: dict[str, tuple[str, str]] = {
+    "ai-edge-litert": ("2.1.0", "2.2.0 and 2.3.0 aarch64 segfault in Interpreter() under qemu 7.2 (any -cpu)"),
+    "onnxruntime": ("1.23.0", "1.32.0 aarch64 segfaults at import under qemu 7.2 (any -cpu)"),
+}
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 PYTHON = "usr/bin/python3.11"
 #: where the device is kept (``$ZOO_CACHE_DIR/devices/arm64-emu``)
@@ -159,10 +166,25 @@ def host_versions() -> dict[str, str]:
     return versions
 
 
+def device_versions() -> dict[str, str]:
+    """The version of each wheel the emulated device gets: the host's, except :data:`QEMU_VERSIONS`
+    where the host's is newer than the version known to run under qemu."""
+    out = {}
+    for dist, version in host_versions().items():
+        pinned = QEMU_VERSIONS.get(dist)
+        out[dist] = pinned[0] if pinned and _newer(version, pinned[0]) else version
+    return out
+
+
+def _newer(a: str, b: str) -> bool:
+    key = lambda v: tuple(int(x) if x.isdigit() else 0 for x in v.split("+")[0].split("."))  # noqa: E731
+    return key(a) > key(b)
+
+
 def _wheels(progress: Progress) -> list[dict]:
     dl = downloads_dir()
     wheels = []
-    for dist, version in host_versions().items():
+    for dist, version in device_versions().items():
         have = [p for p in dl.glob("*.whl") if _wheel_matches(p.name, dist, version)]
         if not have:
             progress(f"pip download {dist}=={version} (cp311 aarch64)")
