@@ -75,6 +75,8 @@ BACKENDS: tuple[Backend, ...] = (
             "compare.runners.tflite:TfliteRunner", needs_onnx=False, title="TFLite (LiteRT)", distribution="ai-edge-litert"),
     Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16", "bf16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
             "compare.runners.ncnn:NcnnRunner", title="ncnn", distribution="ncnn"),
+    Backend("executorch", "executorch", "executorch", ("fp32", "fp16", "int8"), (".pte",), "exporters.executorch:ExecutorchExporter",
+            "compare.runners.executorch:ExecutorchRunner", needs_onnx=False, title="ExecuTorch (XNNPACK)", distribution="executorch"),
 )
 
 #: formats in build order (ONNX first: the others convert from it)

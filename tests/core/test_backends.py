@@ -43,7 +43,7 @@ def test_table_is_consistent() -> None:
         assert by_format(b.format) is b and by_runtime(b.runtime) is b and offered(b.format) == b.precisions
         assert b.precisions[0] == "fp32" and len(set(b.precisions)) == len(b.precisions)
         assert b.suffixes and all(s.startswith(".") for s in b.suffixes) and len(set(b.suffixes)) == len(b.suffixes)
-        assert b.needs_onnx == (b.format not in ("onnx", "tflite"))  # both convert the PyTorch module
+        assert b.needs_onnx == (b.format not in ("onnx", "tflite", "executorch"))  # these convert the PyTorch module
         assert b.title and b.extra
         assert ArtifactKey("v", b.format).dirname == b.format
         assert all(ArtifactKey("v", b.format, p).dirname == f"{b.format}-{p}" for p in b.precisions[1:])
@@ -120,7 +120,7 @@ def test_every_backend_extra_is_in_pyproject() -> None:
     tested = [set(m.group(1).split(",")) for d in extras["test"] if (m := re.fullmatch(r"zoo\[(.*)\]", d))]
     assert any("all" in t for t in tested), extras["test"]  # the tests install every backend
     # the runtime package of each backend is in its extra (directly or through zoo[onnx])
-    packages = {"onnx": "onnxruntime", "mnn": "MNN", "tflite": "ai-edge-litert", "ncnn": "ncnn"}
+    packages = {"onnx": "onnxruntime", "mnn": "MNN", "tflite": "ai-edge-litert", "ncnn": "ncnn", "executorch": "executorch"}
     for b in BACKENDS:
         assert any(d.startswith(packages[b.format]) for d in extras[b.extra]), (b.extra, extras[b.extra])
 
