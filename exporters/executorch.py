@@ -26,6 +26,7 @@ import copy
 import io
 import threading
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from exporters.base import BuildContext, ConversionError, ConvertResult, Exporte
 from zoo.catalog import Catalog
 from zoo.manifest import Converter
 from zoo.models.fold import fold_batchnorm
-from zoo.native import captured_output
+from zoo.native import captured_output, native_quiet
 from zoo.requirements import require
 from zoo.schema import IOSpec
 from zoo.weights import load_model
@@ -108,25 +109,32 @@ def half_model(module: torch.nn.Module, keep_float: tuple[str, ...] = FP16_KEEP_
     return _Float32IO(model).eval()
 
 
+def imports():
+    """``executorch.exir``, its XNNPACK partitioner module and ``executorch.devtools.backend_debug``
+    (torchao, which they import, reports its missing CUDA kernels on stderr: call it in a capture)."""
+    with native_quiet():
+        return (require("executorch.exir", "executorch", "ExecuTorch"),
+                require("executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch", "ExecuTorch's XNNPACK backend"),
+                require("executorch.devtools.backend_debug", "executorch", "ExecuTorch's devtools"))
+
+
 def lower(module: torch.nn.Module, args: tuple, log_path: Path) -> tuple[bytes, dict]:
     """``torch.export`` + ``to_edge_transform_and_lower`` (XNNPACK) + ``to_executorch`` of ``module``:
     the program's bytes and what was delegated (subgraphs, delegated / portable node counts, seconds)."""
-    exir = require("executorch.exir", "executorch", "ExecuTorch")
-    xnnpack = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch", "ExecuTorch's XNNPACK backend")
-    debug = require("executorch.devtools.backend_debug", "executorch", "ExecuTorch's devtools")
     buf = io.StringIO()
     with LOWER_LOCK, captured_output(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        exir, xnnpack, debug = imports()
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
-                program = torch.export.export(module.eval(), tuple(args), strict=False)
+                program = torch.export.export(module, tuple(args), strict=False)
             t1 = time.perf_counter()
             edge = exir.to_edge_transform_and_lower(program, partitioner=[xnnpack.XnnpackPartitioner()])
             info = debug.get_delegation_info(edge.exported_program().graph_module)
             data = edge.to_executorch().buffer
         except Exception as exc:  # noqa: BLE001 - torch.export and the exir passes raise anything
-            append_log(log_path, buf.getvalue())
+            append_log(log_path, buf.getvalue() + traceback.format_exc())
             raise ConversionError(f"ExecuTorch lowering failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
         t2 = time.perf_counter()
     facts = {"delegated_subgraphs": info.num_delegated_subgraphs, "delegated_nodes": info.num_delegated_nodes,
@@ -154,7 +162,7 @@ class ExecutorchExporter(Exporter):
 
     def convert(self, ctx: BuildContext) -> ConvertResult:
         """``model.pte`` of the folded catalog model at ``ctx.precision``."""
-        model = fold_batchnorm(load_model(ctx.variant))
+        model = fold_batchnorm(load_model(ctx.variant)).eval()
         args = tuple(torch.zeros(spec.shape) for spec in ctx.variant.io.inputs)
         return self._convert(ctx, model, args, "fold_batchnorm(model)")
 
