@@ -118,6 +118,6 @@ def quantize(module: torch.nn.Module, args: tuple, ctx: BuildContext) -> tuple[t
              f"{'MinMaxObserver' if recipe.calibration_method == 'minmax' else 'HistogramObserver'}){''.join(f'.set_module_type({k}, None)' for k in recipe.keep_float)}), "
              f"<{len(q.pairs)} calibration pairs>, convert_pt2e"]
     note = (f"int8 pt2e (XNNPACKQuantizer, symmetric, per-channel={recipe.per_channel}) for {recipe.hardware}; "
-            f"{quantized} quantize/dequantize nodes; float: attention products, softmax, LayerNorm"
+            f"{untied} shared weights untied, {quantized} quantize/dequantize nodes; float: attention products, softmax, LayerNorm"
             + (f", {', '.join(recipe.keep_float)}" if recipe.keep_float else ""))
     return converted, flags, note
