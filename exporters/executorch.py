@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from exporters import executorch_int8
 from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version
 from zoo.catalog import Catalog
 from zoo.manifest import Converter
@@ -182,8 +183,6 @@ class ExecutorchExporter(Exporter):
         io_spec: IOSpec = ctx.variant.io
         notes, flags = [], []
         if ctx.precision == "int8":
-            from exporters import executorch_int8
-
             module, quant_flags, note = executorch_int8.quantize(module, args, ctx)
             flags += quant_flags
             notes.append(note)
