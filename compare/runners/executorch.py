@@ -56,8 +56,8 @@ class ExecutorchRunner(ArtifactRunner):
 
     def load_program(self, **kwargs):
         """The artifact's program, loaded by ExecuTorch's runtime (``kwargs``: ``enable_etdump``, ...)."""
-        runtime = require("executorch.runtime", self.extra, "ExecuTorch")
-        with native_quiet():  # cpuinfo's "Failed to open midr file" lines on stderr
+        with native_quiet():  # torch's pytree warning on import, cpuinfo's "Failed to open midr file" lines
+            runtime = require("executorch.runtime", self.extra, "ExecuTorch")
             return runtime.Runtime.get().load_program(str(self.model_file(".pte")), **kwargs)
 
     def bind(self, method) -> None:

@@ -77,6 +77,8 @@ def test_runner_class_declares_its_format(fmt: str) -> None:
     assert cls.__module__ == b.runner.split(":")[0] == f"compare.runners.{b.runtime}"
     # the profiler hook exists exactly where the table says zoo profile can time ops
     assert (cls.profiler is not ArtifactRunner.profiler) == b.profiles
+    # and the tensor tap exactly where zoo compare --layers can compare layers
+    assert (cls.tensor_tap is not ArtifactRunner.tensor_tap) == b.taps
 
 
 # -- the catalog schema and the catalog ---------------------------------------------------------------
@@ -175,6 +177,20 @@ def test_profile_runtimes_are_the_profiled_ones() -> None:
             with pytest.raises(UsageError, match=f"choose from {', '.join(PROFILED_RUNTIMES)}"):
                 check_request(runtime, "fp32")
     assert PROFILED_RUNTIMES == ("onnxruntime", "mnn")  # the two runtimes with a per-op profiler today
+
+
+def test_layers_runtimes_are_the_tapped_ones() -> None:
+    from compare.diagnose.layers import layer_runtimes
+    from zoo.backends import TAPPED_RUNTIMES
+
+    assert TAPPED_RUNTIMES == tuple(b.runtime for b in BACKENDS if b.taps) and "onnxruntime" in TAPPED_RUNTIMES
+    assert layer_runtimes([]) == layer_runtimes(["all"]) == list(TAPPED_RUNTIMES)
+    for b in BACKENDS:
+        if b.taps:
+            assert layer_runtimes([b.runtime]) == [b.runtime]
+        else:
+            with pytest.raises(UsageError, match=f"--layers: {b.runtime} has no tensor tap; choose from {', '.join(TAPPED_RUNTIMES)}"):
+                layer_runtimes([b.runtime, "onnxruntime"])
 
 
 def test_precision_choices_are_the_table(tmp_path) -> None:
