@@ -53,16 +53,9 @@ LOWER_LOCK = threading.Lock()
 
 
 def runtime_name(kind: str, index: int, method: str = METHOD) -> str:
-    """The runtime name of a method's ``index``-th input or output (``kind``: input | output)."""
+    """The runtime name of a method's ``index``-th input or output (``kind``: input | output); the
+    runner resolves it back to the position (:func:`compare.runners.executorch.position`)."""
     return f"{method}:{kind}:{index}"
-
-
-def parse_runtime_name(name: str) -> tuple[str, str, int]:
-    """``forward:output:2`` -> (method, kind, index); a ValueError for anything else."""
-    method, kind, index = name.split(":")
-    if kind not in ("input", "output") or not index.isdigit():
-        raise ValueError(f"not an ExecuTorch binding name: {name!r}")
-    return method, kind, int(index)
 
 
 class _Float32IO(torch.nn.Module):

@@ -19,7 +19,8 @@ pytest.importorskip("executorch")
 
 from compare.runners import PytorchRunner, open_artifact, runner_for  # noqa: E402
 from compare.runners.split import SplitRunner  # noqa: E402
-from exporters.executorch import FP16_KEEP_FLOAT, parse_runtime_name, runtime_name  # noqa: E402
+from compare.runners.executorch import position  # noqa: E402
+from exporters.executorch import FP16_KEEP_FLOAT, runtime_name  # noqa: E402
 from tests.helpers.artifacts import FOREIGN_ENV  # noqa: E402
 from tests.helpers.catalog import CATALOG  # noqa: E402
 from tests.helpers.cli import run_main  # noqa: E402
@@ -137,10 +138,10 @@ def test_threads_set_executorch_threadpool(et_float) -> None:
 
 
 def test_runtime_names_round_trip() -> None:
-    assert runtime_name("output", 2) == "forward:output:2"
-    assert parse_runtime_name("forward:input:1") == ("forward", "input", 1)
-    with pytest.raises(ValueError):
-        parse_runtime_name("forward:weights:1")
+    assert [position(runtime_name(kind, i), kind) for kind in ("input", "output") for i in (0, 2)] == [0, 2, 0, 2]
+    for bad in ("forward:weights:1", "init:input:0", "forward:input:x", "forward:input"):
+        with pytest.raises(ZooError, match="is not an ExecuTorch input binding"):
+            position(bad, "input")
 
 
 def test_an_unoffered_precision_is_one_line_exit_2(capsys, monkeypatch, tmp_path) -> None:
