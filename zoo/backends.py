@@ -41,6 +41,8 @@ class Backend:
     needs_onnx: bool = True
     #: the runner offers a per-op profiler (``zoo profile``)
     profiles: bool = False
+    #: the runner taps every intermediate tensor (``zoo compare --layers``)
+    taps: bool = True
     #: display name in help texts and tables
     title: str = ""
     #: the runtime's pip distribution (its version is recorded; a device must run the same one)
@@ -75,6 +77,8 @@ BACKENDS: tuple[Backend, ...] = (
             "compare.runners.tflite:TfliteRunner", needs_onnx=False, title="TFLite (LiteRT)", distribution="ai-edge-litert"),
     Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16", "bf16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
             "compare.runners.ncnn:NcnnRunner", title="ncnn", distribution="ncnn"),
+    Backend("executorch", "executorch", "executorch", ("fp32", "fp16", "int8"), (".pte",), "exporters.executorch:ExecutorchExporter",
+            "compare.runners.executorch:ExecutorchRunner", needs_onnx=False, taps=False, title="ExecuTorch (XNNPACK)", distribution="executorch"),
 )
 
 #: formats in build order (ONNX first: the others convert from it)
@@ -92,6 +96,8 @@ REDUCED_PRECISIONS: tuple[str, ...] = ("int8", "int8-dynamic", "bf16")
 INT8_TARGETS: tuple[str, ...] = ("x86", "arm")
 #: runtimes whose runner has a per-op profiler
 PROFILED_RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS if b.profiles)
+#: runtimes whose runner has a tensor tap (``zoo compare --layers``)
+TAPPED_RUNTIMES: tuple[str, ...] = tuple(b.runtime for b in BACKENDS if b.taps)
 
 _BY_FORMAT = {b.format: b for b in BACKENDS}
 _BY_RUNTIME = {b.runtime: b for b in BACKENDS}

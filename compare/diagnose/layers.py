@@ -33,11 +33,11 @@ from compare.diagnose.layer_map import SourceGraph, TensorMap, apply_map, locate
 from compare.diagnose.onnx_graph import PartMapper
 from compare.inputs import Pair
 from compare.parity.runtimes import cosine_similarity
-from compare.provision import ensure, runtime_keys
+from compare.provision import choose_runtimes, ensure, runtime_keys
 from compare.devices.runner import device_runner
 from compare.runners import open_artifact
 from zoo.artifacts import ArtifactKey, Status
-from zoo.backends import by_runtime
+from zoo.backends import TAPPED_RUNTIMES, by_runtime
 from zoo.catalog import Catalog
 from zoo.devices import LOCAL, Device
 from zoo.errors import UsageError, ZooError
@@ -325,6 +325,18 @@ def calibrate(variant: Variant, path: Path, pair: Pair, values: dict[str, np.nda
 
 
 # -- everything ---------------------------------------------------------------------------------
+def layer_runtimes(names: list[str] | tuple[str, ...]) -> list[str]:
+    """The runtimes ``--layers`` compares: those named (``all`` or none: every runtime with a tensor
+    tap); a named runtime without one is a usage error before any work."""
+    chosen = choose_runtimes(names or ("all",))
+    if not names or "all" in names:
+        return [r for r in chosen if r in TAPPED_RUNTIMES]
+    untapped = [r for r in chosen if r not in TAPPED_RUNTIMES]
+    if untapped:
+        raise UsageError(f"--layers: {', '.join(untapped)} has no tensor tap; choose from {', '.join(TAPPED_RUNTIMES)}")
+    return chosen
+
+
 def layers_variant(catalog: Catalog, variant: Variant, runtimes: list[str], precisions: list[str], pairs: list[Pair], out: Path,
                    atol: float | None = None, rtol: float | None = None, on_export: Callable | None = None,
                    on_progress: Callable[[str, str], None] | None = None,

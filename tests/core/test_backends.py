@@ -43,7 +43,7 @@ def test_table_is_consistent() -> None:
         assert by_format(b.format) is b and by_runtime(b.runtime) is b and offered(b.format) == b.precisions
         assert b.precisions[0] == "fp32" and len(set(b.precisions)) == len(b.precisions)
         assert b.suffixes and all(s.startswith(".") for s in b.suffixes) and len(set(b.suffixes)) == len(b.suffixes)
-        assert b.needs_onnx == (b.format not in ("onnx", "tflite"))  # both convert the PyTorch module
+        assert b.needs_onnx == (b.format not in ("onnx", "tflite", "executorch"))  # these convert the PyTorch module
         assert b.title and b.extra
         assert ArtifactKey("v", b.format).dirname == b.format
         assert all(ArtifactKey("v", b.format, p).dirname == f"{b.format}-{p}" for p in b.precisions[1:])
@@ -77,6 +77,8 @@ def test_runner_class_declares_its_format(fmt: str) -> None:
     assert cls.__module__ == b.runner.split(":")[0] == f"compare.runners.{b.runtime}"
     # the profiler hook exists exactly where the table says zoo profile can time ops
     assert (cls.profiler is not ArtifactRunner.profiler) == b.profiles
+    # and the tensor tap exactly where zoo compare --layers can compare layers
+    assert (cls.tensor_tap is not ArtifactRunner.tensor_tap) == b.taps
 
 
 # -- the catalog schema and the catalog ---------------------------------------------------------------
@@ -120,7 +122,7 @@ def test_every_backend_extra_is_in_pyproject() -> None:
     tested = [set(m.group(1).split(",")) for d in extras["test"] if (m := re.fullmatch(r"zoo\[(.*)\]", d))]
     assert any("all" in t for t in tested), extras["test"]  # the tests install every backend
     # the runtime package of each backend is in its extra (directly or through zoo[onnx])
-    packages = {"onnx": "onnxruntime", "mnn": "MNN", "tflite": "ai-edge-litert", "ncnn": "ncnn"}
+    packages = {"onnx": "onnxruntime", "mnn": "MNN", "tflite": "ai-edge-litert", "ncnn": "ncnn", "executorch": "executorch"}
     for b in BACKENDS:
         assert any(d.startswith(packages[b.format]) for d in extras[b.extra]), (b.extra, extras[b.extra])
 
@@ -175,6 +177,20 @@ def test_profile_runtimes_are_the_profiled_ones() -> None:
             with pytest.raises(UsageError, match=f"choose from {', '.join(PROFILED_RUNTIMES)}"):
                 check_request(runtime, "fp32")
     assert PROFILED_RUNTIMES == ("onnxruntime", "mnn")  # the two runtimes with a per-op profiler today
+
+
+def test_layers_runtimes_are_the_tapped_ones() -> None:
+    from compare.diagnose.layers import layer_runtimes
+    from zoo.backends import TAPPED_RUNTIMES
+
+    assert TAPPED_RUNTIMES == tuple(b.runtime for b in BACKENDS if b.taps) and "onnxruntime" in TAPPED_RUNTIMES
+    assert layer_runtimes([]) == layer_runtimes(["all"]) == list(TAPPED_RUNTIMES)
+    for b in BACKENDS:
+        if b.taps:
+            assert layer_runtimes([b.runtime]) == [b.runtime]
+        else:
+            with pytest.raises(UsageError, match=f"--layers: {b.runtime} has no tensor tap; choose from {', '.join(TAPPED_RUNTIMES)}"):
+                layer_runtimes([b.runtime, "onnxruntime"])
 
 
 def test_precision_choices_are_the_table(tmp_path) -> None:

@@ -101,7 +101,7 @@ def test_split_artifact_matches_full_model(split_exported, name: str, fmt: str, 
 
 
 #: format -> the type the track runner keeps a cache tensor as (numpy only where the runtime reads it in place)
-KEPT_AS = {"onnx": "ndarray", "tflite": "_Kept", "mnn": "Var", "ncnn": "Mat"}
+KEPT_AS = {"onnx": "ndarray", "tflite": "_Kept", "mnn": "Var", "ncnn": "Mat", "executorch": "Tensor"}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -14,6 +14,7 @@ from rich.markup import escape
 from compare.comparison import Options, run
 from compare.comparison import save_inputs as write_inputs
 from compare.comparison import save_outputs as write_outputs
+from compare.diagnose.layers import layer_runtimes
 from compare.measure.blocks import MAX_REPEATS
 from compare.measure.ceiling import GEMM_N
 from compare.provision import choose_runtimes
@@ -184,7 +185,7 @@ def compare_cmd(variants, onnx_only, runtimes, precisions, samples, inputs_file,
     if layers:
         if inputs_file is not None and not inputs_file.is_file():
             raise UsageError(f"--inputs file not found: {inputs_file}")
-        run_layers(catalog, selected, choose_runtimes(runtimes or ("all",)), choose(precisions, PRECISIONS, "precision", default=("fp32",)),
+        run_layers(catalog, selected, layer_runtimes(runtimes), choose(precisions, PRECISIONS, "precision", default=("fp32",)),
                    samples, inputs_file, out_dir or default_out_dir(), atol, rtol, plot, json_file, csv_file, markdown_file, split=split,
                    devices=device_list)
         return

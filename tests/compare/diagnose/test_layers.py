@@ -28,7 +28,7 @@ from tests.helpers.artifacts import FOREIGN_ENV
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS
 from tests.helpers.cli import run_main
 from tests.helpers.export import zoo
-from zoo.backends import RUNTIMES
+from zoo.backends import TAPPED_RUNTIMES as RUNTIMES  # the runtimes with a tensor tap
 from zoo.manifest import file_entry, read_manifest, write_manifest
 from zoo.models.split import cache_kind
 from zoo.sample_inputs import sample_pairs
