@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -27,6 +28,11 @@ from zoo.manifest import Converter, TensorBinding
 from zoo.procs import run_group
 from zoo.requirements import MissingPackage
 from zoo.schema import QuantRecipe, TensorSpec, Variant
+
+
+#: torch.onnx.export, torch.export (litert-torch, ExecuTorch) and their tracing keep process-wide state:
+#: with formats converted side by side (``zoo export --jobs N``) one PyTorch trace runs at a time
+TORCH_TRACE_LOCK = threading.Lock()
 
 
 class ConversionError(ZooError):

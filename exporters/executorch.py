@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import io
-import threading
 import time
 import traceback
 import warnings
@@ -33,7 +32,7 @@ from pathlib import Path
 import torch
 
 from exporters import executorch_int8
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version
+from exporters.base import TORCH_TRACE_LOCK, BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version
 from zoo.catalog import Catalog
 from zoo.manifest import Converter
 from zoo.models.fold import fold_batchnorm
@@ -47,9 +46,6 @@ METHOD = "forward"
 PARTITIONER = "XnnpackPartitioner()"
 #: module kinds an fp16 program computes in float32 (see the module docstring for the measurement)
 FP16_KEEP_FLOAT: tuple[str, ...] = ("LayerNorm",)
-#: torch.export and the exir passes keep process-wide state: one lowering at a time in this process
-#: (the two graphs of a split artifact are converted in two threads)
-LOWER_LOCK = threading.Lock()
 
 
 def runtime_name(kind: str, index: int, method: str = METHOD) -> str:
@@ -116,7 +112,7 @@ def lower(module: torch.nn.Module, args: tuple, log_path: Path) -> tuple[bytes, 
     """``torch.export`` + ``to_edge_transform_and_lower`` (XNNPACK) + ``to_executorch`` of ``module``:
     the program's bytes and what was delegated (subgraphs, delegated / portable node counts, seconds)."""
     buf = io.StringIO()
-    with LOWER_LOCK, captured_output(buf), warnings.catch_warnings():
+    with TORCH_TRACE_LOCK, captured_output(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         exir, xnnpack, debug = imports()
         t0 = time.perf_counter()

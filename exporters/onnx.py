@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import warnings
 from pathlib import Path
 
 import torch
 
 from exporters import onnx_int8
-from exporters.base import BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version
+from exporters.base import TORCH_TRACE_LOCK, BuildContext, ConversionError, ConvertResult, Exporter, append_log, nchw_bindings, package_version
 from zoo.catalog import Catalog
 from zoo.manifest import Converter
 from zoo.models.fold import fold_batchnorm
@@ -29,8 +28,6 @@ OPSET = 17
 MODEL_FILE = "model.onnx"
 
 
-#: serialises torch.onnx.export within the process (see OnnxExporter.convert)
-TORCH_EXPORT_LOCK = threading.Lock()
 
 
 def simplify_onnx(model, log_path: Path):
@@ -130,7 +127,7 @@ def export_module(module: torch.nn.Module, args: tuple, io_spec: IOSpec, build_d
     buf = io.StringIO()
     # torch.onnx.export keeps global state and redirect_stdout swaps sys.stdout for the whole
     # process: with variants exported in parallel (--jobs) one export at a time
-    with TORCH_EXPORT_LOCK, captured_output(buf), warnings.catch_warnings():
+    with TORCH_TRACE_LOCK, captured_output(buf), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(module, args, str(raw_path), **kwargs)

@@ -18,7 +18,6 @@ import io
 import json
 import shutil
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as dist_version
@@ -29,6 +28,7 @@ import torch
 from ai_edge_litert import schema_py_generated as tfl_schema
 from filelock import FileLock
 
+from exporters.base import TORCH_TRACE_LOCK
 from zoo.errors import ZooError
 from zoo.fileio import sha256_file
 from zoo.native import captured_output, native_quiet, native_stderr
@@ -41,8 +41,6 @@ MODEL_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite", "
 VERSIONED = ("torch", "litert-torch", "litert-converter", "ai-edge-quantizer", "ai-edge-litert")
 #: bump when what :func:`convert_module` writes changes (part of the cache key)
 CACHE_REVISION = 1
-#: litert-torch runs torch.export, which keeps process-wide state: one conversion at a time
-_CONVERT_LOCK = threading.Lock()
 
 
 class TfliteConversionError(ZooError):
@@ -99,7 +97,7 @@ def _convert_now(module: torch.nn.Module, example: dict[str, torch.Tensor], outp
 
     named = NamedIO(module, list(example), outputs).eval()
     buf = io.StringIO()
-    with _CONVERT_LOCK, captured_output(buf), native_stderr() as native, torch.no_grad():
+    with TORCH_TRACE_LOCK, captured_output(buf), native_stderr() as native, torch.no_grad():
         try:
             litert_torch.convert(named, sample_kwargs=example).export(str(target))
         except Exception as exc:  # noqa: BLE001 - any converter failure is one line; the log keeps the rest
