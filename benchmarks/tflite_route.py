@@ -17,6 +17,7 @@ comes from an emulated CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -36,6 +37,7 @@ from compare.parity.runtimes import reference_outputs, track_sample  # noqa: E40
 from compare.provision import ensure, keys_for  # noqa: E402
 from compare.runners import open_artifact  # noqa: E402
 from zoo.catalog import Catalog  # noqa: E402
+from zoo.errors import ZooError  # noqa: E402
 from zoo.cli.tables import Column, View, label, render_text  # noqa: E402
 from zoo.manifest import read_manifest  # noqa: E402
 from zoo.tracking import hann2d  # noqa: E402
@@ -45,13 +47,29 @@ ROUTES = ("onnx2tf", "litert-torch")
 TIMER = REPO / "benchmarks" / "tflite_route_time.py"
 
 
-def export_onnx2tf(python: str, checkout: Path, variants: list[str], precisions: list[str], out: Path, split: bool) -> None:
-    """``zoo export --to tflite --force`` with the onnx2tf checkout, in its own environment (a cold cache)."""
+def export_onnx2tf(python: str, checkout: Path, variants: list[str], precisions: list[str], out: Path, split: bool) -> dict:
+    """``zoo export --to tflite --force`` with the onnx2tf checkout, in its own environment (a cold
+    cache); its JSON rows by (variant, precision). A failed export (e.g. an int8 artifact refused by
+    the tracker-level gate) is a row too: the table says so."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "ZOO_CACHE_DIR": str(out.parent / "onnx2tf-cache")}
     proc = subprocess.run([python, "-m", "zoo", "export", *variants, "--to", "tflite", "--precision", *precisions,
-                           "--out", str(out), "--force", *(["--split"] if split else [])], cwd=checkout, env=env, text=True, capture_output=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"the onnx2tf export failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                           "--out", str(out), "--force", "--json", "-", *(["--split"] if split else [])], cwd=checkout, env=env, text=True,
+                          capture_output=True)
+    try:
+        rows = json.loads(proc.stdout)["artifacts"]
+    except (ValueError, KeyError):
+        raise SystemExit(f"the onnx2tf export failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
+    return {(r["variant"], r["precision"]): r for r in rows}
+
+
+def export_litert(variants, precisions: list[str], out: Path, catalog, split: bool) -> dict:
+    """zoo's own export (litert-torch), cold, in this environment; its rows by (variant, precision)."""
+    keys = keys_for(variants, ["tflite"], precisions, split=split)
+    try:
+        ensure(keys, out, catalog, refresh=True, force=True)
+    except ZooError as exc:  # some artifacts failed (the gate): the others are installed
+        print(f"litert-torch: {exc}", file=sys.stderr)
+    return {}
 
 
 def parity(artifact: Path, variant, preset, pairs, refs) -> tuple[float, float]:
@@ -80,15 +98,17 @@ def speed_columns(rows: list[dict], timing: dict, threads: list[int], suffix: st
     """ms per route and thread count (median of the blocks) and litert-torch's speed vs onnx2tf."""
     by_key = {(r["variant"], r["precision"], r["route"]): r for r in rows}
     for r in rows:
+        if r["label"] not in timing["ms"]:  # failed its gate: nothing to time
+            continue
         for t in threads:
             r[f"ms_{t}t{suffix}"] = statistics.median(timing["ms"][r["label"]][str(t)])
-            if r["route"] == "litert-torch":
-                other = by_key[(r["variant"], r["precision"], "onnx2tf")]["label"]
+            other = by_key[(r["variant"], r["precision"], "onnx2tf")]["label"]
+            if r["route"] == "litert-torch" and other in timing["ms"]:
                 ratios = [a / b for a, b in zip(timing["ms"][other][str(t)], timing["ms"][r["label"]][str(t)], strict=True)]
                 r[f"speed_{t}t{suffix}"] = statistics.median(ratios)  # onnx2tf ms / litert ms: > 1 = litert faster
     cols = []
     for t in threads:
-        cols += [Column(f"ms_{t}t{suffix}", f"ms {t}T", ".2f"), Column(f"speed_{t}t{suffix}", f"speed {t}T", ".2f", optional=True)]
+        cols += [Column(f"ms_{t}t{suffix}", f"ms {t}T", ".2f", optional=True), Column(f"speed_{t}t{suffix}", f"speed {t}T", ".2f", optional=True)]
     return cols
 
 
@@ -105,6 +125,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=8, help="pairs for parity and tracker agreement")
     ap.add_argument("--old-interpreter", action="store_true", help="also time both routes' files in the onnx2tf environment's ai-edge-litert")
     ap.add_argument("--split", action="store_true", help="the split init/track artifacts instead (fp32/fp16; the track graph is timed, per frame)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep both routes' artifacts here (default: a temporary folder); a route already exported there is reused")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.split:
@@ -113,13 +135,18 @@ def main() -> None:
     variants = catalog.select(args.variants or ["all"])
     names = [v.name for v in variants]
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="tflite-route-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tflite-route-")))
         out = {"onnx2tf": Path(tmp) / "onnx2tf", "litert-torch": Path(tmp) / "litert"}
         print(f"onnx2tf: zoo export --to tflite --force in {args.onnx2tf_python}", file=sys.stderr)
-        export_onnx2tf(args.onnx2tf_python, args.onnx2tf_checkout, names, args.precision, out["onnx2tf"], args.split)
+        if not (out["onnx2tf"] / ".done").is_file():
+            export_onnx2tf(args.onnx2tf_python, args.onnx2tf_checkout, names, args.precision, out["onnx2tf"], args.split)
+            (out["onnx2tf"] / ".done").write_text("exported\n")
         print("litert-torch: zoo export --to tflite --force (this environment)", file=sys.stderr)
         os.environ["ZOO_CACHE_DIR"] = str(Path(tmp) / "litert-cache")  # cold: no cached conversion either
-        ensure(keys_for(variants, ["tflite"], args.precision, split=args.split), out["litert-torch"], catalog, refresh=True, force=True)
+        if not (out["litert-torch"] / ".done").is_file():
+            export_litert(variants, args.precision, out["litert-torch"], catalog, args.split)
+            (out["litert-torch"] / ".done").write_text("exported\n")
         suffix = "-split" if args.split else ""
         files: dict[str, Path] = {}
         for v in variants:
@@ -129,20 +156,25 @@ def main() -> None:
             for precision in args.precision:
                 for route in ROUTES:
                     artifact = out[route] / v.name / (("tflite" if precision == "fp32" else f"tflite-{precision}") + suffix)
+                    key = f"{v.name}/{precision}/{route}"
+                    if not (artifact / "manifest.json").is_file():  # not installed: failed its verification or gate
+                        rows.append({"label": key, "variant": v.name, "precision": precision + suffix, "route": route, "status": "failed gate"})
+                        continue
                     m = read_manifest(artifact)
                     err, iou = parity(artifact, v, preset, pairs, refs)
                     gate = m.parity.tracker
-                    key = f"{v.name}/{precision}/{route}"
                     files[key] = artifact / (m.graphs.track.files[0] if args.split else m.files[0].path)  # split: per frame
                     rows.append({"label": key, "variant": v.name, "precision": precision + suffix, "route": route, "convert_s": m.export_seconds,
                                  "size_mb": m.size_bytes / 1e6, "max_abs_err": err, "tracker_iou": iou,
                                  "gate_iou": gate.mean_iou if gate else None,
-                                 "gate_peak": gate.peak_agreement if gate else None, "converter": f"{m.converter.name} {m.converter.version}"})
-        groups = [[f"{v}/{p}/{r}" for r in ROUTES] for v in names for p in args.precision]
+                                 "gate_peak": gate.peak_agreement if gate else None, "converter": f"{m.converter.name} {m.converter.version}",
+                                 "status": "ok"})
+        groups = [[f"{v}/{p}/{r}" for r in ROUTES if f"{v}/{p}/{r}" in files] for v in names for p in args.precision]
         timing = time_files(sys.executable, files, groups, args)
         old = time_files(args.onnx2tf_python, files, groups, args) if args.old_interpreter else None
-    base = [label("variant"), label("precision", "prec"), label("route"), Column("convert_s", "convert s", ".1f"),
-            Column("size_mb", "MB", ".2f"), Column("max_abs_err", "max abs vs torch", ".2e"), Column("tracker_iou", "tracker IoU", ".4f"),
+    base = [label("variant"), label("precision", "prec"), label("route"), label("status"), Column("convert_s", "convert s", ".1f", optional=True),
+            Column("size_mb", "MB", ".2f", optional=True), Column("max_abs_err", "max abs vs torch", ".2e", optional=True),
+            Column("tracker_iou", "tracker IoU", ".4f", optional=True),
             Column("gate_iou", "gate IoU", ".3f", optional=True), Column("gate_peak", "gate peak", ".3f", optional=True)]
     machine = machine_info()
     where = f"{machine['cpu_count']} CPUs ({machine['machine']}, {machine['processor']})"
