@@ -66,6 +66,20 @@ class _Float32IO(torch.nn.Module):
         return tuple(o.float() for o in outs)
 
 
+class _ContiguousOutputs(torch.nn.Module):
+    """``module`` with every output made contiguous: base-c128's init graph returns the template tokens
+    as a permuted view (channels-last permute + reshape), whose dim order ([2, 0, 1]) the program
+    would otherwise carry on to the track graph's example cache (see :func:`lower`)."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        outs = self.module(*args)
+        return tuple(o.contiguous() for o in (outs if isinstance(outs, (tuple, list)) else (outs,)))
+
+
 class _InFloat32(torch.nn.Module):
     """A module computed in float32 inside a half-precision model."""
 
@@ -180,7 +194,9 @@ class ExecutorchExporter(Exporter):
             flags.append(f"half_model({what}, keep_float={list(FP16_KEEP_FLOAT)}): float16 weights and arithmetic, float32 I/O")
         elif ctx.precision != "fp32":
             raise ConversionError(f"ExecuTorch offers {', '.join(self.precisions)}, not {ctx.precision}")
-        data, facts = lower(module, args, ctx.log_path)
+        # contiguous example inputs too: torch.export records their strides as the program's dim order
+        # (a permuted cache: fp32 execute() fails with 0x10, fp16 lowering cannot map dim_order [2, 0, 1])
+        data, facts = lower(_ContiguousOutputs(module), tuple(a.contiguous() for a in args), ctx.log_path)
         (ctx.build_dir / MODEL_FILE).write_bytes(data)
         flags.append(f"torch.export.export({what if ctx.precision == 'fp32' else 'model'}, strict=False) -> "
                      f"executorch.exir.to_edge_transform_and_lower(partitioner=[{PARTITIONER}]).to_executorch()")
