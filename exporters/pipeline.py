@@ -31,7 +31,7 @@ from exporters.base import BuildContext, Exporter, Quantization
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
 from zoo.artifacts import ArtifactKey, Status, artifact_lock, first_problem
-from zoo.backends import REDUCED_PRECISIONS
+from zoo.backends import REDUCED_PRECISIONS, by_format
 from zoo.calibration import CalibrationSource, calibration_pairs, open_source
 from zoo.catalog import Catalog
 from zoo.errors import UsageError, ZooError
@@ -144,6 +144,7 @@ class Pipeline:
         self.force = force
         self.jobs = max(1, int(jobs))
         self._slots = threading.BoundedSemaphore(self.jobs)
+        self._alone = threading.Lock()  # taken by a build that runs alone (Backend.exclusive_build) while it gathers every slot
         self.on_event = on_event or (lambda key, stage: None)
 
     # -- public --------------------------------------------------------------------------------
@@ -241,8 +242,17 @@ class Pipeline:
             return Quantization(recipe, wanted if recipe_key != "any" else "any", self._source, self._pairs[cache_key])
 
     def _export(self, key: ArtifactKey, exporter: Exporter) -> Row:
-        with self._slots:  # at most ``jobs`` builds at once, over all variants
-            return self._export_now(key, exporter)
+        if not by_format(key.format).exclusive_build:
+            with self._slots:  # at most ``jobs`` builds at once, over all variants
+                return self._export_now(key, exporter)
+        with self._alone:  # every slot: no other build runs beside this one
+            for _ in range(self.jobs):
+                self._slots.acquire()
+            try:
+                return self._export_now(key, exporter)
+            finally:
+                for _ in range(self.jobs):
+                    self._slots.release()
 
     def _export_now(self, key: ArtifactKey, exporter: Exporter) -> Row:
         start = time.perf_counter()

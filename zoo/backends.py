@@ -47,6 +47,10 @@ class Backend:
     title: str = ""
     #: the runtime's pip distribution (its version is recorded; a device must run the same one)
     distribution: str = ""
+    #: its builds run alone under ``zoo export --jobs N``: the converter is not safe beside other PyTorch
+    #: work in the process (litert-torch, measured: "Lowering not found: aten.linear.default" when it
+    #: converted while other formats built and verified in other threads)
+    exclusive_build: bool = False
 
     def exporter_class(self) -> type:
         """The exporter class (imports the exporter module)."""
@@ -74,7 +78,8 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("mnn", "mnn", "mnn", ("fp32", "fp16"), (".mnn",), "exporters.mnn:MnnExporter",
             "compare.runners.mnn:MnnRunner", profiles=True, title="MNN", distribution="MNN"),
     Backend("tflite", "tflite", "tflite", ("fp32", "fp16", "int8", "int8-dynamic"), (".tflite",), "exporters.tflite:TfliteExporter",
-            "compare.runners.tflite:TfliteRunner", needs_onnx=False, title="TFLite (LiteRT)", distribution="ai-edge-litert"),
+            "compare.runners.tflite:TfliteRunner", needs_onnx=False, title="TFLite (LiteRT)", distribution="ai-edge-litert",
+            exclusive_build=True),
     Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16", "bf16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
             "compare.runners.ncnn:NcnnRunner", title="ncnn", distribution="ncnn"),
     Backend("executorch", "executorch", "executorch", ("fp32", "fp16", "int8"), (".pte",), "exporters.executorch:ExecutorchExporter",

@@ -1,8 +1,7 @@
 """exporters.executorch and compare.runners.executorch: torch.export -> XNNPACK -> ``.pte``, run in
 ExecuTorch's own runtime (the pip wheel's ``executorch.runtime``), against PyTorch.
 
-One module fixture exports fgaf3 at fp32 and fp16 through the real CLI (one process, two
-lowerings); the runner is checked on another scene's pair, bound by name (a manifest whose order
+fgaf3 at fp32 and fp16 comes from the session's shared export (``tests.helpers.artifacts``); the runner is checked on another scene's pair, bound by name (a manifest whose order
 changes keeps its outputs, one whose runtime names swap swaps them), with its thread count applied
 to ExecuTorch's threadpool. The slow tier: base-c128, the split artifact (both graphs, one
 ``forward`` each) and int8 (pt2e, calibrated, through the tracker-level gate).
@@ -42,10 +41,11 @@ def _export(out: Path, *args: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def et_float(tmp_path_factory) -> tuple[Path, dict]:
-    """fgaf3 at fp32 and fp16 as ExecuTorch programs (one ``zoo export`` run)."""
+def et_float(exported, tmp_path_factory) -> tuple[Path, dict]:
+    """fgaf3 at fp32 and fp16 as ExecuTorch programs: the session's shared export (every format),
+    copied, since some tests edit a manifest."""
     out = tmp_path_factory.mktemp("executorch") / "art"
-    return out, _export(out, "fgaf3", "--precision", *FLOAT)
+    return exported.copy(out, "fgaf3", "executorch", "executorch-fp16"), exported.rows
 
 
 @pytest.mark.parametrize("precision", FLOAT)
