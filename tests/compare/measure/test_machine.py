@@ -23,14 +23,18 @@ from zoo.catalog import Catalog
 from zoo.sample_inputs import sample_pairs
 
 VARIANT = "base-c128"
-BURN = "import time\nend = time.time() + {s}\nwhile time.time() < end:\n    pass\n"
+BURN = "import sys, time\nend = time.time() + {s}\nprint('burning', flush=True)\nwhile time.time() < end:\n    pass\n"
 
 
 @contextmanager
 def burner(seconds: float = 40.0, n: int = 1):
-    """``n`` busy-loop processes, each stopping by itself after ``seconds`` (killed on exit)."""
-    procs = [subprocess.Popen([sys.executable, "-c", BURN.format(s=seconds)]) for _ in range(n)]
+    """``n`` busy-loop processes, each stopping by itself after ``seconds`` (killed on exit); the block
+    starts once every one of them is in its loop (a short measurement could otherwise end before a
+    burner's Python has even started)."""
+    procs = [subprocess.Popen([sys.executable, "-c", BURN.format(s=seconds)], stdout=subprocess.PIPE, text=True) for _ in range(n)]
     try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "burning"
         yield
     finally:
         for p in procs:
