@@ -18,7 +18,7 @@ from compare.runners import PytorchRunner, open_artifact
 from compare.runners.split import SplitRunner
 from compare.tracking.tracker import Tracker
 from tests.helpers.catalog import CATALOG, DEFAULT_VARIANTS, VARIANTS
-from tests.helpers.split import SPLIT_PRECISIONS
+from tests.helpers.split import SLOW_SPLIT, SPLIT_PRECISIONS
 from tests.helpers.tracking import run_cli
 from zoo.backends import FORMATS, offered
 from zoo.datasets.synthetic import make_sequence, write_sequence
@@ -31,7 +31,8 @@ from zoo.sample_inputs import sample_pairs
 from zoo.split_figures import split_figures, split_summary
 from zoo.weights import load_model
 
-SPLIT_TARGETS = [(f, p) for f in FORMATS for p in offered(f) if p in SPLIT_PRECISIONS]
+SPLIT_TARGETS = [pytest.param(f, p, marks=pytest.mark.slow) if (f, p) in SLOW_SPLIT else (f, p)
+                 for f in FORMATS for p in offered(f) if p in SPLIT_PRECISIONS]
 
 
 @pytest.mark.parametrize("name", VARIANTS)
