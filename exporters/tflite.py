@@ -119,7 +119,8 @@ class TfliteExporter(Exporter):
                 how = (f"static int8 calibrated on {len(q.pairs)} pairs, float I/O, kept in float: {', '.join(q.recipe.keep_float) or 'nothing'}"
                        if q.recipe.method == "static" else "dynamic-range int8 (int8 weights, activations quantized at run time)")
                 notes.append(f"ai-edge-quantizer: {how}")
-            tflite_convert.check_builtin_only(target, ctx.precision)
+            if ctx.quantization is None:  # tflite_quant.quantize checked its own file
+                tflite_convert.check_builtin_only(target, ctx.precision)
             shapes = {s.name: s.shape for s in io.inputs + io.outputs}
             bindings = tflite_convert.bind_signature(target, in_names, out_names, shapes)
         except tflite_convert.TfliteConversionError as exc:

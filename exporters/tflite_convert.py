@@ -86,7 +86,8 @@ def _cache_entry(identity: dict) -> Path:
     return cache_dir() / "litert-torch" / key.hexdigest()[:32]
 
 
-def _log_output(log_path: Path, title: str, python_out: str, native: list[str]) -> None:
+def log_output(log_path: Path, title: str, python_out: str, native: list[str]) -> None:
+    """Append a converter step to the build log: the call, its Python output, its native (fd 2) lines."""
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {title}\n{python_out}")
         log.writelines(line + "\n" for line in native)
@@ -101,10 +102,10 @@ def _convert_now(module: torch.nn.Module, example: dict[str, torch.Tensor], outp
         try:
             litert_torch.convert(named, sample_kwargs=example).export(str(target))
         except Exception as exc:  # noqa: BLE001 - any converter failure is one line; the log keeps the rest
-            _log_output(log_path, "litert_torch.convert", buf.getvalue(), native.lines if native.lines else [])
+            log_output(log_path, "litert_torch.convert", buf.getvalue(), native.lines if native.lines else [])
             raise TfliteConversionError(f"litert-torch failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
                                         f"log: {log_path}") from None
-    _log_output(log_path, f"litert_torch.convert(NamedIO(module), sample_kwargs={ {k: list(v.shape) for k, v in example.items()} })",
+    log_output(log_path, f"litert_torch.convert(NamedIO(module), sample_kwargs={ {k: list(v.shape) for k, v in example.items()} })",
                 buf.getvalue(), native.lines)
 
 
@@ -151,7 +152,7 @@ def cast_weights_fp16(source: Path, target: Path, log_path: Path) -> None:
         q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
                                  algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING)
         q.quantize().export_model(str(target), overwrite=True)
-    _log_output(log_path, "ai_edge_quantizer: weight-only float casting to float16 (ALL_SUPPORTED ops)", buf.getvalue(), native.lines)
+    log_output(log_path, "ai_edge_quantizer: weight-only float casting to float16 (ALL_SUPPORTED ops)", buf.getvalue(), native.lines)
 
 
 def op_names(path: Path) -> list[str]:
@@ -166,8 +167,13 @@ def op_names(path: Path) -> list[str]:
     return out
 
 
+#: a reduced precision's file must hold tensors of this type (else nothing was converted)
+_REQUIRED_TYPE = {"fp16": "FLOAT16", "int8": "INT8", "int8-dynamic": "INT8"}
+
+
 def check_builtin_only(path: Path, precision: str) -> None:
-    """Refuse a TFLite model with Flex/custom ops, or an ``fp16`` one without float16 tensors."""
+    """Refuse a TFLite model with Flex/custom ops, or a reduced-precision one without tensors of its type
+    (float16 weights for fp16, int8 for int8 and int8-dynamic)."""
     model = tfl_schema.Model.GetRootAsModel(path.read_bytes(), 0)
     custom = []
     for i in range(model.OperatorCodesLength()):
@@ -177,10 +183,11 @@ def check_builtin_only(path: Path, precision: str) -> None:
     if custom:
         raise TfliteConversionError(f"{path.name} needs non-builtin (Flex/custom) ops {sorted(custom)}; "
                                     "the plain TFLite interpreter cannot run it")
-    if precision == "fp16":
+    wanted = _REQUIRED_TYPE.get(precision)
+    if wanted is not None:
         sub = model.Subgraphs(0)
-        if not any(sub.Tensors(i).Type() == tfl_schema.TensorType.FLOAT16 for i in range(sub.TensorsLength())):
-            raise TfliteConversionError(f"{path.name} has no float16 tensors: not an fp16-weight model")
+        if not any(sub.Tensors(i).Type() == getattr(tfl_schema.TensorType, wanted) for i in range(sub.TensorsLength())):
+            raise TfliteConversionError(f"{path.name} has no {wanted.lower()} tensors: not an {precision} model")
 
 
 def bind_signature(path: Path, input_names: Sequence[str], output_names: Sequence[str],

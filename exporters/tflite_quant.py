@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.tflite_convert import SIGNATURE_KEY, TfliteConversionError, check_builtin_only
+from exporters.tflite_convert import SIGNATURE_KEY, TfliteConversionError, check_builtin_only, log_output
 from zoo.native import captured_output, native_stderr
 
 
@@ -72,20 +72,9 @@ def quantize(source: Path, target: Path, recipe: dict, pairs: list[dict[str, np.
         except Exception as exc:  # noqa: BLE001 - the quantizer's failure is one line; the log keeps the rest
             failure = TfliteConversionError(f"ai-edge-quantizer failed: {type(exc).__name__}: "
                                             f"{str(exc).splitlines()[0] if str(exc) else ''}; log: {log_path}")
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ ai_edge_quantizer ({recipe['method']}; {len(pairs)} calibration pairs): " + "; ".join(recipe_calls(recipe)) + "\n")
-        log.write(buf.getvalue())
-        log.writelines(line + "\n" for line in native.lines)
+    log_output(log_path, f"ai_edge_quantizer ({recipe['method']}; {len(pairs)} calibration pairs): " + "; ".join(recipe_calls(recipe)),
+               buf.getvalue(), native.lines)
     if failure is not None:
         raise failure
-    check_builtin_only(target, precision)
-    _check_int8(target)
+    check_builtin_only(target, precision)  # builtin ops only, and int8 tensors: something was quantized
 
-
-def _check_int8(path: Path) -> None:
-    from ai_edge_litert import schema_py_generated as tfl_schema
-
-    model = tfl_schema.Model.GetRootAsModel(path.read_bytes(), 0)
-    sub = model.Subgraphs(0)
-    if not any(sub.Tensors(i).Type() == tfl_schema.TensorType.INT8 for i in range(sub.TensorsLength())):
-        raise TfliteConversionError(f"{path.name} holds no int8 tensor: nothing was quantized")
