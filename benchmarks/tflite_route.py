@@ -47,29 +47,27 @@ ROUTES = ("onnx2tf", "litert-torch")
 TIMER = REPO / "benchmarks" / "tflite_route_time.py"
 
 
-def export_onnx2tf(python: str, checkout: Path, variants: list[str], precisions: list[str], out: Path, split: bool) -> dict:
+def export_onnx2tf(python: str, checkout: Path, variants: list[str], precisions: list[str], out: Path, split: bool) -> None:
     """``zoo export --to tflite --force`` with the onnx2tf checkout, in its own environment (a cold
-    cache); its JSON rows by (variant, precision). A failed export (e.g. an int8 artifact refused by
-    the tracker-level gate) is a row too: the table says so."""
+    cache). A failed export (e.g. an int8 artifact refused by the tracker-level gate) leaves its
+    artifact out, and the table says so."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "ZOO_CACHE_DIR": str(out.parent / "onnx2tf-cache")}
     proc = subprocess.run([python, "-m", "zoo", "export", *variants, "--to", "tflite", "--precision", *precisions,
                            "--out", str(out), "--force", "--json", "-", *(["--split"] if split else [])], cwd=checkout, env=env, text=True,
                           capture_output=True)
     try:
-        rows = json.loads(proc.stdout)["artifacts"]
+        json.loads(proc.stdout)["artifacts"]
     except (ValueError, KeyError):
         raise SystemExit(f"the onnx2tf export failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
-    return {(r["variant"], r["precision"]): r for r in rows}
 
 
-def export_litert(variants, precisions: list[str], out: Path, catalog, split: bool) -> dict:
-    """zoo's own export (litert-torch), cold, in this environment; its rows by (variant, precision)."""
+def export_litert(variants, precisions: list[str], out: Path, catalog, split: bool) -> None:
+    """zoo's own export (litert-torch), cold, in this environment (a refused artifact is left out)."""
     keys = keys_for(variants, ["tflite"], precisions, split=split)
     try:
         ensure(keys, out, catalog, refresh=True, force=True)
     except ZooError as exc:  # some artifacts failed (the gate): the others are installed
         print(f"litert-torch: {exc}", file=sys.stderr)
-    return {}
 
 
 def parity(artifact: Path, variant, preset, pairs, refs) -> tuple[float, float]:
