@@ -23,12 +23,24 @@ ZOO = shutil.which("zoo")
 pytestmark = pytest.mark.skipif(ZOO is None, reason="zoo console script not installed")
 
 
-def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([ZOO, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+def console_script(*args: str) -> subprocess.CompletedProcess:
+    """The installed ``zoo`` console script in a fresh process."""
+    return subprocess.run([ZOO, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """``zoo ARGS`` through the real entry point in this process (``env`` set for the call): the
+    console script itself is run once, by the first test."""
+    def go(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        return subprocess.CompletedProcess(args, *run_main(capsys, monkeypatch, *args))
+    return go
 
 
 def test_list_json_has_measured_and_reported() -> None:
-    proc = run("list", "--json", "-")
+    proc = console_script("list", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["variants"]
     assert [r["name"] for r in rows] == CATALOG.names
@@ -43,7 +55,7 @@ def test_list_json_has_measured_and_reported() -> None:
             assert abs(r["params_delta_pct"]) <= 1.0 and abs(r["macs_delta_pct"]) <= 2.0
 
 
-def test_list_wildcard_csv_and_markdown() -> None:
+def test_list_wildcard_csv_and_markdown(run) -> None:
     proc = run("list", "fgaf*", "--csv", "-")
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
@@ -53,13 +65,13 @@ def test_list_wildcard_csv_and_markdown() -> None:
     assert md[4].startswith("| variant |") and md[6].startswith("| af3 |") and len(md) == 7
 
 
-def test_list_table_shows_budget_verdict() -> None:
+def test_list_table_shows_budget_verdict(run) -> None:
     proc = run("list")
     assert proc.returncode == 0
     assert "fgaf3-bn-c128" in proc.stdout and "every reported variant is within the study's budget" in proc.stdout
 
 
-def test_list_says_the_reference_weights_are_untrained() -> None:
+def test_list_says_the_reference_weights_are_untrained(run) -> None:
     """The study's AUC stands beside each variant: reference weights must not read as its skill."""
     rows = json.loads(run("list", "--json", "-").stdout)["variants"]
     assert all(r["untrained"] == (CATALOG.get(r["name"]).weights.provenance.kind == "reference") for r in rows)
@@ -68,7 +80,7 @@ def test_list_says_the_reference_weights_are_untrained() -> None:
     assert table_row.rstrip(" │").endswith("reference (untrained)") and "not tracking skill" in proc.stdout
 
 
-def test_info_json_breaks_down_parts() -> None:
+def test_info_json_breaks_down_parts(run) -> None:
     proc = run("info", "fgaf3", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
@@ -92,7 +104,7 @@ def test_info_json_breaks_down_parts() -> None:
         (("list", "--bogus"), "No such option '--bogus'"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str) -> None:
+def test_bad_input_exits_2_with_one_line(run, args: tuple[str, ...], message: str) -> None:
     proc = run(*args)
     assert proc.returncode == 2
     assert message in proc.stderr
@@ -101,14 +113,14 @@ def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str) ->
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_schema_error_is_one_line(catalog_copy: Path) -> None:
+def test_schema_error_is_one_line(run, catalog_copy: Path) -> None:
     catalog_copy.write_text(catalog_copy.read_text().replace("        heads: 8\n", "        heads: 8\n        hedas: 8\n", 1))
     proc = run("list", "--catalog", str(catalog_copy))
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: zoo.yaml: variant 'base-c256': arch.fusion.hedas: unknown key"
 
 
-def test_catalog_check_detects_drift(catalog_copy: Path) -> None:
+def test_catalog_check_detects_drift(run, catalog_copy: Path) -> None:
     ok = run("catalog", "check", "fgaf2", "--json", "-", "--catalog", str(catalog_copy))
     assert ok.returncode == 0 and json.loads(ok.stdout)["checks"][0]["ok"] is True
     text = catalog_copy.read_text()
@@ -120,7 +132,7 @@ def test_catalog_check_detects_drift(catalog_copy: Path) -> None:
     assert fixed.returncode == 0 and catalog_copy.read_text() == text
 
 
-def test_weights_command_verifies(tmp_path: Path) -> None:
+def test_weights_command_verifies(run, tmp_path: Path) -> None:
     proc = run("weights", "base-c128", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)["weights"][0]

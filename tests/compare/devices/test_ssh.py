@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compare.devices.emulator import device_versions
 from compare.devices.connection import DeviceConnection, DeviceError
 from compare.devices.runner import runner_on
 from compare.devices.ssh import SshTransport
@@ -60,7 +61,8 @@ def test_parity_on_arm_kernels_over_ssh(boards, open_connection, exported) -> No
     conn = open_connection("ssh://arm-board")
     assert conn.info["machine"] == "aarch64" and conn.info["python"].startswith("3.11.")
     assert conn.fp16_arithmetic and conn.family == "arm64-fp16", conn.info["features"]
-    assert conn.runtime_version("onnxruntime") == metadata.version("onnxruntime")  # the host's own version
+    # the host's own version, or the one known to run under qemu where the host's is newer
+    assert conn.runtime_version("onnxruntime") == device_versions()["onnxruntime"]
     artifact = exported.path(VARIANT.name, "onnx")
     pair = sample_pairs(VARIANT, 1)[0]
     expected = reference_outputs(VARIANT, [pair])[0]

@@ -14,6 +14,7 @@ from compare.measure.bench import Cell, fill_ratios, merge_blocks, rate_cells, r
 from compare.measure.ceiling import CeilingBlock
 from compare.measure.worker import MeasureTask, RunnerSpec, measure
 from tests.helpers.catalog import CATALOG
+from tests.helpers.cli import zoo_here  # noqa: F401 (fixture)
 from tests.helpers.export import zoo
 from zoo.artifacts import ArtifactKey
 from zoo.sample_inputs import sample_pairs
@@ -207,19 +208,19 @@ def test_cli_sustained_run_writes_windows_and_a_plot(artifacts, tmp_path) -> Non
     (["base-c128", "--runtime", "ncnn", "--threads", "0"], "must be >= 1"),
     (["base-c128", "--runtime", "ncnn", "--duration", "2", "--repeats", "2"], "--repeats repeats cells"),
 ])
-def test_bad_input_is_one_line_exit_2(args, message, tmp_path) -> None:
-    proc = zoo("bench", *args, "--out", str(tmp_path))
+def test_bad_input_is_one_line_exit_2(args, message, tmp_path, zoo_here) -> None:
+    proc = zoo_here("bench", *args, "--out", str(tmp_path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # nothing exported or written
 
 
 @pytest.mark.parametrize("option", ["--json", "--csv", "--markdown", "--plot"])
-def test_unwritable_report_path_fails_before_any_work(option, tmp_path) -> None:
+def test_unwritable_report_path_fails_before_any_work(option, tmp_path, zoo_here) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     name = "report.png" if option == "--plot" else "report.out"  # a plot's suffix names its format
-    proc = zoo("bench", "base-c128", "--runtime", "ncnn", option, str(blocker / name), "--out", str(tmp_path / "art"))
+    proc = zoo_here("bench", "base-c128", "--runtime", "ncnn", option, str(blocker / name), "--out", str(tmp_path / "art"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "cannot write" in proc.stderr and f"a-file/{name}: Not a directory" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
