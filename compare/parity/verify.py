@@ -14,8 +14,7 @@ import numpy as np
 
 from compare.devices.connection import connect
 from compare.devices.runner import runner_on
-import compare.runners as runners  # runners.PytorchRunner imports PyTorch on first use, not with this module
-from compare.runners import runner_for
+from compare.runners import PytorchRunner, runner_for
 from zoo.artifacts import ArtifactKey
 from zoo.backends import by_flavour, by_format
 from zoo.calibration import held_out_pairs
@@ -50,7 +49,7 @@ class Verifier:
         with self._lock:
             if variant.name not in self._refs:
                 inputs = sample_pairs(variant, 1)[0]
-                with runners.PytorchRunner(variant) as ref:
+                with PytorchRunner(variant) as ref:
                     self._refs[variant.name] = (inputs, ref.infer(inputs))
             return self._refs[variant.name]
 
@@ -61,7 +60,7 @@ class Verifier:
         with self._lock:
             if key not in self._held_out:
                 pairs = held_out_pairs(variant, self.catalog.preset(variant), n, self.catalog.quantization)
-                with runners.PytorchRunner(variant) as ref:
+                with PytorchRunner(variant) as ref:
                     self._held_out[key] = (pairs, [ref.infer(p) for p in pairs])
             return self._held_out[key]
 
