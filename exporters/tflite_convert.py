@@ -94,12 +94,13 @@ def log_output(log_path: Path, title: str, python_out: str, native: list[str]) -
 
 
 def _convert_now(module: torch.nn.Module, example: dict[str, torch.Tensor], outputs: Sequence[str], target: Path, log_path: Path) -> None:
-    import litert_torch
-
     named = NamedIO(module, list(example), outputs).eval()
     buf = io.StringIO()
     with TORCH_TRACE_LOCK, captured_output(buf), native_stderr() as native, torch.no_grad():
         try:
+            # imported in the capture: its imports (absl, torchao's missing CUDA kernels) print on stderr
+            import litert_torch
+
             litert_torch.convert(named, sample_kwargs=example).export(str(target))
         except Exception as exc:  # noqa: BLE001 - any converter failure is one line; the log keeps the rest
             log_output(log_path, "litert_torch.convert", buf.getvalue(), native.lines if native.lines else [])

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 
 _PR_SET_PDEATHSIG = 1
@@ -28,6 +29,10 @@ try:  # resolved once here: a preexec_fn must not load libraries after fork
     _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 except (OSError, AttributeError):
     _PRCTL = None
+
+# JAX (imported by litert-torch) warns on every fork. run_group's preexec_fn (the parent-death signal)
+# makes subprocess fork: the child only calls prctl and execs, so the deadlock it warns of cannot happen.
+warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 #: exit codes and the line printed for each signal the CLI handles
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -174,3 +174,35 @@ def test_tflite_inference_in_the_exporter_prints_no_xnnpack_line(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert "ran (1, 4, 8, 8)" in done.stdout  # the model really ran
     assert "XNNPACK" not in done.stderr + done.stdout, done.stderr
+
+
+CONVERT = """
+import pathlib, sys, torch
+from exporters import tflite_convert as tc
+
+
+class Pair(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, a, b):
+        return self.conv(a).relu(), self.conv(b).sigmoid()
+
+
+path = sys.argv[1]
+tc.convert_module(Pair().eval(), {"a": torch.zeros(1, 3, 8, 8), "b": torch.zeros(1, 3, 8, 8)}, ["x", "y"],
+                  pathlib.Path(path), pathlib.Path(path + ".log"), None)
+print("converted")
+"""
+
+
+def test_a_fresh_conversion_prints_nothing_of_the_converter_imports(tmp_path: Path) -> None:
+    """litert-torch's first import (absl's banner, torchao's missing CUDA kernels) lands in the build log, not
+    on the user's terminal."""
+    target = tmp_path / "m.tflite"
+    done = subprocess.run([sys.executable, "-c", CONVERT, str(target)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "converted" in done.stdout and target.stat().st_size > 0
+    assert done.stderr.strip() == "", done.stderr
