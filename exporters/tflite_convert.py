@@ -32,6 +32,7 @@ from exporters.base import TORCH_TRACE_LOCK
 from zoo.errors import ZooError
 from zoo.fileio import sha256_file
 from zoo.native import captured_output, native_quiet, native_stderr
+from zoo.requirements import require
 from zoo.paths import cache_dir
 
 SIGNATURE_KEY = "serving_default"
@@ -97,10 +98,9 @@ def _convert_now(module: torch.nn.Module, example: dict[str, torch.Tensor], outp
     named = NamedIO(module, list(example), outputs).eval()
     buf = io.StringIO()
     with TORCH_TRACE_LOCK, captured_output(buf), native_stderr() as native, torch.no_grad():
+        # imported in the capture: its imports (absl, torchao's missing CUDA kernels) print on stderr
+        litert_torch = require("litert_torch", "tflite", "litert-torch (the TFLite converter)")
         try:
-            # imported in the capture: its imports (absl, torchao's missing CUDA kernels) print on stderr
-            import litert_torch
-
             litert_torch.convert(named, sample_kwargs=example).export(str(target))
         except Exception as exc:  # noqa: BLE001 - any converter failure is one line; the log keeps the rest
             log_output(log_path, "litert_torch.convert", buf.getvalue(), native.lines if native.lines else [])
