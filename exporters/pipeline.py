@@ -28,6 +28,7 @@ from filelock import FileLock
 
 from exporters import get_exporter, get_flavour_exporter
 from exporters.base import BuildContext, Exporter, Quantization
+from exporters.isolated import ProcessBuilds, WorkerLost
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
 from zoo.artifacts import ArtifactKey, Status, artifact_lock, first_problem
@@ -144,8 +145,13 @@ class Pipeline:
         self.force = force
         self.jobs = max(1, int(jobs))
         self._slots = threading.BoundedSemaphore(self.jobs)
-        self._alone = threading.Lock()  # taken by a build that runs alone (Backend.exclusive_build) while it gathers every slot
         self.on_event = on_event or (lambda key, stage: None)
+        self._processes: ProcessBuilds | None = None  # during run(): builds of own-process formats (jobs > 1)
+
+    def settings(self) -> dict:
+        """What a worker process needs to build like this pipeline (:mod:`exporters.isolated`)."""
+        return {"out": self.out, "verify": self.verify, "catalog": self.catalog, "force": self.force,
+                "calibration": self.calibration, "int8_target": self.int8_target}
 
     # -- public --------------------------------------------------------------------------------
     def run(self, keys: list[ArtifactKey]) -> list[Row]:
@@ -155,43 +161,77 @@ class Pipeline:
         by_variant: dict[str, list[ArtifactKey]] = {}
         for k in keys:
             by_variant.setdefault(k.variant, []).append(k)
-        if self.jobs == 1 or len(by_variant) == 1:
-            results = [self._run_variant(ts) for ts in by_variant.values()]
-        else:
-            with ThreadPoolExecutor(self.jobs) as pool:
-                results = list(pool.map(self._run_variant, by_variant.values()))
+        if self.jobs > 1 and any(by_format(k.format).own_process for k in keys):
+            self._processes = ProcessBuilds(self.settings(), self.on_event, self.jobs)
+        finished = False
+        try:
+            tasks = [lambda ts=ts: self._run_variant(ts) for ts in by_variant.values()]
+            results = self._in_threads(tasks) if self.jobs > 1 and len(tasks) > 1 else [t() for t in tasks]
+            finished = True
+        finally:
+            if self._processes is not None:
+                self._processes.close(abort=not finished)  # interrupted: the workers are killed, not awaited
+                self._processes = None
         rows = {r.key: r for rs in results for r in rs}
         return [rows[k] for k in keys]
 
     # -- per variant ---------------------------------------------------------------------------
     def _run_variant(self, keys: list[ArtifactKey]) -> list[Row]:
-        """The variant's ONNX sources first, then the artifacts converted from them: one format's
-        precisions one after another, float first (they share converter runs: one cached litert-torch
-        conversion gives TFLite fp32 and is the source of its fp16 and int8), the formats side by side (up to ``jobs``
-        builds at once)."""
-        rows = {k: self._export(k, _exporter(k)) for k in keys if k == k.source}
-        by_format: dict[tuple, list[ArtifactKey]] = {}
-        for k in sorted((k for k in keys if k not in rows), key=lambda k: k.precision in REDUCED_PRECISIONS):
-            by_format.setdefault((k.format, k.flavour), []).append(k)  # float first: reduced ones reuse its converter run
+        """The variant's ONNX sources, and beside them (up to ``jobs`` builds at once) every format's
+        artifacts: one format's precisions one after another, float first (they share converter runs:
+        one cached litert-torch conversion gives TFLite fp32 and is the source of its fp16 and int8).
+        Formats that convert from PyTorch start at once (own-process ones first: the longest builds,
+        :mod:`exporters.isolated`); those converting from ONNX wait for it."""
+        sources = [k for k in keys if k == k.source]
+        of_format: dict[tuple, list[ArtifactKey]] = {}
+        for k in sorted((k for k in keys if k not in sources), key=lambda k: k.precision in REDUCED_PRECISIONS):
+            of_format.setdefault((k.format, k.flavour), []).append(k)  # float first: reduced ones reuse its converter run
+        rows: dict[ArtifactKey, Row] = {}
+        sources_done = threading.Event()
+
+        def export_sources() -> list[Row]:
+            try:
+                done = [self._export(k) for k in sources]
+                rows.update((r.key, r) for r in done)
+                return done
+            finally:
+                sources_done.set()
 
         def one(key: ArtifactKey) -> Row:
-            exporter = _exporter(key)
+            if not _exporter(key).needs_onnx_for(key.precision):
+                return self._export(key)
+            sources_done.wait()
             source = rows.get(key.source)
-            if exporter.needs_onnx_for(key.precision) and (source is None or source.status is Status.FAILED):
+            if source is None or source.status is Status.FAILED:
                 return Row.of(key, Status.FAILED, note="needs the ONNX artifact, which failed")
-            return self._export(key, exporter)
+            return self._export(key)
 
-        def group(keys_of_format: list[ArtifactKey]) -> list[Row]:
-            return [one(k) for k in keys_of_format]
+        def needs_onnx(group: list[ArtifactKey]) -> bool:
+            return any(_exporter(k).needs_onnx_for(k.precision) for k in group)
 
-        groups = list(by_format.values())
-        if self.jobs > 1 and len(groups) > 1:
-            with ThreadPoolExecutor(self.jobs) as pool:
-                done = list(pool.map(group, groups))
-        else:
-            done = [group(g) for g in groups]
+        # own-process formats first (the longest builds); the sources before any group that waits for
+        # them, so that a worker thread waiting for the sources never waits for a task not yet started
+        groups = sorted(of_format.values(), key=lambda g: (needs_onnx(g), not by_format(g[0].format).own_process))
+        tasks = [lambda g=g: [one(k) for k in g] for g in groups]
+        tasks.insert(sum(not needs_onnx(g) for g in groups), export_sources)
+        done = self._in_threads(tasks) if self.jobs > 1 and len(tasks) > 1 else [t() for t in tasks]
         rows.update((r.key, r) for rs in done for r in rs)
         return [rows[k] for k in keys]
+
+    def _in_threads(self, tasks: list[Callable[[], list]]) -> list:
+        """Each task's result, the tasks run in ``jobs`` threads, started in order. Interrupted (Ctrl-C,
+        SIGTERM), the worker processes are killed before the threads are awaited: a build in a worker
+        would otherwise run to its end."""
+        pool = ThreadPoolExecutor(self.jobs)
+        try:
+            futures = [pool.submit(t) for t in tasks]
+            return [f.result() for f in futures]
+        except BaseException:
+            if self._processes is not None:
+                self._processes.close(abort=True)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _build_inputs(self, key: ArtifactKey, exporter: Exporter) -> dict:
         v = self.catalog.get(key.variant)
@@ -241,20 +281,19 @@ class Pipeline:
                 self._pairs[cache_key] = pairs
             return Quantization(recipe, wanted if recipe_key != "any" else "any", self._source, self._pairs[cache_key])
 
-    def _export(self, key: ArtifactKey, exporter: Exporter) -> Row:
-        if not by_format(key.format).exclusive_build:
-            with self._slots:  # at most ``jobs`` builds at once, over all variants
-                return self._export_now(key, exporter)
-        with self._alone:  # every slot: no other build runs beside this one
-            for _ in range(self.jobs):
-                self._slots.acquire()
+    def _export(self, key: ArtifactKey) -> Row:
+        with self._slots:  # at most ``jobs`` builds at once, over all variants
+            if self._processes is None or not by_format(key.format).own_process:
+                return self.export_here(key)
             try:
-                return self._export_now(key, exporter)
-            finally:
-                for _ in range(self.jobs):
-                    self._slots.release()
+                return self._processes.build(key)
+            except WorkerLost as exc:
+                self.on_event(key, Status.FAILED)
+                return Row.of(key, Status.FAILED, note=str(exc))
 
-    def _export_now(self, key: ArtifactKey, exporter: Exporter) -> Row:
+    def export_here(self, key: ArtifactKey) -> Row:
+        """Build (or reuse) ``key`` in this process: its row, never an exception for a failed build."""
+        exporter = _exporter(key)
         start = time.perf_counter()
         row = Row.of(key, Status.FAILED)
         try:

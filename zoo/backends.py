@@ -47,10 +47,12 @@ class Backend:
     title: str = ""
     #: the runtime's pip distribution (its version is recorded; a device must run the same one)
     distribution: str = ""
-    #: its builds run alone under ``zoo export --jobs N``: the converter is not safe beside other PyTorch
-    #: work in the process (litert-torch, measured: "Lowering not found: aten.linear.default" when it
-    #: converted while other formats built and verified in other threads)
-    exclusive_build: bool = False
+    #: under ``zoo export --jobs N`` (N > 1) its builds run in worker processes of their own
+    #: (:mod:`exporters.isolated`): a converter not safe beside other PyTorch work in one process
+    #: (litert-torch, measured: "Lowering not found: aten.linear.default" when it converted while other
+    #: formats built in other threads), or a lowering in pure Python that holds the GIL for seconds
+    #: (ExecuTorch: threads could not overlap its 7-10 s per program with any other build)
+    own_process: bool = False
 
     def exporter_class(self) -> type:
         """The exporter class (imports the exporter module)."""
@@ -79,11 +81,12 @@ BACKENDS: tuple[Backend, ...] = (
             "compare.runners.mnn:MnnRunner", profiles=True, title="MNN", distribution="MNN"),
     Backend("tflite", "tflite", "tflite", ("fp32", "fp16", "int8", "int8-dynamic"), (".tflite",), "exporters.tflite:TfliteExporter",
             "compare.runners.tflite:TfliteRunner", needs_onnx=False, title="TFLite (LiteRT)", distribution="ai-edge-litert",
-            exclusive_build=True),
+            own_process=True),
     Backend("ncnn", "ncnn", "ncnn", ("fp32", "fp16", "bf16"), (".param", ".bin"), "exporters.ncnn:NcnnExporter",
             "compare.runners.ncnn:NcnnRunner", title="ncnn", distribution="ncnn"),
     Backend("executorch", "executorch", "executorch", ("fp32", "fp16", "int8"), (".pte",), "exporters.executorch:ExecutorchExporter",
-            "compare.runners.executorch:ExecutorchRunner", needs_onnx=False, taps=False, title="ExecuTorch (XNNPACK)", distribution="executorch"),
+            "compare.runners.executorch:ExecutorchRunner", needs_onnx=False, taps=False, title="ExecuTorch (XNNPACK)", distribution="executorch",
+            own_process=True),
 )
 
 #: formats in build order (ONNX first: the others convert from it)

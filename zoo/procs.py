@@ -5,7 +5,8 @@
   it and click does not turn it into its own two-line "Aborted!"; ``finally`` blocks and context
   managers still run, which is where children are stopped.
 - :func:`die_with_parent` asks Linux to SIGKILL the calling process when its parent dies
-  (``PR_SET_PDEATHSIG``), so even a SIGKILLed ``zoo`` leaves no worker spinning.
+  (``PR_SET_PDEATHSIG``), so even a SIGKILLed ``zoo`` leaves no worker spinning;
+  :func:`exit_with_parent_process` does the same for a child a short-lived thread started.
 - :func:`run_group` runs a command in a session (process group) of its own and kills the whole
   group when the caller is interrupted, times out, or the caller dies (parent-death signal).
 - :func:`sigint_blocked` keeps SIGINT blocked while children are started: they inherit the mask,
@@ -99,6 +100,25 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
     _PRCTL(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if parent == 1 or os.getppid() != parent:
         os._exit(1)
+
+
+def exit_with_parent_process() -> None:
+    """In a multiprocessing child: leave at once when the parent *process* dies. Unlike
+    :func:`die_with_parent` (the kernel's parent-death signal follows the parent *thread* that started
+    the child), this holds for a child started from a short-lived thread of its parent: a thread
+    here waits on the parent's sentinel, which becomes ready when the parent process is gone."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zoo-parent-watch", daemon=True).start()
 
 
 def _preexec() -> None:  # runs in the child between fork and exec: no imports, no locks

@@ -44,6 +44,14 @@ class Verifier:
         self._lock = threading.Lock()
         self._held_out: dict[tuple, tuple[list, list]] = {}
 
+    def __getstate__(self) -> dict:
+        """A worker process (:mod:`exporters.isolated`) gets the catalog and devices; it computes its
+        own references (the lock does not cross processes)."""
+        return {"catalog": self.catalog, "devices": self.devices}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["catalog"], state["devices"])
+
     def reference(self, variant: Variant) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(inputs, PyTorch outputs) of the verification pair, computed once per variant."""
         with self._lock:
