@@ -18,7 +18,8 @@ from pathlib import Path
 
 from compare.parity.verify import Verifier
 from exporters import get_exporter, get_flavour_exporter
-from exporters.pipeline import Pipeline, Row, build_order
+from exporters.pipeline import Pipeline
+from exporters.plan import Row, build_order
 from zoo.artifacts import ArtifactKey, Status, verified_manifest
 from zoo.backends import FORMATS, REDUCED_PRECISIONS, REFERENCE_RUNTIME, RUNTIMES, by_flavour
 from zoo.calibration import CalibrationSource, calibration_pairs, open_source

@@ -23,18 +23,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from exporters.plan import Row
 from zoo.artifacts import ArtifactKey
 from zoo.errors import ZooError
 from zoo.procs import exit_with_parent_process, ignore_sigint, sigint_blocked
 
-if TYPE_CHECKING:
-    from exporters.pipeline import Pipeline, Row
-
 _STOP = None  # the relay's end marker
 _PID = "pid"  # a worker's first event: its process id
-_worker: "Pipeline | None" = None  # the pipeline a worker process builds with
+_worker: Any = None  # the exporters.pipeline.Pipeline a worker process builds with
 
 
 def _start_worker(settings: dict[str, Any], events) -> None:
@@ -59,7 +57,7 @@ def _skip_teardown() -> None:
     os._exit(0)
 
 
-def _build(key: ArtifactKey) -> "Row":
+def _build(key: ArtifactKey) -> Row:
     assert _worker is not None, "worker not initialised"
     return _worker.export_here(key)
 
@@ -89,7 +87,7 @@ class ProcessBuilds:
             else:
                 self._on_event(*item)
 
-    def build(self, key: ArtifactKey) -> "Row":
+    def build(self, key: ArtifactKey) -> Row:
         """Build ``key`` in its format's worker pool and wait for its row."""
         with self._lock:
             if self._closed:

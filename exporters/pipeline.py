@@ -21,14 +21,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
 
-from exporters import get_exporter, get_flavour_exporter
+from exporters import get_exporter
 from exporters.base import BuildContext, Exporter, Quantization
 from exporters.isolated import ProcessBuilds, WorkerLost
+from exporters.plan import Row, exporter_of
 from exporters.split import build_info as split_build_info
 from exporters.split import convert_split
 from zoo.artifacts import ArtifactKey, Status, artifact_lock, first_problem
@@ -49,66 +49,6 @@ Verifier = Callable[[ArtifactKey, Path, Manifest], Parity]
 
 class ExportFailed(ZooError):
     """An artifact could not be exported or failed verification."""
-
-
-@dataclass
-class Row:
-    """One line of the summary (and of ``--json``)."""
-
-    variant: str
-    format: str
-    precision: str
-    status: Status  # built | rebuilt | reused | failed | skipped
-    size_mb: float | None = None
-    max_abs_err: float | None = None
-    seconds: float | None = None
-    path: str | None = None
-    note: str | None = None
-    log: str | None = None
-    flavour: str | None = None
-    split: bool = False
-    #: conversion steps taken from the zoo cache (status stays built: the artifact was assembled and verified)
-    cached_steps: list[str] = field(default_factory=list)
-
-    @property
-    def key(self) -> ArtifactKey:
-        return ArtifactKey(self.variant, self.format, self.precision, self.flavour, self.split)
-
-    @classmethod
-    def of(cls, key: ArtifactKey, status: Status, **fields) -> Row:
-        return cls(key.variant, key.format, key.precision, status, flavour=key.flavour, split=key.split, **fields)
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "status": str(self.status)}
-
-
-def build_order(keys: list[ArtifactKey]) -> tuple[list[ArtifactKey], list[Row]]:
-    """``keys`` in build order and the skip rows of those whose format does not offer their precision.
-
-    Per variant, the artifact another one converts from comes first: the fp32 ONNX artifact (the split
-    one for split keys) before every format that converts from it (ONNX int8 too), a flavour's plain
-    artifact before the flavour. When nothing at all remains the request is a usage error.
-    """
-    ordered: list[ArtifactKey] = []
-    skipped: list[Row] = []
-    for variant in dict.fromkeys(k.variant for k in keys):
-        wanted = []
-        for key in (k for k in keys if k.variant == variant):
-            if not key.offered:
-                skipped.append(Row.of(key, Status.SKIPPED, note=f"{key.format}{' --for ' + key.flavour if key.flavour else ''} "
-                                      f"offers {', '.join(key.offered_precisions)} only"))
-                continue
-            before = [key.plain] if key.flavour else [key.source] if _exporter(key).needs_onnx_for(key.precision) else []
-            wanted += [k for k in before + [key] if k not in wanted]
-        sources = [k for k in wanted if k.format == "onnx" and k.precision == "fp32" and k.flavour is None]
-        ordered += sources + [k for k in wanted if k not in sources]
-    if not ordered:
-        raise UsageError("nothing to export: " + "; ".join(sorted({r.note for r in skipped if r.note})))
-    return ordered, skipped
-
-
-def _exporter(key: ArtifactKey) -> Exporter:
-    return get_flavour_exporter(key.flavour) if key.flavour else get_exporter(key.format)
 
 
 def _prepare_out_dir(out: Path) -> None:
@@ -198,7 +138,7 @@ class Pipeline:
                 sources_done.set()
 
         def one(key: ArtifactKey) -> Row:
-            if not _exporter(key).needs_onnx_for(key.precision):
+            if not exporter_of(key).needs_onnx_for(key.precision):
                 return self._export(key)
             sources_done.wait()
             source = rows.get(key.source)
@@ -207,7 +147,7 @@ class Pipeline:
             return self._export(key)
 
         def needs_onnx(group: list[ArtifactKey]) -> bool:
-            return any(_exporter(k).needs_onnx_for(k.precision) for k in group)
+            return any(exporter_of(k).needs_onnx_for(k.precision) for k in group)
 
         # own-process formats first (the longest builds); the sources before any group that waits for
         # them, so that a worker thread waiting for the sources never waits for a task not yet started
@@ -293,7 +233,7 @@ class Pipeline:
 
     def export_here(self, key: ArtifactKey) -> Row:
         """Build (or reuse) ``key`` in this process: its row, never an exception for a failed build."""
-        exporter = _exporter(key)
+        exporter = exporter_of(key)
         start = time.perf_counter()
         row = Row.of(key, Status.FAILED)
         try:

@@ -59,6 +59,8 @@ FUNCTION_LOCAL_ALLOWED: dict[tuple[str, str, str], str] = {
     ("zoo.artifacts", "check_split", "zoo.models.split"): "torch only for split artifacts' manifest check",
     # on_device builds Measurements of this module: imported where a task names a device
     ("compare.measure.worker", "measure", "compare.measure.on_device"): "device measurements reuse this module's types",
+    # the pipeline starts these workers, and a worker builds with a pipeline: a cycle broken in the worker
+    ("exporters.isolated", "_start_worker", "exporters.pipeline"): "a worker builds with the pipeline that started it",
 }
 
 

@@ -19,7 +19,7 @@ pytest.importorskip("executorch")
 from compare.runners import PytorchRunner, open_artifact, runner_for  # noqa: E402
 from compare.runners.split import SplitRunner  # noqa: E402
 from compare.runners.executorch import position  # noqa: E402
-from exporters.executorch import FP16_KEEP_FLOAT, runtime_name  # noqa: E402
+from exporters.executorch import FP16_KEEP_FLOAT, runtime_name, shared_provenance  # noqa: E402
 from tests.helpers.artifacts import FOREIGN_ENV  # noqa: E402
 from tests.helpers.catalog import CATALOG  # noqa: E402
 from tests.helpers.cli import run_main  # noqa: E402
@@ -135,6 +135,24 @@ def test_threads_set_executorch_threadpool(et_float) -> None:
             assert runner.last_inference_time > 0
     for name in results[1]:
         assert np.allclose(results[1][name], results[2][name], atol=1e-5)
+
+
+def test_lowering_shares_provenance_records_only_inside_its_block() -> None:
+    """Inside :func:`shared_provenance` a copied node's ``from_node`` history shares its records (the
+    list is still a copy); outside, torch's deep copy is back."""
+    import copy
+
+    import torch.fx
+    from torch.fx.traceback import NodeSource
+
+    graph = torch.fx.Graph()
+    node = graph.placeholder("x")
+    record = NodeSource(node, "a_pass")
+    history = [record]
+    with shared_provenance():
+        copied = copy.deepcopy(history)
+        assert copied is not history and copied[0] is record
+    assert copy.deepcopy(history)[0] is not record and "__deepcopy__" not in NodeSource.__dict__
 
 
 def test_runtime_names_round_trip() -> None:
