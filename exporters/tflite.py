@@ -114,10 +114,13 @@ class TfliteExporter(Exporter):
             elif ctx.quantization is not None:
                 q = ctx.quantization
                 recipe = q.recipe.model_dump()
-                tflite_quant.quantize(float_path, target, recipe, q.pairs, ctx.log_path, ctx.precision)
+                passed = tflite_quant.quantize(float_path, target, recipe, q.pairs, ctx.log_path, ctx.precision)
                 flags += [f"ai_edge_quantizer: {call}" for call in tflite_quant.recipe_calls(recipe)]
                 how = (f"static int8 calibrated on {len(q.pairs)} pairs, float I/O, kept in float: {', '.join(q.recipe.keep_float) or 'nothing'}"
+                       + (f", and {passed} {'/'.join(q.recipe.float_passthrough)} ops fed only by float ops" if passed else "")
                        if q.recipe.method == "static" else "dynamic-range int8 (int8 weights, activations quantized at run time)")
+                if q.recipe.min_weight_elements:
+                    how += f"; weights under {q.recipe.min_weight_elements} elements kept float"
                 notes.append(f"ai-edge-quantizer: {how}")
             if ctx.quantization is None:  # tflite_quant.quantize checked its own file
                 tflite_convert.check_builtin_only(target, ctx.precision)

@@ -332,6 +332,10 @@ class QuantRecipe(Strict):
     ``keep_float``: op kinds left in float, in the format's own op names; ``MatMul:activations``
     names matrix products between two activations (attention), as opposed to weight MatMuls.
     ``hardware``: what the recipe targets (ONNX Runtime: U8S8 for x86 VNNI, S8S8 for ARM dot-product).
+    TFLite only: ``float_passthrough`` names op kinds (e.g. RESHAPE, ADD) kept float wherever every
+    non-constant input comes from a float op, so a float region (an attention product, its softmax
+    and the reshapes between) is not cut into quantize/dequantize round trips; ``min_weight_elements``
+    leaves weights with fewer elements in float (TFLiteConverter's dynamic-range default is 1024).
     """
 
     method: Literal["static", "dynamic", "storage"]
@@ -342,6 +346,12 @@ class QuantRecipe(Strict):
     io: Literal["float32"] = "float32"
     hardware: str = ""
     calibration_method: Literal["minmax", "none"] = "minmax"
+    float_passthrough: list[str] = []
+    min_weight_elements: Annotated[int, Field(ge=0)] = 0
+
+
+#: recipe fields only the TFLite exporter reads (another format's recipe naming them is refused)
+TFLITE_ONLY_RECIPE_FIELDS = ("float_passthrough", "min_weight_elements")
 
 
 class QuantizationSpec(Strict):
@@ -355,6 +365,16 @@ class QuantizationSpec(Strict):
     jitter_scale: float = Field(0.2, ge=0, description="search crop log-scale jitter")
     default_target: str = "x86"
     recipes: dict[Format, dict[Precision, dict[str, QuantRecipe]]]
+
+    @model_validator(mode="after")
+    def _tflite_only_fields(self) -> "QuantizationSpec":
+        for fmt, by_precision in self.recipes.items():
+            for precision, by_target in by_precision.items():
+                for target, recipe in by_target.items():
+                    named = [f for f in TFLITE_ONLY_RECIPE_FIELDS if getattr(recipe, f) != QuantRecipe.model_fields[f].get_default()]
+                    if fmt != "tflite" and named:
+                        raise ValueError(f"recipes.{fmt}.{precision}.{target}: {', '.join(named)} is read by the TFLite exporter only")
+        return self
 
 
 class CatalogFile(Strict):

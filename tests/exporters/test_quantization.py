@@ -310,3 +310,16 @@ def test_track_and_bench_accept_int8(quantized, tmp_path, capsys, monkeypatch) -
     assert code == 0, err
     rows = json.loads((tmp_path / "bench.json").read_text())
     assert "int8" in json.dumps(rows)
+
+
+def test_tflite_only_recipe_fields_are_refused_elsewhere() -> None:
+    from pydantic import ValidationError
+
+    from zoo.schema import QuantizationSpec
+
+    spec = CATALOG.quantization.model_dump()
+    spec["recipes"]["onnx"]["int8"]["x86"]["float_passthrough"] = ["RESHAPE"]
+    with pytest.raises(ValidationError, match="recipes.onnx.int8.x86: float_passthrough is read by the TFLite exporter only"):
+        QuantizationSpec.model_validate(spec)
+    spec = CATALOG.quantization.model_dump(exclude_defaults=True)
+    assert QuantizationSpec.model_validate(spec).recipes["tflite"]["int8-dynamic"]["any"].min_weight_elements == 1024
